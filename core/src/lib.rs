@@ -1,0 +1,20 @@
+//! # p1lb-core
+//!
+//! The shared, sans-IO core of p1lb: everything that decides something lives here and
+//! is tested on the host; the Linux daemon and the RP2040 firmware only move bytes and
+//! time in and out of it.
+//!
+//! - [`p1`]: the P1 smart-meter telegram reader (framing, CRC, syntax, dialects) and the
+//!   fixed-point model of one reading.
+//!
+//! `no_std`, no heap. Nothing in this crate panics on input from outside: every parser
+//! here takes arbitrary bytes and answers with a value or an error (fuzzed, see
+//! `core/fuzz/`).
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod p1;

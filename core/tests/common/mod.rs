@@ -1,0 +1,70 @@
+//! Shared helpers for the reader's integration tests: the sample corpus and a
+//! feed-everything driver.
+#![allow(dead_code)]
+
+use p1lb_core::p1::{Event, Rejection, TelegramReader};
+
+/// The sample telegrams from real meters, copied verbatim from `shared/telegrams/`.
+pub fn telegram_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/telegrams")
+}
+
+/// The bytes of one sample.
+pub fn sample(name: &str) -> Vec<u8> {
+    let path = telegram_dir().join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every plaintext sample (`*.txt`), sorted by name.
+pub fn text_samples() -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(telegram_dir())
+        .expect("telegram dir")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// What one telegram came out as: the accepted bytes, or the rejection reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted(Vec<u8>),
+    Rejected(Rejection),
+}
+
+/// Feeds `chunks` in order and collects every outcome.
+pub fn feed_chunks<'a>(
+    reader: &mut TelegramReader,
+    chunks: impl IntoIterator<Item = &'a [u8]>,
+) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    for chunk in chunks {
+        let mut rest = chunk;
+        let mut stalls = 0;
+        while !rest.is_empty() {
+            let (used, event) = reader.feed(rest);
+            match event {
+                Some(Event::Telegram(t)) => out.push(Outcome::Accepted(t.as_bytes().to_vec())),
+                Some(Event::Rejected { reason, .. }) => out.push(Outcome::Rejected(reason)),
+                None => assert_eq!(used, rest.len(), "no event must mean all input used"),
+            }
+            // A rejection may leave the next header unconsumed, once.
+            stalls = if used == 0 { stalls + 1 } else { 0 };
+            assert!(stalls < 2, "feed made no progress");
+            rest = &rest[used..];
+        }
+    }
+    out
+}
+
+/// Feeds everything at once.
+pub fn feed_all(bytes: &[u8]) -> (Vec<Outcome>, p1lb_core::p1::ReaderStats) {
+    let mut reader = TelegramReader::new();
+    let out = feed_chunks(&mut reader, [bytes]);
+    (out, *reader.stats())
+}
