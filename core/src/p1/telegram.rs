@@ -261,7 +261,7 @@ impl<'a> Telegram<'a> {
         Lines {
             body: self.bytes.get(body_start..body_end).unwrap_or(&[]),
             pos: 0,
-            line_no: 1,
+            line_no: 2,
         }
     }
 }
@@ -270,75 +270,80 @@ fn trim_cr(s: &[u8]) -> &[u8] {
     s.strip_suffix(b"\r").unwrap_or(s)
 }
 
-fn trim_spaces(mut s: &[u8]) -> &[u8] {
-    while let [rest @ .., b' ' | b'\r'] = s {
-        s = rest;
-    }
-    while let [b' ', rest @ ..] = s {
-        s = rest;
-    }
-    s
-}
-
-/// True when `s` is one or more `(…)` groups, optionally separated by spaces.
-fn is_groups(s: &[u8]) -> bool {
-    let mut rest = s;
-    let mut n = 0;
-    loop {
-        rest = trim_spaces(rest);
-        match rest {
-            [] => return n > 0,
-            [b'(', tail @ ..] => {
-                let Some(close) = tail.iter().position(|&b| b == b')') else {
-                    return false;
-                };
-                if !tail[..close]
-                    .iter()
-                    .all(|&b| (0x20..0x7f).contains(&b) && b != b'(')
-                {
-                    return false;
-                }
-                rest = &tail[close + 1..];
-                n += 1;
-            }
-            _ => return false,
-        }
-    }
-}
-
-/// Walks the body line by line, joining continuation lines to their object.
+/// Walks the body in one pass, line by line, joining continuation lines (DSMR 2/3)
+/// to their object.
 #[derive(Clone)]
 struct Lines<'a> {
     body: &'a [u8],
     pos: usize,
+    /// The number of the line at `pos` (header = 1).
     line_no: u16,
 }
 
-impl<'a> Lines<'a> {
-    /// The next raw line (without `\n`, `\r`) and its number, advancing.
-    fn take_line(&mut self) -> Option<(&'a [u8], u16)> {
-        let rest = self.body.get(self.pos..)?;
-        if rest.is_empty() {
-            return None;
-        }
-        let end = rest.iter().position(|&b| b == b'\n');
-        let line = &rest[..end.unwrap_or(rest.len())];
-        self.pos += end.map_or(rest.len(), |e| e + 1);
-        self.line_no = self.line_no.saturating_add(1);
-        Some((trim_cr(line), self.line_no))
-    }
-
-    fn peek_starts_with_bracket(&self) -> bool {
-        let rest = self.body.get(self.pos..).unwrap_or(&[]);
-        trim_spaces_front(rest).first() == Some(&b'(')
-    }
+/// A byte allowed inside `(…)`: printable ASCII except the brackets.
+fn is_value_byte(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) && b != b'(' && b != b')'
 }
 
-fn trim_spaces_front(mut s: &[u8]) -> &[u8] {
-    while let [b' ', rest @ ..] = s {
-        s = rest;
+impl<'a> Lines<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.body.get(self.pos).copied()
     }
-    s
+
+    fn skip_spaces(&mut self) {
+        while self.peek() == Some(b' ') {
+            self.pos += 1;
+        }
+    }
+
+    /// Parses `(…)(…)…` at `pos`; returns how many groups. Stops before anything else.
+    fn groups(&mut self) -> Option<usize> {
+        let mut n = 0;
+        loop {
+            self.skip_spaces();
+            if self.peek() != Some(b'(') {
+                return Some(n);
+            }
+            self.pos += 1;
+            let rest = self.body.get(self.pos..).unwrap_or(&[]);
+            let len = rest.iter().position(|&b| !is_value_byte(b))?;
+            if rest[len] != b')' {
+                return None;
+            }
+            self.pos += len + 1;
+            n += 1;
+        }
+    }
+
+    /// At the end of a line (spaces, CR allowed): consumes the LF and returns true.
+    fn end_of_line(&mut self) -> bool {
+        self.skip_spaces();
+        if self.peek() == Some(b'\r') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            None => true,
+            Some(b'\n') => {
+                self.pos += 1;
+                self.line_no = self.line_no.saturating_add(1);
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// Skips the rest of a bad line; returns its number.
+    fn skip_line(&mut self, no: u16) -> u16 {
+        let rest = self.body.get(self.pos..).unwrap_or(&[]);
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                self.pos += i + 1;
+                self.line_no = self.line_no.saturating_add(1);
+            }
+            None => self.pos = self.body.len(),
+        }
+        no
+    }
 }
 
 impl<'a> Iterator for Lines<'a> {
@@ -346,39 +351,51 @@ impl<'a> Iterator for Lines<'a> {
     type Item = Result<Object<'a>, u16>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        // Blank lines (and leading spaces) are not objects.
         loop {
-            let (line, no) = self.take_line()?;
-            let line = trim_spaces(line);
-            if line.is_empty() {
-                continue;
-            }
-            let Some((obis, used)) = Obis::parse_prefix(line) else {
-                return Some(Err(no));
-            };
-            let groups = &line[used..];
-            if !is_groups(groups) {
-                return Some(Err(no));
-            }
-            // Byte range of the groups inside `body`, extended over continuation lines.
-            let start = groups.as_ptr() as usize - self.body.as_ptr() as usize;
-            let mut end = start + groups.len();
-            while self.peek_starts_with_bracket() {
-                let save = (self.pos, self.line_no);
-                let Some((cont, _)) = self.take_line() else {
-                    break;
-                };
-                let cont = trim_spaces(cont);
-                if !is_groups(cont) {
-                    (self.pos, self.line_no) = save;
-                    break;
+            match self.peek()? {
+                b' ' | b'\r' => self.pos += 1,
+                b'\n' => {
+                    self.pos += 1;
+                    self.line_no = self.line_no.saturating_add(1);
                 }
-                end = cont.as_ptr() as usize - self.body.as_ptr() as usize + cont.len();
+                _ => break,
             }
-            return Some(Ok(Object {
-                obis,
-                groups: &self.body[start..end],
-            }));
         }
+        let no = self.line_no;
+        let Some((obis, used)) = Obis::parse_prefix(&self.body[self.pos..]) else {
+            return Some(Err(self.skip_line(no)));
+        };
+        self.pos += used;
+        let start = self.pos;
+        if self.groups().is_none_or(|n| n == 0) {
+            return Some(Err(self.skip_line(no)));
+        }
+        let mut end = self.pos;
+        if !self.end_of_line() {
+            return Some(Err(self.skip_line(no)));
+        }
+        // Continuation lines: `(…)` alone on the next line.
+        loop {
+            let save = (self.pos, self.line_no);
+            self.skip_spaces();
+            if self.peek() != Some(b'(') {
+                self.pos = save.0;
+                break;
+            }
+            let ok = self.groups().is_some();
+            let cont_end = self.pos;
+            if !ok || !self.end_of_line() {
+                // Not a clean continuation: left for the next call to report.
+                (self.pos, self.line_no) = save;
+                break;
+            }
+            end = cont_end;
+        }
+        Some(Ok(Object {
+            obis,
+            groups: &self.body[start..end],
+        }))
     }
 }
 

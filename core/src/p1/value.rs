@@ -212,7 +212,8 @@ impl Unit {
 /// A meter timestamp `YYMMDDhhmmss[S|W]` (local time; `S` summer, `W` winter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timestamp {
-    /// Full year (2000 + YY).
+    /// Full year: YY 00–68 → 2000–2068, 69–99 → 1969–1999 (as POSIX `%y`; meters
+    /// print `700101…` for "never read").
     pub year: u16,
     /// 1–12.
     pub month: u8,
@@ -242,7 +243,10 @@ impl Timestamp {
         }
         let two = |i: usize| (digits[i] - b'0') * 10 + (digits[i + 1] - b'0');
         let t = Timestamp {
-            year: 2000 + u16::from(two(0)),
+            year: match two(0) {
+                yy @ 0..=68 => 2000 + u16::from(yy),
+                yy => 1900 + u16::from(yy),
+            },
             month: two(2),
             day: two(4),
             hour: two(6),
@@ -311,6 +315,8 @@ mod tests {
         );
         assert_eq!(t.summer, Some(true));
         assert_eq!(Timestamp::parse(b"161107190000").unwrap().summer, None);
+        assert_eq!(Timestamp::parse(b"700101010000W").unwrap().year, 1970);
+        assert_eq!(Timestamp::parse(b"680101010000W").unwrap().year, 2068);
         assert_eq!(Timestamp::parse(b"201312135409S"), None);
         assert_eq!(Timestamp::parse(b"20051213540S"), None);
     }
