@@ -28,6 +28,10 @@ enum Command {
         /// One JSON object per line per telegram (counters on stderr).
         #[arg(long)]
         json: bool,
+        /// Refuse telegrams without a CRC: every dialect sent at 115200 baud has one
+        /// (DSMR 2/3 and EasyMeter, at 9600 baud, have none).
+        #[arg(long)]
+        require_crc: bool,
         /// Luxembourg Smarty: decryption key (32 hex digits) — the input is then the
         /// meter's encrypted frames.
         #[arg(long, requires = "auth_key")]
@@ -53,6 +57,7 @@ fn run() -> Result<ExitCode> {
         Command::Parse {
             input,
             json,
+            require_crc,
             key,
             auth_key,
         } => {
@@ -74,7 +79,11 @@ fn run() -> Result<ExitCode> {
                 source,
                 io::stdout().lock(),
                 io::stderr().lock(),
-                ParseOptions { json, smarty },
+                ParseOptions {
+                    json,
+                    smarty,
+                    require_crc,
+                },
             )?;
             if summary.reader.valid == 0 {
                 eprintln!("p1lb: no valid telegram found");

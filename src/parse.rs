@@ -16,6 +16,9 @@ pub struct ParseOptions {
     pub json: bool,
     /// Decrypt Luxembourg Smarty frames with these keys first.
     pub smarty: Option<SmartyKeys>,
+    /// Refuse telegrams without a CRC (a 115200 8N1 line: DSMR 4/5, e-MUCS, Smarty,
+    /// Nordic).
+    pub require_crc: bool,
 }
 
 /// What a run found.
@@ -36,6 +39,7 @@ pub fn run(
     opts: ParseOptions,
 ) -> Result<Summary> {
     let mut reader: TelegramReader = TelegramReader::new();
+    reader.set_crc_required(opts.require_crc);
     let mut smarty = opts.smarty.map(SmartyReader::<4096>::new);
     let mut printer = Printer {
         n: 0,

@@ -177,3 +177,18 @@ fn clear_errors() {
     let out = p1lb(&["parse", "-"], Some(b"no telegram here"));
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn require_crc_refuses_dsmr3() {
+    let out = p1lb(
+        &["parse", "--require-crc", &path("nl-dsmr30-iskra-mt382.txt")],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("missing_crc 1"));
+    let out = p1lb(
+        &["parse", "--require-crc", &path("nl-dsmr42-kaifa.txt")],
+        None,
+    );
+    assert!(out.status.success());
+}

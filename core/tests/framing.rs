@@ -274,3 +274,34 @@ fn telegram_view_checks_its_bytes() {
     assert_eq!(t.header(), b"ABC5");
     assert_eq!(t.objects().count(), 1);
 }
+
+#[test]
+fn full_crc_directly_followed_by_the_next_header() {
+    let g = good();
+    let mut stream = g[..g.len() - 2].to_vec(); // drop the footer's CR LF
+    stream.extend_from_slice(&g);
+    let (out, stats) = feed_all(&stream);
+    assert_eq!(stats.valid, 2, "{out:?}");
+    // With fewer than four digits the CRC may be cut: refused.
+    let mut stream = g[..g.len() - 4].to_vec(); // "!82"
+    stream.extend_from_slice(&g);
+    let (out, stats) = feed_all(&stream);
+    assert_eq!(out[0], Outcome::Rejected(Rejection::BadFooter));
+    assert_eq!(stats.valid, 1);
+}
+
+#[test]
+fn crc_can_be_required_for_the_whole_line() {
+    // A Swedish-style telegram (no version object) that lost its CRC.
+    let t = without_crc(
+        "ELL5TEST",
+        &["0-0:1.0.0(210217184019W)", "1-0:1.8.0(00006678.394*kWh)"],
+    );
+    assert!(matches!(feed_all(&t).0[0], Outcome::Accepted(_)));
+    let mut reader: TelegramReader = TelegramReader::new();
+    reader.set_crc_required(true);
+    let out = common::feed_chunks(&mut reader, [&t[..], &good()[..]]);
+    assert_eq!(out[0], Outcome::Rejected(Rejection::MissingCrc));
+    assert!(matches!(out[1], Outcome::Accepted(_)));
+    assert_eq!(reader.stats().missing_crc, 1);
+}

@@ -53,8 +53,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let size = usize::from(split % 97) + 1;
-    let whole = run(&mut Reader::new(), &mut core::iter::once(data));
+    let required = split & 0x80 != 0;
+    let mut whole_reader = Reader::new();
+    whole_reader.set_crc_required(required);
+    let whole = run(&mut whole_reader, &mut core::iter::once(data));
     let mut chunked_reader = Reader::new();
+    chunked_reader.set_crc_required(required);
     let chunked = run(&mut chunked_reader, &mut data.chunks(size));
     assert_eq!(whole, chunked, "outcome depends on the split (chunks of {size})");
     let stats = chunked_reader.stats();

@@ -42,7 +42,7 @@ pub enum Rejection {
     /// `!` did not start a line.
     BadFooter,
     /// A telegram of a dialect that always carries a CRC (it names a DSMR 4+ or e-MUCS
-    /// version) arrived without one.
+    /// version, or the reader requires one) arrived without one.
     MissingCrc,
     /// The telegram has no CRC and a line is not valid P1 syntax: without a CRC, a line
     /// that does not parse may be line noise, so the whole telegram is refused.
@@ -174,6 +174,7 @@ pub struct TelegramReader<const N: usize = DEFAULT_CAPACITY> {
     state: State,
     digits: u8,
     printed: u16,
+    crc_required: bool,
     stats: ReaderStats,
 }
 
@@ -194,6 +195,7 @@ impl<const N: usize> TelegramReader<N> {
             state: State::Hunting,
             digits: 0,
             printed: 0,
+            crc_required: false,
             stats: ReaderStats {
                 valid: 0,
                 bad_crc: 0,
@@ -207,6 +209,16 @@ impl<const N: usize> TelegramReader<N> {
                 skipped_lines: 0,
             },
         }
+    }
+
+    /// Refuse every telegram without a CRC ([`Rejection::MissingCrc`]). Set it when the
+    /// port runs at 115200 8N1 (register 1035 = 0): every dialect on that line speed
+    /// (DSMR 4/5, e-MUCS, Smarty, the Swedish and other IEC 62056-21 variants) carries
+    /// a CRC, so a telegram without one is damaged. Off by default: then only
+    /// telegrams naming DSMR ≥ 4 or e-MUCS must carry one (DSMR 2/3 and EasyMeter at
+    /// 9600 7E1 have none).
+    pub fn set_crc_required(&mut self, required: bool) {
+        self.crc_required = required;
     }
 
     /// The counters so far.
@@ -341,6 +353,9 @@ impl<const N: usize> TelegramReader<N> {
                             i += 1;
                         }
                         (_, b'\n') => return (i + 1, Some(self.finish())),
+                        // A full CRC directly followed by the next header (a meter or
+                        // dongle that drops the line end): complete; `/` not consumed.
+                        (_, b'/') if self.digits == 4 => return (i, Some(self.finish())),
                         // Not consumed: it may be the `/` of the next telegram.
                         _ => return (i, Some(self.reject(Rejection::BadFooter, State::Hunting))),
                     }
@@ -391,7 +406,7 @@ impl<const N: usize> TelegramReader<N> {
             CrcStatus::Ok(self.printed)
         };
         match Telegram::new_checked(bytes, crc) {
-            Ok(t) if crc == CrcStatus::Absent && t.requires_crc() => {
+            Ok(t) if crc == CrcStatus::Absent && (self.crc_required || t.requires_crc()) => {
                 self.stats.count(Rejection::MissingCrc);
                 Event::Rejected {
                     reason: Rejection::MissingCrc,

@@ -130,7 +130,8 @@ pub struct MbusReading {
 pub struct Reading {
     /// DSMR version (`1-3:0.2.8`, e.g. 50) or e-MUCS version (`0-0:96.1.4`, e.g. 50217).
     pub version: Option<u32>,
-    /// Equipment identifier (`0-0:96.1.1`, or `0-0:96.1.255` / `1-0:0.0.0` on EasyMeter).
+    /// Equipment identifier: the first of `0-0:96.1.1`, `0-0:96.1.0` (E.ON Hungary),
+    /// `0-0:96.1.255` / `1-0:0.0.0` (EasyMeter).
     pub meter_id: Option<MeterId>,
     /// Time of the reading (`0-0:1.0.0`).
     pub timestamp: Option<Timestamp>,
@@ -188,6 +189,7 @@ impl Reading {
                 self.version = v0.and_then(|v| v.text().parse().ok());
             }
             x if (x == Obis::new(0, 0, 96, 1, 1)
+                || x == Obis::new(0, 0, 96, 1, 0)
                 || x == Obis::new(0, 0, 96, 1, 255)
                 || x == Obis::new(1, 0, 0, 0, 0))
                 && self.meter_id.is_none() =>
