@@ -6,6 +6,9 @@
 //!
 //! - [`p1`]: the P1 smart-meter telegram reader (framing, CRC, syntax, dialects) and the
 //!   fixed-point model of one reading.
+//! - [`config`]: the saved settings as data (one table), with their validation.
+//! - [`balancer`]: the control law (stepped and headroom modes), fed readings and time.
+//! - [`led`]: the status LED pattern as a function of state and time.
 //!
 //! `no_std`, no heap. Nothing in this crate panics on input from outside: every parser
 //! here takes arbitrary bytes and answers with a value or an error (fuzzed, see
@@ -17,4 +20,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod balancer;
+pub mod config;
+pub mod led;
 pub mod p1;

@@ -1,0 +1,349 @@
+//! The control law: how much current the charger may draw, second by second.
+//!
+//! A sans-IO state machine (the shape of quinn-proto's `Connection`): it owns no
+//! clock, port or pin. The driver feeds it valid meter readings
+//! ([`Balancer::on_reading`]), the charger's own phase currents where known
+//! ([`Balancer::on_charger_currents`]), the override cap (register 1000,
+//! [`Balancer::set_cap`]) and the time, and calls [`Balancer::tick`] at
+//! [`Balancer::next_tick_ms`]; the tick returns the [`Decision`] to send.
+//!
+//! The rules (registers.md, "Balancer states" and "Control rules"):
+//! - State from the highest phase current `I` over the configured phases: alarm
+//!   (`I` > 1012), upper (`I` > 1015), lower (`I` ≤ 1018 and the limit can still
+//!   rise), normal otherwise; fallback when no valid telegram came for 1022 s.
+//! - A state change restarts the wait timer. Each time a state has held for its wait
+//!   time (1013 / 1016 / 1019) the limit moves by its step (−1014 / −1017 / +1020) and
+//!   the timer restarts.
+//! - The limit stays within `[0, min(1010, 1000)]`; it only rises on a reading younger
+//!   than 3 s; entering fallback sets it to 1021 at once; leaving fallback it goes on
+//!   from there as in state 1; it starts at 0 at boot.
+//! - The value sent is 0 below the charger minimum (1025), else the limit.
+//!
+//! Headroom mode (1023 = 1) keeps the same states and thresholds and sizes the steps
+//! from the measurement: see [`Balancer::tick`]. It acts no later than stepped mode and
+//! always by at least the stepped amount when lowering.
+//!
+//! Never panics; all arithmetic saturates.
+
+use crate::config::{Config, ControlMode};
+
+/// The control tick.
+pub const TICK_MS: u64 = 1000;
+
+/// A reading older than this may lower the limit but never raise it.
+pub const FRESH_MS: u64 = 3000;
+
+/// Headroom mode aims this far below the upper limit, so that meter resolution and
+/// small load changes do not push it into state 2.
+pub const HEADROOM_MARGIN_MA: u32 = 500;
+
+/// Headroom mode lets the car settle this long after raising before it raises again
+/// (a car takes a second or two to follow a new limit; raising on a reading taken
+/// before it followed would overshoot).
+pub const HEADROOM_SETTLE_MS: u64 = 3000;
+
+/// Balancer state, as in register 1002.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum State {
+    /// 0: between lower and upper limit (or at the charger maximum); the limit holds.
+    Normal = 0,
+    /// 1: at or below the lower limit and the limit can still rise.
+    Lower = 1,
+    /// 2: above the upper limit.
+    Upper = 2,
+    /// 3: above the alarm limit.
+    Alarm = 3,
+    /// 4: no valid meter data for the fallback time.
+    Fallback = 4,
+}
+
+impl State {
+    /// The register 1002 value.
+    pub fn code(self) -> u16 {
+        self as u16
+    }
+}
+
+/// What the tick decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// The balancer's limit, mA.
+    pub limit_ma: u32,
+    /// What to send to the charger (register 1001): 0 below the charger minimum.
+    pub sent_ma: u32,
+    /// Register 1002.
+    pub state: State,
+    /// True when `sent_ma` differs from the previous tick's.
+    pub changed: bool,
+}
+
+/// The balancer. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct Balancer {
+    cfg: Config,
+    cap_ma: u32,
+    limit_ma: u32,
+    sent_ma: u32,
+    state: State,
+    /// When the wait timer of the current state started.
+    timer_ms: u64,
+    /// When the limit last rose (headroom settling).
+    raised_ms: Option<u64>,
+    /// The last valid reading: when, and the highest phase current.
+    reading: Option<(u64, i32)>,
+    /// When the last valid reading arrived, or boot.
+    last_valid_ms: u64,
+    /// The charger's own highest phase current and when it was read.
+    charger: Option<(u64, i32)>,
+    next_tick_ms: u64,
+}
+
+impl Balancer {
+    /// A balancer at boot (`now_ms`): limit 0, stepping up as in state 1 once readings
+    /// arrive. The override cap starts at the charger maximum.
+    pub fn new(cfg: Config, now_ms: u64) -> Self {
+        Balancer {
+            cap_ma: cfg.charger_max_ma(),
+            cfg,
+            limit_ma: 0,
+            sent_ma: 0,
+            state: State::Lower,
+            timer_ms: now_ms,
+            raised_ms: None,
+            reading: None,
+            last_valid_ms: now_ms,
+            charger: None,
+            next_tick_ms: now_ms,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Applies a new (validated) configuration from the next tick on. The limit is
+    /// kept and clamped to the new maximum.
+    pub fn apply_config(&mut self, cfg: Config) {
+        let old_max = self.cfg.charger_max_ma();
+        self.cfg = cfg;
+        // An override equal to the old maximum follows the new one.
+        if self.cap_ma == old_max {
+            self.cap_ma = cfg.charger_max_ma();
+        }
+    }
+
+    /// Register 1000: an outside cap, mA. Lowering it below the present limit drops
+    /// the limit at the next tick; raising it lets the limit step up again.
+    pub fn set_cap(&mut self, cap_ma: u32) {
+        self.cap_ma = cap_ma;
+    }
+
+    /// Register 1000 as it reads.
+    pub fn cap_ma(&self) -> u32 {
+        self.cap_ma
+    }
+
+    /// A valid telegram's signed grid currents (mA, import positive), per phase.
+    /// Phases the meter does not report are `None`; a reading with no current on any
+    /// configured phase is not a valid reading for the balancer.
+    pub fn on_reading(&mut self, now_ms: u64, grid_ma: [Option<i32>; 3]) -> bool {
+        let phases = usize::from(self.cfg.phases());
+        let highest = grid_ma[..phases].iter().flatten().copied().max();
+        match highest {
+            Some(i) => {
+                self.reading = Some((now_ms, i));
+                self.last_valid_ms = now_ms;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The charger's own phase currents (mA), read back from it (headroom mode uses
+    /// them to see what the car really draws).
+    pub fn on_charger_currents(&mut self, now_ms: u64, ma: [Option<i32>; 3]) {
+        self.charger = ma.iter().flatten().copied().max().map(|i| (now_ms, i));
+    }
+
+    /// When [`tick`](Self::tick) must be called next.
+    pub fn next_tick_ms(&self) -> u64 {
+        self.next_tick_ms
+    }
+
+    /// Seconds since the last valid reading (register 1004), saturating.
+    pub fn seconds_since_reading(&self, now_ms: u64) -> u16 {
+        match self.reading {
+            Some(_) => {
+                u16::try_from(now_ms.saturating_sub(self.last_valid_ms) / 1000).unwrap_or(u16::MAX)
+            }
+            None => u16::MAX,
+        }
+    }
+
+    /// True when the last valid reading is older than [`FRESH_MS`] (register 1003
+    /// bit 0).
+    pub fn is_stale(&self, now_ms: u64) -> bool {
+        !matches!(self.reading, Some((t, _)) if now_ms.saturating_sub(t) < FRESH_MS)
+    }
+
+    /// The current decision without ticking.
+    pub fn decision(&self) -> Decision {
+        Decision {
+            limit_ma: self.limit_ma,
+            sent_ma: self.sent_ma,
+            state: self.state,
+            changed: false,
+        }
+    }
+
+    /// One control tick. Call at [`next_tick_ms`](Self::next_tick_ms); an early call
+    /// changes nothing.
+    pub fn tick(&mut self, now_ms: u64) -> Decision {
+        if now_ms < self.next_tick_ms {
+            return self.decision();
+        }
+        // The next tick one period on; after a long gap, from now.
+        self.next_tick_ms = (self.next_tick_ms + TICK_MS).max(now_ms + 1);
+        let before = self.sent_ma;
+        self.step(now_ms);
+        self.limit_ma = self.limit_ma.min(self.cap());
+        self.sent_ma = if self.limit_ma < self.cfg.charger_min_ma() {
+            0
+        } else {
+            self.limit_ma
+        };
+        Decision {
+            changed: self.sent_ma != before,
+            ..self.decision()
+        }
+    }
+
+    fn cap(&self) -> u32 {
+        self.cap_ma.min(self.cfg.charger_max_ma())
+    }
+
+    fn enter(&mut self, state: State, now_ms: u64) -> bool {
+        if state != self.state {
+            self.state = state;
+            self.timer_ms = now_ms;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn waited(&self, now_ms: u64, wait_s: u32) -> bool {
+        now_ms.saturating_sub(self.timer_ms) >= u64::from(wait_s) * 1000
+    }
+
+    fn step(&mut self, now_ms: u64) {
+        let cfg = self.cfg;
+        let fallback_ms = u64::from(cfg.fallback_s()) * 1000;
+        if now_ms.saturating_sub(self.last_valid_ms) >= fallback_ms {
+            if self.enter(State::Fallback, now_ms) || self.limit_ma != cfg.fallback_ma() {
+                self.limit_ma = cfg.fallback_ma();
+            }
+            return;
+        }
+        let Some((_, i)) = self.reading else {
+            // Boot, no reading yet: state 1 at 0, nothing to raise on.
+            self.enter(State::Lower, now_ms);
+            return;
+        };
+        let fresh = !self.is_stale(now_ms);
+        let cap = self.cap();
+        let state = if i > to_i32(cfg.alarm_ma()) {
+            State::Alarm
+        } else if i > to_i32(cfg.upper_ma()) {
+            State::Upper
+        } else if i <= to_i32(cfg.lower_ma()) && self.limit_ma < cap {
+            State::Lower
+        } else {
+            State::Normal
+        };
+        let entered = self.enter(state, now_ms);
+        match cfg.mode() {
+            ControlMode::Stepped => self.stepped(now_ms, fresh),
+            ControlMode::Headroom => self.headroom(now_ms, fresh, i, entered),
+        }
+    }
+
+    fn stepped(&mut self, now_ms: u64, fresh: bool) {
+        let cfg = self.cfg;
+        match self.state {
+            State::Alarm if self.waited(now_ms, cfg.alarm_wait_s()) => {
+                self.lower_by(cfg.alarm_step_ma(), now_ms);
+            }
+            State::Upper if self.waited(now_ms, cfg.upper_wait_s()) => {
+                self.lower_by(cfg.upper_step_ma(), now_ms);
+            }
+            State::Lower if fresh && self.waited(now_ms, cfg.lower_wait_s()) => {
+                self.limit_ma = self
+                    .limit_ma
+                    .saturating_add(cfg.lower_step_ma())
+                    .min(self.cap());
+                self.timer_ms = now_ms;
+            }
+            _ => {}
+        }
+    }
+
+    fn lower_by(&mut self, step: u32, now_ms: u64) {
+        self.limit_ma = self.limit_ma.saturating_sub(step);
+        self.timer_ms = now_ms;
+    }
+
+    /// Headroom mode. Lowering: in alarm at once on entering and then every 1013 s, in
+    /// upper every 1016 s, each time by the overshoot above the target (upper − margin)
+    /// and never by less than the stepped amount. Raising (states 0 and 1, fresh data
+    /// only): to the target in one step, sized from what the car really draws where the
+    /// charger reports it, at most every 1019 s and not before the car has settled.
+    fn headroom(&mut self, now_ms: u64, fresh: bool, i: i32, entered: bool) {
+        let cfg = self.cfg;
+        let target = to_i32(cfg.upper_ma().saturating_sub(HEADROOM_MARGIN_MA));
+        let over = u32::try_from(i.saturating_sub(target)).unwrap_or(0);
+        match self.state {
+            State::Alarm if entered || self.waited(now_ms, cfg.alarm_wait_s()) => {
+                self.lower_by(over.max(cfg.alarm_step_ma()), now_ms);
+            }
+            State::Upper if self.waited(now_ms, cfg.upper_wait_s()) => {
+                self.lower_by(over.max(cfg.upper_step_ma()), now_ms);
+            }
+            State::Lower | State::Normal if fresh => {
+                let settled = self
+                    .raised_ms
+                    .is_none_or(|t| now_ms.saturating_sub(t) >= HEADROOM_SETTLE_MS);
+                if !settled || !self.waited(now_ms, cfg.lower_wait_s()) {
+                    return;
+                }
+                let room = target.saturating_sub(i);
+                if room <= 0 {
+                    return;
+                }
+                // What the car draws now: the charger's own reading where fresh, else
+                // assume it draws the whole limit.
+                let draw = match self.charger {
+                    Some((t, c)) if now_ms.saturating_sub(t) < FRESH_MS => c.max(0),
+                    _ => to_i32(self.sent_ma),
+                };
+                let want = u32::try_from(draw.saturating_add(room)).unwrap_or(0);
+                let new = want.max(self.limit_ma).min(self.cap());
+                // Raise only by a useful amount (a step of 1020 or more, or to the cap).
+                if new >= self.limit_ma.saturating_add(cfg.lower_step_ma())
+                    || (new == self.cap() && new > self.limit_ma)
+                {
+                    self.limit_ma = new;
+                    self.raised_ms = Some(now_ms);
+                    self.timer_ms = now_ms;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn to_i32(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}

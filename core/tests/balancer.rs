@@ -1,0 +1,425 @@
+//! The control law against the rules of registers.md, rule by rule, at the boundaries,
+//! and as properties over random inputs.
+
+use p1lb_core::balancer::{Balancer, Decision, State, TICK_MS};
+use p1lb_core::config::Config;
+use proptest::prelude::*;
+
+const A: i32 = 1000; // mA
+
+fn cfg(pairs: &[(u16, u16)]) -> Config {
+    let mut c = Config::default();
+    for &(a, v) in pairs {
+        c.set(a, v).expect("value in range");
+    }
+    c.validate().expect("consistent test config");
+    c
+}
+
+/// Drives a balancer second by second: a reading (if any) 200 ms before each tick.
+struct Run {
+    b: Balancer,
+    t: u64,
+    log: Vec<Decision>,
+}
+
+impl Run {
+    fn new(c: Config) -> Self {
+        let mut b = Balancer::new(c, 0);
+        let d = b.tick(0);
+        Run {
+            b,
+            t: 0,
+            log: vec![d],
+        }
+    }
+
+    /// One second with the highest phase current `ma` on L1 (None = meter silent).
+    fn sec(&mut self, ma: Option<i32>) -> Decision {
+        self.t += TICK_MS;
+        if let Some(i) = ma {
+            self.b.on_reading(self.t - 200, [Some(i), Some(0), Some(0)]);
+        }
+        let d = self.b.tick(self.t);
+        self.log.push(d);
+        d
+    }
+
+    fn secs(&mut self, n: usize, ma: Option<i32>) -> Decision {
+        let mut d = self.b.decision();
+        for _ in 0..n {
+            d = self.sec(ma);
+        }
+        d
+    }
+}
+
+/// Boot, then ramp to the charger maximum with a light load.
+fn at_max(c: Config) -> Run {
+    let mut r = Run::new(c);
+    r.secs(20, Some(5 * A));
+    assert_eq!(r.b.decision().limit_ma, c.charger_max_ma());
+    r
+}
+
+#[test]
+fn boot_starts_at_zero_and_steps_up_as_in_state_1() {
+    let mut r = Run::new(Config::default());
+    assert_eq!((r.log[0].limit_ma, r.log[0].state), (0, State::Lower));
+    for s in 1..=16u32 {
+        let d = r.sec(Some(5 * A));
+        assert_eq!(d.limit_ma, s * 1000, "second {s}");
+        assert_eq!(d.state, State::Lower);
+    }
+    // At the charger maximum: state 0, the limit holds.
+    let d = r.sec(Some(5 * A));
+    assert_eq!((d.limit_ma, d.state), (16_000, State::Normal));
+}
+
+#[test]
+fn no_reading_no_rise() {
+    let mut r = Run::new(Config::default());
+    let d = r.secs(10, None);
+    assert_eq!((d.limit_ma, d.state), (0, State::Lower));
+}
+
+#[test]
+fn state_0_between_lower_and_upper_holds() {
+    let mut r = Run::new(Config::default());
+    r.secs(8, Some(5 * A)); // limit 8 A
+    for i in [19_001, 20_000, 22_000] {
+        let d = r.secs(30, Some(i));
+        assert_eq!((d.limit_ma, d.state), (8000, State::Normal), "I = {i}");
+    }
+}
+
+#[test]
+fn state_1_rises_by_1020_every_1019_s() {
+    let c = cfg(&[(1019, 3), (1020, 2500)]);
+    let mut r = Run::new(c);
+    // Timer from boot: the first rise after 3 s, then every 3 s.
+    let limits: Vec<u32> = (0..9).map(|_| r.sec(Some(19 * A)).limit_ma).collect();
+    assert_eq!(limits, [0, 0, 2500, 2500, 2500, 5000, 5000, 5000, 7500]);
+}
+
+#[test]
+fn state_2_falls_by_1017_every_1016_s() {
+    let mut r = at_max(Config::default());
+    let limits: Vec<u32> = (0..11).map(|_| r.sec(Some(22_001)).limit_ma).collect();
+    assert!(r.log.last().is_some_and(|d| d.state == State::Upper));
+    // Entered on the first tick; falls 5 s later, and every 5 s.
+    assert_eq!(
+        limits,
+        [
+            16000, 16000, 16000, 16000, 16000, 15000, 15000, 15000, 15000, 15000, 14000
+        ]
+    );
+}
+
+#[test]
+fn state_3_falls_by_1014_every_1013_s() {
+    let c = cfg(&[(1013, 2), (1014, 3000)]);
+    let mut r = at_max(c);
+    let limits: Vec<u32> = (0..7).map(|_| r.sec(Some(24_001)).limit_ma).collect();
+    assert_eq!(limits, [16000, 16000, 13000, 13000, 10000, 10000, 7000]);
+    assert_eq!(r.b.decision().state, State::Alarm);
+}
+
+#[test]
+fn alarm_defaults_cut_12_5_a_after_one_second_and_never_below_zero() {
+    let mut r = at_max(Config::default());
+    assert_eq!(r.sec(Some(30 * A)).limit_ma, 16000);
+    assert_eq!(r.sec(Some(30 * A)).limit_ma, 3500);
+    let d = r.sec(Some(30 * A));
+    assert_eq!(d.limit_ma, 0);
+    assert_eq!(d.sent_ma, 0);
+}
+
+#[test]
+fn boundaries_of_each_state() {
+    let c = Config::default(); // lower 19000, upper 22000, alarm 24000
+    let cases = [
+        (19_000, State::Lower),
+        (19_001, State::Normal),
+        (22_000, State::Normal),
+        (22_001, State::Upper),
+        (24_000, State::Upper),
+        (24_001, State::Alarm),
+        (-10_000, State::Lower), // export
+    ];
+    for (i, want) in cases {
+        let mut r = Run::new(c);
+        r.secs(3, Some(5 * A)); // limit 3 A: can still rise
+        let d = r.sec(Some(i));
+        assert_eq!(d.state, want, "I = {i} mA");
+    }
+    // At or below the lower limit but at the charger maximum: state 0.
+    let mut r = at_max(c);
+    assert_eq!(r.sec(Some(19_000)).state, State::Normal);
+}
+
+#[test]
+fn a_state_change_restarts_the_wait_timer() {
+    let mut r = at_max(Config::default());
+    r.secs(4, Some(23 * A)); // 4 s in upper, 1 s short of a step
+    r.sec(Some(20 * A)); // back to normal
+    let limits: Vec<u32> = (0..5).map(|_| r.sec(Some(23 * A)).limit_ma).collect();
+    assert_eq!(limits, [16000, 16000, 16000, 16000, 16000]);
+    assert_eq!(r.sec(Some(23 * A)).limit_ma, 15000);
+}
+
+#[test]
+fn fallback_exactly_after_1022_s_at_once_then_ramps_from_it() {
+    let c = cfg(&[(1021, 8000), (1022, 30)]);
+    let mut r = at_max(c);
+    let last = r.t - 200; // the last reading
+    let mut entered = None;
+    for _ in 0..40 {
+        let d = r.sec(None);
+        if d.state == State::Fallback && entered.is_none() {
+            entered = Some(r.t);
+            assert_eq!(d.limit_ma, 8000, "fallback limit at once");
+        }
+    }
+    let entered = entered.expect("fallback");
+    assert!(entered >= last + 30_000 && entered < last + 30_000 + TICK_MS);
+    // Meter back: steps up from the fallback value, never jumps.
+    let d = r.sec(Some(5 * A));
+    assert_eq!((d.limit_ma, d.state), (8000, State::Lower));
+    assert_eq!(r.sec(Some(5 * A)).limit_ma, 9000);
+    assert_eq!(r.sec(Some(5 * A)).limit_ma, 10000);
+}
+
+#[test]
+fn fallback_from_boot_without_any_reading() {
+    let c = cfg(&[(1021, 6000)]);
+    let mut r = Run::new(c);
+    let d = r.secs(29, None);
+    assert_eq!(d.state, State::Lower);
+    let d = r.sec(None);
+    assert_eq!(
+        (d.state, d.limit_ma, d.sent_ma),
+        (State::Fallback, 6000, 6000)
+    );
+}
+
+#[test]
+fn stale_data_lowers_but_never_raises() {
+    let mut r = Run::new(Config::default());
+    r.secs(5, Some(5 * A));
+    assert_eq!(r.b.decision().limit_ma, 5000);
+    // The reading of 5 A ages: after 3 s it no longer raises.
+    r.b.on_reading(r.t + 100, [Some(5 * A), None, None]);
+    let limits: Vec<u32> = (0..6).map(|_| r.sec(None).limit_ma).collect();
+    assert_eq!(limits, [6000, 7000, 8000, 8000, 8000, 8000]);
+    // A stale alarm still lowers.
+    let mut r = at_max(Config::default());
+    r.b.on_reading(r.t + 100, [Some(30 * A), None, None]);
+    let limits: Vec<u32> = (0..6).map(|_| r.sec(None).limit_ma).collect();
+    assert_eq!(limits, [16000, 3500, 0, 0, 0, 0]);
+}
+
+#[test]
+fn override_cap_drops_at_once_and_lets_it_rise_again() {
+    let mut r = at_max(Config::default());
+    r.b.set_cap(10_000);
+    assert_eq!(r.sec(Some(5 * A)).limit_ma, 10_000);
+    assert_eq!(r.secs(5, Some(5 * A)).limit_ma, 10_000);
+    r.b.set_cap(65_535); // above the charger maximum: the maximum rules
+    // State 0 (at the cap) → 1: the change restarts the timer, then 1 A/s.
+    let limits: Vec<u32> = (0..8).map(|_| r.sec(Some(5 * A)).limit_ma).collect();
+    assert_eq!(
+        limits,
+        [10000, 11000, 12000, 13000, 14000, 15000, 16000, 16000]
+    );
+}
+
+#[test]
+fn single_phase_uses_l1_only() {
+    let c = cfg(&[(1011, 1)]);
+    let mut r = Run::new(c);
+    r.secs(3, Some(5 * A));
+    r.b.on_reading(r.t + 100, [Some(5 * A), Some(40 * A), Some(40 * A)]);
+    let d = r.b.tick(r.t + TICK_MS);
+    assert_eq!(d.state, State::Lower);
+    let mut b = Balancer::new(Config::default(), 0);
+    b.on_reading(100, [Some(5 * A), Some(40 * A), None]);
+    assert_eq!(b.tick(1000).state, State::Alarm);
+    // A reading without any configured phase is not a reading.
+    let mut b = Balancer::new(c, 0);
+    assert!(!b.on_reading(100, [None, Some(1), Some(1)]));
+}
+
+#[test]
+fn below_the_charger_minimum_sends_zero() {
+    let mut r = Run::new(Config::default());
+    let sent: Vec<u32> = (0..8).map(|_| r.sec(Some(5 * A)).sent_ma).collect();
+    assert_eq!(sent, [0, 0, 0, 0, 0, 6000, 7000, 8000]);
+    let c = cfg(&[(1025, 0)]);
+    let mut r = Run::new(c);
+    assert_eq!(r.sec(Some(5 * A)).sent_ma, 1000);
+}
+
+#[test]
+fn changed_flags_every_change_of_the_value_sent() {
+    let mut r = Run::new(Config::default());
+    r.secs(10, Some(5 * A));
+    for w in r.log.windows(2) {
+        assert_eq!(w[1].changed, w[1].sent_ma != w[0].sent_ma);
+    }
+}
+
+#[test]
+fn early_tick_changes_nothing() {
+    let mut b = Balancer::new(Config::default(), 0);
+    b.tick(0);
+    b.on_reading(100, [Some(5 * A), None, None]);
+    assert_eq!(b.tick(500).limit_ma, 0);
+    assert_eq!(b.next_tick_ms(), 1000);
+    assert_eq!(b.tick(1000).limit_ma, 1000);
+}
+
+// ---- Headroom mode ----
+
+/// Closed loop: house load `house` on L1, the car draws what it was sent (from the
+/// next second on), up to `car_max`.
+fn closed_loop(
+    c: Config,
+    house: impl Fn(u64) -> i32,
+    car_max: i32,
+    secs: u64,
+) -> Vec<(i32, Decision)> {
+    let mut b = Balancer::new(c, 0);
+    let mut draw = 0;
+    let mut out = Vec::new();
+    b.tick(0);
+    for s in 1..=secs {
+        let t = s * TICK_MS;
+        let i = house(s) + draw;
+        b.on_reading(t - 200, [Some(i), Some(0), Some(0)]);
+        b.on_charger_currents(t - 100, [Some(draw), None, None]);
+        let d = b.tick(t);
+        out.push((i, d));
+        draw = (d.sent_ma as i32).min(car_max);
+    }
+    out
+}
+
+#[test]
+fn headroom_converges_in_one_or_two_steps() {
+    let head = cfg(&[(1023, 1), (1010, 32000)]);
+    let step = cfg(&[(1010, 32000)]);
+    // 10 A of house load: room for 11.5 A below the upper limit (less the margin).
+    let h = closed_loop(head, |_| 10 * A, 32 * A, 60);
+    let s = closed_loop(step, |_| 10 * A, 32 * A, 60);
+    let settle = |run: &[(i32, Decision)]| {
+        let last = run.last().unwrap().1.limit_ma;
+        run.iter().position(|(_, d)| d.limit_ma == last).unwrap()
+    };
+    let changes = h
+        .windows(2)
+        .filter(|w| w[1].1.limit_ma != w[0].1.limit_ma)
+        .count();
+    assert!(changes <= 2, "headroom took {changes} steps");
+    assert!(settle(&h) < 5, "headroom settled after {} s", settle(&h));
+    assert!(settle(&s) >= 9, "stepped creeps 1 A/s");
+    // Headroom ends closer to the upper limit, never above it.
+    let (ih, _) = h.last().unwrap();
+    assert!(*ih > 20 * A && *ih <= 22 * A, "{ih}");
+    assert!(h.iter().all(|(i, _)| *i <= 22 * A));
+}
+
+#[test]
+fn headroom_uses_what_the_car_really_draws() {
+    // The car takes only 10 A: the limit can go to the cap without harm.
+    let c = cfg(&[(1023, 1)]);
+    let run = closed_loop(c, |_| 5 * A, 10 * A, 20);
+    assert_eq!(run.last().unwrap().1.limit_ma, 16000);
+}
+
+#[test]
+fn headroom_alarm_acts_at_once_by_the_overshoot() {
+    let c = cfg(&[(1023, 1)]);
+    // House jumps from 2 A to 18 A at second 20 with the car at 16 A: 34 A.
+    let run = closed_loop(c, |s| if s < 20 { 2 * A } else { 18 * A }, 32 * A, 30);
+    let (i, d) = run[19];
+    assert!(i > 24 * A);
+    assert_eq!(d.state, State::Alarm);
+    // Same tick: down by the overshoot above 21.5 A (at least 12.5 A).
+    assert!(d.limit_ma <= 16000 - 12500, "{d:?}");
+    assert!(run[20..].iter().all(|(i, _)| *i <= 22 * A));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Whatever the readings, gaps, caps and configuration: the limit stays within
+    /// [0, min(1010, 1000)], the value sent is 0 or at least the minimum, fallback
+    /// starts exactly 1022 s after the last valid reading (at the tick that reaches
+    /// it), and an alarm lowers the limit within 1013 s + one tick.
+    #[test]
+    fn invariants(
+        headroom in any::<bool>(),
+        max in 6000u16..=32000,
+        fallback_s in 1u16..=40,
+        alarm_wait in 1u16..=10,
+        fallback_ma in 0u16..=6000,
+        steps in proptest::collection::vec((prop::option::weighted(0.8, -20_000i32..40_000), 0u16..=65535, 0u8..20), 1..300),
+    ) {
+        let c = cfg(&[(1010, max), (1022, fallback_s), (1013, alarm_wait), (1021, fallback_ma), (1023, u16::from(headroom))]);
+        let mut b = Balancer::new(c, 0);
+        b.tick(0);
+        let mut t = 0u64;
+        let mut last_valid = 0u64;
+        let mut cap = u32::from(max);
+        let mut alarm_since: Option<(u64, u32)> = None;
+        for (reading, new_cap, cap_every) in steps {
+            t += TICK_MS;
+            if let Some(i) = reading {
+                prop_assert!(b.on_reading(t - 300, [Some(i), Some(i / 2), None]));
+                last_valid = t - 300;
+                if i > 24_000 && alarm_since.is_none() {
+                    alarm_since = Some((t - 300, b.decision().limit_ma));
+                } else if i <= 24_000 {
+                    alarm_since = None;
+                }
+            }
+            if cap_every == 0 {
+                cap = u32::from(new_cap);
+                b.set_cap(cap);
+            }
+            let d = b.tick(t);
+            prop_assert!(d.limit_ma <= cap.min(u32::from(max)), "{d:?} cap {cap}");
+            prop_assert!(d.sent_ma == 0 || d.sent_ma >= 6000);
+            prop_assert!(d.sent_ma == 0 || d.sent_ma == d.limit_ma);
+            let silent = t - last_valid;
+            let fb = u64::from(fallback_s) * 1000;
+            prop_assert_eq!(d.state == State::Fallback, silent >= fb, "t {} silent {}", t, silent);
+            if let Some((since, limit_then)) = alarm_since {
+                if d.state != State::Fallback && limit_then > 0 && t >= since + u64::from(alarm_wait) * 1000 + TICK_MS {
+                    prop_assert!(d.limit_ma < limit_then, "alarm since {since}: {d:?}");
+                    alarm_since = None;
+                }
+            }
+        }
+    }
+
+    /// Headroom never reacts later or by less than stepped to the same alarm.
+    #[test]
+    fn headroom_never_slower_on_alarm(house in 0i32..20_000, jump in 10_000i32..30_000, at in 20u64..40) {
+        let stepped = cfg(&[]);
+        let headroom = cfg(&[(1023, 1)]);
+        let s = closed_loop(stepped, |t| if t < at { house.min(5000) } else { house + jump }, 32 * A, at + 15);
+        let h = closed_loop(headroom, |t| if t < at { house.min(5000) } else { house + jump }, 32 * A, at + 15);
+        let first_cut = |run: &[(i32, Decision)]| {
+            run.windows(2).position(|w| w[1].1.state == State::Alarm && w[1].1.limit_ma < w[0].1.limit_ma)
+        };
+        if let Some(sc) = first_cut(&s) {
+            let hc = first_cut(&h);
+            prop_assert!(hc.is_some_and(|hc| hc <= sc), "stepped cut at {sc}, headroom at {hc:?}");
+        }
+        // And never sits above the upper limit longer.
+        let over = |run: &[(i32, Decision)]| run.iter().filter(|(i, _)| *i > 22_000).count();
+        prop_assert!(over(&h) <= over(&s), "over upper: headroom {} stepped {}", over(&h), over(&s));
+    }
+}
