@@ -330,3 +330,79 @@ impl Config {
         u8::try_from(self.raw(1090)).unwrap_or(10)
     }
 }
+
+/// A configuration reads and writes as a map of setting names to values, in address
+/// order (`charger_max_current = 16000`). Reading starts from the defaults, so a file
+/// may name only what it changes; an unknown name, a value out of its range or an
+/// inconsistent set is an error that names the setting and the rule.
+#[cfg(feature = "std")]
+mod serde_impl {
+    use super::{Config, ConfigError, SETTINGS, setting_named};
+    use serde::de::{self, MapAccess, Visitor};
+    use serde::ser::SerializeMap;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::fmt;
+    use std::format;
+    use std::string::{String, ToString};
+
+    impl Serialize for Config {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut map = serializer.serialize_map(Some(SETTINGS.len()))?;
+            for (setting, value) in self.iter() {
+                map.serialize_entry(setting.name, &value)?;
+            }
+            map.end()
+        }
+    }
+
+    struct ConfigVisitor;
+
+    const NAMES: &[&str] = &{
+        let mut names = [""; SETTINGS.len()];
+        let mut i = 0;
+        while i < SETTINGS.len() {
+            names[i] = SETTINGS[i].name;
+            i += 1;
+        }
+        names
+    };
+
+    impl<'de> Visitor<'de> for ConfigVisitor {
+        type Value = Config;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map of p1lb setting names to values")
+        }
+
+        fn visit_map<M: MapAccess<'de>>(self, mut access: M) -> Result<Config, M::Error> {
+            let mut config = Config::default();
+            while let Some(key) = access.next_key::<String>()? {
+                let setting =
+                    setting_named(&key).ok_or_else(|| de::Error::unknown_field(&key, NAMES))?;
+                let value: i64 = access.next_value()?;
+                let value = u16::try_from(value).map_err(|_| {
+                    // Report the value as written, with the setting's own range.
+                    let e = ConfigError::OutOfRange { setting, value: 0 }.to_string();
+                    let range = e.split_once(": ").map_or("", |(_, r)| r);
+                    de::Error::custom(format!(
+                        "{} ({}) = {value} is out of range: {range}",
+                        setting.name, setting.address
+                    ))
+                })?;
+                config
+                    .set(setting.address, value)
+                    .map_err(|e| de::Error::custom(e.to_string()))?;
+            }
+            config
+                .validate()
+                .map_err(|e| de::Error::custom(e.to_string()))?;
+            Ok(config)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Config {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Config, D::Error> {
+            deserializer.deserialize_map(ConfigVisitor)
+        }
+    }
+}
