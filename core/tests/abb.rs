@@ -1,0 +1,309 @@
+//! The Terra AC driver against a simulated charger that keeps the register behaviour
+//! of abb-terra-ac.md (read-backs, reboot values, exceptions, silence).
+
+use p1lb_core::abb::{
+    COMM_TIMEOUT_S, DriverConfig, Outcome, POLL_MS, REG_FALLBACK, REG_LIMIT, REG_TIMEOUT, Request,
+    STATUS_LEN, STATUS_START, TerraAc,
+};
+use proptest::prelude::*;
+
+/// The charger's registers that matter here.
+struct Charger {
+    limit_ma: u32,
+    fallback_a: u16,
+    timeout_s: u16,
+    current_ma: [u32; 3],
+    state: u8,
+    silent: bool,
+    writes: Vec<Request>,
+}
+
+impl Charger {
+    fn new() -> Self {
+        // As after a reboot.
+        Charger {
+            limit_ma: 32_000,
+            fallback_a: 256,
+            timeout_s: 60,
+            current_ma: [0; 3],
+            state: 0,
+            silent: false,
+            writes: Vec::new(),
+        }
+    }
+
+    fn reboot(&mut self) {
+        self.limit_ma = 32_000;
+        self.fallback_a = 256;
+    }
+
+    fn block(&self) -> Vec<u16> {
+        let mut r = vec![0u16; STATUS_LEN as usize];
+        let mut put2 = |addr: u16, v: u32| {
+            let i = usize::from(addr - STATUS_START);
+            r[i] = (v >> 16) as u16;
+            r[i + 1] = v as u16;
+        };
+        put2(0x400E, self.limit_ma.min(32_000));
+        put2(0x4010, self.current_ma[0]);
+        put2(0x4012, self.current_ma[1]);
+        put2(0x4014, self.current_ma[2]);
+        put2(0x4022, self.limit_ma);
+        r[usize::from(0x400D - STATUS_START)] = u16::from(self.state) << 8;
+        r[usize::from(0x4020 - STATUS_START)] = self.timeout_s;
+        r[usize::from(0x4024 - STATUS_START)] = self.fallback_a;
+        r
+    }
+
+    /// Performs a request; returns the registers read (or an empty slice).
+    fn exchange(&mut self, req: Request) -> Result<Vec<u16>, Option<u8>> {
+        if self.silent {
+            return Err(None);
+        }
+        match req {
+            Request::Read { start, len } if start == STATUS_START && len == STATUS_LEN => {
+                Ok(self.block())
+            }
+            Request::Read { .. } => Err(Some(2)),
+            Request::WriteOne {
+                address: REG_TIMEOUT,
+                value,
+            } => {
+                self.writes.push(req);
+                self.timeout_s = value;
+                Ok(vec![])
+            }
+            Request::WriteOne {
+                address: REG_FALLBACK,
+                value,
+            } => {
+                self.writes.push(req);
+                self.fallback_a = value;
+                Ok(vec![])
+            }
+            Request::WriteTwo {
+                address: REG_LIMIT,
+                values,
+            } => {
+                self.writes.push(req);
+                self.limit_ma = (u32::from(values[0]) << 16) | u32::from(values[1]);
+                Ok(vec![])
+            }
+            _ => Err(Some(2)),
+        }
+    }
+}
+
+/// Runs the driver for `ms` at 100 ms steps with `sent(t)`; returns the exchanges.
+fn run(
+    d: &mut TerraAc,
+    c: &mut Charger,
+    from: u64,
+    ms: u64,
+    sent: impl Fn(u64) -> u32,
+) -> Vec<(u64, Request)> {
+    let mut log = Vec::new();
+    let mut t = from;
+    while t < from + ms {
+        while let Some(req) = d.poll_request(t, sent(t)) {
+            log.push((t, req));
+            match c.exchange(req) {
+                Ok(regs) => d.on_response(t, req, Outcome::Ok(&regs)),
+                Err(Some(code)) => d.on_response(t, req, Outcome::Exception(code)),
+                Err(None) => d.on_response(t, req, Outcome::NoReply),
+            }
+            t += 20; // one exchange at 9600 baud
+        }
+        t += 100;
+    }
+    log
+}
+
+fn cfg() -> DriverConfig {
+    DriverConfig {
+        fallback_ma: 6700,
+        refresh_s: 10,
+    }
+}
+
+fn limit_writes(log: &[(u64, Request)]) -> Vec<(u64, u32)> {
+    log.iter()
+        .filter_map(|(t, r)| match r {
+            Request::WriteTwo {
+                address: REG_LIMIT,
+                values,
+            } => Some((*t, (u32::from(values[0]) << 16) | u32::from(values[1]))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn start_configures_timeout_and_fallback_then_the_limit() {
+    let mut c = Charger::new();
+    let mut d = TerraAc::new(cfg(), 0);
+    let log = run(&mut d, &mut c, 0, 500, |_| 6000);
+    let first: Vec<Request> = log.iter().take(4).map(|(_, r)| *r).collect();
+    assert_eq!(
+        first,
+        [
+            Request::WriteOne {
+                address: REG_TIMEOUT,
+                value: COMM_TIMEOUT_S
+            },
+            Request::WriteOne {
+                address: REG_FALLBACK,
+                value: 6
+            }, // 6.7 A rounded down
+            Request::WriteTwo {
+                address: REG_LIMIT,
+                values: [0, 6000]
+            },
+            Request::Read {
+                start: STATUS_START,
+                len: STATUS_LEN
+            },
+        ]
+    );
+    assert_eq!(
+        (c.timeout_s, c.fallback_a, c.limit_ma),
+        (COMM_TIMEOUT_S, 6, 6000)
+    );
+}
+
+#[test]
+fn limit_written_on_change_and_every_refresh_period() {
+    let mut c = Charger::new();
+    let mut d = TerraAc::new(cfg(), 0);
+    let sent = |t: u64| if t < 25_000 { 16_000 } else { 70_000 };
+    let log = run(&mut d, &mut c, 0, 40_000, sent);
+    let writes = limit_writes(&log);
+    let times: Vec<u64> = writes.iter().map(|(t, _)| t / 100 * 100).collect();
+    // At start, every 10 s, at the change (25 s), then every 10 s from there.
+    assert_eq!(
+        writes.iter().filter(|(_, v)| *v == 16_000).count(),
+        3,
+        "{writes:?}"
+    );
+    assert!(
+        times[0] < 200
+            && (10_000..10_200).contains(&times[1])
+            && (20_000..20_200).contains(&times[2])
+    );
+    assert_eq!(writes[3].1, 70_000);
+    assert!((25_000..25_200).contains(&writes[3].0), "{writes:?}");
+    assert_eq!(c.limit_ma, 70_000, "32-bit value, high word first");
+}
+
+#[test]
+fn status_read_inside_the_timeout_and_parsed() {
+    let mut c = Charger::new();
+    c.current_ma = [15_900, 16_100, 0];
+    c.state = 4 | 0x80; // charging, below the commanded value
+    let mut d = TerraAc::new(cfg(), 0);
+    let log = run(&mut d, &mut c, 0, 20_000, |_| 16_000);
+    let reads: Vec<u64> = log
+        .iter()
+        .filter(|(_, r)| matches!(r, Request::Read { .. }))
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(reads.len() >= 9);
+    for w in reads.windows(2) {
+        assert!(w[1] - w[0] <= POLL_MS + 200, "{reads:?}");
+        assert!(w[1] - w[0] < u64::from(COMM_TIMEOUT_S) * 1000 / 4);
+    }
+    let s = d.status();
+    assert_eq!(s.current_ma, [Some(15_900), Some(16_100), Some(0)]);
+    assert_eq!(s.state, Some(4));
+    assert_eq!(s.applied_limit_ma, Some(16_000));
+}
+
+#[test]
+fn a_rebooted_charger_is_configured_again() {
+    let mut c = Charger::new();
+    let mut d = TerraAc::new(cfg(), 0);
+    run(&mut d, &mut c, 0, 5_000, |_| 10_000);
+    c.reboot();
+    c.writes.clear();
+    run(&mut d, &mut c, 5_000, 5_000, |_| 10_000);
+    assert_eq!(
+        c.writes[..3],
+        [
+            Request::WriteOne {
+                address: REG_TIMEOUT,
+                value: COMM_TIMEOUT_S
+            },
+            Request::WriteOne {
+                address: REG_FALLBACK,
+                value: 6
+            },
+            Request::WriteTwo {
+                address: REG_LIMIT,
+                values: [0, 10_000]
+            },
+        ]
+    );
+    assert_eq!((c.fallback_a, c.limit_ma), (6, 10_000));
+}
+
+#[test]
+fn three_failures_flag_the_charger_silent_and_a_reply_clears_it() {
+    let mut c = Charger::new();
+    let mut d = TerraAc::new(cfg(), 0);
+    run(&mut d, &mut c, 0, 3_000, |_| 10_000);
+    c.silent = true;
+    run(&mut d, &mut c, 3_000, 1_500, |_| 10_000);
+    assert!(!d.not_answering(), "two failures are not yet silence");
+    run(&mut d, &mut c, 4_500, 2_000, |_| 10_000);
+    assert!(d.not_answering());
+    c.silent = false;
+    run(&mut d, &mut c, 6_500, 3_000, |_| 10_000);
+    assert!(!d.not_answering());
+}
+
+#[test]
+fn exception_is_flagged_until_a_good_exchange() {
+    let mut d = TerraAc::new(cfg(), 0);
+    let req = d.poll_request(0, 0).unwrap();
+    d.on_response(0, req, Outcome::Exception(4));
+    assert!(d.exception());
+    assert_eq!(d.poll_request(500, 0), None, "backs off after an error");
+    let req = d.poll_request(1000, 0).unwrap();
+    d.on_response(1000, req, Outcome::Ok(&[]));
+    assert!(!d.exception());
+}
+
+proptest! {
+    /// Whatever the charger does (silence, exceptions, reboots, changing setpoints),
+    /// the driver never writes anything but 0x4100, 0x4106 and 0x4109, never writes a
+    /// limit it was not given, and keeps asking at least every poll period.
+    #[test]
+    fn only_the_three_writes_and_never_stalls(
+        events in proptest::collection::vec((0u8..4, prop_oneof![Just(0u32), 6000u32..32000]), 1..60),
+    ) {
+        let mut c = Charger::new();
+        let mut d = TerraAc::new(cfg(), 0);
+        let mut t = 0;
+        for (ev, sent) in events {
+            match ev {
+                0 => c.silent = !c.silent,
+                1 => c.reboot(),
+                _ => {}
+            }
+            let log = run(&mut d, &mut c, t, 3_000, |_| sent);
+            for (_, r) in &log {
+                match r {
+                    Request::WriteOne { address, .. } => prop_assert!(*address == REG_TIMEOUT || *address == REG_FALLBACK),
+                    Request::WriteTwo { address, values } => {
+                        prop_assert_eq!(*address, REG_LIMIT);
+                        prop_assert_eq!((u32::from(values[0]) << 16) | u32::from(values[1]), sent);
+                    }
+                    Request::Read { .. } => {}
+                }
+            }
+            prop_assert!(!log.is_empty(), "no exchange in 3 s");
+            prop_assert!(d.next_deadline() <= t + 3_000 + POLL_MS + 1_000);
+            t += 3_000;
+        }
+    }
+}
