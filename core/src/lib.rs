@@ -10,6 +10,8 @@
 //! - [`abb`]: the ABB Terra AC driver (master role): what to write and read, and when.
 //! - [`balancer`]: the control law (stepped and headroom modes), fed readings and time.
 //! - [`led`]: the status LED pattern as a function of state and time.
+//! - [`registers`]: the public Modbus register map as data, with the read and write
+//!   entry points (staged settings, save, override cap, status).
 //!
 //! `no_std`, no heap. Nothing in this crate panics on input from outside: every parser
 //! here takes arbitrary bytes and answers with a value or an error (fuzzed, see
@@ -26,3 +28,4 @@ pub mod balancer;
 pub mod config;
 pub mod led;
 pub mod p1;
+pub mod registers;

@@ -1,0 +1,707 @@
+//! The public Modbus register map (registers.md, interface contract v1): the registers
+//! as data, and the read and write entry points that any Modbus framing calls
+//! (tokio-modbus in the daemon, the core's own RTU codec in the firmware).
+//!
+//! - [`REGISTERS`] lists every register of 1000–1199 that has a meaning, in address
+//!   order. The saved settings in it come from [`config::SETTINGS`](crate::config::SETTINGS)
+//!   (their ranges and defaults are not repeated here); [`markdown_table`] renders it
+//!   for the README.
+//! - [`RegisterMap`] holds what the registers show: the saved and the staged
+//!   [`Config`], the override cap (1000) and the driver-filled [`Status`].
+//!   [`RegisterMap::read`] serves FC 03 (and FC 04 if mirrored),
+//!   [`RegisterMap::write`] serves FC 06 and FC 16.
+//!
+//! Writes to settings are staged: reads show the staged value at once, the balancer
+//! keeps the saved configuration. Writing 1 to 1091 (or to 1092, after restoring the
+//! defaults) asks the driver, through [`WriteOutcome::save`], to persist the staged
+//! set; the driver confirms with [`RegisterMap::commit_saved`] once the save
+//! succeeded, and answers [`Exception::ServerDeviceFailure`] when it did not (the
+//! staged changes then stay, and so does bit 5 of 1003).
+//!
+//! A driver, per request:
+//!
+//! ```text
+//! match map.write(start, values) {
+//!     Err(e) => reply_exception(e.code()),
+//!     Ok(out) => {
+//!         if let Some(cap) = out.cap_ma { balancer.set_cap(cap.into()) }
+//!         if let Some(save) = out.save {
+//!             if persist(&save.config).is_err() { return reply_exception(4) }
+//!             map.commit_saved(save.config);
+//!             balancer.apply_config(save.config);
+//!         }
+//!         reply_ok();
+//!         if let Some(a) = out.save.and_then(|s| s.new_server_address) { listen_as(a) }
+//!     }
+//! }
+//! ```
+//!
+//! Never panics: any start address, any quantity and any values are answered with a
+//! value or an [`Exception`]. A rejected request changes nothing: a multi-register
+//! write is checked as a whole before any of it is applied. No heap.
+
+use crate::balancer::{Balancer, Decision, State};
+use crate::config::{Config, Range, SETTINGS, Setting};
+
+/// The first address of the map.
+pub const FIRST: u16 = 1000;
+/// The last address of the map: every address from [`FIRST`] to here reads.
+pub const LAST: u16 = 1199;
+/// The most registers one read may ask for (FC 03).
+pub const MAX_READ: usize = 125;
+/// The most registers one write may carry (FC 16).
+pub const MAX_WRITE: usize = 123;
+
+/// Register 1091: write 1 to validate, save and apply the staged configuration.
+pub const SAVE: u16 = 1091;
+/// Register 1092: write 1 to restore the defaults, save and apply them.
+pub const RESTORE_DEFAULTS: u16 = 1092;
+/// Register 1000: the override cap.
+pub const OVERRIDE_CAP: u16 = 1000;
+
+/// Register 1121: major × 256 + minor of this crate's version.
+pub const FIRMWARE_VERSION: u16 = (parse_u8(env!("CARGO_PKG_VERSION_MAJOR")) as u16) << 8
+    | parse_u8(env!("CARGO_PKG_VERSION_MINOR")) as u16;
+
+const fn parse_u8(s: &str) -> u8 {
+    let b = s.as_bytes();
+    let mut v: u8 = 0;
+    let mut i = 0;
+    while i < b.len() {
+        assert!(b[i].is_ascii_digit(), "version part is not a number");
+        v = v * 10 + (b[i] - b'0');
+        i += 1;
+    }
+    v
+}
+
+/// A Modbus exception, as answered to a request the map refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Exception {
+    /// 01: the function code is not supported (for the framing layer).
+    IllegalFunction = 1,
+    /// 02: an address of the request is outside 1000–1199, or not writable.
+    IllegalDataAddress = 2,
+    /// 03: a bad quantity, a value out of range or an inconsistent configuration.
+    IllegalDataValue = 3,
+    /// 04: the device failed to carry out the request (for example the save failed).
+    ServerDeviceFailure = 4,
+}
+
+impl Exception {
+    /// The exception code sent on the wire.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl core::fmt::Display for Exception {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let text = match self {
+            Exception::IllegalFunction => "illegal function",
+            Exception::IllegalDataAddress => "illegal data address",
+            Exception::IllegalDataValue => "illegal data value",
+            Exception::ServerDeviceFailure => "server device failure",
+        };
+        write!(f, "exception {:02}: {text}", self.code())
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for Exception {}
+
+/// Who may read or write a register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Read only; a write answers exception 02.
+    Read,
+    /// Read and write.
+    ReadWrite,
+    /// Write only; reads 0.
+    Write,
+}
+
+impl Access {
+    /// `R`, `RW` or `W`, as in the documentation.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "R",
+            Access::ReadWrite => "RW",
+            Access::Write => "W",
+        }
+    }
+}
+
+/// The type of a register's value: how many words, and signed or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Type {
+    /// One word, unsigned.
+    U16,
+    /// One word, two's complement.
+    I16,
+    /// Two words, unsigned, high word first.
+    U32,
+}
+
+impl Type {
+    /// The number of registers the value takes (1 or 2).
+    pub const fn words(self) -> u16 {
+        match self {
+            Type::U32 => 2,
+            Type::U16 | Type::I16 => 1,
+        }
+    }
+
+    /// True for a two's-complement value.
+    pub const fn signed(self) -> bool {
+        matches!(self, Type::I16)
+    }
+
+    /// `uint16`, `int16` or `uint32`, as in the documentation.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Type::U16 => "uint16",
+            Type::I16 => "int16",
+            Type::U32 => "uint32",
+        }
+    }
+}
+
+/// One register (or, for a 32-bit value, one pair) of the map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Register {
+    /// The (first) address, zero-based PDU address.
+    pub address: u16,
+    /// The snake_case name (for a setting, its TOML name).
+    pub name: &'static str,
+    /// What it means, for people.
+    pub title: &'static str,
+    /// Unit as shown (`mA`, `s`, `0.01 A`, or empty).
+    pub unit: &'static str,
+    /// Who may read or write it.
+    pub access: Access,
+    /// Its value's type.
+    pub ty: Type,
+    /// For a saved setting, its entry in [`SETTINGS`] (default, range, rule).
+    pub setting: Option<&'static Setting>,
+}
+
+impl Register {
+    /// True when `address` is one of this register's words.
+    pub fn covers(&self, address: u16) -> bool {
+        address >= self.address && u32::from(address) < self.end()
+    }
+
+    fn end(&self) -> u32 {
+        u32::from(self.address) + u32::from(self.ty.words())
+    }
+}
+
+const fn r(
+    address: u16,
+    name: &'static str,
+    access: Access,
+    ty: Type,
+    unit: &'static str,
+    title: &'static str,
+) -> Register {
+    Register {
+        address,
+        name,
+        title,
+        unit,
+        access,
+        ty,
+        setting: None,
+    }
+}
+
+use Access::{Read as R, ReadWrite as RW, Write as W};
+use Type::{I16, U16, U32};
+
+/// The registers that are not saved settings, in address order.
+#[rustfmt::skip]
+const OTHERS: &[Register] = &[
+    r(1000, "override_cap", RW, U16, "mA", "Current cap set by an outside system (\"override\"), 0 … 65535. Takes effect at the next control tick. Not saved; after boot it equals 1010"),
+    r(1001, "sent_current", R, U16, "mA", "Charging current limit decided by the balancer (the value sent to the charger)"),
+    r(1002, "balancer_state", R, U16, "", "Balancer state 0–4, see below"),
+    r(1003, "status_flags", R, U16, "bits", "Fault and status flags: bit 0 meter data stale; bit 1 telegram CRC failures in the last minute; bit 2 charger not answering; bit 3 charger answered with an exception; bit 4 saved configuration was invalid, defaults in use; bit 5 staged changes not yet saved; bit 6 last reset was by the watchdog"),
+    r(1004, "seconds_since_telegram", R, U16, "s", "Seconds since the last valid telegram (saturates at 65535)"),
+    r(1091, "save", W, U16, "", "Write 1: validate, save and apply the staged configuration"),
+    r(1092, "restore_defaults", W, U16, "", "Write 1: restore defaults, save and apply"),
+    r(1100, "grid_current_l1", R, I16, "0.01 A", "Grid current L1 as used by the balancer (import positive)"),
+    r(1101, "grid_current_l2", R, I16, "0.01 A", "Grid current L2 as used by the balancer (import positive)"),
+    r(1102, "grid_current_l3", R, I16, "0.01 A", "Grid current L3 as used by the balancer (import positive)"),
+    r(1103, "voltage_l1", R, U16, "0.1 V", "Voltage L1"),
+    r(1104, "voltage_l2", R, U16, "0.1 V", "Voltage L2"),
+    r(1105, "voltage_l3", R, U16, "0.1 V", "Voltage L3"),
+    r(1106, "import_power", R, U32, "W", "Total import power"),
+    r(1108, "export_power", R, U32, "W", "Total export power"),
+    r(1110, "charger_current_l1", R, U16, "0.01 A", "Charger's own current L1, as read back from the charger"),
+    r(1111, "charger_current_l2", R, U16, "0.01 A", "Charger's own current L2, as read back from the charger"),
+    r(1112, "charger_current_l3", R, U16, "0.01 A", "Charger's own current L3, as read back from the charger"),
+    r(1113, "charger_state", R, U16, "", "Charger charging state as reported by the charger"),
+    r(1114, "charger_error", R, U16, "", "Charger error code as reported by the charger"),
+    r(1115, "telegrams_valid", R, U32, "", "Valid telegrams since boot"),
+    r(1117, "telegrams_rejected", R, U32, "", "Telegrams rejected (CRC or framing) since boot"),
+    r(1119, "uptime", R, U32, "s", "Uptime"),
+    r(1121, "firmware_version", R, U16, "", "Firmware version: major × 256 + minor"),
+];
+
+const fn from_setting(s: &'static Setting) -> Register {
+    Register {
+        address: s.address,
+        name: s.name,
+        title: s.title,
+        unit: s.unit,
+        access: Access::ReadWrite,
+        ty: Type::U16,
+        setting: Some(s),
+    }
+}
+
+const COUNT: usize = SETTINGS.len() + OTHERS.len();
+
+/// [`SETTINGS`] and [`OTHERS`] merged in address order; fails to compile when two
+/// registers overlap or leave 1000–1199.
+const fn merge() -> [Register; COUNT] {
+    let mut out = [OTHERS[0]; COUNT];
+    let (mut i, mut j, mut k) = (0, 0, 0);
+    while k < COUNT {
+        let take_setting =
+            j == OTHERS.len() || (i < SETTINGS.len() && SETTINGS[i].address < OTHERS[j].address);
+        if take_setting {
+            out[k] = from_setting(&SETTINGS[i]);
+            i += 1;
+        } else {
+            out[k] = OTHERS[j];
+            j += 1;
+        }
+        let reg = out[k];
+        assert!(reg.address >= FIRST, "register below 1000");
+        assert!(
+            reg.address + reg.ty.words() - 1 <= LAST,
+            "register above 1199"
+        );
+        if k > 0 {
+            let prev = out[k - 1];
+            assert!(
+                prev.address + prev.ty.words() <= reg.address,
+                "registers overlap or are out of order"
+            );
+        }
+        k += 1;
+    }
+    out
+}
+
+const MERGED: [Register; COUNT] = merge();
+
+/// Every register of 1000–1199 that has a meaning, in address order: the saved
+/// settings of [`SETTINGS`] and the others (override cap, status, commands). Any
+/// other address is reserved: it reads 0 and refuses writes.
+pub const REGISTERS: &[Register] = &MERGED;
+
+/// The register one of whose words is `address`, if any (1107 gives 1106's entry).
+pub fn register(address: u16) -> Option<&'static Register> {
+    REGISTERS.iter().find(|r| r.covers(address))
+}
+
+/// Register 1003 flags (a small bitflags-like set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Flags(u16);
+
+impl Flags {
+    /// Bit 0: meter data stale.
+    pub const METER_STALE: Flags = Flags(1 << 0);
+    /// Bit 1: telegram CRC failures in the last minute.
+    pub const CRC_FAILURES: Flags = Flags(1 << 1);
+    /// Bit 2: charger not answering.
+    pub const CHARGER_SILENT: Flags = Flags(1 << 2);
+    /// Bit 3: charger answered with an exception.
+    pub const CHARGER_EXCEPTION: Flags = Flags(1 << 3);
+    /// Bit 4: saved configuration was invalid, defaults in use.
+    pub const DEFAULTS_IN_USE: Flags = Flags(1 << 4);
+    /// Bit 5: staged changes not yet saved (computed by the map).
+    pub const UNSAVED_CHANGES: Flags = Flags(1 << 5);
+    /// Bit 6: last reset was by the watchdog.
+    pub const WATCHDOG_RESET: Flags = Flags(1 << 6);
+
+    /// No flag.
+    pub const fn empty() -> Self {
+        Flags(0)
+    }
+
+    /// The register value.
+    pub const fn bits(self) -> u16 {
+        self.0
+    }
+
+    /// The flags of a register value, undefined bits kept.
+    pub const fn from_bits_retain(bits: u16) -> Self {
+        Flags(bits)
+    }
+
+    /// True when every flag of `other` is set.
+    pub const fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Sets or clears the flags of `other`.
+    pub fn set(&mut self, other: Flags, on: bool) {
+        if on {
+            self.0 |= other.0;
+        } else {
+            self.0 &= !other.0;
+        }
+    }
+}
+
+impl core::ops::BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, rhs: Flags) -> Flags {
+        Flags(self.0 | rhs.0)
+    }
+}
+
+/// The read-only values the driver fills in (1001–1004, 1100–1120). Units as in the
+/// register table; values the meter or charger does not send stay 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Status {
+    /// 1001: the value sent to the charger, mA.
+    pub sent_ma: u16,
+    /// 1002: the balancer state.
+    pub state: State,
+    /// 1003: the flags. Bit 5 is the map's own (staged ≠ saved) and ignored here.
+    pub flags: Flags,
+    /// 1004: seconds since the last valid telegram, saturating.
+    pub seconds_since_telegram: u16,
+    /// 1100–1102: grid current per phase, 0.01 A, import positive.
+    pub grid_ca: [i16; 3],
+    /// 1103–1105: voltage per phase, 0.1 V.
+    pub voltage_dv: [u16; 3],
+    /// 1106–1107: total import power, W.
+    pub import_w: u32,
+    /// 1108–1109: total export power, W.
+    pub export_w: u32,
+    /// 1110–1112: the charger's own phase currents, 0.01 A.
+    pub charger_ca: [u16; 3],
+    /// 1113: the charger's charging state, as it reports it.
+    pub charger_state: u16,
+    /// 1114: the charger's error code, as it reports it.
+    pub charger_error: u16,
+    /// 1115–1116: valid telegrams since boot.
+    pub telegrams_valid: u32,
+    /// 1117–1118: telegrams rejected (CRC or framing) since boot.
+    pub telegrams_rejected: u32,
+    /// 1119–1120: uptime, s.
+    pub uptime_s: u32,
+}
+
+impl Default for Status {
+    /// At boot: everything 0, the balancer in state 1 (as [`Balancer::new`]), no
+    /// telegram yet (1004 = 65535).
+    fn default() -> Self {
+        Status {
+            sent_ma: 0,
+            state: State::Lower,
+            flags: Flags::empty(),
+            seconds_since_telegram: u16::MAX,
+            grid_ca: [0; 3],
+            voltage_dv: [0; 3],
+            import_w: 0,
+            export_w: 0,
+            charger_ca: [0; 3],
+            charger_state: 0,
+            charger_error: 0,
+            telegrams_valid: 0,
+            telegrams_rejected: 0,
+            uptime_s: 0,
+        }
+    }
+}
+
+impl Status {
+    /// 1001 and 1002 from a tick's decision.
+    pub fn set_decision(&mut self, d: &Decision) {
+        self.sent_ma = u16::try_from(d.sent_ma).unwrap_or(u16::MAX);
+        self.state = d.state;
+    }
+
+    /// 1001, 1002, 1003 bit 0 and 1004 from the balancer at `now_ms`.
+    pub fn set_balancer(&mut self, b: &Balancer, now_ms: u64) {
+        self.set_decision(&b.decision());
+        self.flags.set(Flags::METER_STALE, b.is_stale(now_ms));
+        self.seconds_since_telegram = b.seconds_since_reading(now_ms);
+    }
+}
+
+/// What the driver must do after a successful write. Small and `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteOutcome {
+    /// Register 1000 was written: pass this cap (mA) to
+    /// [`Balancer::set_cap`]; it takes effect at the next tick. Not saved.
+    pub cap_ma: Option<u16>,
+    /// 1091 or 1092 was written with 1 and the staged set is consistent: persist it,
+    /// then confirm with [`RegisterMap::commit_saved`].
+    pub save: Option<Save>,
+}
+
+/// A configuration to persist and apply (the answer to 1091 or 1092).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Save {
+    /// The validated configuration to persist, then apply to the balancer.
+    pub config: Config,
+    /// The new Modbus server address when it differs from the saved one: switch to it
+    /// after the reply to this write has been sent (and only if the save succeeded).
+    pub new_server_address: Option<u8>,
+}
+
+/// The register map's state: see the module documentation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterMap {
+    saved: Config,
+    staged: Config,
+    cap_ma: u16,
+    status: Status,
+}
+
+impl RegisterMap {
+    /// The map at boot with the configuration loaded from storage (or the defaults):
+    /// nothing staged, the override cap (1000) equal to the charger maximum (1010).
+    pub fn new(saved: Config) -> Self {
+        RegisterMap {
+            saved,
+            staged: saved,
+            cap_ma: charger_max(&saved),
+            status: Status::default(),
+        }
+    }
+
+    /// The saved configuration (the one the balancer runs).
+    pub fn saved(&self) -> &Config {
+        &self.saved
+    }
+
+    /// The staged configuration (what the setting registers read).
+    pub fn staged(&self) -> &Config {
+        &self.staged
+    }
+
+    /// True when staged settings differ from the saved ones (1003 bit 5).
+    pub fn has_unsaved_changes(&self) -> bool {
+        self.staged != self.saved
+    }
+
+    /// Register 1000, mA.
+    pub fn cap_ma(&self) -> u16 {
+        self.cap_ma
+    }
+
+    /// The driver-filled values.
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    /// The driver-filled values, to update.
+    pub fn status_mut(&mut self) -> &mut Status {
+        &mut self.status
+    }
+
+    /// Register 1003: the driver's flags with bit 5 computed from staged ≠ saved.
+    pub fn flags(&self) -> Flags {
+        let mut f = self.status.flags;
+        f.set(Flags::UNSAVED_CHANGES, self.has_unsaved_changes());
+        f
+    }
+
+    /// Confirms that `config` (from a [`Save`]) was persisted: it becomes the saved
+    /// configuration. Staged changes made since stay staged. As in
+    /// [`Balancer::apply_config`], an override cap equal to the old charger maximum
+    /// follows the new one, so that 1000 reads the cap the balancer uses.
+    pub fn commit_saved(&mut self, config: Config) {
+        if self.cap_ma == charger_max(&self.saved) {
+            self.cap_ma = charger_max(&config);
+        }
+        self.saved = config;
+    }
+
+    /// FC 03: reads `out.len()` registers from `start`. Every address of 1000–1199
+    /// reads; reserved and write-only ones read 0 (1090 reads the staged server
+    /// address). A quantity of 0 or above 125 answers 03; an address outside 1000–1199
+    /// answers 02.
+    pub fn read(&self, start: u16, out: &mut [u16]) -> Result<(), Exception> {
+        if out.is_empty() || out.len() > MAX_READ {
+            return Err(Exception::IllegalDataValue);
+        }
+        check_span(start, out.len())?;
+        for (address, word) in (start..).zip(out.iter_mut()) {
+            *word = self.word(address);
+        }
+        Ok(())
+    }
+
+    /// FC 06 (one value) and FC 16 (several): writes `values` from `start`.
+    ///
+    /// A quantity of 0 or above 123 answers 03; an address outside 1000–1199, read-only
+    /// or reserved answers 02; a value out of its range, a value other than 1 to 1091
+    /// or 1092, or an inconsistent staged set at 1091 answers 03. The values apply in
+    /// address order (so settings written together with 1091 are saved by it), but a
+    /// refused request changes nothing at all.
+    pub fn write(&mut self, start: u16, values: &[u16]) -> Result<WriteOutcome, Exception> {
+        if values.is_empty() || values.len() > MAX_WRITE {
+            return Err(Exception::IllegalDataValue);
+        }
+        check_span(start, values.len())?;
+        for address in (start..).take(values.len()) {
+            match register(address) {
+                Some(reg) if reg.access != Access::Read => {}
+                _ => return Err(Exception::IllegalDataAddress),
+            }
+        }
+        // Apply to a copy; keep it only when the whole request passed.
+        let mut staged = self.staged;
+        let mut outcome = WriteOutcome::default();
+        for (address, &value) in (start..).zip(values) {
+            match address {
+                OVERRIDE_CAP => outcome.cap_ma = Some(value),
+                SAVE | RESTORE_DEFAULTS => {
+                    if value != 1 {
+                        return Err(Exception::IllegalDataValue);
+                    }
+                    if address == RESTORE_DEFAULTS {
+                        staged = Config::default();
+                    }
+                    staged.validate().map_err(|_| Exception::IllegalDataValue)?;
+                    let new_address = staged.server_address();
+                    outcome.save = Some(Save {
+                        config: staged,
+                        new_server_address: (new_address != self.saved.server_address())
+                            .then_some(new_address),
+                    });
+                }
+                _ => staged
+                    .set(address, value)
+                    .map_err(|_| Exception::IllegalDataValue)?,
+            }
+        }
+        self.staged = staged;
+        if let Some(cap) = outcome.cap_ma {
+            self.cap_ma = cap;
+        }
+        Ok(outcome)
+    }
+
+    /// The value of one address of 1000–1199.
+    fn word(&self, address: u16) -> u16 {
+        let s = &self.status;
+        match address {
+            1000 => self.cap_ma,
+            1001 => s.sent_ma,
+            1002 => s.state.code(),
+            1003 => self.flags().bits(),
+            1004 => s.seconds_since_telegram,
+            1100..=1102 => s.grid_ca[usize::from(address - 1100)] as u16,
+            1103..=1105 => s.voltage_dv[usize::from(address - 1103)],
+            1106 => high(s.import_w),
+            1107 => low(s.import_w),
+            1108 => high(s.export_w),
+            1109 => low(s.export_w),
+            1110..=1112 => s.charger_ca[usize::from(address - 1110)],
+            1113 => s.charger_state,
+            1114 => s.charger_error,
+            1115 => high(s.telegrams_valid),
+            1116 => low(s.telegrams_valid),
+            1117 => high(s.telegrams_rejected),
+            1118 => low(s.telegrams_rejected),
+            1119 => high(s.uptime_s),
+            1120 => low(s.uptime_s),
+            1121 => FIRMWARE_VERSION,
+            // Settings read staged; commands and reserved addresses read 0.
+            _ => self.staged.get(address).unwrap_or(0),
+        }
+    }
+}
+
+fn charger_max(config: &Config) -> u16 {
+    u16::try_from(config.charger_max_ma()).unwrap_or(u16::MAX)
+}
+
+fn high(v: u32) -> u16 {
+    (v >> 16) as u16
+}
+
+fn low(v: u32) -> u16 {
+    v as u16
+}
+
+/// 02 unless `start .. start + len` lies within 1000–1199.
+fn check_span(start: u16, len: usize) -> Result<(), Exception> {
+    let end = u32::from(start) + u32::try_from(len).unwrap_or(u32::MAX);
+    if start < FIRST || end > u32::from(LAST) + 1 {
+        return Err(Exception::IllegalDataAddress);
+    }
+    Ok(())
+}
+
+/// Writes the register table as Markdown (header and one row per register, in address
+/// order), for the README. Settings show their default and valid values from
+/// [`SETTINGS`]; the commands show their one valid value, 1.
+pub fn markdown_table(out: &mut impl core::fmt::Write) -> core::fmt::Result {
+    writeln!(
+        out,
+        "| Reg | Name | Access | Type | Unit | Default | Valid values | Meaning |"
+    )?;
+    writeln!(
+        out,
+        "|-----|------|--------|------|------|---------|--------------|---------|"
+    )?;
+    for reg in REGISTERS {
+        write!(out, "| {}", reg.address)?;
+        if reg.ty.words() > 1 {
+            write!(out, "–{}", reg.end() - 1)?;
+        }
+        write!(
+            out,
+            " | `{}` | {} | {} |",
+            reg.name,
+            reg.access.as_str(),
+            reg.ty.as_str()
+        )?;
+        cell(out, reg.unit)?;
+        match reg.setting {
+            Some(setting) => {
+                write!(out, " {} | ", setting.default)?;
+                match setting.range {
+                    Range::Span(lo, hi) => write!(out, "{lo} … {hi}")?,
+                    Range::OneOf(list) => {
+                        for (n, v) in list.iter().enumerate() {
+                            let sep = if n == 0 { "" } else { ", " };
+                            write!(out, "{sep}{v}")?;
+                        }
+                    }
+                }
+                if let Some(rule) = setting.rule {
+                    write!(out, "; {rule}")?;
+                }
+                write!(out, " |")?;
+            }
+            None => {
+                cell(out, "")?;
+                cell(out, if reg.access == Access::Write { "1" } else { "" })?;
+            }
+        }
+        writeln!(out, " {}. |", reg.title)?;
+    }
+    Ok(())
+}
+
+/// One Markdown table cell after a `|`: ` text |`, or ` |` when empty.
+fn cell(out: &mut impl core::fmt::Write, text: &str) -> core::fmt::Result {
+    if text.is_empty() {
+        out.write_str(" |")
+    } else {
+        write!(out, " {text} |")
+    }
+}

@@ -1,0 +1,772 @@
+//! The register map against registers.md: every register reads, every setting takes
+//! its range and refuses one step outside it, read-only and reserved registers refuse
+//! writes, refused requests change nothing (also under random write sequences),
+//! staged settings, save (1091), restore defaults (1092), server address, override cap.
+
+use p1lb_core::balancer::{Balancer, State};
+use p1lb_core::config::{Config, Range, SETTINGS, setting};
+use p1lb_core::registers::{
+    Access, Exception, FIRMWARE_VERSION, Flags, REGISTERS, RegisterMap, Save, Type, WriteOutcome,
+    markdown_table, register,
+};
+use proptest::prelude::*;
+
+const IDA: Exception = Exception::IllegalDataAddress;
+const IDV: Exception = Exception::IllegalDataValue;
+
+/// Every address 1000–1199, read in two requests.
+fn dump(map: &RegisterMap) -> Vec<u16> {
+    let mut out = vec![0; 200];
+    map.read(1000, &mut out[..125]).expect("read 1000-1124");
+    map.read(1125, &mut out[125..]).expect("read 1125-1199");
+    out
+}
+
+fn read1(map: &RegisterMap, address: u16) -> u16 {
+    let mut w = [0xdead];
+    map.read(address, &mut w)
+        .unwrap_or_else(|e| panic!("read {address}: {e}"));
+    w[0]
+}
+
+/// A status with every field non-zero, 32-bit values with both words non-zero.
+fn busy_map() -> RegisterMap {
+    let mut map = RegisterMap::new(Config::default());
+    let s = map.status_mut();
+    s.sent_ma = 12000;
+    s.state = State::Upper;
+    s.flags = Flags::METER_STALE | Flags::WATCHDOG_RESET;
+    s.seconds_since_telegram = 7;
+    s.grid_ca = [-1234, 567, 8];
+    s.voltage_dv = [2301, 2302, 2303];
+    s.import_w = 0x0001_0002;
+    s.export_w = 0x0003_0004;
+    s.charger_ca = [1601, 1602, 1603];
+    s.charger_state = 2;
+    s.charger_error = 9;
+    s.telegrams_valid = 0x0005_0006;
+    s.telegrams_rejected = 0x0007_0008;
+    s.uptime_s = 0x0009_000a;
+    map
+}
+
+/// What each register of [`busy_map`] reads, by name (settings: their default).
+fn expected(name: &str) -> &'static [u16] {
+    match name {
+        "override_cap" => &[16000],
+        "sent_current" => &[12000],
+        "balancer_state" => &[2],
+        "status_flags" => &[0b100_0001],
+        "seconds_since_telegram" => &[7],
+        "save" | "restore_defaults" => &[0],
+        "grid_current_l1" => &[(-1234i16) as u16],
+        "grid_current_l2" => &[567],
+        "grid_current_l3" => &[8],
+        "voltage_l1" => &[2301],
+        "voltage_l2" => &[2302],
+        "voltage_l3" => &[2303],
+        "import_power" => &[1, 2],
+        "export_power" => &[3, 4],
+        "charger_current_l1" => &[1601],
+        "charger_current_l2" => &[1602],
+        "charger_current_l3" => &[1603],
+        "charger_state" => &[2],
+        "charger_error" => &[9],
+        "telegrams_valid" => &[5, 6],
+        "telegrams_rejected" => &[7, 8],
+        "uptime" => &[9, 10],
+        "firmware_version" => &[FIRMWARE_VERSION],
+        other => panic!("no expectation for {other}"),
+    }
+}
+
+fn writable(address: u16) -> bool {
+    register(address).is_some_and(|r| r.access != Access::Read)
+}
+
+// ----- The table -----
+
+#[test]
+fn the_table_holds_every_setting_and_the_other_registers_of_registers_md() {
+    for s in SETTINGS {
+        let reg = register(s.address).expect("setting in the table");
+        assert_eq!(reg.setting, Some(s), "{}", s.name);
+        assert_eq!(
+            (reg.name, reg.access, reg.ty),
+            (s.name, Access::ReadWrite, Type::U16)
+        );
+    }
+    let others: Vec<(u16, Access, Type)> = REGISTERS
+        .iter()
+        .filter(|r| r.setting.is_none())
+        .map(|r| (r.address, r.access, r.ty))
+        .collect();
+    use Access::*;
+    use Type::*;
+    let mut want = vec![
+        (1000, ReadWrite, U16),
+        (1001, Read, U16),
+        (1002, Read, U16),
+        (1003, Read, U16),
+        (1004, Read, U16),
+        (1091, Write, U16),
+        (1092, Write, U16),
+    ];
+    want.extend((1100..=1102).map(|a| (a, Read, I16)));
+    want.extend((1103..=1105).map(|a| (a, Read, U16)));
+    want.extend([(1106, Read, U32), (1108, Read, U32)]);
+    want.extend((1110..=1114).map(|a| (a, Read, U16)));
+    want.extend([(1115, Read, U32), (1117, Read, U32), (1119, Read, U32)]);
+    want.push((1121, Read, U16));
+    assert_eq!(others, want);
+    assert_eq!(REGISTERS.len(), SETTINGS.len() + want.len());
+    // Address order, no overlap, names unique and snake_case.
+    for pair in REGISTERS.windows(2) {
+        assert!(pair[0].address + pair[0].ty.words() <= pair[1].address);
+    }
+    for (i, r) in REGISTERS.iter().enumerate() {
+        assert!(
+            r.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "{}",
+            r.name
+        );
+        assert!(
+            REGISTERS[i + 1..].iter().all(|o| o.name != r.name),
+            "{}",
+            r.name
+        );
+        assert!(!r.title.is_empty());
+        assert_eq!(r.ty.words() == 2, r.ty == Type::U32);
+        assert_eq!(r.ty.signed(), r.ty == Type::I16);
+    }
+    // The second word of a 32-bit value belongs to it.
+    assert_eq!(register(1107).map(|r| r.address), Some(1106));
+    assert_eq!(register(1005), None);
+}
+
+#[test]
+fn markdown_table_has_a_row_per_register() {
+    let mut md = String::new();
+    markdown_table(&mut md).unwrap();
+    let rows: Vec<&str> = md.lines().collect();
+    assert_eq!(rows.len(), REGISTERS.len() + 2);
+    for (row, reg) in rows[2..].iter().zip(REGISTERS) {
+        assert!(row.starts_with(&format!("| {}", reg.address)), "{row}");
+        assert!(row.contains(&format!("`{}`", reg.name)), "{row}");
+        assert_eq!(row.matches(" |").count(), 8, "{row}");
+    }
+    assert!(
+        md.contains("| 1010 | `charger_max_current` | RW | uint16 | mA | 16000 | 6000 … 63000 |")
+    );
+    assert!(md.contains("| 1106–1107 | `import_power` | R | uint32 | W | | |"));
+    assert!(md.contains("| 1091 | `save` | W | uint16 | | | 1 |"));
+}
+
+// ----- Reads -----
+
+#[test]
+fn every_register_reads_its_value() {
+    let map = busy_map();
+    for reg in REGISTERS {
+        let mut words = vec![0xdead; usize::from(reg.ty.words())];
+        map.read(reg.address, &mut words)
+            .unwrap_or_else(|e| panic!("{}: {e}", reg.name));
+        let want: Vec<u16> = match reg.setting {
+            Some(s) => vec![s.default],
+            None => expected(reg.name).to_vec(),
+        };
+        assert_eq!(words, want, "{} ({})", reg.name, reg.address);
+        // Each word on its own too.
+        for (n, w) in want.iter().enumerate() {
+            assert_eq!(read1(&map, reg.address + n as u16), *w, "{}", reg.name);
+        }
+    }
+}
+
+#[test]
+fn every_address_of_the_map_reads_and_reserved_ones_read_0() {
+    let map = busy_map();
+    for address in 1000..=1199 {
+        let value = read1(&map, address);
+        if register(address).is_none() {
+            assert_eq!(value, 0, "reserved {address}");
+        }
+    }
+    // The status is busy everywhere: every non-zero word is a register's.
+    let all = dump(&map);
+    for (address, value) in (1000u16..).zip(all) {
+        if value != 0 {
+            assert!(register(address).is_some(), "{address} reads {value}");
+        }
+    }
+}
+
+#[test]
+fn write_only_registers_read_0_and_1090_reads_the_staged_server_address() {
+    let mut map = RegisterMap::new(Config::default());
+    assert_eq!(read1(&map, 1090), 10);
+    map.write(1090, &[42]).unwrap();
+    assert_eq!(read1(&map, 1090), 42);
+    map.write(1091, &[1]).unwrap();
+    assert_eq!(read1(&map, 1091), 0);
+    assert_eq!(read1(&map, 1092), 0);
+}
+
+#[test]
+fn reads_of_every_start_and_length_inside_the_map_succeed() {
+    let map = busy_map();
+    let all = dump(&map);
+    for start in 1000u16..=1199 {
+        let room = usize::from(1200 - start).min(125);
+        for len in 1..=room {
+            let mut out = vec![0; len];
+            map.read(start, &mut out).unwrap();
+            let i = usize::from(start - 1000);
+            assert_eq!(out, all[i..i + len]);
+        }
+    }
+}
+
+#[test]
+fn reads_touching_999_or_1200_answer_02() {
+    let map = busy_map();
+    for (start, len) in [
+        (999, 1),
+        (999, 2),
+        (999, 125),
+        (1199, 2),
+        (1200, 1),
+        (1076, 125),
+        (0, 1),
+        (65535, 1),
+        (65535, 125),
+        (65500, 100),
+    ] {
+        let mut out = vec![7; len];
+        assert_eq!(map.read(start, &mut out), Err(IDA), "{start}+{len}");
+        assert!(out.iter().all(|&w| w == 7), "output untouched");
+    }
+    let mut out = vec![0; 125];
+    assert_eq!(map.read(1075, &mut out), Ok(()));
+}
+
+#[test]
+fn bad_quantities_answer_03() {
+    let mut map = busy_map();
+    let before = map.clone();
+    assert_eq!(map.read(1000, &mut []), Err(IDV));
+    assert_eq!(map.read(1000, &mut [0; 126]), Err(IDV));
+    // Quantity is checked before the address.
+    assert_eq!(map.read(999, &mut []), Err(IDV));
+    assert_eq!(map.write(1010, &[]), Err(IDV));
+    assert_eq!(map.write(1000, &[0; 124]), Err(IDV));
+    assert_eq!(map, before);
+}
+
+// ----- Writes to settings -----
+
+/// Values a setting accepts: its bounds, its default, and for a list every entry.
+fn accepted(range: Range, default: u16) -> Vec<u16> {
+    match range {
+        Range::Span(lo, hi) => vec![lo, hi, default, lo + (hi - lo) / 2],
+        Range::OneOf(list) => list.to_vec(),
+    }
+}
+
+/// One step outside the range, and for a list every neighbour not in it.
+fn refused(range: Range) -> Vec<u16> {
+    match range {
+        Range::Span(lo, hi) => {
+            let mut v = Vec::new();
+            if lo > 0 {
+                v.extend([lo - 1, 0]);
+            }
+            if hi < u16::MAX {
+                v.extend([hi + 1, u16::MAX]);
+            }
+            v
+        }
+        Range::OneOf(list) => {
+            let mut v: Vec<u16> = list
+                .iter()
+                .flat_map(|&x| [x.wrapping_sub(1), x.wrapping_add(1)])
+                .chain([u16::MAX])
+                .filter(|x| !list.contains(x))
+                .collect();
+            v.dedup();
+            v
+        }
+    }
+}
+
+#[test]
+fn every_setting_accepts_its_range_and_reads_back_staged() {
+    for s in SETTINGS {
+        for v in accepted(s.range, s.default) {
+            let mut map = RegisterMap::new(Config::default());
+            assert_eq!(
+                map.write(s.address, &[v]),
+                Ok(WriteOutcome::default()),
+                "{} = {v}",
+                s.name
+            );
+            assert_eq!(read1(&map, s.address), v, "{}", s.name);
+            assert_eq!(map.staged().get(s.address), Some(v));
+            assert_eq!(map.saved(), &Config::default(), "{}: not saved", s.name);
+            let bit5 = read1(&map, 1003) & Flags::UNSAVED_CHANGES.bits() != 0;
+            assert_eq!(bit5, v != s.default, "{} = {v}: bit 5", s.name);
+        }
+    }
+}
+
+#[test]
+fn every_setting_refuses_one_step_outside_its_range_and_nothing_changes() {
+    for s in SETTINGS {
+        let mut map = busy_map();
+        map.write(s.address, &[accepted(s.range, s.default)[0]])
+            .unwrap();
+        let before = map.clone();
+        let bytes = dump(&map);
+        let bad = refused(s.range);
+        assert!(!bad.is_empty() || s.range == Range::Span(0, u16::MAX));
+        for v in bad {
+            assert_eq!(map.write(s.address, &[v]), Err(IDV), "{} = {v}", s.name);
+            assert_eq!(map, before, "{} = {v}", s.name);
+            assert_eq!(dump(&map), bytes);
+        }
+    }
+}
+
+#[test]
+fn read_only_and_reserved_registers_refuse_writes_with_02() {
+    let mut map = busy_map();
+    let before = map.clone();
+    let mut refused = 0;
+    for address in 1000..=1199 {
+        if writable(address) {
+            continue;
+        }
+        for v in [0, 1, u16::MAX] {
+            assert_eq!(map.write(address, &[v]), Err(IDA), "{address}");
+        }
+        refused += 1;
+    }
+    // 200 addresses less 24 settings, 1000, 1091, 1092.
+    assert_eq!(refused, 200 - SETTINGS.len() - 3);
+    for (start, len) in [(999, 1), (999, 2), (1200, 1), (1199, 2), (0, 3), (65535, 1)] {
+        assert_eq!(map.write(start, &vec![1; len]), Err(IDA), "{start}+{len}");
+    }
+    assert_eq!(map, before);
+}
+
+#[test]
+fn a_multi_register_write_is_all_or_nothing() {
+    let mut map = busy_map();
+    let before = map.clone();
+    let bytes = dump(&map);
+    // 1010..=1013: three good values, then an alarm wait of 0.
+    assert_eq!(map.write(1010, &[20000, 1, 30000, 0]), Err(IDV));
+    // The bad value first.
+    assert_eq!(map.write(1010, &[5999, 1, 30000, 2]), Err(IDV));
+    // Good values and the override cap, then a reserved address (1005).
+    assert_eq!(map.write(1000, &[5; 6]), Err(IDA));
+    // Good settings, a bad one, then save.
+    assert_eq!(map.write(1090, &[0, 1]), Err(IDV));
+    // Good settings, save, then a bad value to 1092.
+    assert_eq!(map.write(1090, &[11, 1, 2]), Err(IDV));
+    // The whole original block with one wait out of range.
+    let mut block: Vec<u16> = (1010..=1022).map(|a| setting(a).unwrap().default).collect();
+    block[12] = 256;
+    assert_eq!(map.write(1010, &block), Err(IDV));
+    assert_eq!(map, before);
+    assert_eq!(dump(&map), bytes);
+
+    // The same block with every value good applies entirely.
+    block[12] = 60;
+    block[0] = 20000;
+    assert_eq!(map.write(1010, &block), Ok(WriteOutcome::default()));
+    assert_eq!(read1(&map, 1010), 20000);
+    assert_eq!(read1(&map, 1022), 60);
+}
+
+// ----- Staging and saving -----
+
+#[test]
+fn settings_are_staged_until_1091_and_bit_5_shows_it() {
+    let mut map = RegisterMap::new(Config::default());
+    let bit5 = |m: &RegisterMap| read1(m, 1003) & (1 << 5) != 0;
+    assert!(!bit5(&map));
+    map.write(1010, &[20000]).unwrap();
+    assert_eq!(read1(&map, 1010), 20000);
+    assert_eq!(map.saved().charger_max_ma(), 16000);
+    assert!(bit5(&map));
+    // Back to the saved value: nothing staged.
+    map.write(1010, &[16000]).unwrap();
+    assert!(!bit5(&map));
+    // The driver cannot set bit 5 itself.
+    map.status_mut().flags = Flags::from_bits_retain(0xffff);
+    assert_eq!(read1(&map, 1003), !(1 << 5));
+    map.status_mut().flags = Flags::empty();
+
+    map.write(1010, &[20000]).unwrap();
+    map.write(1021, &[18000]).unwrap();
+    let out = map.write(1091, &[1]).unwrap();
+    let save = out.save.expect("save requested");
+    assert_eq!(out.cap_ma, None);
+    assert_eq!(save.config, *map.staged());
+    assert_eq!(save.config.fallback_ma(), 18000);
+    assert_eq!(save.new_server_address, None);
+    // Not saved until the driver confirms.
+    assert_eq!(map.saved(), &Config::default());
+    assert!(bit5(&map));
+    map.commit_saved(save.config);
+    assert_eq!(map.saved(), &save.config);
+    assert!(!bit5(&map));
+}
+
+#[test]
+fn a_failed_save_leaves_the_staged_changes_and_bit_5() {
+    let mut map = RegisterMap::new(Config::default());
+    map.write(1013, &[9]).unwrap();
+    let first = map.write(1091, &[1]).unwrap();
+    // The driver's save failed: no commit_saved.
+    assert_eq!(read1(&map, 1013), 9);
+    assert_eq!(read1(&map, 1003) & (1 << 5), 1 << 5);
+    assert_eq!(map.saved(), &Config::default());
+    // Retrying asks for the same save.
+    assert_eq!(map.write(1091, &[1]).unwrap(), first);
+}
+
+#[test]
+fn changes_staged_while_a_save_is_in_flight_stay_staged() {
+    let mut map = RegisterMap::new(Config::default());
+    map.write(1013, &[9]).unwrap();
+    let save = map.write(1091, &[1]).unwrap().save.unwrap();
+    map.write(1016, &[8]).unwrap();
+    map.commit_saved(save.config);
+    assert_eq!(map.saved().alarm_wait_s(), 9);
+    assert_eq!(map.saved().upper_wait_s(), 5);
+    assert_eq!(read1(&map, 1016), 8);
+    assert!(map.has_unsaved_changes());
+}
+
+#[test]
+fn settings_written_together_with_1091_are_saved_by_it() {
+    let mut map = RegisterMap::new(Config::default());
+    let out = map.write(1090, &[17, 1]).unwrap();
+    assert_eq!(
+        out.save
+            .map(|s| (s.config.server_address(), s.new_server_address)),
+        Some((17, Some(17)))
+    );
+}
+
+#[test]
+fn an_inconsistent_set_answers_03_at_1091_and_nothing_is_saved() {
+    let cases: &[(&str, &[(u16, u16)])] = &[
+        ("lower = upper", &[(1018, 22000)]),
+        ("lower > upper", &[(1018, 23000)]),
+        ("upper = alarm", &[(1015, 24000)]),
+        ("upper > alarm", &[(1012, 21000)]),
+        ("fallback > charger max", &[(1021, 16001)]),
+        ("charger min > charger max", &[(1025, 16001)]),
+        ("meter emulation = server address", &[(1036, 10)]),
+        (
+            "server address = meter emulation",
+            &[(1036, 20), (1090, 20)],
+        ),
+    ];
+    for (what, writes) in cases {
+        let mut map = busy_map();
+        for &(a, v) in *writes {
+            map.write(a, &[v])
+                .unwrap_or_else(|e| panic!("{what}: {a} = {v}: {e}"));
+        }
+        assert!(map.staged().validate().is_err(), "{what}");
+        let before = map.clone();
+        let bytes = dump(&map);
+        assert_eq!(map.write(1091, &[1]), Err(IDV), "{what}");
+        assert_eq!(map, before, "{what}");
+        assert_eq!(dump(&map), bytes, "{what}");
+        assert_eq!(map.saved(), &Config::default(), "{what}");
+    }
+    // Emulation at 0 (off) never clashes; the boundary cases are consistent.
+    let mut map = RegisterMap::new(Config::default());
+    map.write(1021, &[16000]).unwrap();
+    map.write(1025, &[16000]).unwrap();
+    map.write(1018, &[21999]).unwrap();
+    map.write(1012, &[22001]).unwrap();
+    map.write(1036, &[11]).unwrap();
+    assert!(map.write(1091, &[1]).unwrap().save.is_some());
+}
+
+#[test]
+fn commands_take_only_1() {
+    for address in [1091, 1092] {
+        let mut map = busy_map();
+        map.write(1010, &[20000]).unwrap();
+        let before = map.clone();
+        for v in [0, 2, 255, u16::MAX] {
+            assert_eq!(map.write(address, &[v]), Err(IDV), "{address} = {v}");
+        }
+        assert_eq!(map, before);
+    }
+}
+
+#[test]
+fn restore_defaults_stages_the_defaults_and_asks_to_save_them() {
+    let mut custom = Config::default();
+    custom.set(1010, 32000).unwrap();
+    custom.set(1090, 33).unwrap();
+    let mut map = RegisterMap::new(custom);
+    map.write(1013, &[200]).unwrap();
+    let out = map.write(1092, &[1]).unwrap();
+    assert_eq!(
+        out.save,
+        Some(Save {
+            config: Config::default(),
+            new_server_address: Some(10),
+        })
+    );
+    assert_eq!(map.staged(), &Config::default());
+    for s in SETTINGS {
+        assert_eq!(read1(&map, s.address), s.default, "{}", s.name);
+    }
+    assert_eq!(map.saved(), &custom, "saved only on confirmation");
+    map.commit_saved(Config::default());
+    assert_eq!(map.saved(), &Config::default());
+    assert!(!map.has_unsaved_changes());
+    // Restoring defaults that are already in force: no address change.
+    let out = map.write(1092, &[1]).unwrap();
+    assert_eq!(out.save.unwrap().new_server_address, None);
+}
+
+#[test]
+fn a_new_server_address_is_reported_by_1091() {
+    let mut map = RegisterMap::new(Config::default());
+    map.write(1090, &[247]).unwrap();
+    // Staged only: still the old address on the wire.
+    assert_eq!(map.saved().server_address(), 10);
+    let save = map.write(1091, &[1]).unwrap().save.unwrap();
+    assert_eq!(save.new_server_address, Some(247));
+    map.commit_saved(save.config);
+    assert_eq!(map.saved().server_address(), 247);
+    // Saved again with the same address: nothing to switch.
+    let save = map.write(1091, &[1]).unwrap().save.unwrap();
+    assert_eq!(save.new_server_address, None);
+    // Out of range addresses are refused.
+    assert_eq!(map.write(1090, &[0]), Err(IDV));
+    assert_eq!(map.write(1090, &[248]), Err(IDV));
+}
+
+// ----- Override cap (1000) -----
+
+#[test]
+fn the_override_cap_boots_at_1010_is_written_at_once_and_never_saved() {
+    let mut custom = Config::default();
+    custom.set(1010, 20000).unwrap();
+    let mut map = RegisterMap::new(custom);
+    assert_eq!(read1(&map, 1000), 20000);
+    assert_eq!(map.cap_ma(), 20000);
+    for v in [0, 5000, u16::MAX] {
+        let out = map.write(1000, &[v]).unwrap();
+        assert_eq!(
+            out,
+            WriteOutcome {
+                cap_ma: Some(v),
+                save: None
+            }
+        );
+        assert_eq!(read1(&map, 1000), v);
+        assert!(!map.has_unsaved_changes(), "1000 is not staged");
+        assert_eq!(map.saved(), &custom);
+    }
+    // A save does not carry it; a fresh boot starts at 1010 again.
+    map.write(1000, &[5000]).unwrap();
+    let save = map.write(1091, &[1]).unwrap().save.unwrap();
+    assert_eq!(save.config, custom);
+    map.commit_saved(save.config);
+    assert_eq!(read1(&map, 1000), 5000);
+    assert_eq!(read1(&RegisterMap::new(*map.saved()), 1000), 20000);
+}
+
+#[test]
+fn the_override_cap_follows_a_new_charger_maximum_as_in_the_balancer() {
+    let cfg = Config::default();
+    let mut map = RegisterMap::new(cfg);
+    let mut balancer = Balancer::new(cfg, 0);
+    let check = |map: &RegisterMap, b: &Balancer| {
+        assert_eq!(u32::from(map.cap_ma()), b.cap_ma());
+    };
+    check(&map, &balancer);
+    let save_with = |map: &mut RegisterMap, b: &mut Balancer, max: u16| {
+        map.write(1010, &[max]).unwrap();
+        let save = map.write(1091, &[1]).unwrap().save.unwrap();
+        map.commit_saved(save.config);
+        b.apply_config(save.config);
+    };
+    // Untouched cap: follows.
+    save_with(&mut map, &mut balancer, 20000);
+    assert_eq!(map.cap_ma(), 20000);
+    check(&map, &balancer);
+    // Cap set below: stays.
+    let out = map.write(1000, &[8000]).unwrap();
+    balancer.set_cap(out.cap_ma.unwrap().into());
+    save_with(&mut map, &mut balancer, 30000);
+    assert_eq!(map.cap_ma(), 8000);
+    check(&map, &balancer);
+}
+
+// ----- Status -----
+
+#[test]
+fn status_values_read_with_their_types() {
+    let mut map = busy_map();
+    map.status_mut().grid_ca = [i16::MIN, -1, i16::MAX];
+    map.status_mut().uptime_s = u32::MAX;
+    let mut w = [0; 3];
+    map.read(1100, &mut w).unwrap();
+    assert_eq!(w.map(|x| x as i16), [i16::MIN, -1, i16::MAX]);
+    let mut w = [0; 2];
+    map.read(1119, &mut w).unwrap();
+    assert_eq!(w, [0xffff, 0xffff]);
+    // Firmware version: this crate's major × 256 + minor.
+    let mut parts = env!("CARGO_PKG_VERSION").split('.');
+    let major: u16 = parts.next().unwrap().parse().unwrap();
+    let minor: u16 = parts.next().unwrap().parse().unwrap();
+    assert_eq!(read1(&map, 1121), major * 256 + minor);
+}
+
+#[test]
+fn status_from_the_balancer() {
+    let cfg = Config::default();
+    let mut b = Balancer::new(cfg, 0);
+    let mut map = RegisterMap::new(cfg);
+    // At boot, no telegram yet.
+    assert_eq!(read1(&map, 1004), u16::MAX);
+    assert_eq!(read1(&map, 1002), State::Lower.code());
+    b.on_reading(1000, [Some(5000), Some(5000), Some(5000)]);
+    for t in (0..=10_000).step_by(1000) {
+        b.tick(t);
+    }
+    map.status_mut().set_balancer(&b, 10_500);
+    assert_eq!(u32::from(read1(&map, 1001)), b.decision().sent_ma);
+    assert_eq!(read1(&map, 1002), b.decision().state.code());
+    assert_eq!(read1(&map, 1003) & 1, 1, "stale after 9.5 s");
+    assert_eq!(read1(&map, 1004), 9);
+    b.on_reading(11_000, [Some(5000), None, None]);
+    map.status_mut().set_balancer(&b, 11_200);
+    assert_eq!(read1(&map, 1003) & 1, 0);
+    assert_eq!(read1(&map, 1004), 0);
+}
+
+#[test]
+fn exception_codes() {
+    assert_eq!(Exception::IllegalFunction.code(), 1);
+    assert_eq!(Exception::IllegalDataAddress.code(), 2);
+    assert_eq!(Exception::IllegalDataValue.code(), 3);
+    assert_eq!(Exception::ServerDeviceFailure.code(), 4);
+    assert_eq!(
+        Exception::IllegalDataAddress.to_string(),
+        "exception 02: illegal data address"
+    );
+}
+
+// ----- Properties -----
+
+/// Values that hit the interesting cases often: defaults, bounds, 1, anything.
+fn value() -> impl Strategy<Value = u16> {
+    let mut specials: Vec<u16> = vec![0, 1, 2, 10, 247, 248, 255, 256, u16::MAX];
+    for s in SETTINGS {
+        specials.push(s.default);
+        if let Range::Span(lo, hi) = s.range {
+            specials.extend([lo, hi, lo.wrapping_sub(1), hi.wrapping_add(1)]);
+        }
+    }
+    prop_oneof![
+        3 => prop::sample::select(specials),
+        1 => any::<u16>(),
+    ]
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Write(u16, Vec<u16>),
+    /// Confirm the last requested save (when there is one).
+    Commit,
+    Read(u16, usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    // Mostly writable addresses (settings, 1000, 1091, 1092), else anywhere near.
+    let writable: Vec<u16> = (1000..=1199).filter(|&a| writable(a)).collect();
+    let start = prop_oneof![
+        3 => prop::sample::select(writable),
+        2 => 995u16..1205,
+        1 => any::<u16>(),
+    ];
+    let values = prop_oneof![
+        6 => prop::collection::vec(value(), 1..=1),
+        3 => prop::collection::vec(value(), 2..6),
+        1 => prop::collection::vec(value(), 0..130),
+    ];
+    prop_oneof![
+        8 => (start.clone(), values).prop_map(|(s, v)| Op::Write(s, v)),
+        1 => prop::sample::select(vec![1091u16, 1092]).prop_map(|a| Op::Write(a, vec![1])),
+        1 => Just(Op::Commit),
+        1 => (start, 0usize..130).prop_map(|(s, n)| Op::Read(s, n)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Random request sequences never panic; a refused write leaves the map (and every
+    /// readable word) exactly as it was; bit 5 always equals staged ≠ saved; saved
+    /// configurations are always consistent.
+    #[test]
+    fn random_writes_never_panic_and_refusals_change_nothing(ops in prop::collection::vec(op(), 1..40)) {
+        let mut map = busy_map();
+        let mut pending: Option<Save> = None;
+        for op in ops {
+            match op {
+                Op::Write(start, values) => {
+                    let before = map.clone();
+                    let bytes = dump(&map);
+                    match map.write(start, &values) {
+                        Ok(out) => {
+                            if let Some(cap) = out.cap_ma {
+                                prop_assert_eq!(map.cap_ma(), cap);
+                            }
+                            if let Some(save) = out.save {
+                                prop_assert!(save.config.validate().is_ok());
+                                pending = Some(save);
+                            }
+                        }
+                        Err(e) => {
+                            prop_assert!(matches!(e, Exception::IllegalDataAddress | Exception::IllegalDataValue));
+                            prop_assert_eq!(&map, &before);
+                            prop_assert_eq!(dump(&map), bytes);
+                        }
+                    }
+                }
+                Op::Commit => {
+                    if let Some(save) = pending.take() {
+                        map.commit_saved(save.config);
+                    }
+                }
+                Op::Read(start, len) => {
+                    let mut out = vec![0; len];
+                    let inside = u32::from(start) >= 1000 && u32::from(start) + len as u32 <= 1200;
+                    let ok = (1..=125).contains(&len) && inside;
+                    prop_assert_eq!(map.read(start, &mut out).is_ok(), ok);
+                }
+            }
+            let bit5 = dump(&map)[3] & Flags::UNSAVED_CHANGES.bits() != 0;
+            prop_assert_eq!(bit5, map.staged() != map.saved());
+            prop_assert!(map.saved().validate().is_ok());
+        }
+    }
+}
