@@ -10,6 +10,7 @@
 //! - [`abb`]: the ABB Terra AC driver (master role): what to write and read, and when.
 //! - [`balancer`]: the control law (stepped and headroom modes), fed readings and time.
 //! - [`led`]: the status LED pattern as a function of state and time.
+//! - [`meter_emulation`]: an ABB EV3-style meter served from P1 readings (server role).
 //! - [`registers`]: the public Modbus register map as data, with the read and write
 //!   entry points (staged settings, save, override cap, status).
 //!
@@ -27,5 +28,6 @@ pub mod abb;
 pub mod balancer;
 pub mod config;
 pub mod led;
+pub mod meter_emulation;
 pub mod p1;
 pub mod registers;
