@@ -6,8 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
 use p1lb::parse::{self, ParseOptions};
+use p1lb::sim::scenario;
+use p1lb::simulate::{self, ModeChoice};
 use p1lb_core::p1::smarty::SmartyKeys;
 
 /// Dynamic load balancer for EV chargers, driven by a P1 smart meter.
@@ -40,6 +43,35 @@ enum Command {
         #[arg(long, requires = "key")]
         auth_key: Option<String>,
     },
+    /// Simulate a house, a car and a meter around the real balancer, faster than real
+    /// time, and compare each control mode with the best possible (the oracle).
+    Simulate {
+        /// The scenario to run, or `all`.
+        #[arg(long, value_parser = scenario_names(), conflicts_with = "p1_log")]
+        scenario: Option<String>,
+        /// Replay a recorded P1 stream (bytes as from the meter) as the house load.
+        #[arg(long, value_name = "FILE")]
+        p1_log: Option<PathBuf>,
+        /// Control mode(s) to run.
+        #[arg(long, value_enum, default_value_t = ModeChoice::Both)]
+        mode: ModeChoice,
+        /// Settings file: TOML `setting_name = value` pairs (names as in the register map).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Write the chart (SVG) here; without it the table output writes simulation.svg.
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
+        /// Print one JSON object with every run instead of the tables.
+        #[arg(long)]
+        json: bool,
+        /// Override the scenarios' seeds.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+}
+
+fn scenario_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(scenario::NAMES.iter().copied().chain(["all"]))
 }
 
 fn main() -> ExitCode {
@@ -89,6 +121,27 @@ fn run() -> Result<ExitCode> {
                 eprintln!("p1lb: no valid telegram found");
                 return Ok(ExitCode::from(1));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate {
+            scenario,
+            p1_log,
+            mode,
+            config,
+            plot,
+            json,
+            seed,
+        } => {
+            let opts = simulate::Options {
+                scenario,
+                p1_log,
+                mode,
+                config,
+                plot,
+                json,
+                seed,
+            };
+            simulate::run(&opts, io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,0 +1,610 @@
+//! The smart meter: every second, real P1 telegram bytes with a correct CRC-16, in the
+//! DSMR 5 (Dutch ESMR 5, Sagemcom T210-D) or e-MUCS 1.7 (Belgian, Fluvius) format,
+//! exactly as those meters print them (`tests/telegrams/nl-esmr50-*`, `be-emucs171-*`).
+//!
+//! The values: per-phase voltage (0.1 V; the grid sags under load), current (DSMR: whole
+//! amperes; e-MUCS: two decimals; unsigned, as every meter prints it) and power import /
+//! export (W resolution), totals, energy registers per tariff, gas, and for e-MUCS the
+//! quarter-hour average demand and the month's peak.
+//!
+//! Faults: silent windows (no bytes at all), telegrams corrupted on the line (one bit
+//! flipped somewhere between `/` and the end of the CRC: the reader must reject each
+//! one), and junk bytes between telegrams.
+
+use super::rng::Rng;
+use super::time::DateTime;
+use p1lb_core::p1::crc16_arc;
+
+/// The telegram format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// Dutch DSMR 5.0 (ESMR 5, Sagemcom T210-D): currents in whole amperes.
+    Dsmr5,
+    /// Belgian e-MUCS 1.7 (Fluvius): currents with two decimals, demand objects.
+    Emucs,
+}
+
+impl Flavour {
+    /// A short name for tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::Dsmr5 => "DSMR 5",
+            Flavour::Emucs => "e-MUCS",
+        }
+    }
+}
+
+/// One phase as the meter prints it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PhaseValues {
+    /// Voltage, 0.1 V.
+    pub voltage_dv: i32,
+    /// Current magnitude, mA (printed rounded to 1 A or 0.01 A).
+    pub current_ma: i32,
+    /// Active power imported, W.
+    pub import_w: i32,
+    /// Active power exported, W.
+    pub export_w: i32,
+}
+
+/// Everything one telegram says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeterValues {
+    /// The meter's clock.
+    pub time: DateTime,
+    /// Active tariff, 1 or 2.
+    pub tariff: u8,
+    /// Energy imported, Wh, tariff 1 and 2.
+    pub import_wh: [u64; 2],
+    /// Energy exported, Wh, tariff 1 and 2.
+    pub export_wh: [u64; 2],
+    /// Phases printed: 1 (L1 only) or 3.
+    pub phases: usize,
+    /// L1–L3.
+    pub phase: [PhaseValues; 3],
+    /// Gas meter, dm³ (litres), and when the gas meter was last read.
+    pub gas_l: u64,
+    /// When the gas meter was last read (every 5 minutes).
+    pub gas_time: DateTime,
+    /// e-MUCS: the running quarter-hour average demand, W.
+    pub average_demand_w: u32,
+    /// e-MUCS: the month's peak quarter-hour, W, and when it ended.
+    pub peak: (DateTime, u32),
+}
+
+/// The meter's faults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeterSpec {
+    /// The format.
+    pub flavour: Flavour,
+    /// Phases of the connection (the meter prints L1 only on a single-phase one).
+    pub phases: usize,
+    /// `(from_s, to_s)` windows in which the meter sends nothing.
+    pub silent: Vec<(u32, u32)>,
+    /// Probability that a telegram gets a bit flipped on the line.
+    pub corrupt_prob: f64,
+    /// Probability of a burst of junk bytes before a telegram.
+    pub junk_prob: f64,
+}
+
+impl MeterSpec {
+    /// A healthy meter.
+    pub fn healthy(flavour: Flavour, phases: usize) -> MeterSpec {
+        MeterSpec {
+            flavour,
+            phases,
+            silent: Vec::new(),
+            corrupt_prob: 0.0,
+            junk_prob: 0.0,
+        }
+    }
+}
+
+/// What the meter sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MeterStats {
+    /// Telegrams put on the line.
+    pub sent: u32,
+    /// Of those, corrupted on the line.
+    pub corrupted: u32,
+    /// Seconds the meter was silent.
+    pub silent_s: u32,
+    /// Bursts of junk bytes.
+    pub junk: u32,
+}
+
+/// Grid impedance seen from the meter, Ω: the voltage sags by this times the current.
+const GRID_OHM: f64 = 0.25;
+
+/// A meter during a run.
+#[derive(Debug, Clone)]
+pub struct Meter {
+    spec: MeterSpec,
+    start: DateTime,
+    rng: Rng,
+    fault_rng: Rng,
+    offset_v: [f64; 3],
+    import_wh: [f64; 2],
+    export_wh: [f64; 2],
+    gas_l: f64,
+    quarter: (f64, u32),
+    average_w: u32,
+    peak: (DateTime, u32),
+    buf: Vec<u8>,
+    stats: MeterStats,
+}
+
+impl Meter {
+    /// A meter for a run starting at `start`.
+    pub fn new(spec: &MeterSpec, start: DateTime, seed: u64) -> Meter {
+        let mut rng = Rng::stream(seed, 3);
+        let offset_v = [0; 3].map(|_| rng.range(0.0, 6.0));
+        let (y, m, _) = start.date();
+        Meter {
+            spec: spec.clone(),
+            start,
+            rng,
+            fault_rng: Rng::stream(seed, 4),
+            offset_v,
+            import_wh: [6_184_667.0, 4_762_136.0],
+            export_wh: [1_708_286.0, 3_405_268.0],
+            gas_l: 3_133_361.0,
+            quarter: (0.0, 0),
+            average_w: 0,
+            peak: (DateTime::new(y, m, 1, 18, 45), 2589),
+            buf: Vec::with_capacity(2048),
+            stats: MeterStats::default(),
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> MeterStats {
+        self.stats
+    }
+
+    /// The phase voltages, V, at the given grid currents: the supply's own level (or
+    /// the recorded one, `base`) less the sag across the grid impedance, plus noise.
+    pub fn voltages(&mut self, grid_a: [f64; 3], base: Option<[f64; 3]>) -> [f64; 3] {
+        let mut v = [0.0; 3];
+        for p in 0..3 {
+            let noise = 0.15 * self.rng.normal();
+            v[p] = match base {
+                Some(b) => b[p],
+                None => 229.0 + self.offset_v[p] - GRID_OHM * grid_a[p] + noise,
+            };
+        }
+        v
+    }
+
+    /// One second at the given grid currents (A, import positive) and voltages:
+    /// accumulates the registers and returns the bytes put on the line (empty while
+    /// silent).
+    pub fn second(&mut self, t_s: u32, grid_a: [f64; 3], volts: [f64; 3]) -> &[u8] {
+        let time = self.start.plus(t_s);
+        let values = self.measure(time, grid_a, volts);
+        self.buf.clear();
+        if self.spec.silent.iter().any(|&(a, b)| t_s >= a && t_s < b) {
+            self.stats.silent_s += 1;
+            return &self.buf;
+        }
+        if self.spec.junk_prob > 0.0 && self.fault_rng.chance(self.spec.junk_prob) {
+            let n = 1 + self.fault_rng.below(6);
+            for _ in 0..n {
+                self.buf.push(self.fault_rng.next_u64() as u8);
+            }
+            self.stats.junk += 1;
+        }
+        let at = self.buf.len();
+        write_telegram(&mut self.buf, self.spec.flavour, &values);
+        self.stats.sent += 1;
+        if self.spec.corrupt_prob > 0.0 && self.fault_rng.chance(self.spec.corrupt_prob) {
+            // Between `/` and the last CRC digit (the CR LF after it is not covered).
+            let span = (self.buf.len() - 2 - at) as u64;
+            let i = at + self.fault_rng.below(span) as usize;
+            self.buf[i] ^= 1 << self.fault_rng.below(8);
+            self.stats.corrupted += 1;
+        }
+        &self.buf
+    }
+
+    fn measure(&mut self, time: DateTime, grid_a: [f64; 3], volts: [f64; 3]) -> MeterValues {
+        let mut phase = [PhaseValues::default(); 3];
+        let mut total_w = 0i64;
+        for p in 0..self.spec.phases.min(3) {
+            let v_dv = (volts[p] * 10.0).round() as i32;
+            let w = (f64::from(v_dv) / 10.0 * grid_a[p]).round() as i32;
+            phase[p] = PhaseValues {
+                voltage_dv: v_dv,
+                current_ma: (grid_a[p].abs() * 1000.0).round() as i32,
+                import_w: w.max(0),
+                export_w: (-w).max(0),
+            };
+            total_w += i64::from(w);
+        }
+        let tariff = tariff(self.spec.flavour, time);
+        let ti = usize::from(tariff - 1);
+        let wh = total_w as f64 / 3600.0;
+        if wh >= 0.0 {
+            self.import_wh[ti] += wh;
+        } else {
+            self.export_wh[ti] -= wh;
+        }
+        // Gas: a little cooking and hot water.
+        self.gas_l += 0.01;
+        // Quarter-hour average demand (import), e-MUCS 1.4.0 / 1.6.0.
+        let sod = time.second_of_day();
+        if sod % 900 == 0 && self.quarter.1 > 0 {
+            if self.average_w > self.peak.1 {
+                self.peak = (time, self.average_w);
+            }
+            self.quarter = (0.0, 0);
+        }
+        self.quarter.0 += total_w.max(0) as f64;
+        self.quarter.1 += 1;
+        self.average_w = (self.quarter.0 / f64::from(self.quarter.1)).round() as u32;
+        // The gas meter is read every five minutes.
+        let (y, m, d) = time.date();
+        let gas_time = DateTime::new(y, m, d, 0, 0).plus(sod - sod % 300);
+        MeterValues {
+            time,
+            tariff,
+            import_wh: self.import_wh.map(|x| x as u64),
+            export_wh: self.export_wh.map(|x| x as u64),
+            phases: self.spec.phases.min(3),
+            phase,
+            gas_l: self.gas_l as u64,
+            gas_time,
+            average_demand_w: self.average_w,
+            peak: self.peak,
+        }
+    }
+}
+
+/// The tariff in force: NL prints 1 for low (nights and weekends) and 2 for normal; BE
+/// prints 1 for day and 2 for night.
+fn tariff(flavour: Flavour, time: DateTime) -> u8 {
+    let h = time.second_of_day() / 3600;
+    let day = (7..23).contains(&h) && time.weekday() < 5;
+    match (flavour, day) {
+        (Flavour::Dsmr5, true) | (Flavour::Emucs, false) => 2,
+        _ => 1,
+    }
+}
+
+/// Appends `v / 10^frac` as `int` integer digits (zero-padded), a dot and `frac`
+/// decimals (no dot when `frac` is 0). Values too large for the width print in full.
+fn num(out: &mut Vec<u8>, v: u64, int: usize, frac: usize) {
+    let mut digits = [0u8; 24];
+    let mut n = 0;
+    let mut x = v;
+    while x > 0 || n < int + frac {
+        digits[n] = b'0' + (x % 10) as u8;
+        x /= 10;
+        n += 1;
+        if n == digits.len() {
+            break;
+        }
+    }
+    for i in (0..n).rev() {
+        out.push(digits[i]);
+        if i == frac && frac > 0 {
+            out.push(b'.');
+        }
+    }
+}
+
+fn line(out: &mut Vec<u8>, obis: &[u8]) {
+    out.extend_from_slice(obis);
+    out.push(b'(');
+}
+
+fn end(out: &mut Vec<u8>, unit: &[u8]) {
+    out.extend_from_slice(unit);
+    out.extend_from_slice(b")\r\n");
+}
+
+/// A number object: `obis(value*unit)`.
+fn obj(out: &mut Vec<u8>, obis: &[u8], v: u64, int: usize, frac: usize, unit: &[u8]) {
+    line(out, obis);
+    num(out, v, int, frac);
+    end(out, unit);
+}
+
+const VOLTAGE: [&[u8]; 3] = [b"1-0:32.7.0", b"1-0:52.7.0", b"1-0:72.7.0"];
+const CURRENT: [&[u8]; 3] = [b"1-0:31.7.0", b"1-0:51.7.0", b"1-0:71.7.0"];
+const IMPORT: [&[u8]; 3] = [b"1-0:21.7.0", b"1-0:41.7.0", b"1-0:61.7.0"];
+const EXPORT: [&[u8]; 3] = [b"1-0:22.7.0", b"1-0:42.7.0", b"1-0:62.7.0"];
+const SAGS: [&[u8]; 3] = [b"1-0:32.32.0", b"1-0:52.32.0", b"1-0:72.32.0"];
+const SWELLS: [&[u8]; 3] = [b"1-0:32.36.0", b"1-0:52.36.0", b"1-0:72.36.0"];
+
+fn kw(w: i64) -> u64 {
+    w.clamp(0, 99_999) as u64
+}
+
+/// Appends one complete telegram, `/` to CRC and CR LF, in the given format.
+pub fn write_telegram(out: &mut Vec<u8>, flavour: Flavour, v: &MeterValues) {
+    let start = out.len();
+    let n = v.phases.min(3);
+    let ph = &v.phase[..n];
+    let total: i64 = ph
+        .iter()
+        .map(|p| i64::from(p.import_w) - i64::from(p.export_w))
+        .sum();
+    let energy = |out: &mut Vec<u8>| {
+        obj(out, b"1-0:1.8.1", v.import_wh[0], 6, 3, b"*kWh");
+        obj(out, b"1-0:1.8.2", v.import_wh[1], 6, 3, b"*kWh");
+        obj(out, b"1-0:2.8.1", v.export_wh[0], 6, 3, b"*kWh");
+        obj(out, b"1-0:2.8.2", v.export_wh[1], 6, 3, b"*kWh");
+    };
+    let stamp = |out: &mut Vec<u8>, obis: &[u8], t: &DateTime| {
+        line(out, obis);
+        out.extend_from_slice(&t.dsmr());
+        end(out, b"");
+    };
+    match flavour {
+        Flavour::Dsmr5 => {
+            out.extend_from_slice(b"/Ene5\\T210-D ESMR5.0\r\n\r\n1-3:0.2.8(50)\r\n");
+            stamp(out, b"0-0:1.0.0", &v.time);
+            out.extend_from_slice(b"0-0:96.1.1(4530303438303030303332303631353139)\r\n");
+            energy(out);
+            obj(out, b"0-0:96.14.0", u64::from(v.tariff), 4, 0, b"");
+            obj(out, b"1-0:1.7.0", kw(total), 2, 3, b"*kW");
+            obj(out, b"1-0:2.7.0", kw(-total), 2, 3, b"*kW");
+            out.extend_from_slice(
+                b"0-0:96.7.21(00082)\r\n0-0:96.7.9(00021)\r\n\
+                  1-0:99.97.0(1)(0-0:96.7.19)(220416174436S)(0000001183*s)\r\n",
+            );
+            for s in &SAGS[..n] {
+                obj(out, s, 7, 5, 0, b"");
+            }
+            for s in &SWELLS[..n] {
+                obj(out, s, 0, 5, 0, b"");
+            }
+            out.extend_from_slice(b"0-0:96.13.0()\r\n");
+            for (p, o) in ph.iter().zip(VOLTAGE) {
+                obj(out, o, p.voltage_dv.max(0) as u64, 3, 1, b"*V");
+            }
+            for (p, o) in ph.iter().zip(CURRENT) {
+                // Whole amperes, rounded.
+                let a = (i64::from(p.current_ma.max(0)) + 500) / 1000;
+                obj(out, o, a as u64, 3, 0, b"*A");
+            }
+            for (p, o) in ph.iter().zip(IMPORT) {
+                obj(out, o, kw(p.import_w.into()), 2, 3, b"*kW");
+            }
+            for (p, o) in ph.iter().zip(EXPORT) {
+                obj(out, o, kw(p.export_w.into()), 2, 3, b"*kW");
+            }
+            out.extend_from_slice(
+                b"0-1:24.1.0(003)\r\n0-1:96.1.0(4730303539303033383434303238393139)\r\n",
+            );
+            line(out, b"0-1:24.2.1");
+            out.extend_from_slice(&v.gas_time.dsmr());
+            out.extend_from_slice(b")(");
+            num(out, v.gas_l, 5, 3);
+            end(out, b"*m3");
+        }
+        Flavour::Emucs => {
+            out.extend_from_slice(
+                b"/FLU5\\253769484_A\r\n\r\n0-0:96.1.4(50217)\r\n\
+                  0-0:96.1.1(3153414733313031303231363035)\r\n",
+            );
+            stamp(out, b"0-0:1.0.0", &v.time);
+            energy(out);
+            obj(
+                out,
+                b"1-0:1.4.0",
+                u64::from(v.average_demand_w),
+                2,
+                3,
+                b"*kW",
+            );
+            line(out, b"1-0:1.6.0");
+            out.extend_from_slice(&v.peak.0.dsmr());
+            out.extend_from_slice(b")(");
+            num(out, u64::from(v.peak.1), 2, 3);
+            end(out, b"*kW");
+            obj(out, b"0-0:96.14.0", u64::from(v.tariff), 4, 0, b"");
+            obj(out, b"1-0:1.7.0", kw(total), 2, 3, b"*kW");
+            obj(out, b"1-0:2.7.0", kw(-total), 2, 3, b"*kW");
+            for (p, o) in ph.iter().zip(IMPORT) {
+                obj(out, o, kw(p.import_w.into()), 2, 3, b"*kW");
+            }
+            for (p, o) in ph.iter().zip(EXPORT) {
+                obj(out, o, kw(p.export_w.into()), 2, 3, b"*kW");
+            }
+            for (p, o) in ph.iter().zip(VOLTAGE) {
+                obj(out, o, p.voltage_dv.max(0) as u64, 3, 1, b"*V");
+            }
+            for (p, o) in ph.iter().zip(CURRENT) {
+                // Hundredths of an ampere, rounded.
+                let ca = (i64::from(p.current_ma.max(0)) + 5) / 10;
+                obj(out, o, ca as u64, 3, 2, b"*A");
+            }
+            out.extend_from_slice(
+                b"0-0:96.3.10(1)\r\n0-0:17.0.0(999.9*kW)\r\n1-0:31.4.0(999*A)\r\n\
+                  0-0:96.13.0()\r\n0-1:24.1.0(003)\r\n\
+                  0-1:96.1.1(37464C4F32313139303333373333)\r\n0-1:24.4.0(1)\r\n",
+            );
+            line(out, b"0-1:24.2.3");
+            out.extend_from_slice(&v.gas_time.dsmr());
+            out.extend_from_slice(b")(");
+            num(out, v.gas_l, 5, 3);
+            end(out, b"*m3");
+        }
+    }
+    out.push(b'!');
+    let crc = crc16_arc(&out[start..]);
+    for shift in [12, 8, 4, 0] {
+        out.push(b"0123456789ABCDEF"[usize::from((crc >> shift) & 0xF)]);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p1lb_core::p1::{CrcStatus, Event, GridSource, Reading, TelegramReader};
+
+    fn values(phases: usize) -> MeterValues {
+        let t = DateTime::new(2025, 1, 15, 17, 30);
+        MeterValues {
+            time: t,
+            tariff: 2,
+            import_wh: [6_184_667, 4_762_136],
+            export_wh: [4_708_286, 11_405_268],
+            phases,
+            phase: [
+                PhaseValues {
+                    voltage_dv: 2318,
+                    current_ma: 23_456,
+                    import_w: 5437,
+                    export_w: 0,
+                },
+                PhaseValues {
+                    voltage_dv: 2344,
+                    current_ma: 7_004,
+                    import_w: 0,
+                    export_w: 1642,
+                },
+                PhaseValues {
+                    voltage_dv: 2299,
+                    current_ma: 505,
+                    import_w: 116,
+                    export_w: 0,
+                },
+            ],
+            gas_l: 3_133_361,
+            gas_time: DateTime::new(2025, 1, 15, 17, 25),
+            average_demand_w: 2351,
+            peak: (DateTime::new(2025, 1, 9, 13, 45), 2589),
+        }
+    }
+
+    /// Feeds `bytes` through the real reader; returns the readings and CRC verdicts.
+    fn read(bytes: &[u8]) -> (Vec<(Reading, CrcStatus)>, u32) {
+        let mut reader: TelegramReader = TelegramReader::new();
+        let mut rest = bytes;
+        let mut out = Vec::new();
+        while !rest.is_empty() {
+            let (used, ev) = reader.feed(rest);
+            rest = &rest[used..];
+            if let Some(Event::Telegram(t)) = ev {
+                out.push((Reading::parse(&t), t.crc()));
+            }
+        }
+        (out, reader.stats().rejected())
+    }
+
+    #[test]
+    fn dsmr5_round_trips_through_the_reader() {
+        let v = values(3);
+        let mut buf = Vec::new();
+        write_telegram(&mut buf, Flavour::Dsmr5, &v);
+        let text = String::from_utf8_lossy(&buf);
+        assert!(text.starts_with("/Ene5\\T210-D ESMR5.0\r\n\r\n1-3:0.2.8(50)\r\n"));
+        assert!(text.contains("0-0:1.0.0(250115173000W)\r\n"), "{text}");
+        assert!(text.contains("1-0:31.7.0(023*A)\r\n"), "{text}");
+        assert!(text.contains("1-0:52.7.0(234.4*V)\r\n"), "{text}");
+        assert!(text.contains("1-0:42.7.0(01.642*kW)\r\n"), "{text}");
+        let (got, rejected) = read(&buf);
+        assert_eq!(rejected, 0);
+        assert_eq!(got.len(), 1);
+        let (r, crc) = &got[0];
+        assert!(matches!(crc, CrcStatus::Ok(_)));
+        assert_eq!(r.version, Some(50));
+        assert_eq!(r.import_wh.t1, Some(6_184_667));
+        assert_eq!(r.export_wh.t2, Some(11_405_268));
+        assert_eq!(r.tariff, Some(2));
+        assert_eq!(r.power_import_w, Some(5437 - 1642 + 116));
+        for (p, want) in r.phases.iter().zip(v.phase) {
+            assert_eq!(p.voltage_dv, Some(want.voltage_dv));
+            assert_eq!(p.power_import_w, Some(want.import_w));
+            assert_eq!(p.power_export_w, Some(want.export_w));
+            // Whole amperes.
+            assert_eq!(
+                p.current_ma,
+                Some((want.current_ma + 500) / 1000 * 1000),
+                "{want:?}"
+            );
+        }
+        // The balancer's signed current from power and voltage: within 3 mA.
+        let g = r.grid_currents_ma(GridSource::Auto);
+        let want = [
+            5437 * 10_000 / 2318,
+            -1642 * 10_000 / 2344,
+            116 * 10_000 / 2299,
+        ];
+        for (g, w) in g.iter().zip(want) {
+            assert!((g.expect("current") - w).abs() <= 3, "{g:?} {w}");
+        }
+    }
+
+    #[test]
+    fn emucs_round_trips_with_two_decimals_and_demand() {
+        let v = values(3);
+        let mut buf = Vec::new();
+        write_telegram(&mut buf, Flavour::Emucs, &v);
+        let text = String::from_utf8_lossy(&buf);
+        assert!(text.contains("1-0:31.7.0(023.46*A)\r\n"), "{text}");
+        assert!(text.contains("1-0:71.7.0(000.51*A)\r\n"), "{text}");
+        let (got, rejected) = read(&buf);
+        assert_eq!(rejected, 0);
+        let (r, crc) = &got[0];
+        assert!(matches!(crc, CrcStatus::Ok(_)));
+        assert_eq!(r.version, Some(50217));
+        assert_eq!(r.phases[0].current_ma, Some(23_460));
+        assert_eq!(r.phases[1].current_ma, Some(7_000));
+        assert_eq!(r.phases[2].current_ma, Some(510));
+        assert_eq!(r.average_demand_w, Some(2351));
+        assert_eq!(r.month_peak.map(|p| p.power_w), Some(2589));
+        assert_eq!(r.breaker_closed, Some(true));
+        for (p, want) in r.phases.iter().zip(v.phase) {
+            assert_eq!(p.voltage_dv, Some(want.voltage_dv));
+            assert_eq!(p.power_export_w, Some(want.export_w));
+        }
+    }
+
+    #[test]
+    fn single_phase_meter_prints_l1_only() {
+        let v = values(1);
+        let mut buf = Vec::new();
+        write_telegram(&mut buf, Flavour::Dsmr5, &v);
+        let text = String::from_utf8_lossy(&buf);
+        assert!(!text.contains("1-0:51.7.0") && !text.contains("1-0:72.7.0"));
+        let (got, _) = read(&buf);
+        let g = got[0].0.grid_currents_ma(GridSource::Auto);
+        assert!(g[0].is_some() && g[1].is_none() && g[2].is_none());
+    }
+
+    #[test]
+    fn the_model_meter_every_second_and_its_faults() {
+        let spec = MeterSpec {
+            flavour: Flavour::Dsmr5,
+            phases: 3,
+            silent: vec![(10, 20)],
+            corrupt_prob: 0.3,
+            junk_prob: 0.2,
+        };
+        let mut m = Meter::new(&spec, DateTime::new(2025, 1, 15, 17, 0), 9);
+        let mut stream = Vec::new();
+        for t in 0..200 {
+            let grid = [10.0, -5.0, 1.0];
+            let v = m.voltages(grid, None);
+            stream.extend_from_slice(m.second(t, grid, v));
+        }
+        let s = m.stats();
+        assert_eq!(s.silent_s, 10);
+        assert_eq!(s.sent, 190);
+        assert!(s.corrupted > 30 && s.junk > 20, "{s:?}");
+        let (got, rejected) = read(&stream);
+        // Every corrupted telegram is refused; every clean one is accepted.
+        assert_eq!(got.len() as u32, s.sent - s.corrupted);
+        assert!(rejected >= s.corrupted / 2, "{rejected} {s:?}");
+        for (r, _) in &got {
+            let g = r.grid_currents_ma(GridSource::Auto);
+            assert!((g[0].expect("L1") - 10_000).abs() < 10, "{g:?}");
+            assert!((g[1].expect("L2") + 5_000).abs() < 10, "{g:?}");
+        }
+    }
+}

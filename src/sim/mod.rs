@@ -1,0 +1,24 @@
+//! The simulator: deterministic models of a house, a car behind its charger, a smart
+//! meter and the main fuse, run faster than real time around the real balancer
+//! ([`p1lb_core::balancer`]) and the real P1 reader ([`p1lb_core::p1`]).
+//!
+//! - [`house`]: base load, appliances per phase, solar export.
+//! - [`car`]: follows the charger's setpoint with delay and ramp; pauses; 1 or 3 phases.
+//! - [`meter`]: real DSMR 5 / e-MUCS telegram bytes with CRC; silence, corruption.
+//! - [`fuse`]: the main breaker's thermal model (IEC 60898-1 points).
+//! - [`oracle`]: the best limit with perfect knowledge: the 100 % mark.
+//! - [`scenario`]: the named scenarios; [`replay`]: a recorded P1 stream as the house.
+//! - [`runner`]: one run, second by second; [`plot`]: the SVG chart.
+//! - [`rng`], [`time`]: the seeded PRNG and the meter's clock.
+
+pub mod car;
+pub mod fuse;
+pub mod house;
+pub mod meter;
+pub mod oracle;
+pub mod plot;
+pub mod replay;
+pub mod rng;
+pub mod runner;
+pub mod scenario;
+pub mod time;

@@ -1,0 +1,353 @@
+//! One run: a scenario under one configuration, second by second, with the real
+//! balancer and the real P1 reader in the loop.
+//!
+//! Each second `t`:
+//! 1. the balancer ticks at `t` (on the telegrams it got so far) and the charger is
+//!    given its setpoint (the car follows after its delay);
+//! 2. the house load for the second is drawn; the oracle sets its own car's limit from
+//!    it with no delay;
+//! 3. the physics runs in ten 0.1 s steps: both cars, the grid current per phase (house
+//!    + car), the fuse, the metrics;
+//! 4. at `t` the meter measures and at `t + 0.2 s` its telegram bytes arrive, go through
+//!    [`TelegramReader`], [`Reading::parse`] and [`Reading::grid_currents_ma`] into
+//!    [`Balancer::on_reading`] — the device's own path; at `t + 0.5 s` the charger's
+//!    own phase currents are read back into [`Balancer::on_charger_currents`].
+
+use p1lb_core::balancer::{Balancer, State};
+use p1lb_core::config::{Config, ControlMode};
+use p1lb_core::p1::{Event, Reading, TelegramReader};
+
+use super::car::{Car, Dynamics};
+use super::fuse::Fuse;
+use super::house::House;
+use super::meter::Meter;
+use super::oracle;
+use super::scenario::{Load, Scenario};
+
+/// Physics steps per second.
+pub const STEPS: u32 = 10;
+const DT_S: f64 = 1.0 / STEPS as f64;
+/// When in the second the telegram arrives (115200 baud, ~1 KB) and the charger is
+/// read back, ms.
+const TELEGRAM_AT_MS: u64 = 200;
+const READBACK_AT_MS: u64 = 500;
+
+/// What a run measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Metrics {
+    /// Simulated time, s.
+    pub duration_s: u32,
+    /// Energy into the car, kWh.
+    pub ev_energy_kwh: f64,
+    /// Energy into the oracle's car, kWh.
+    pub oracle_energy_kwh: f64,
+    /// `ev / oracle`, % (100 when the oracle charged nothing).
+    pub oracle_pct: f64,
+    /// Time the highest phase current (configured phases) was above the upper limit, s.
+    pub seconds_over_upper: f64,
+    /// Time any phase was above the fuse rating, s.
+    pub seconds_over_fuse: f64,
+    /// ∫ (highest phase current − rating)⁺ dt, A·s.
+    pub ampere_seconds_over_fuse: f64,
+    /// Separate stretches above the fuse rating.
+    pub over_fuse_episodes: u32,
+    /// The longest stretch above the fuse rating untouched by an injected fault (meter
+    /// silent, telegram lost on the line, charger stuck), s: the balancer's reaction to
+    /// a load step.
+    pub longest_over_fuse_s: f64,
+    /// Time above the fuse rating in stretches touched by an injected fault, s.
+    pub fault_seconds_over_fuse: f64,
+    /// Time the house alone (no car) was above the fuse rating, s: no balancer helps.
+    pub house_seconds_over_fuse: f64,
+    /// The highest phase current, A.
+    pub max_phase_current_a: f64,
+    /// Changes of the value sent to the charger.
+    pub limit_changes: u32,
+    /// The same per simulated hour.
+    pub limit_changes_per_hour: f64,
+    /// Times the charger was sent 0 (pause) while the car wanted to charge.
+    pub pauses: u32,
+    /// Seconds the car was held paused (sent 0) although the oracle let it charge.
+    pub paused_s_oracle_charging: u32,
+    /// Ticks in state 4 (fallback), s.
+    pub seconds_in_fallback: u32,
+    /// Fuse trips (thermal model, see [`super::fuse`]).
+    pub trips: u32,
+    /// The hottest the fuse got, % of its trip threshold.
+    pub max_fuse_heat_pct: f64,
+    /// Telegrams the meter sent.
+    pub telegrams_sent: u32,
+    /// Of those, corrupted on the line.
+    pub telegrams_corrupted: u32,
+    /// Telegrams the reader accepted.
+    pub telegrams_valid: u32,
+    /// Telegrams the reader rejected (CRC, framing).
+    pub telegrams_rejected: u32,
+    /// Seconds the meter was silent.
+    pub meter_silent_s: u32,
+    /// Seconds the charger ignored its limit.
+    pub charger_fault_s: u32,
+}
+
+/// One second of a run, for the plot.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Grid current per phase at the start of the second, A.
+    pub grid_a: [f32; 3],
+    /// The value sent to the charger, A.
+    pub sent_a: f32,
+    /// The car's current per used phase, A.
+    pub car_a: f32,
+    /// The oracle's limit, A.
+    pub oracle_a: f32,
+    /// The oracle car's current per used phase, A.
+    pub oracle_car_a: f32,
+    /// The balancer's state.
+    pub state: State,
+}
+
+/// A finished run.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The control mode.
+    pub mode: ControlMode,
+    /// The configuration the balancer ran with.
+    pub config: Config,
+    /// The fuse rating, A.
+    pub fuse_a: f64,
+    /// The measurements.
+    pub metrics: Metrics,
+    /// Second by second, when asked for.
+    pub trace: Vec<Sample>,
+}
+
+/// The name of a control mode as used on the command line and in JSON.
+pub fn mode_name(mode: ControlMode) -> &'static str {
+    match mode {
+        ControlMode::Stepped => "stepped",
+        ControlMode::Headroom => "headroom",
+    }
+}
+
+enum HouseNow<'a> {
+    Model(Box<House>),
+    Recorded(&'a super::replay::Recording),
+}
+
+impl HouseNow<'_> {
+    fn load(&mut self, t: u32) -> ([f64; 3], Option<[f64; 3]>) {
+        match self {
+            HouseNow::Model(h) => (h.load(t), None),
+            HouseNow::Recorded(r) => r.load(t),
+        }
+    }
+}
+
+fn in_windows(w: &[(u32, u32)], t: u32) -> bool {
+    w.iter().any(|&(a, b)| t >= a && t < b)
+}
+
+/// Runs `scenario` with the balancer configured by `config` (validated by the caller).
+/// With `trace`, every second is kept for the plot.
+pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
+    let s = scenario;
+    let cfg = *config;
+    let mut house = match &s.load {
+        Load::Model(spec) => {
+            HouseNow::Model(Box::new(House::new(spec, s.start, s.duration_s, s.seed)))
+        }
+        Load::Recorded(r) => HouseNow::Recorded(r),
+    };
+    let mut meter = Meter::new(&s.meter, s.start, s.seed);
+    let mut reader: TelegramReader = TelegramReader::new();
+    // A 115200 8N1 line (DSMR 5, e-MUCS): every telegram carries a CRC.
+    reader.set_crc_required(true);
+    let mut balancer = Balancer::new(cfg, 0);
+    let cap_ma = balancer.cap_ma();
+    let min_a = f64::from(cfg.charger_min_ma()) / 1000.0;
+    let mut car = Car::new(&s.car, Dynamics::real(min_a));
+    let mut oracle_car = Car::new(&s.car, Dynamics::oracle(min_a));
+    let mut fuse = Fuse::new(s.fuse_a);
+    let phases = usize::from(cfg.phases());
+    let upper_a = f64::from(cfg.upper_ma()) / 1000.0;
+    let source = cfg.grid_source();
+
+    let mut m = Metrics {
+        duration_s: s.duration_s,
+        charger_fault_s: s.car.stuck_seconds(),
+        ..Metrics::default()
+    };
+    let mut samples = Vec::with_capacity(if trace { s.duration_s as usize } else { 0 });
+    let mut volts = [230.0; 3];
+    // The current stretch above the fuse rating: (length, touched by a fault).
+    let mut episode: Option<(f64, bool)> = None;
+    let end_episode = |e: Option<(f64, bool)>, m: &mut Metrics| {
+        if let Some((len, fault)) = e {
+            m.over_fuse_episodes += 1;
+            if fault {
+                m.fault_seconds_over_fuse += len;
+            } else {
+                m.longest_over_fuse_s = m.longest_over_fuse_s.max(len);
+            }
+        }
+    };
+
+    for t in 0..s.duration_s {
+        let now = u64::from(t) * 1000;
+        let d = balancer.tick(now);
+        if d.changed {
+            m.limit_changes += 1;
+        }
+        if d.state == State::Fallback {
+            m.seconds_in_fallback += 1;
+        }
+        car.command(now, d.sent_ma);
+        let (house_a, recorded_v) = house.load(t);
+        let oracle_ma = oracle::limit_ma(&cfg, cap_ma, s.car.phases, house_a);
+        oracle_car.command(now, oracle_ma);
+        if car.wants_charge() && d.sent_ma == 0 {
+            if d.changed {
+                m.pauses += 1;
+            }
+            if oracle_ma > 0 {
+                m.paused_s_oracle_charging += 1;
+            }
+        }
+        let stuck = in_windows(&s.car.stuck, t);
+        let mut fault = stuck || in_windows(&s.meter.silent, t);
+        let mut measured = [0.0; 3];
+        for k in 0..STEPS {
+            let tk = now + u64::from(k) * u64::from(1000 / STEPS);
+            car.step(tk, DT_S, volts);
+            oracle_car.step(tk, DT_S, volts);
+            let c = car.currents();
+            let grid = [0, 1, 2].map(|p| house_a[p] + c[p]);
+            if k == 0 {
+                volts = meter.voltages(grid, recorded_v);
+                measured = grid;
+                if trace {
+                    samples.push(Sample {
+                        grid_a: grid.map(|a| a as f32),
+                        sent_a: d.sent_ma as f32 / 1000.0,
+                        car_a: c.iter().copied().fold(0.0, f64::max) as f32,
+                        oracle_a: 0.0,
+                        oracle_car_a: oracle_car.currents().iter().copied().fold(0.0, f64::max)
+                            as f32,
+                        state: d.state,
+                    });
+                }
+            }
+            if u64::from(k) * 100 == TELEGRAM_AT_MS {
+                let before = meter.stats();
+                let mut bytes = meter.second(t, measured, volts);
+                while !bytes.is_empty() {
+                    let (used, event) = reader.feed(bytes);
+                    bytes = &bytes[used..];
+                    if let Some(Event::Telegram(tg)) = event {
+                        let grid_ma = Reading::parse(&tg).grid_currents_ma(source);
+                        balancer.on_reading(tk, grid_ma);
+                    }
+                }
+                let after = meter.stats();
+                fault |= after.corrupted != before.corrupted || after.junk != before.junk;
+            }
+            if u64::from(k) * 100 == READBACK_AT_MS {
+                balancer.on_charger_currents(tk, car.readback_ma());
+            }
+            if fuse.step(grid, DT_S) {
+                m.trips = fuse.trips();
+            }
+            let highest = grid[..phases].iter().copied().fold(f64::MIN, f64::max);
+            if highest > upper_a {
+                m.seconds_over_upper += DT_S;
+            }
+            let peak = grid.iter().map(|a| a.abs()).fold(0.0, f64::max);
+            m.max_phase_current_a = m.max_phase_current_a.max(peak);
+            if peak > s.fuse_a {
+                m.seconds_over_fuse += DT_S;
+                m.ampere_seconds_over_fuse += (peak - s.fuse_a) * DT_S;
+                let e = episode.get_or_insert((0.0, fault));
+                e.0 += DT_S;
+                e.1 |= fault;
+            } else {
+                end_episode(episode.take(), &mut m);
+            }
+            if house_a.iter().any(|a| a.abs() > s.fuse_a) {
+                m.house_seconds_over_fuse += DT_S;
+            }
+        }
+        if let Some(last) = samples.last_mut() {
+            last.oracle_a = oracle_ma as f32 / 1000.0;
+        }
+    }
+    end_episode(episode.take(), &mut m);
+
+    let ms = meter.stats();
+    let rs = reader.stats();
+    m.ev_energy_kwh = car.energy_kwh();
+    m.oracle_energy_kwh = oracle_car.energy_kwh();
+    m.oracle_pct = if m.oracle_energy_kwh > 1e-9 {
+        100.0 * m.ev_energy_kwh / m.oracle_energy_kwh
+    } else {
+        100.0
+    };
+    m.limit_changes_per_hour = f64::from(m.limit_changes) * 3600.0 / f64::from(s.duration_s);
+    m.trips = fuse.trips();
+    m.max_fuse_heat_pct = fuse.max_heat_pct();
+    m.telegrams_sent = ms.sent;
+    m.telegrams_corrupted = ms.corrupted;
+    m.meter_silent_s = ms.silent_s;
+    m.telegrams_valid = rs.valid;
+    m.telegrams_rejected = rs.rejected();
+    RunResult {
+        scenario: s.name.clone(),
+        mode: cfg.mode(),
+        config: cfg,
+        fuse_a: s.fuse_a,
+        metrics: m,
+        trace: samples,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::scenario;
+
+    fn config(s: &Scenario, mode: u16) -> Config {
+        let mut c = Config::default();
+        for &(a, v) in &s.settings {
+            c.set(a, v).expect("scenario setting");
+        }
+        c.set(1023, mode).expect("mode");
+        c.validate().expect("valid");
+        c
+    }
+
+    #[test]
+    fn same_seed_same_result_and_another_seed_differs() {
+        let s = scenario::by_name("noisy-line").expect("scenario");
+        let a = run(&s, &config(&s, 1), true);
+        let b = run(&s, &config(&s, 1), true);
+        assert_eq!(a.metrics, b.metrics);
+        assert_eq!(a.trace, b.trace);
+        let mut other = s.clone();
+        other.seed += 100;
+        let c = run(&other, &config(&other, 1), false);
+        assert_ne!(a.metrics, c.metrics);
+    }
+
+    #[test]
+    fn the_device_path_sees_every_clean_telegram() {
+        let s = scenario::by_name("evening-peak").expect("scenario");
+        let r = run(&s, &config(&s, 1), false);
+        let m = r.metrics;
+        assert_eq!(m.telegrams_sent, s.duration_s);
+        assert_eq!(m.telegrams_valid, s.duration_s);
+        assert_eq!(m.telegrams_rejected, 0);
+        assert!(m.ev_energy_kwh > 1.0 && m.oracle_pct > 50.0 && m.oracle_pct <= 101.0);
+        assert_eq!(m.seconds_in_fallback, 0);
+    }
+}

@@ -1,0 +1,398 @@
+//! `p1lb simulate`: runs the simulator's scenarios (or a recorded P1 stream) in one or
+//! both control modes, faster than real time, and prints a table per mode or the JSON
+//! contract; optionally plots every run to one SVG.
+//!
+//! The JSON contract (stable): one object `{"scenarios": [...]}`, one entry per
+//! scenario and mode, with at least the keys `name`, `mode`, `ev_energy_kwh`,
+//! `oracle_energy_kwh`, `oracle_pct`, `seconds_over_upper`, `seconds_over_fuse`,
+//! `max_phase_current_a`, `limit_changes_per_hour`, `seconds_in_fallback` and `trips`,
+//! in that order; more keys follow (see [`json_entry`]).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow};
+use p1lb_core::config::{
+    Config, ConfigError, ControlMode, Range, SETTINGS, Setting, setting_named,
+};
+use serde_json::{Value, json};
+
+use crate::sim::plot;
+use crate::sim::replay::Recording;
+use crate::sim::runner::{self, RunResult, mode_name};
+use crate::sim::scenario::{self, Scenario};
+
+/// Which control modes to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ModeChoice {
+    /// Register 1023 = 0: the original stepped rules.
+    Stepped,
+    /// Register 1023 = 1: steps sized from the measured headroom.
+    Headroom,
+    /// Both, one after the other.
+    #[default]
+    Both,
+}
+
+impl ModeChoice {
+    fn modes(self) -> &'static [ControlMode] {
+        match self {
+            ModeChoice::Stepped => &[ControlMode::Stepped],
+            ModeChoice::Headroom => &[ControlMode::Headroom],
+            ModeChoice::Both => &[ControlMode::Stepped, ControlMode::Headroom],
+        }
+    }
+}
+
+/// What to simulate and how to report it.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// A scenario name or `all`; `None` = the default scenario.
+    pub scenario: Option<String>,
+    /// Replay this recorded P1 stream as the house instead.
+    pub p1_log: Option<PathBuf>,
+    /// Control modes to run.
+    pub mode: ModeChoice,
+    /// A TOML file of `setting_name = value` pairs applied over the defaults.
+    pub config: Option<PathBuf>,
+    /// Write the SVG chart here.
+    pub plot: Option<PathBuf>,
+    /// Print the JSON contract instead of tables.
+    pub json: bool,
+    /// Override every scenario's seed.
+    pub seed: Option<u64>,
+}
+
+/// The chart written when no `--plot` is given and the output is the table.
+pub const DEFAULT_PLOT: &str = "simulation.svg";
+
+/// Runs what `opts` asks for, printing to `out`; returns the runs. Errors (unreadable
+/// file, bad configuration, unknown scenario) name what is wrong.
+pub fn run(opts: &Options, mut out: impl Write) -> Result<Vec<RunResult>> {
+    let overrides = match &opts.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --config {}", path.display()))?;
+            parse_settings(&text).map_err(|e| anyhow!("--config {}: {e}", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    let mut scenarios = match (&opts.p1_log, opts.scenario.as_deref()) {
+        (Some(path), _) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("reading --p1-log {}", path.display()))?;
+            // The grid source the recording is read with: the configured one.
+            let mut probe = Config::default();
+            for (s, v) in &overrides {
+                probe
+                    .set(s.address, *v)
+                    .map_err(|e| anyhow!("--config: {e}"))?;
+            }
+            let rec = Recording::parse(&bytes, probe.grid_source())
+                .map_err(|e| anyhow!("--p1-log {}: {e}", path.display()))?;
+            let name = path
+                .file_name()
+                .map_or_else(|| "stdin".into(), |n| n.to_string_lossy().into_owned());
+            vec![scenario::replay(&name, rec)]
+        }
+        (None, None) => vec![by_name(scenario::DEFAULT)?],
+        (None, Some("all")) => scenario::all(),
+        (None, Some(name)) => vec![by_name(name)?],
+    };
+    if let Some(seed) = opts.seed {
+        for s in &mut scenarios {
+            s.seed = seed;
+        }
+    }
+    let plot_path = match (&opts.plot, opts.json) {
+        (Some(p), _) => Some(p.clone()),
+        (None, false) => Some(PathBuf::from(DEFAULT_PLOT)),
+        (None, true) => None,
+    };
+
+    let started = Instant::now();
+    let mut runs = Vec::new();
+    for s in &scenarios {
+        for &mode in opts.mode.modes() {
+            let cfg = config_for(s, &overrides, mode)
+                .map_err(|e| anyhow!("{}{e}", config_origin(opts.config.as_deref())))?;
+            runs.push(runner::run(s, &cfg, plot_path.is_some()));
+        }
+    }
+    let wall = started.elapsed();
+
+    if opts.json {
+        let doc = json!({ "scenarios": runs.iter().map(json_entry).collect::<Vec<_>>() });
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+    } else {
+        print_tables(&mut out, &scenarios, &runs, opts.mode)?;
+        let hours: f64 = runs
+            .iter()
+            .map(|r| f64::from(r.metrics.duration_s) / 3600.0)
+            .sum();
+        writeln!(
+            out,
+            "\n{hours:.1} h simulated in {:.2} s of wall time ({:.0}× real time).",
+            wall.as_secs_f64(),
+            hours * 3600.0 / wall.as_secs_f64().max(1e-6)
+        )?;
+    }
+    if let Some(path) = plot_path {
+        plot::write_svg(&path, &runs)?;
+        if opts.json {
+            eprintln!("p1lb: wrote {}", path.display());
+        } else {
+            writeln!(out, "Chart: {}", path.display())?;
+        }
+    }
+    Ok(runs)
+}
+
+fn by_name(name: &str) -> Result<Scenario> {
+    scenario::by_name(name).ok_or_else(|| {
+        anyhow!(
+            "unknown scenario `{name}`; known: {}, all",
+            scenario::NAMES.join(", ")
+        )
+    })
+}
+
+fn config_origin(path: Option<&Path>) -> String {
+    match path {
+        Some(p) => format!("--config {}: ", p.display()),
+        None => String::new(),
+    }
+}
+
+/// The balancer's configuration for a run: the defaults, the scenario's installation
+/// settings, the file's settings, then the control mode; validated.
+pub fn config_for(
+    s: &Scenario,
+    overrides: &[(&'static Setting, u16)],
+    mode: ControlMode,
+) -> Result<Config, ConfigError> {
+    let mut cfg = Config::default();
+    for &(address, value) in &s.settings {
+        cfg.set(address, value)?;
+    }
+    for (setting, value) in overrides {
+        cfg.set(setting.address, *value)?;
+    }
+    cfg.set(
+        1023,
+        match mode {
+            ControlMode::Stepped => 0,
+            ControlMode::Headroom => 1,
+        },
+    )?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn range_text(s: &Setting) -> String {
+    let r = match s.range {
+        Range::Span(lo, hi) => format!("allowed {lo} … {hi}"),
+        Range::OneOf(list) => format!("allowed {list:?}"),
+    };
+    if s.unit.is_empty() {
+        r
+    } else {
+        format!("{r} {}", s.unit)
+    }
+}
+
+/// Parses a settings file: TOML `setting_name = integer` pairs (the names of
+/// [`SETTINGS`]). Each value is checked against its setting's range here; the
+/// cross-checks come when the configuration is assembled ([`config_for`]).
+pub fn parse_settings(text: &str) -> Result<Vec<(&'static Setting, u16)>, String> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
+    let mut out = Vec::new();
+    for (key, value) in &table {
+        let setting = setting_named(key).ok_or_else(|| {
+            let names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+            format!("unknown setting `{key}`; known: {}", names.join(", "))
+        })?;
+        let v = value.as_integer().ok_or_else(|| {
+            format!(
+                "{key} ({}) must be an integer, not {}: {}",
+                setting.address,
+                value.type_str(),
+                range_text(setting)
+            )
+        })?;
+        let v = u16::try_from(v)
+            .ok()
+            .filter(|v| setting.range.contains(*v))
+            .ok_or_else(|| {
+                format!(
+                    "{key} ({}) = {v} is out of range: {}",
+                    setting.address,
+                    range_text(setting)
+                )
+            })?;
+        out.push((setting, v));
+    }
+    Ok(out)
+}
+
+fn round(x: f64, decimals: i32) -> f64 {
+    let k = 10f64.powi(decimals);
+    (x * k).round() / k
+}
+
+/// One run in the JSON contract.
+pub fn json_entry(r: &RunResult) -> Value {
+    let m = &r.metrics;
+    json!({
+        "name": r.scenario,
+        "mode": mode_name(r.mode),
+        "ev_energy_kwh": round(m.ev_energy_kwh, 3),
+        "oracle_energy_kwh": round(m.oracle_energy_kwh, 3),
+        "oracle_pct": round(m.oracle_pct, 2),
+        "seconds_over_upper": round(m.seconds_over_upper, 1),
+        "seconds_over_fuse": round(m.seconds_over_fuse, 1),
+        "max_phase_current_a": round(m.max_phase_current_a, 2),
+        "limit_changes_per_hour": round(m.limit_changes_per_hour, 1),
+        "seconds_in_fallback": m.seconds_in_fallback,
+        "trips": m.trips,
+        "duration_s": m.duration_s,
+        "fuse_rating_a": r.fuse_a,
+        "upper_limit_a": f64::from(r.config.upper_ma()) / 1000.0,
+        "ampere_seconds_over_fuse": round(m.ampere_seconds_over_fuse, 1),
+        "over_fuse_episodes": m.over_fuse_episodes,
+        "longest_over_fuse_s": round(m.longest_over_fuse_s, 1),
+        "fault_seconds_over_fuse": round(m.fault_seconds_over_fuse, 1),
+        "house_seconds_over_fuse": round(m.house_seconds_over_fuse, 1),
+        "max_fuse_heat_pct": round(m.max_fuse_heat_pct, 1),
+        "limit_changes": m.limit_changes,
+        "pauses": m.pauses,
+        "paused_s_oracle_charging": m.paused_s_oracle_charging,
+        "telegrams_sent": m.telegrams_sent,
+        "telegrams_corrupted": m.telegrams_corrupted,
+        "telegrams_valid": m.telegrams_valid,
+        "telegrams_rejected": m.telegrams_rejected,
+        "meter_silent_s": m.meter_silent_s,
+        "charger_fault_s": m.charger_fault_s,
+    })
+}
+
+/// The headroom-mode goals: ≥ 97 % of the oracle's energy, no trip, and no stretch above
+/// the fuse rating longer than the reaction to a load step (3 s).
+pub fn goals_met(m: &runner::Metrics) -> bool {
+    m.oracle_pct >= 97.0 && m.trips == 0 && m.longest_over_fuse_s <= 3.0
+}
+
+fn print_tables(
+    out: &mut impl Write,
+    scenarios: &[Scenario],
+    runs: &[RunResult],
+    choice: ModeChoice,
+) -> Result<()> {
+    writeln!(out, "Scenarios:")?;
+    for s in scenarios {
+        writeln!(
+            out,
+            "  {:<18} {:>5.1} h  {}",
+            s.name,
+            f64::from(s.duration_s) / 3600.0,
+            s.about
+        )?;
+    }
+    for &mode in choice.modes() {
+        writeln!(out, "\nMode: {}", mode_name(mode))?;
+        writeln!(
+            out,
+            "{:<18} {:>8} {:>9} {:>7} {:>8} {:>7} {:>6} {:>8} {:>8} {:>5} {:>6}",
+            "scenario",
+            "EV kWh",
+            "oracle",
+            "%",
+            ">upper",
+            ">fuse",
+            "max A",
+            "chg/h",
+            "fallbk",
+            "trips",
+            "worst"
+        )?;
+        for r in runs.iter().filter(|r| r.mode == mode) {
+            let m = &r.metrics;
+            writeln!(
+                out,
+                "{:<18} {:>8.2} {:>9.2} {:>7.1} {:>7.1}s {:>6.1}s {:>6.1} {:>8.1} {:>7}s {:>5} {:>5.1}s",
+                r.scenario,
+                m.ev_energy_kwh,
+                m.oracle_energy_kwh,
+                m.oracle_pct,
+                m.seconds_over_upper,
+                m.seconds_over_fuse,
+                m.max_phase_current_a,
+                m.limit_changes_per_hour,
+                m.seconds_in_fallback,
+                m.trips,
+                m.longest_over_fuse_s,
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "\nEV kWh: energy into the car; oracle: the best possible with perfect knowledge and no \
+         delay; %: of the oracle;\n>upper / >fuse: time above the upper limit (1015) / the fuse \
+         rating; chg/h: limit changes per hour;\nfallbk: time in fallback; trips: fuse trips \
+         (thermal model); worst: longest stretch above the fuse rating\noutside injected faults."
+    )?;
+    let headroom: Vec<&RunResult> = runs
+        .iter()
+        .filter(|r| r.mode == ControlMode::Headroom)
+        .collect();
+    if !headroom.is_empty() {
+        let missed: Vec<&str> = headroom
+            .iter()
+            .filter(|r| !goals_met(&r.metrics))
+            .map(|r| r.scenario.as_str())
+            .collect();
+        if missed.is_empty() {
+            writeln!(
+                out,
+                "Headroom goals (≥ 97 % of oracle, no trip, ≤ 3 s above the fuse per step): met."
+            )?;
+        } else {
+            writeln!(
+                out,
+                "Headroom goals (≥ 97 % of oracle, no trip, ≤ 3 s above the fuse per step): \
+                 missed in {}.",
+                missed.join(", ")
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_file_errors_name_the_key_and_range() {
+        let ok = parse_settings("upper_current = 21000\ncontrol_mode = 1\n").expect("ok");
+        assert_eq!(ok.len(), 2);
+        let e = parse_settings("upper_curent = 1").expect_err("unknown");
+        assert!(e.contains("unknown setting `upper_curent`"), "{e}");
+        let e = parse_settings("phases = 2").expect_err("range");
+        assert!(
+            e.contains("phases (1011) = 2 is out of range: allowed [1, 3]"),
+            "{e}"
+        );
+        let e = parse_settings("upper_current = 70000").expect_err("range");
+        assert!(e.contains("allowed 0 … 65535 mA"), "{e}");
+        let e = parse_settings("upper_current = \"22\"").expect_err("type");
+        assert!(e.contains("must be an integer"), "{e}");
+        assert!(parse_settings("upper_current = ").is_err());
+        // Cross-checks when assembled.
+        let s = scenario::by_name("evening-peak").expect("scenario");
+        let bad = parse_settings("lower_current = 23000").expect("in range");
+        let e = config_for(&s, &bad, ControlMode::Headroom).expect_err("inconsistent");
+        assert!(e.to_string().contains("lower_current (1018)"), "{e}");
+    }
+}

@@ -1,0 +1,342 @@
+//! `p1lb simulate` as a user runs it: the real binary, every scenario, the JSON
+//! contract, the chart, a recorded P1 stream, and the errors.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// The contract's keys, in order, at the start of every entry.
+const KEYS: &[&str] = &[
+    "name",
+    "mode",
+    "ev_energy_kwh",
+    "oracle_energy_kwh",
+    "oracle_pct",
+    "seconds_over_upper",
+    "seconds_over_fuse",
+    "max_phase_current_a",
+    "limit_changes_per_hour",
+    "seconds_in_fallback",
+    "trips",
+];
+
+const SCENARIOS: &[&str] = &[
+    "evening-peak",
+    "solar-day",
+    "single-phase-car",
+    "meter-dropout",
+    "noisy-line",
+    "long-day",
+    "single-phase-home",
+];
+
+fn p1lb(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_p1lb"))
+        .args(args)
+        .output()
+        .expect("run p1lb")
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("p1lb-sim-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn json(out: &Output) -> Value {
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&out.stdout));
+    })
+}
+
+/// Every scenario in both modes, once for all tests (the slowest part: 76 h simulated).
+fn all() -> &'static Vec<Value> {
+    static ALL: OnceLock<Vec<Value>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        let doc = json(&p1lb(&["simulate", "--scenario", "all", "--json"]));
+        doc["scenarios"]
+            .as_array()
+            .expect("scenarios array")
+            .clone()
+    })
+}
+
+fn entry<'a>(runs: &'a [Value], name: &str, mode: &str) -> &'a Value {
+    runs.iter()
+        .find(|r| r["name"] == name && r["mode"] == mode)
+        .unwrap_or_else(|| panic!("no {name} / {mode}"))
+}
+
+#[test]
+fn every_scenario_in_both_modes_with_the_contract_keys_in_order() {
+    let runs = all();
+    assert_eq!(runs.len(), SCENARIOS.len() * 2);
+    for name in SCENARIOS {
+        for mode in ["stepped", "headroom"] {
+            let r = entry(runs, name, mode);
+            let keys: Vec<&str> = r
+                .as_object()
+                .expect("object")
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(&keys[..KEYS.len()], KEYS, "{name} {mode}");
+            for k in &KEYS[2..] {
+                assert!(r[k].is_number(), "{name} {mode} {k}: {}", r[k]);
+            }
+        }
+    }
+}
+
+#[test]
+fn numbers_are_sane() {
+    for r in all() {
+        let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
+        let what = format!("{} {}", r["name"], r["mode"]);
+        let pct = f("oracle_pct");
+        assert!(pct > 0.0 && pct <= 101.0, "{what}: oracle_pct {pct}");
+        assert!(
+            f("ev_energy_kwh") > 0.0 && f("oracle_energy_kwh") > 0.0,
+            "{what}"
+        );
+        let d = f("duration_s");
+        for k in [
+            "seconds_over_upper",
+            "seconds_over_fuse",
+            "seconds_in_fallback",
+        ] {
+            assert!((0.0..=d).contains(&f(k)), "{what}: {k}");
+        }
+        assert!(
+            f("seconds_over_fuse") <= f("seconds_over_upper") + 1e-9,
+            "{what}"
+        );
+        assert!(f("max_phase_current_a") > 5.0 && f("max_phase_current_a") < 100.0);
+        assert!(f("limit_changes_per_hour") >= 0.0);
+        // The house alone never overloads the fuse: what is above it is the car's.
+        assert_eq!(f("house_seconds_over_fuse"), 0.0, "{what}");
+        // Every telegram the meter put on the line is accounted for.
+        let sent = f("telegrams_sent");
+        assert!(f("telegrams_valid") <= sent);
+        assert!(f("telegrams_valid") >= sent - f("telegrams_corrupted") - f("telegrams_rejected"));
+    }
+}
+
+#[test]
+fn headroom_mode_never_trips_the_fuse() {
+    for r in all().iter().filter(|r| r["mode"] == "headroom") {
+        assert_eq!(r["trips"], 0, "{r}");
+    }
+}
+
+#[test]
+fn meter_dropout_falls_back_and_others_do_not() {
+    let runs = all();
+    for mode in ["stepped", "headroom"] {
+        let d = entry(runs, "meter-dropout", mode);
+        let s = d["seconds_in_fallback"].as_u64().expect("integer");
+        // 90 s and 120 s of silence with a 30 s fallback time.
+        assert!((140..=160).contains(&s), "{d}");
+        assert_eq!(entry(runs, "evening-peak", mode)["seconds_in_fallback"], 0);
+    }
+}
+
+#[test]
+fn noisy_line_telegrams_are_rejected_and_counted() {
+    for mode in ["stepped", "headroom"] {
+        let r = entry(all(), "noisy-line", mode);
+        let corrupted = r["telegrams_corrupted"].as_u64().expect("n");
+        let rejected = r["telegrams_rejected"].as_u64().expect("n");
+        let valid = r["telegrams_valid"].as_u64().expect("n");
+        let sent = r["telegrams_sent"].as_u64().expect("n");
+        assert!(corrupted > 300, "{r}");
+        assert!(rejected >= corrupted, "{r}");
+        // No corrupted telegram got through.
+        assert!(valid <= sent - corrupted, "{r}");
+        assert_eq!(entry(all(), "evening-peak", mode)["telegrams_rejected"], 0);
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_output_and_another_seed_differs() {
+    let args = [
+        "simulate",
+        "--scenario",
+        "noisy-line",
+        "--mode",
+        "headroom",
+        "--json",
+    ];
+    let a = p1lb(&args);
+    let b = p1lb(&args);
+    assert!(a.status.success());
+    assert_eq!(a.stdout, b.stdout);
+    let mut other = args.to_vec();
+    other.extend(["--seed", "42"]);
+    let c = p1lb(&other);
+    assert!(c.status.success());
+    assert_ne!(a.stdout, c.stdout);
+}
+
+#[test]
+fn the_chart_is_written_as_svg() {
+    let dir = scratch("plot");
+    let path = dir.join("out.svg");
+    let out = p1lb(&[
+        "simulate",
+        "--scenario",
+        "noisy-line",
+        "--plot",
+        path.to_str().expect("utf-8 path"),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let svg = std::fs::read_to_string(&path).expect("svg written");
+    assert!(
+        svg.starts_with("<svg") || svg.starts_with("<?xml"),
+        "{}",
+        &svg[..80]
+    );
+    assert!(svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains("<polyline") || svg.contains("<path"));
+    for label in [
+        "noisy-line",
+        "stepped",
+        "headroom",
+        "fuse rating",
+        "limit sent",
+        "time (min)",
+    ] {
+        assert!(svg.contains(label), "{label}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn with_no_arguments_the_default_scenario_runs_in_both_modes_and_is_plotted() {
+    let dir = scratch("default");
+    let out = Command::new(env!("CARGO_BIN_EXE_p1lb"))
+        .arg("simulate")
+        .current_dir(&dir)
+        .output()
+        .expect("run p1lb");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Mode: stepped") && text.contains("Mode: headroom"),
+        "{text}"
+    );
+    assert!(text.contains("evening-peak"), "{text}");
+    assert!(dir.join("simulation.svg").exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_recorded_p1_stream_is_the_house() {
+    let seed = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/telegrams/nl-esmr50-sagemcom-t210d-seed.txt");
+    let doc = json(&p1lb(&[
+        "simulate",
+        "--p1-log",
+        seed.to_str().expect("utf-8 path"),
+        "--json",
+    ]));
+    let runs = doc["scenarios"].as_array().expect("array");
+    assert_eq!(runs.len(), 2);
+    for r in runs {
+        assert_eq!(r["name"], "p1-log:nl-esmr50-sagemcom-t210d-seed.txt");
+        // A quiet house (0.1 and 0.2 kW): the car charges at full power.
+        let pct = r["oracle_pct"].as_f64().expect("pct");
+        assert!(pct > 90.0 && pct <= 101.0, "{r}");
+        assert!(r["ev_energy_kwh"].as_f64().expect("kWh") > 9.0, "{r}");
+        assert_eq!(r["trips"], 0);
+    }
+    // A file with no telegram is an error.
+    let dir = scratch("p1log");
+    let junk = dir.join("junk.txt");
+    std::fs::write(&junk, b"no telegram here\r\n").expect("write");
+    let out = p1lb(&["simulate", "--p1-log", junk.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no valid telegram"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_config_file_applies_and_a_bad_one_is_a_clear_error() {
+    let dir = scratch("config");
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write");
+        p.to_string_lossy().into_owned()
+    };
+    let good = write(
+        "good.toml",
+        "# tighter limits\nupper_current = 20000\nlower_current = 17000\n",
+    );
+    let doc = json(&p1lb(&[
+        "simulate",
+        "--scenario",
+        "noisy-line",
+        "--mode",
+        "headroom",
+        "--config",
+        &good,
+        "--json",
+    ]));
+    assert_eq!(doc["scenarios"][0]["upper_limit_a"].as_f64(), Some(20.0));
+
+    let cases = [
+        (
+            "range.toml",
+            "phases = 2\n",
+            "phases (1011) = 2 is out of range: allowed [1, 3]",
+        ),
+        (
+            "big.toml",
+            "upper_current = 70000\n",
+            "upper_current (1015) = 70000 is out of range: allowed 0 … 65535 mA",
+        ),
+        (
+            "unknown.toml",
+            "upper_curent = 22000\n",
+            "unknown setting `upper_curent`",
+        ),
+        (
+            "type.toml",
+            "alarm_wait = \"1\"\n",
+            "alarm_wait (1013) must be an integer",
+        ),
+        (
+            "rule.toml",
+            "lower_current = 23000\n",
+            "lower_current (1018) must be < upper_current (1015)",
+        ),
+        ("syntax.toml", "upper_current = = 1\n", "--config"),
+    ];
+    for (name, text, want) in cases {
+        let path = write(name, text);
+        let out = p1lb(&[
+            "simulate",
+            "--scenario",
+            "noisy-line",
+            "--config",
+            &path,
+            "--json",
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{name}: {err}");
+        assert!(err.contains(name), "{name}: the file is named: {err}");
+        assert!(out.stdout.is_empty(), "{name}");
+    }
+    let out = p1lb(&["simulate", "--config", "/nonexistent/p1lb.toml", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = p1lb(&["simulate", "--scenario", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(dir);
+}
