@@ -35,12 +35,26 @@ pub const FRESH_MS: u64 = 3000;
 
 /// Headroom mode aims this far below the upper limit, so that meter resolution and
 /// small load changes do not push it into state 2.
-pub const HEADROOM_MARGIN_MA: u32 = 500;
+pub const HEADROOM_MARGIN_MA: u32 = 100;
 
-/// Headroom mode lets the car settle this long after raising before it raises again
-/// (a car takes a second or two to follow a new limit; raising on a reading taken
-/// before it followed would overshoot).
-pub const HEADROOM_SETTLE_MS: u64 = 3000;
+/// Headroom mode lets the car settle this long after a change of the limit before it
+/// raises again (a car takes a second to react and a few to ramp; raising on a reading
+/// taken before it followed would overshoot).
+pub const HEADROOM_SETTLE_MS: u64 = 2000;
+
+/// Headroom mode raises only into room that has been free for this long: it sizes a
+/// raise from the highest house load of the last `HEADROOM_HOLD_S` seconds, so that a
+/// cycling load (a hob pulsing, an oven's thermostat) does not pull the car up into its
+/// gaps and then into an alarm.
+pub const HEADROOM_HOLD_S: usize = 6;
+
+/// The charger's reading of the car's current counts as steady (not ramping) when two
+/// reads differ by no more than this.
+pub const STEADY_MA: i32 = 700;
+
+/// Charger reads kept: the meter's reading (up to 3 s old and still fresh) was taken
+/// while one of these was current.
+const CHARGER_HISTORY: usize = 3;
 
 /// Balancer state, as in register 1002.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,14 +102,19 @@ pub struct Balancer {
     state: State,
     /// When the wait timer of the current state started.
     timer_ms: u64,
-    /// When the limit last rose (headroom settling).
-    raised_ms: Option<u64>,
     /// The last valid reading: when, and the highest phase current.
     reading: Option<(u64, i32)>,
     /// When the last valid reading arrived, or boot.
     last_valid_ms: u64,
     /// The charger's own highest phase current and when it was read.
     charger: Option<(u64, i32)>,
+    /// The charger's last reads, newest first (is the car still ramping? what did it
+    /// draw when the meter measured?).
+    charger_hist: [Option<i32>; CHARGER_HISTORY],
+    /// When the limit last changed (headroom settling).
+    changed_ms: Option<u64>,
+    /// Highest house load (grid minus car) per second, the last `HEADROOM_HOLD_S` s.
+    hold: PeakHold,
     next_tick_ms: u64,
 }
 
@@ -110,10 +129,12 @@ impl Balancer {
             sent_ma: 0,
             state: State::Lower,
             timer_ms: now_ms,
-            raised_ms: None,
             reading: None,
             last_valid_ms: now_ms,
             charger: None,
+            charger_hist: [None; CHARGER_HISTORY],
+            changed_ms: None,
+            hold: PeakHold::new(),
             next_tick_ms: now_ms,
         }
     }
@@ -165,6 +186,8 @@ impl Balancer {
     /// them to see what the car really draws).
     pub fn on_charger_currents(&mut self, now_ms: u64, ma: [Option<i32>; 3]) {
         self.charger = ma.iter().flatten().copied().max().map(|i| (now_ms, i));
+        self.charger_hist.rotate_right(1);
+        self.charger_hist[0] = self.charger.map(|(_, c)| c.max(0));
     }
 
     /// When [`tick`](Self::tick) must be called next.
@@ -295,52 +318,166 @@ impl Balancer {
         self.timer_ms = now_ms;
     }
 
-    /// Headroom mode. Lowering: in alarm at once on entering and then every 1013 s, in
-    /// upper every 1016 s, each time by the overshoot above the target (upper − margin)
-    /// and never by less than the stepped amount. Raising (states 0 and 1, fresh data
-    /// only): to the target in one step, sized from what the car really draws where the
-    /// charger reports it, at most every 1019 s and not before the car has settled.
+    /// Headroom mode: the same states, steps sized from the measurement.
+    ///
+    /// - Where the grid is heading: the house load is the grid current less what the
+    ///   car draws (the charger's own reading where fresh, else the value sent); once
+    ///   the car has followed the value sent, the grid will carry house + sent. The
+    ///   worse of that and the measured current is what the steps act on.
+    /// - Lowering, to bring it to the target (upper limit − margin): above the alarm
+    ///   limit at once and then every 1013 s; above the upper limit after 1016 s of
+    ///   state 2 as in stepped mode, or at once when only the projection (a car still
+    ///   ramping up to its limit) is above it. Never later than stepped mode.
+    /// - Raising (fresh data, the car steady, the last change settled, 1019 s of the
+    ///   state): in one step to the target less the highest house load of the last
+    ///   [`HEADROOM_HOLD_S`] seconds.
     fn headroom(&mut self, now_ms: u64, fresh: bool, i: i32, entered: bool) {
         let cfg = self.cfg;
         let target = to_i32(cfg.upper_ma().saturating_sub(HEADROOM_MARGIN_MA));
-        let over = u32::try_from(i.saturating_sub(target)).unwrap_or(0);
-        match self.state {
-            State::Alarm if entered || self.waited(now_ms, cfg.alarm_wait_s()) => {
-                self.lower_by(over.max(cfg.alarm_step_ma()), now_ms);
-            }
-            State::Upper if self.waited(now_ms, cfg.upper_wait_s()) => {
-                self.lower_by(over.max(cfg.upper_step_ma()), now_ms);
-            }
-            State::Lower | State::Normal if fresh => {
-                let settled = self
-                    .raised_ms
-                    .is_none_or(|t| now_ms.saturating_sub(t) >= HEADROOM_SETTLE_MS);
-                if !settled || !self.waited(now_ms, cfg.lower_wait_s()) {
-                    return;
-                }
-                let room = target.saturating_sub(i);
-                if room <= 0 {
-                    return;
-                }
-                // What the car draws now: the charger's own reading where fresh, else
-                // assume it draws the whole limit.
-                let draw = match self.charger {
-                    Some((t, c)) if now_ms.saturating_sub(t) < FRESH_MS => c.max(0),
-                    _ => to_i32(self.sent_ma),
-                };
-                let want = u32::try_from(draw.saturating_add(room)).unwrap_or(0);
-                let new = want.max(self.limit_ma).min(self.cap());
-                // Raise only by a useful amount (a step of 1020 or more, or to the cap).
-                if new >= self.limit_ma.saturating_add(cfg.lower_step_ma())
-                    || (new == self.cap() && new > self.limit_ma)
-                {
-                    self.limit_ma = new;
-                    self.raised_ms = Some(now_ms);
-                    self.timer_ms = now_ms;
-                }
-            }
-            _ => {}
+        let sent = to_i32(self.sent_ma);
+        let charger = match self.charger {
+            Some((t, c)) if now_ms.saturating_sub(t) < FRESH_MS => Some(c.max(0)),
+            _ => None,
+        };
+        let draw = charger.unwrap_or(sent);
+        let house = i.saturating_sub(draw);
+        // The meter and the charger are read at different moments; the meter's reading
+        // was taken while one of the last charger reads was current. The car is steady
+        // when they agree; while it ramps, take the highest (the lower house load)
+        // rather than cut on a draw it has already left.
+        let hist = self.charger_hist.iter().flatten().copied();
+        let (lo, hi) = hist.fold((i32::MAX, i32::MIN), |(lo, hi), c| (lo.min(c), hi.max(c)));
+        let steady = match charger {
+            Some(_) => self.charger_hist.iter().all(Option::is_some) && hi - lo <= STEADY_MA,
+            None => true,
+        };
+        if fresh && steady {
+            self.hold.record(now_ms, house);
         }
+        let ramp_draw = if charger.is_some() {
+            hi.max(draw)
+        } else {
+            draw
+        };
+        let projected = if charger.is_some() {
+            i.saturating_sub(ramp_draw).saturating_add(sent)
+        } else {
+            i
+        };
+        // Trust that the car comes down to the value sent only while it has had no
+        // time to: a car that ignores its limit is judged by the meter alone.
+        let recently_changed = self
+            .changed_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) < HEADROOM_SETTLE_MS);
+        let following = charger.is_some_and(|c| c <= sent.saturating_add(STEADY_MA));
+        let worst = if charger.is_some() && (following || recently_changed) {
+            projected
+        } else {
+            i.max(projected)
+        };
+        let over = u32::try_from(worst.saturating_sub(target)).unwrap_or(0);
+        let alarm = to_i32(cfg.alarm_ma());
+        let upper = to_i32(cfg.upper_ma());
+        if worst > alarm {
+            let due = match self.state {
+                State::Alarm => entered || self.waited(now_ms, cfg.alarm_wait_s()),
+                _ => true,
+            };
+            if due {
+                self.cut(over, now_ms);
+            }
+            return;
+        }
+        if worst > upper {
+            let due = if i > upper {
+                self.state == State::Upper && self.waited(now_ms, cfg.upper_wait_s())
+            } else {
+                true // only the projection: withdraw the unused allowance now
+            };
+            if due {
+                self.cut(over, now_ms);
+            }
+            return;
+        }
+        if !fresh || !matches!(self.state, State::Lower | State::Normal) {
+            return;
+        }
+        let settled = self
+            .changed_ms
+            .is_none_or(|t| now_ms.saturating_sub(t) >= HEADROOM_SETTLE_MS);
+        if !settled || !steady || !self.waited(now_ms, cfg.lower_wait_s()) {
+            return;
+        }
+        let house_peak = self.hold.max(now_ms).unwrap_or(house).max(house);
+        let want = u32::try_from(target.saturating_sub(house_peak)).unwrap_or(0);
+        let new = want.min(self.cap());
+        // Raise only by a useful amount (a step of 1020 or more, or to the cap).
+        if new > self.limit_ma
+            && (new >= self.limit_ma.saturating_add(cfg.lower_step_ma()) || new == self.cap())
+        {
+            self.limit_ma = new;
+            self.changed_ms = Some(now_ms);
+            self.timer_ms = now_ms;
+        }
+    }
+
+    fn cut(&mut self, by: u32, now_ms: u64) {
+        if by > 0 && self.limit_ma > 0 {
+            self.lower_by(by, now_ms);
+            self.changed_ms = Some(now_ms);
+        } else {
+            self.timer_ms = now_ms;
+        }
+    }
+}
+
+/// The highest value per second over the last [`HEADROOM_HOLD_S`] seconds.
+#[derive(Debug, Clone)]
+struct PeakHold {
+    slots: [i32; HEADROOM_HOLD_S],
+    /// The second the newest slot belongs to.
+    second: Option<u64>,
+}
+
+impl PeakHold {
+    const EMPTY: i32 = i32::MIN;
+
+    fn new() -> Self {
+        PeakHold {
+            slots: [Self::EMPTY; HEADROOM_HOLD_S],
+            second: None,
+        }
+    }
+
+    fn advance(&mut self, now_ms: u64) -> usize {
+        let sec = now_ms / 1000;
+        let n = HEADROOM_HOLD_S as u64;
+        match self.second {
+            Some(last) if sec <= last => {}
+            Some(last) => {
+                // Clear the seconds skipped (at most the whole window).
+                for s in (last + 1)..=sec.min(last + n) {
+                    self.slots[(s % n) as usize] = Self::EMPTY;
+                }
+                self.second = Some(sec);
+            }
+            None => self.second = Some(sec),
+        }
+        (self.second.unwrap_or(sec) % n) as usize
+    }
+
+    fn record(&mut self, now_ms: u64, v: i32) {
+        let k = self.advance(now_ms);
+        self.slots[k] = self.slots[k].max(v);
+    }
+
+    fn max(&mut self, now_ms: u64) -> Option<i32> {
+        self.advance(now_ms);
+        self.slots
+            .iter()
+            .copied()
+            .filter(|&v| v != Self::EMPTY)
+            .max()
     }
 }
 

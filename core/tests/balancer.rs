@@ -1,7 +1,7 @@
 //! The control law against the rules of registers.md, rule by rule, at the boundaries,
 //! and as properties over random inputs.
 
-use p1lb_core::balancer::{Balancer, Decision, State, TICK_MS};
+use p1lb_core::balancer::{Balancer, Decision, HEADROOM_MARGIN_MA, State, TICK_MS};
 use p1lb_core::config::Config;
 use proptest::prelude::*;
 
@@ -345,8 +345,9 @@ fn headroom_alarm_acts_at_once_by_the_overshoot() {
     let (i, d) = run[19];
     assert!(i > 24 * A);
     assert_eq!(d.state, State::Alarm);
-    // Same tick: down by the overshoot above 21.5 A (at least 12.5 A).
-    assert!(d.limit_ma <= 16000 - 12500, "{d:?}");
+    // Same tick: down by the overshoot above the target (upper − margin), at once.
+    let target = 22_000 - HEADROOM_MARGIN_MA as i32;
+    assert_eq!(d.limit_ma as i32, 16_000 - (i - target), "{d:?}");
     assert!(run[20..].iter().all(|(i, _)| *i <= 22 * A));
 }
 
@@ -395,6 +396,10 @@ proptest! {
             let silent = t - last_valid;
             let fb = u64::from(fallback_s) * 1000;
             prop_assert_eq!(d.state == State::Fallback, silent >= fb, "t {} silent {}", t, silent);
+            if d.state == State::Fallback {
+                // Fallback sets its own limit; an alarm after it starts a new wait.
+                alarm_since = None;
+            }
             if let Some((since, limit_then)) = alarm_since {
                 if d.state != State::Fallback && limit_then > 0 && t >= since + u64::from(alarm_wait) * 1000 + TICK_MS {
                     prop_assert!(d.limit_ma < limit_then, "alarm since {since}: {d:?}");
@@ -422,4 +427,45 @@ proptest! {
         let over = |run: &[(i32, Decision)]| run.iter().filter(|(i, _)| *i > 22_000).count();
         prop_assert!(over(&h) <= over(&s), "over upper: headroom {} stepped {}", over(&h), over(&s));
     }
+}
+
+#[test]
+fn headroom_does_not_raise_into_the_gaps_of_a_cycling_load() {
+    // 8 A of base load, a hob pulsing 9 A for 8 s every 13 s.
+    let c = cfg(&[(1023, 1)]);
+    let house = |s: u64| 8 * A + if s % 13 < 8 { 9 * A } else { 0 };
+    let run = closed_loop(c, house, 32 * A, 300);
+    // Once it has seen a full cycle it stays below the alarm limit and the upper limit.
+    assert!(
+        run[30..].iter().all(|(_, d)| d.state != State::Alarm),
+        "alarm in a gap"
+    );
+    assert!(run[30..].iter().all(|(i, _)| *i <= 22 * A));
+    // And it charges at what the peaks leave: 22 − 0.1 − 17 A.
+    let last = run.last().unwrap().1.limit_ma;
+    assert!((4_500..=5_000).contains(&last), "{last}");
+}
+
+#[test]
+fn headroom_keeps_cutting_when_the_car_ignores_its_limit() {
+    let c = cfg(&[(1023, 1)]);
+    let mut b = Balancer::new(c, 0);
+    b.tick(0);
+    let mut t = 0;
+    let mut last = b.decision();
+    for s in 1..=40u64 {
+        t = s * TICK_MS;
+        let house = if s < 20 { 2 * A } else { 15 * A };
+        let draw = if s < 20 {
+            (last.sent_ma as i32).min(16 * A)
+        } else {
+            16 * A
+        }; // ignores cuts
+        b.on_reading(t - 200, [Some(house + draw), None, None]);
+        b.on_charger_currents(t - 100, [Some(draw), None, None]);
+        last = b.tick(t);
+    }
+    // The projection (the car will come down) is trusted only for the settle time;
+    // then the meter alone rules, and the limit goes to 0.
+    assert_eq!(last.limit_ma, 0, "{last:?} at {t}");
 }
