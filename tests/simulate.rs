@@ -134,6 +134,39 @@ fn headroom_mode_never_trips_the_fuse() {
     }
 }
 
+/// registers.md: headroom mode "must never exceed the upper limit for longer than the
+/// stepped mode would, and must never react more slowly to an alarm" — and it reacts to
+/// each load step within 3 s (the reaction a causal controller can give: one telegram
+/// period, one tick, the car's delay).
+#[test]
+fn headroom_mode_is_never_worse_than_stepped_above_the_limits() {
+    let runs = all();
+    for name in SCENARIOS {
+        let s = entry(runs, name, "stepped");
+        let h = entry(runs, name, "headroom");
+        let f = |r: &Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            f(h, "seconds_over_upper") <= f(s, "seconds_over_upper"),
+            "{name}: above upper {} s headroom vs {} s stepped",
+            f(h, "seconds_over_upper"),
+            f(s, "seconds_over_upper")
+        );
+        assert!(
+            f(h, "seconds_over_fuse") <= f(s, "seconds_over_fuse"),
+            "{name}"
+        );
+        assert!(
+            f(h, "longest_over_fuse_s") <= 3.0,
+            "{name}: {}",
+            f(h, "longest_over_fuse_s")
+        );
+        assert!(
+            f(h, "ev_energy_kwh") >= f(s, "ev_energy_kwh") * 0.999,
+            "{name}: less energy"
+        );
+    }
+}
+
 #[test]
 fn meter_dropout_falls_back_and_others_do_not() {
     let runs = all();

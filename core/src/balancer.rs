@@ -20,8 +20,9 @@
 //! - The value sent is 0 below the charger minimum (1025), else the limit.
 //!
 //! Headroom mode (1023 = 1) keeps the same states and thresholds and sizes the steps
-//! from the measurement: see [`Balancer::tick`]. It acts no later than stepped mode and
-//! always by at least the stepped amount when lowering.
+//! from the measurement and the charger's own reading of the car (see the private
+//! `headroom` method): it lowers no later than stepped mode, by the overshoot, and
+//! raises in one step into room that has been free for [`HEADROOM_HOLD_S`] seconds.
 //!
 //! Never panics; all arithmetic saturates.
 
@@ -35,7 +36,7 @@ pub const FRESH_MS: u64 = 3000;
 
 /// Headroom mode aims this far below the upper limit, so that meter resolution and
 /// small load changes do not push it into state 2.
-pub const HEADROOM_MARGIN_MA: u32 = 100;
+pub const HEADROOM_MARGIN_MA: u32 = 300;
 
 /// Headroom mode lets the car settle this long after a change of the limit before it
 /// raises again (a car takes a second to react and a few to ramp; raising on a reading
@@ -51,6 +52,10 @@ pub const HEADROOM_HOLD_S: usize = 6;
 /// The charger's reading of the car's current counts as steady (not ramping) when two
 /// reads differ by no more than this.
 pub const STEADY_MA: i32 = 700;
+
+/// Headroom mode lowers after at most this long above the upper limit (stepped mode
+/// waits 1016 s): it steps by the overshoot only, so it can afford to act sooner.
+pub const HEADROOM_UPPER_WAIT_S: u32 = 2;
 
 /// Charger reads kept: the meter's reading (up to 3 s old and still fresh) was taken
 /// while one of these was current.
@@ -390,7 +395,8 @@ impl Balancer {
         }
         if worst > upper {
             let due = if i > upper {
-                self.state == State::Upper && self.waited(now_ms, cfg.upper_wait_s())
+                self.state == State::Upper
+                    && self.waited(now_ms, cfg.upper_wait_s().min(HEADROOM_UPPER_WAIT_S))
             } else {
                 true // only the projection: withdraw the unused allowance now
             };
