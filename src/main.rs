@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
 use p1lb::parse::{self, ParseOptions};
+use p1lb::run::RunArgs;
 use p1lb::sim::scenario;
 use p1lb::simulate::{self, ModeChoice};
 use p1lb_core::p1::smarty::SmartyKeys;
@@ -23,6 +24,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The gateway daemon: P1 in, balancer every second, register map on Modbus TCP,
+    /// status LED, settings saved to the TOML file. With nothing configured it runs the
+    /// built-in simulation.
+    Run(RunArgs),
     /// Decode a recorded (or live) P1 stream: every telegram, its CRC verdict and the
     /// rejection counters. Exits non-zero when no valid telegram was found.
     Parse {
@@ -86,6 +91,10 @@ fn main() -> ExitCode {
 
 fn run() -> Result<ExitCode> {
     match Cli::parse().command {
+        Command::Run(args) => {
+            p1lb::run::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Parse {
             input,
             json,

@@ -1,0 +1,319 @@
+//! The daemon's TOML file: `[p1]`, `[rs485]`, `[modbus_tcp]`, `[led]` and
+//! `[settings]` (the saved settings of the register map, by name, deserialized straight
+//! into [`Config`], which names the key and the allowed range when a value is wrong).
+//!
+//! [`save_settings`] persists a saved configuration by rewriting only the values of the
+//! `[settings]` table (toml_edit keeps comments, order and the other sections), and
+//! replaces the file atomically: temporary file in the same folder, fsync, rename,
+//! fsync of the folder. A power cut leaves the old file or the new one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use p1lb_core::config::Config;
+use serde::Deserialize;
+
+/// The commented example (`config/p1lb.toml`): written into a state folder that has no
+/// file yet.
+pub const EXAMPLE: &str = include_str!("../../config/p1lb.toml");
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// `[p1]`.
+    pub p1: P1Section,
+    /// `[rs485]`.
+    pub rs485: Rs485Section,
+    /// `[modbus_tcp]`.
+    pub modbus_tcp: ModbusTcpSection,
+    /// `[led]`.
+    pub led: LedSection,
+    /// `[settings]`: the register map's saved settings.
+    pub settings: Config,
+}
+
+/// `[p1]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct P1Section {
+    /// A serial device, `tcp://host:port` or `sim`.
+    pub source: String,
+}
+
+impl Default for P1Section {
+    fn default() -> Self {
+        P1Section {
+            source: "/dev/ttyUSB0".into(),
+        }
+    }
+}
+
+/// The daemon's role on the RS485 bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Rs485Role {
+    /// Answer the register map (and the emulated meter) to another master.
+    #[default]
+    Server,
+    /// Drive a Terra AC configured as secondary.
+    Master,
+}
+
+impl Rs485Role {
+    /// `server` or `master`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rs485Role::Server => "server",
+            Rs485Role::Master => "master",
+        }
+    }
+}
+
+/// `[rs485]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rs485Section {
+    /// The HAT's serial device, or `sim`.
+    pub path: String,
+    /// The role on the bus.
+    pub role: Rs485Role,
+}
+
+impl Default for Rs485Section {
+    fn default() -> Self {
+        Rs485Section {
+            path: "/dev/ttyAMA0".into(),
+            role: Rs485Role::Server,
+        }
+    }
+}
+
+/// `[modbus_tcp]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModbusTcpSection {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Refuse every write with exception 01.
+    pub read_only: bool,
+}
+
+impl Default for ModbusTcpSection {
+    fn default() -> Self {
+        ModbusTcpSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 1502)),
+            read_only: false,
+        }
+    }
+}
+
+/// `[led]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedSection {
+    /// Drive the LED at all.
+    pub enabled: bool,
+    /// GPIO pin, BCM numbering.
+    pub bcm_pin: u8,
+}
+
+impl Default for LedSection {
+    fn default() -> Self {
+        LedSection {
+            enabled: true,
+            bcm_pin: 17,
+        }
+    }
+}
+
+/// Parses the file's text. The error names the key and, for a setting, its allowed
+/// range (the core's [`Config`] deserializer).
+pub fn parse(text: &str) -> Result<FileConfig, toml::de::Error> {
+    toml::from_str(text)
+}
+
+/// Reads and parses `path`.
+pub fn load(path: &Path) -> Result<FileConfig> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Writes `config` into the `[settings]` table of the file at `path` (created from
+/// [`EXAMPLE`] when missing) and replaces the file atomically. Only setting values
+/// change: a key already in the table gets its new value (its comments kept); a
+/// missing key is added only when its value differs from the default.
+pub fn save_settings(path: &Path, config: &Config) -> Result<()> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => EXAMPLE.to_owned(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let updated = update_settings(&text, config)
+        .with_context(|| format!("updating [settings] of {}", path.display()))?;
+    write_atomic(path, updated.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// The text of a TOML file with the `[settings]` values replaced by `config`'s.
+pub fn update_settings(text: &str, config: &Config) -> Result<String> {
+    let mut doc: toml_edit::DocumentMut = text.parse()?;
+    let item = doc.entry("settings").or_insert_with(toml_edit::table);
+    let Some(table) = item.as_table_like_mut() else {
+        bail!("`settings` is not a table");
+    };
+    for (setting, value) in config.iter() {
+        let new = i64::from(value);
+        match table.get_mut(setting.name) {
+            Some(old) => {
+                let decor = old.as_value().map(|v| v.decor().clone());
+                let mut v = toml_edit::Value::from(new);
+                if let Some(d) = decor {
+                    *v.decor_mut() = d;
+                }
+                *old = toml_edit::Item::Value(v);
+            }
+            None if value != setting.default => {
+                table.insert(setting.name, toml_edit::value(new));
+            }
+            None => {}
+        }
+    }
+    Ok(doc.to_string())
+}
+
+/// Replaces `path` with `bytes` so that a power cut leaves the old or the new file:
+/// a temporary file in the same folder, fsync, rename over `path`, fsync the folder.
+/// The old file's permissions are kept.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        if let Ok(meta) = fs::metadata(path) {
+            f.set_permissions(meta.permissions())?;
+        }
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p1lb_core::config::SETTINGS;
+
+    #[test]
+    fn example_parses_to_the_defaults_and_names_every_setting_with_its_unit() {
+        let f = parse(EXAMPLE).expect("example parses");
+        assert_eq!(f.settings, Config::default());
+        assert_eq!(f.p1.source, "/dev/ttyUSB0");
+        assert_eq!(f.modbus_tcp.listen.to_string(), "127.0.0.1:1502");
+        assert_eq!(f.rs485.role, Rs485Role::Server);
+        let settings = EXAMPLE.split_once("[settings]").expect("settings table").1;
+        let lines: Vec<&str> = settings.lines().collect();
+        for s in SETTINGS {
+            let key = format!("{} = {}", s.name, s.default);
+            let at = lines
+                .iter()
+                .position(|l| *l == key)
+                .unwrap_or_else(|| panic!("{key} missing"));
+            let comment = lines[at - 1];
+            assert!(
+                comment.starts_with(&format!("# {}:", s.address)),
+                "{comment}"
+            );
+            if !s.unit.is_empty() {
+                assert!(comment.contains(&format!(", {}.", s.unit)), "{comment}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_value_names_the_key_and_the_range() {
+        let e = parse("[settings]\nupper_current = 30000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("upper_current") || e.contains("alarm_current"),
+            "{e}"
+        );
+        let e = parse("[settings]\nlower_wait = 300\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lower_wait") && e.contains("1 … 255"), "{e}");
+        let e = parse("[settings]\nno_such = 1\n").unwrap_err().to_string();
+        assert!(e.contains("no_such"), "{e}");
+        let e = parse("[p1]\nsorce = \"sim\"\n").unwrap_err().to_string();
+        assert!(e.contains("sorce"), "{e}");
+    }
+
+    #[test]
+    fn update_keeps_comments_and_other_sections() {
+        let text = "# top\n[p1]\nsource = \"sim\" # here\n\n[settings]\n# the charger\ncharger_max_current = 16000 # mA\nphases = 3\n";
+        let mut c = Config::default();
+        c.set(1010, 20000).unwrap();
+        c.set(1016, 7).unwrap();
+        let out = update_settings(text, &c).unwrap();
+        assert!(
+            out.contains("# top\n[p1]\nsource = \"sim\" # here\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("# the charger\ncharger_max_current = 20000 # mA\n"),
+            "{out}"
+        );
+        assert!(out.contains("phases = 3\n"), "{out}");
+        assert!(out.contains("upper_wait = 7"), "{out}");
+        assert!(!out.contains("lower_wait"), "defaults not added: {out}");
+        assert_eq!(parse(&out).unwrap().settings, c);
+        // The example keeps every comment.
+        let out = update_settings(EXAMPLE, &c).unwrap();
+        assert_eq!(
+            out.lines().filter(|l| l.starts_with('#')).count(),
+            EXAMPLE.lines().filter(|l| l.starts_with('#')).count()
+        );
+        assert_eq!(parse(&out).unwrap().settings, c);
+    }
+
+    #[test]
+    fn save_is_atomic_and_fails_cleanly() {
+        let dir = std::env::temp_dir().join(format!("p1lb-file-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p1lb.toml");
+        let mut c = Config::default();
+        c.set(1013, 9).unwrap();
+        save_settings(&path, &c).unwrap();
+        assert_eq!(load(&path).unwrap().settings, c);
+        let leftovers = fs::read_dir(&dir).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary file left");
+        let missing = dir.join("no-such-dir").join("p1lb.toml");
+        assert!(save_settings(&missing, &c).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,28 @@
+//! The status LED: [`p1lb_core::led::is_on`] of the balancer state, on a GPIO pin (BCM
+//! numbering) through rppal. Without GPIO (not a Raspberry Pi, no `/dev/gpiomem`, or
+//! any rppal error) it logs one warning and ends; nothing else changes.
+
+use std::sync::Arc;
+
+use p1lb_core::led;
+
+use super::shared::Shared;
+
+/// Runs forever, or returns at once when there is no GPIO.
+pub async fn run(shared: Arc<Shared>, bcm_pin: u8) {
+    let mut pin = match rppal::gpio::Gpio::new().and_then(|g| g.get(bcm_pin)) {
+        Ok(p) => p.into_output_low(),
+        Err(e) => {
+            tracing::warn!("LED: no GPIO here ({e}); running without the status LED");
+            return;
+        }
+    };
+    tracing::info!("LED: on BCM pin {bcm_pin}");
+    loop {
+        let now = shared.now_ms();
+        let state = shared.core().map.status().state;
+        pin.write(led::is_on(state, now).into());
+        let next = led::next_change_ms(state, now).max(now + 1);
+        tokio::time::sleep_until(shared.instant(next)).await;
+    }
+}

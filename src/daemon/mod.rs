@@ -1,0 +1,19 @@
+//! The daemon's parts (`p1lb run`): one small tokio task per concern around the
+//! sans-IO core. The tasks move bytes and time; every decision stays in
+//! [`p1lb_core`]. [`crate::run`] only wires them.
+//!
+//! - [`file`]: the TOML file (`/etc/p1lb/p1lb.toml`): its sections, loading with clear
+//!   errors, and persisting the `[settings]` table atomically with comments kept.
+//! - [`shared`]: the state the tasks share (register map, balancer, clock).
+//! - [`p1`]: the P1 task: serial device, `tcp://host:port` or the built-in simulated
+//!   house, through the core's telegram reader into the balancer.
+//! - [`control`]: the one-second control tick, status registers and state/fault logs.
+//! - [`modbus_tcp`]: the Modbus TCP server (tokio-modbus) for the register map.
+//! - [`led`]: the status LED on a GPIO pin (rppal), when there is one.
+
+pub mod control;
+pub mod file;
+pub mod led;
+pub mod modbus_tcp;
+pub mod p1;
+pub mod shared;

@@ -1,0 +1,173 @@
+//! The Modbus TCP server (tokio-modbus 0.17, `tcp-server`) for the register map.
+//!
+//! - FC 03 and FC 04 read the map ([`RegisterMap::read`]), FC 06 and FC 16 write it
+//!   ([`RegisterMap::write`]); any other function answers 01. The map's exceptions
+//!   (02, 03) go out with their codes.
+//! - A save (1091 = 1, or 1092 = 1) is persisted into the TOML file's `[settings]`
+//!   ([`super::file::save_settings`], atomic) before the reply; then the map commits it
+//!   and the balancer applies it. A failed save answers 04 and the staged values stay.
+//!   A new server address (1090) takes effect after the reply: this request was
+//!   already accepted at the old one, the next is checked against the new one.
+//! - The server answers at the saved server address (1090), and at 0 and 255 (the
+//!   usual "the device itself" ids of Modbus TCP). Other unit ids answer 0x0B (gateway
+//!   target device failed to respond): there is nobody behind this gateway yet.
+//! - `read_only`: every FC 06 / FC 16 write is refused with exception 01 (illegal
+//!   function: writing is not a function this server offers), before the map is
+//!   touched.
+//!
+//! [`RegisterMap::read`]: p1lb_core::registers::RegisterMap::read
+//! [`RegisterMap::write`]: p1lb_core::registers::RegisterMap::write
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use p1lb_core::registers::{Exception, WriteOutcome};
+use tokio::net::TcpListener;
+use tokio_modbus::server::tcp::{Server, accept_tcp_connection};
+use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
+
+use super::file;
+use super::shared::Shared;
+
+/// The service answering one connection's requests.
+#[derive(Debug, Clone)]
+pub struct MapService {
+    shared: Arc<Shared>,
+    read_only: bool,
+}
+
+fn exception(e: Exception) -> ExceptionCode {
+    match e {
+        Exception::IllegalFunction => ExceptionCode::IllegalFunction,
+        Exception::IllegalDataAddress => ExceptionCode::IllegalDataAddress,
+        Exception::IllegalDataValue => ExceptionCode::IllegalDataValue,
+        Exception::ServerDeviceFailure => ExceptionCode::ServerDeviceFailure,
+    }
+}
+
+impl MapService {
+    /// A service over `shared`.
+    pub fn new(shared: Arc<Shared>, read_only: bool) -> MapService {
+        MapService { shared, read_only }
+    }
+
+    fn read(&self, start: u16, quantity: u16) -> Result<Vec<u16>, ExceptionCode> {
+        let mut out = vec![0u16; usize::from(quantity)];
+        self.shared
+            .core()
+            .map
+            .read(start, &mut out)
+            .map_err(exception)?;
+        Ok(out)
+    }
+
+    async fn write(&self, start: u16, values: &[u16]) -> Result<(), ExceptionCode> {
+        if self.read_only {
+            return Err(ExceptionCode::IllegalFunction);
+        }
+        let outcome: WriteOutcome = {
+            let mut core = self.shared.core();
+            let outcome = core.map.write(start, values).map_err(exception)?;
+            if let Some(cap) = outcome.cap_ma {
+                core.balancer.set_cap(u32::from(cap));
+            }
+            outcome
+        };
+        let Some(save) = outcome.save else {
+            return Ok(());
+        };
+        let path = self.shared.settings_path.clone();
+        let config = save.config;
+        let saved = tokio::task::spawn_blocking(move || file::save_settings(&path, &config))
+            .await
+            .map_err(|e| anyhow::anyhow!("save task: {e}"))
+            .and_then(|r| r);
+        match saved {
+            Ok(()) => {
+                {
+                    let mut core = self.shared.core();
+                    core.map.commit_saved(save.config);
+                    core.balancer.apply_config(save.config);
+                }
+                tracing::info!("settings saved to {}", self.shared.settings_path.display());
+                if let Some(unit) = save.new_server_address {
+                    tracing::info!("Modbus server address is now {unit}");
+                    self.shared.set_unit(unit);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!("saving the settings failed (staged values kept): {e:#}");
+                Err(ExceptionCode::ServerDeviceFailure)
+            }
+        }
+    }
+
+    /// Answers one request.
+    pub async fn answer(&self, req: SlaveRequest<'static>) -> Result<Response, ExceptionCode> {
+        let unit = req.slave;
+        if unit != self.shared.unit() && unit != 0 && unit != 255 {
+            return Err(ExceptionCode::GatewayTargetDevice);
+        }
+        match req.request {
+            Request::ReadHoldingRegisters(start, n) => {
+                self.read(start, n).map(Response::ReadHoldingRegisters)
+            }
+            Request::ReadInputRegisters(start, n) => {
+                self.read(start, n).map(Response::ReadInputRegisters)
+            }
+            Request::WriteSingleRegister(start, value) => self
+                .write(start, &[value])
+                .await
+                .map(|()| Response::WriteSingleRegister(start, value)),
+            Request::WriteMultipleRegisters(start, values) => {
+                let n = u16::try_from(values.len()).unwrap_or(u16::MAX);
+                self.write(start, &values)
+                    .await
+                    .map(|()| Response::WriteMultipleRegisters(start, n))
+            }
+            _ => Err(ExceptionCode::IllegalFunction),
+        }
+    }
+}
+
+impl tokio_modbus::server::Service for MapService {
+    type Request = SlaveRequest<'static>;
+    type Response = Response;
+    type Exception = ExceptionCode;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, ExceptionCode>> + Send>>;
+
+    fn call(&self, req: Self::Request) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { this.answer(req).await })
+    }
+}
+
+/// Binds `listen` (an error when the address is taken: the daemon does not start).
+pub async fn bind(listen: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("Modbus TCP: cannot listen on {listen}"))
+}
+
+/// Serves until the listener fails.
+pub async fn run(shared: Arc<Shared>, listener: TcpListener, read_only: bool) -> Result<()> {
+    let server = Server::new(listener);
+    let service = MapService::new(shared, read_only);
+    let on_connected = |stream, addr: SocketAddr| {
+        let service = service.clone();
+        async move {
+            tracing::debug!("Modbus TCP: connection from {addr}");
+            accept_tcp_connection(stream, addr, |_| Ok(Some(service.clone())))
+        }
+    };
+    let on_process_error = |e: io::Error| tracing::debug!("Modbus TCP: connection ended: {e}");
+    server
+        .serve(&on_connected, on_process_error)
+        .await
+        .context("Modbus TCP server")
+}

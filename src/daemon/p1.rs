@@ -1,0 +1,358 @@
+//! The P1 task: bytes from the meter → the core's [`TelegramReader`] → [`Reading`] →
+//! grid currents ([`Config::grid_source`]) → [`Balancer::on_reading`]; the reader's
+//! counters into 1115–1118 and the measurements into 1100–1109.
+//!
+//! Sources ([`Source`]): a serial device (115200 8N1, or 9600 7E1 when setting 1035 is
+//! 1), `tcp://host:port`, or `sim`: the simulator's house, car and meter
+//! ([`crate::sim`]) in real time, one telegram of real DSMR 5 bytes a second, the car
+//! following the value the balancer sends (1001). A device or connection that fails
+//! is reopened with backoff (1 s doubling to 30 s); one log line when it goes, one
+//! when it is back.
+//!
+//! [`Balancer::on_reading`]: p1lb_core::balancer::Balancer::on_reading
+//! [`Config::grid_source`]: p1lb_core::config::Config::grid_source
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use p1lb_core::config::Config;
+use p1lb_core::p1::{Event, Reading, TelegramReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::shared::Shared;
+use crate::sim::car::{Car, Dynamics};
+use crate::sim::house::House;
+use crate::sim::meter::Meter;
+use crate::sim::scenario::{self, Load, Scenario};
+
+/// Where telegrams come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The built-in simulated house.
+    Sim,
+    /// A serial device.
+    Serial(String),
+    /// A TCP server sending the raw stream (`host:port`).
+    Tcp(String),
+}
+
+impl Source {
+    /// `sim`, `tcp://host:port` or a device path.
+    pub fn parse(s: &str) -> Result<Source> {
+        if s == "sim" {
+            return Ok(Source::Sim);
+        }
+        if let Some(addr) = s.strip_prefix("tcp://") {
+            if !addr.contains(':') {
+                bail!("P1 source {s:?}: expected tcp://host:port");
+            }
+            return Ok(Source::Tcp(addr.to_owned()));
+        }
+        if s.is_empty() {
+            bail!("P1 source is empty: expected a device, tcp://host:port or sim");
+        }
+        Ok(Source::Serial(s.to_owned()))
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Sim => f.write_str("sim (built-in simulated house)"),
+            Source::Serial(p) => f.write_str(p),
+            Source::Tcp(a) => write!(f, "tcp://{a}"),
+        }
+    }
+}
+
+/// The reader and what it feeds.
+struct Feeder {
+    shared: Arc<Shared>,
+    reader: TelegramReader,
+    rejected: u32,
+    valid: u32,
+}
+
+impl Feeder {
+    fn new(shared: Arc<Shared>) -> Feeder {
+        Feeder {
+            shared,
+            reader: TelegramReader::new(),
+            rejected: 0,
+            valid: 0,
+        }
+    }
+
+    /// Sets up the reader for a (re)opened line with the saved settings.
+    fn restart(&mut self, config: &Config) {
+        self.reader.reset();
+        // 115200 8N1 (1035 = 0): every dialect at that speed carries a CRC.
+        self.reader.set_crc_required(config.get(1035) == Some(0));
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let (used, event) = self.reader.feed(bytes);
+            bytes = &bytes[used..];
+            match event {
+                Some(Event::Telegram(t)) => {
+                    let reading = Reading::parse(&t);
+                    let now = self.shared.now_ms();
+                    let mut core = self.shared.core();
+                    let source = core.balancer.config().grid_source();
+                    let grid = reading.grid_currents_ma(source);
+                    if !core.balancer.on_reading(now, grid) {
+                        tracing::debug!("telegram without grid currents on the used phases");
+                    }
+                    let status = core.map.status_mut();
+                    status.grid_ca = grid.map(|ma| ma.map_or(0, |ma| clamp_i16(ma / 10)));
+                    status.voltage_dv = reading.phases.each_ref().map(|p| {
+                        p.voltage_dv
+                            .map_or(0, |v| u16::try_from(v.max(0)).unwrap_or(u16::MAX))
+                    });
+                    status.import_w = reading.power_import_w.map_or(0, clamp_u32);
+                    status.export_w = reading.power_export_w.map_or(0, clamp_u32);
+                }
+                Some(Event::Rejected { reason, .. }) => {
+                    let now = self.shared.now_ms();
+                    self.shared.core().last_rejected_ms = Some(now);
+                    tracing::debug!("telegram rejected: {}", reason.name());
+                }
+                None => {}
+            }
+        }
+        let stats = self.reader.stats();
+        if (stats.valid, stats.rejected()) != (self.valid, self.rejected) {
+            self.valid = stats.valid;
+            self.rejected = stats.rejected();
+            let mut core = self.shared.core();
+            let status = core.map.status_mut();
+            status.telegrams_valid = self.valid;
+            status.telegrams_rejected = self.rejected;
+        }
+    }
+}
+
+fn clamp_i16(v: i32) -> i16 {
+    i16::try_from(v).unwrap_or(if v < 0 { i16::MIN } else { i16::MAX })
+}
+
+fn clamp_u32(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
+
+/// Runs forever.
+pub async fn run(shared: Arc<Shared>, source: Source) {
+    let mut feeder = Feeder::new(shared.clone());
+    match source {
+        Source::Sim => run_sim(&shared, &mut feeder).await,
+        Source::Serial(path) => {
+            run_reconnecting(&shared, &mut feeder, &path, |config| {
+                let path = path.clone();
+                async move { open_serial(&path, &config) }
+            })
+            .await
+        }
+        Source::Tcp(addr) => {
+            let name = format!("tcp://{addr}");
+            run_reconnecting(&shared, &mut feeder, &name, |_| {
+                let addr = addr.clone();
+                async move {
+                    let s = tokio::net::TcpStream::connect(&addr).await?;
+                    Ok(Box::new(s) as Box<dyn AsyncRead + Unpin + Send>)
+                }
+            })
+            .await
+        }
+    }
+}
+
+fn open_serial(path: &str, config: &Config) -> Result<Box<dyn AsyncRead + Unpin + Send>> {
+    use tokio_serial::{DataBits, Parity, SerialPortBuilderExt, StopBits};
+    let builder = if config.get(1035) == Some(1) {
+        tokio_serial::new(path, 9600)
+            .data_bits(DataBits::Seven)
+            .parity(Parity::Even)
+    } else {
+        tokio_serial::new(path, 115_200)
+            .data_bits(DataBits::Eight)
+            .parity(Parity::None)
+    };
+    let port = builder.stop_bits(StopBits::One).open_native_async()?;
+    Ok(Box::new(port))
+}
+
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+async fn run_reconnecting<F, Fut>(shared: &Shared, feeder: &mut Feeder, name: &str, open: F)
+where
+    F: Fn(Config) -> Fut,
+    Fut: std::future::Future<Output = Result<Box<dyn AsyncRead + Unpin + Send>>>,
+{
+    let mut backoff = BACKOFF_MIN;
+    // Log the first failure of an outage, not every retry.
+    let mut failing = false;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let config = *shared.core().map.saved();
+        match open(config).await {
+            Ok(mut line) => {
+                tracing::info!("P1: reading {name}");
+                feeder.restart(&config);
+                backoff = BACKOFF_MIN;
+                failing = false;
+                loop {
+                    match line.read(&mut buf).await {
+                        Ok(0) => {
+                            tracing::warn!("P1: {name} closed; reopening");
+                            break;
+                        }
+                        Ok(n) => feeder.feed(&buf[..n]),
+                        Err(e) => {
+                            tracing::warn!("P1: reading {name} failed: {e}; reopening");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                if failing {
+                    tracing::debug!("P1: opening {name} failed again: {e:#}");
+                } else {
+                    tracing::warn!("P1: cannot open {name}: {e:#}; retrying with backoff");
+                    failing = true;
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn run_sim(shared: &Shared, feeder: &mut Feeder) {
+    let config = *shared.core().map.saved();
+    feeder.restart(&config);
+    let mut sim = SimHouse::new(&config);
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let sent_ma = u32::from(shared.core().map.status().sent_ma);
+        let bytes = sim.second(sent_ma);
+        feeder.feed(&bytes);
+    }
+}
+
+/// The simulator's house, car and meter (scenario `evening-peak`, looped), in real
+/// time: each call is one second and returns that second's telegram bytes.
+pub struct SimHouse {
+    scenario: Scenario,
+    house: Option<House>,
+    car: Car,
+    meter: Meter,
+    t: u32,
+    volts: [f64; 3],
+    config: Config,
+}
+
+impl SimHouse {
+    /// From the start of the scenario; the car's minimum current from `config`.
+    pub fn new(config: &Config) -> SimHouse {
+        let scenario = scenario::by_name(scenario::DEFAULT)
+            .or_else(|| scenario::all().into_iter().next())
+            .expect("the simulator has scenarios");
+        let house = match &scenario.load {
+            Load::Model(spec) => Some(House::new(
+                spec,
+                scenario.start,
+                scenario.duration_s,
+                scenario.seed,
+            )),
+            Load::Recorded(_) => None,
+        };
+        let min_a = f64::from(config.charger_min_ma()) / 1000.0;
+        SimHouse {
+            car: Car::new(&scenario.car, Dynamics::real(min_a)),
+            meter: Meter::new(&scenario.meter, scenario.start, scenario.seed),
+            house,
+            scenario,
+            t: 0,
+            volts: [230.0; 3],
+            config: *config,
+        }
+    }
+
+    /// One second with the charger told `sent_ma`: the telegram's bytes.
+    pub fn second(&mut self, sent_ma: u32) -> Vec<u8> {
+        if self.t >= self.scenario.duration_s {
+            // Start the evening again.
+            *self = SimHouse::new(&self.config);
+        }
+        let t = self.t;
+        let now = u64::from(t) * 1000;
+        self.car.command(now, sent_ma);
+        let house_a = match (&mut self.house, &self.scenario.load) {
+            (Some(h), _) => h.load(t),
+            (None, Load::Recorded(r)) => r.load(t).0,
+            (None, Load::Model(_)) => [0.0; 3],
+        };
+        const STEPS: u64 = 10;
+        let mut measured = [0.0; 3];
+        for k in 0..STEPS {
+            self.car
+                .step(now + k * (1000 / STEPS), 1.0 / STEPS as f64, self.volts);
+            if k == 0 {
+                let c = self.car.currents();
+                measured = [0, 1, 2].map(|p| house_a[p] + c[p]);
+                self.volts = self.meter.voltages(measured, None);
+            }
+        }
+        self.t += 1;
+        self.meter.second(t, measured, self.volts).to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::shared::Shared;
+
+    #[test]
+    fn sources_parse() {
+        assert_eq!(Source::parse("sim").unwrap(), Source::Sim);
+        assert_eq!(
+            Source::parse("tcp://10.0.0.2:2000").unwrap(),
+            Source::Tcp("10.0.0.2:2000".into())
+        );
+        assert_eq!(
+            Source::parse("/dev/ttyUSB0").unwrap(),
+            Source::Serial("/dev/ttyUSB0".into())
+        );
+        assert!(Source::parse("tcp://nohost").is_err());
+        assert!(Source::parse("").is_err());
+    }
+
+    #[test]
+    fn the_simulated_house_feeds_valid_telegrams_into_the_status() {
+        let shared = Arc::new(Shared::new(Config::default(), "unused".into()));
+        let mut feeder = Feeder::new(shared.clone());
+        feeder.restart(&Config::default());
+        let mut sim = SimHouse::new(&Config::default());
+        for _ in 0..5 {
+            let bytes = sim.second(0);
+            assert!(bytes.starts_with(b"/"));
+            feeder.feed(&bytes);
+        }
+        let core = shared.core();
+        let s = core.map.status();
+        assert_eq!((s.telegrams_valid, s.telegrams_rejected), (5, 0));
+        assert!(
+            s.voltage_dv.iter().all(|&v| (2000..2500).contains(&v)),
+            "{s:?}"
+        );
+        assert!(s.grid_ca.iter().any(|&c| c > 0), "{s:?}");
+        assert!(s.import_w > 0, "{s:?}");
+    }
+}

@@ -1,0 +1,299 @@
+//! `p1lb run`: the gateway daemon. Finds and checks the configuration, then wires the
+//! tasks of [`crate::daemon`] together on a single-threaded tokio runtime and runs
+//! until SIGTERM or Ctrl-C (or until a task fails, for example the Modbus TCP port is
+//! taken: then it exits non-zero).
+//!
+//! Which file: `--config FILE`; else `--state-dir DIR`/p1lb.toml (created from the
+//! commented example when missing); else `/etc/p1lb/p1lb.toml` when it exists; else
+//! nothing is configured and it runs the built-in simulation (P1 source `sim`), with
+//! its state in a temporary folder, and says so in its first log line.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+
+use crate::daemon::file::{self, FileConfig, Rs485Role};
+use crate::daemon::p1::Source;
+use crate::daemon::shared::Shared;
+use crate::daemon::{control, led, modbus_tcp, p1};
+
+/// The default configuration file.
+pub const DEFAULT_CONFIG: &str = "/etc/p1lb/p1lb.toml";
+
+/// The file's name in a state folder.
+pub const STATE_FILE: &str = "p1lb.toml";
+
+/// `p1lb run`'s flags: they override the file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RunArgs {
+    /// The configuration file (default /etc/p1lb/p1lb.toml).
+    #[arg(long, value_name = "FILE", conflicts_with = "state_dir")]
+    pub config: Option<PathBuf>,
+    /// A folder holding the configuration (p1lb.toml, created when missing), used when
+    /// no --config is given.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// P1 source: a serial device, tcp://HOST:PORT or sim.
+    #[arg(long, value_name = "SRC")]
+    pub p1: Option<String>,
+    /// Modbus TCP server address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub modbus_tcp: Option<SocketAddr>,
+    /// RS485 HAT serial device, or sim (not driven yet in this version).
+    #[arg(long, value_name = "PATH|sim")]
+    pub rs485: Option<String>,
+    /// Role on the RS485 bus.
+    #[arg(long, value_enum, value_name = "ROLE")]
+    pub rs485_role: Option<Rs485Role>,
+}
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The file read and saved to.
+    pub path: PathBuf,
+    /// Nothing configured: the built-in simulation.
+    pub builtin_sim: bool,
+    /// The file was created from the example just now.
+    pub created: bool,
+}
+
+/// Finds the file (creating it in a state folder when needed).
+pub fn resolve(args: &RunArgs, default_config: &Path) -> Result<Resolved> {
+    if let Some(path) = &args.config {
+        if !path.is_file() {
+            bail!("--config {}: no such file", path.display());
+        }
+        return Ok(Resolved {
+            path: path.clone(),
+            builtin_sim: false,
+            created: false,
+        });
+    }
+    let (dir, builtin_sim) = match &args.state_dir {
+        Some(dir) => (dir.clone(), false),
+        None if default_config.is_file() => {
+            return Ok(Resolved {
+                path: default_config.to_path_buf(),
+                builtin_sim: false,
+                created: false,
+            });
+        }
+        None => (std::env::temp_dir().join("p1lb-state"), true),
+    };
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(STATE_FILE);
+    let created = !path.exists();
+    if created {
+        file::write_atomic(&path, file::EXAMPLE.as_bytes())
+            .with_context(|| format!("creating {}", path.display()))?;
+    }
+    Ok(Resolved {
+        path,
+        builtin_sim,
+        created,
+    })
+}
+
+/// The settings in force after the flags.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The file.
+    pub resolved: Resolved,
+    /// Its contents.
+    pub file: FileConfig,
+    /// The P1 source.
+    pub p1: Source,
+}
+
+/// Reads the file and applies the flags. Refuses a bad file.
+pub fn plan(args: &RunArgs, default_config: &Path) -> Result<Plan> {
+    let resolved = resolve(args, default_config)?;
+    let mut file = file::load(&resolved.path)?;
+    if let Some(addr) = args.modbus_tcp {
+        file.modbus_tcp.listen = addr;
+    }
+    if let Some(path) = &args.rs485 {
+        file.rs485.path = path.clone();
+    }
+    if let Some(role) = args.rs485_role {
+        file.rs485.role = role;
+    }
+    let source = match (&args.p1, resolved.builtin_sim) {
+        (Some(s), _) => s.clone(),
+        (None, true) => "sim".to_owned(),
+        (None, false) => file.p1.source.clone(),
+    };
+    let p1 = Source::parse(&source)?;
+    Ok(Plan { resolved, file, p1 })
+}
+
+/// Logs to stderr (journald under systemd), level from `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Under systemd the journal adds its own timestamps.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(!journald);
+    let _ = if journald {
+        builder.without_time().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Runs the daemon until SIGTERM or Ctrl-C.
+pub fn run(args: &RunArgs) -> Result<()> {
+    init_logging();
+    let plan = plan(args, Path::new(DEFAULT_CONFIG))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(serve(plan))
+}
+
+async fn serve(plan: Plan) -> Result<()> {
+    let Plan { resolved, file, p1 } = plan;
+    let listen = file.modbus_tcp.listen;
+    if resolved.builtin_sim {
+        tracing::info!(
+            "p1lb {}: nothing configured ({DEFAULT_CONFIG} absent): running the built-in \
+             simulation; P1 from {p1}, Modbus TCP on {listen}, settings in {}",
+            env!("CARGO_PKG_VERSION"),
+            resolved.path.display()
+        );
+    } else {
+        tracing::info!(
+            "p1lb {}: configuration {}{}; P1 from {p1}, Modbus TCP on {listen}",
+            env!("CARGO_PKG_VERSION"),
+            resolved.path.display(),
+            if resolved.created {
+                " (created from the example)"
+            } else {
+                ""
+            }
+        );
+    }
+    let config = file.settings;
+    tracing::info!(
+        "server address {}, charger maximum {} mA, upper limit {} mA, {} phase(s)",
+        config.server_address(),
+        config.charger_max_ma(),
+        config.upper_ma(),
+        config.phases()
+    );
+    tracing::warn!(
+        "RS485 ({} as {}) is not driven by this version: left alone",
+        file.rs485.path,
+        file.rs485.role.name()
+    );
+
+    let shared = Arc::new(Shared::new(config, resolved.path.clone()));
+    let listener = modbus_tcp::bind(listen).await?;
+    tracing::info!(
+        "Modbus TCP: listening on {listen}{}",
+        if file.modbus_tcp.read_only {
+            " (read only: writes answer exception 01)"
+        } else {
+            ""
+        }
+    );
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(control::run(shared.clone()));
+    tasks.spawn(p1::run(shared.clone(), p1));
+    if file.led.enabled {
+        tasks.spawn(led::run(shared.clone(), file.led.bcm_pin));
+    }
+    let server = tokio::spawn(modbus_tcp::run(
+        shared.clone(),
+        listener,
+        file.modbus_tcp.read_only,
+    ));
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
+        r = server => {
+            return match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(anyhow::anyhow!("Modbus TCP task: {e}")),
+            };
+        }
+    }
+    tasks.abort_all();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("p1lb-run-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn nothing_configured_runs_the_simulation_in_a_temporary_state_dir() {
+        let none = tmp("none").join("p1lb.toml");
+        let r = resolve(&RunArgs::default(), &none).unwrap();
+        assert!(r.builtin_sim);
+        assert!(r.path.starts_with(std::env::temp_dir()));
+        let p = plan(&RunArgs::default(), &none).unwrap();
+        assert_eq!(p.p1, Source::Sim);
+    }
+
+    #[test]
+    fn a_state_dir_gets_the_example_and_flags_override_it() {
+        let dir = tmp("state");
+        let args = RunArgs {
+            state_dir: Some(dir.clone()),
+            p1: Some("tcp://127.0.0.1:2001".into()),
+            modbus_tcp: Some("127.0.0.1:15020".parse().unwrap()),
+            rs485_role: Some(Rs485Role::Master),
+            ..RunArgs::default()
+        };
+        let p = plan(&args, Path::new("/nonexistent/p1lb.toml")).unwrap();
+        assert!(p.resolved.created && !p.resolved.builtin_sim);
+        assert_eq!(
+            fs::read_to_string(dir.join(STATE_FILE)).unwrap(),
+            file::EXAMPLE
+        );
+        assert_eq!(p.p1, Source::Tcp("127.0.0.1:2001".into()));
+        assert_eq!(p.file.modbus_tcp.listen.port(), 15020);
+        assert_eq!(p.file.rs485.role, Rs485Role::Master);
+        // Without --p1 the file's source is used.
+        let p = plan(
+            &RunArgs {
+                state_dir: Some(dir.clone()),
+                ..RunArgs::default()
+            },
+            Path::new("/nonexistent"),
+        )
+        .unwrap();
+        assert_eq!(p.p1, Source::Serial("/dev/ttyUSB0".into()));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let args = RunArgs {
+            config: Some(tmp("missing").join("p1lb.toml")),
+            ..RunArgs::default()
+        };
+        assert!(plan(&args, Path::new("/nonexistent")).is_err());
+    }
+}

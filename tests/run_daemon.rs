@@ -1,0 +1,350 @@
+//! `p1lb run` end to end: the real binary with the built-in simulated meter, talked to
+//! over Modbus TCP by tokio-modbus's client (and by mbpoll when it is installed).
+//! Every daemon is killed when its test ends (a guard with `Drop`).
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use p1lb_core::config::SETTINGS;
+use tokio_modbus::client::{Context, tcp};
+use tokio_modbus::prelude::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_p1lb");
+
+/// A fresh, empty temporary folder for one test.
+fn temp_dir(name: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "p1lb-test-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A running daemon; killed on drop.
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// `p1lb run --p1 sim --modbus-tcp 127.0.0.1:<free> --state-dir DIR`, ready to
+    /// accept connections.
+    fn start(state_dir: &Path) -> Daemon {
+        Daemon::start_with(&["--state-dir".as_ref(), state_dir.as_os_str()], state_dir)
+    }
+
+    fn start_with(args: &[&std::ffi::OsStr], log_dir: &Path) -> Daemon {
+        let port = free_port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let log = log_dir.join(format!("daemon-{port}.log"));
+        let child = Command::new(BIN)
+            .arg("run")
+            .args(["--p1", "sim", "--modbus-tcp", &addr.to_string()])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("p1lb starts");
+        let mut d = Daemon { child, addr, log };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return d;
+            }
+            if let Ok(Some(status)) = d.child.try_wait() {
+                panic!("p1lb run exited ({status}):\n{}", d.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "p1lb run does not listen:\n{}",
+                d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn client(&self, unit: u8) -> Context {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            tcp::connect_slave(self.addr, Slave(unit)),
+        )
+        .await
+        .expect("connect in time")
+        .expect("connect")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn read(ctx: &mut Context, start: u16, n: u16) -> Result<Vec<u16>, ExceptionCode> {
+    tokio::time::timeout(Duration::from_secs(5), ctx.read_holding_registers(start, n))
+        .await
+        .expect("reply in time")
+        .expect("transport")
+}
+
+async fn write(ctx: &mut Context, address: u16, value: u16) -> Result<(), ExceptionCode> {
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        ctx.write_single_register(address, value),
+    )
+    .await
+    .expect("reply in time")
+    .expect("transport")
+}
+
+fn defaults_1000_1022() -> Vec<(u16, u16)> {
+    let mut want = vec![(1000, 16000)];
+    want.extend(
+        SETTINGS
+            .iter()
+            .filter(|s| s.address <= 1022)
+            .map(|s| (s.address, s.default)),
+    );
+    want
+}
+
+#[tokio::test]
+async fn serves_the_defaults_stages_writes_and_refuses_bad_values() {
+    let dir = temp_dir("defaults");
+    let d = Daemon::start(&dir);
+    let mut ctx = d.client(10).await;
+    let words = read(&mut ctx, 1000, 23).await.expect("read 1000–1022");
+    for (address, value) in defaults_1000_1022() {
+        assert_eq!(
+            words[usize::from(address - 1000)],
+            value,
+            "register {address}"
+        );
+    }
+    // Write and read back a setting: staged (1003 bit 5), not saved.
+    write(&mut ctx, 1016, 7).await.expect("write 1016");
+    assert_eq!(read(&mut ctx, 1016, 1).await.unwrap(), [7]);
+    assert_eq!(read(&mut ctx, 1003, 1).await.unwrap()[0] & 1 << 5, 1 << 5);
+    // Out of range: exception 03, nothing changes.
+    assert_eq!(
+        write(&mut ctx, 1016, 300).await,
+        Err(ExceptionCode::IllegalDataValue)
+    );
+    assert_eq!(read(&mut ctx, 1016, 1).await.unwrap(), [7]);
+    // FC 16 as a whole: one bad value refuses all.
+    let r = ctx.write_multiple_registers(1019, &[2, 0]).await.unwrap();
+    assert_eq!(r, Err(ExceptionCode::IllegalDataValue));
+    assert_eq!(read(&mut ctx, 1019, 1).await.unwrap(), [1]);
+    // Read-only register, outside the map.
+    assert_eq!(
+        write(&mut ctx, 1001, 1).await,
+        Err(ExceptionCode::IllegalDataAddress)
+    );
+    assert_eq!(
+        read(&mut ctx, 999, 2).await,
+        Err(ExceptionCode::IllegalDataAddress)
+    );
+    // The whole map reads, in two requests.
+    assert_eq!(read(&mut ctx, 1000, 100).await.unwrap().len(), 100);
+    assert_eq!(read(&mut ctx, 1100, 100).await.unwrap().len(), 100);
+    // Another unit id: nobody behind this gateway.
+    let mut other = d.client(42).await;
+    assert_eq!(
+        read(&mut other, 1000, 1).await,
+        Err(ExceptionCode::GatewayTargetDevice)
+    );
+    drop(d);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn telegrams_from_the_simulated_meter_reach_the_balancer() {
+    let dir = temp_dir("telegrams");
+    let d = Daemon::start(&dir);
+    let mut ctx = d.client(10).await;
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let status = loop {
+        let s = read(&mut ctx, 1100, 22).await.unwrap();
+        let valid = u32::from(s[15]) << 16 | u32::from(s[16]);
+        if valid >= 2 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no telegram:\n{}", d.log_text());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(&status[17..19], [0, 0], "no telegram rejected");
+    for v in &status[3..6] {
+        assert!((2000..2500).contains(v), "voltage {v} (0.1 V)");
+    }
+    let head = read(&mut ctx, 1001, 4).await.unwrap();
+    assert!(head[0] <= 16000, "1001 = {}", head[0]);
+    assert!(head[1] <= 2, "1002 = {} (boot: stepping up)", head[1]);
+    assert_eq!(head[2] & 1, 0, "1003 = {:#x}: meter fresh", head[2]);
+    assert!(head[3] <= 2, "1004 = {}", head[3]);
+    let log = d.log_text();
+    assert!(log.contains("first valid telegram"), "{log}");
+    drop(d);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_save_rewrites_the_settings_in_the_file_and_a_restart_comes_up_with_them() {
+    let dir = temp_dir("save");
+    let path = dir.join("p1lb.toml");
+    // A hand edit the save must keep.
+    {
+        let d = Daemon::start(&dir);
+        drop(d);
+        let text = fs::read_to_string(&path).expect("state file created");
+        let edited = text.replace(
+            "upper_wait = 5",
+            "# hand-written note about the wait\nupper_wait = 5 # seconds",
+        );
+        fs::write(&path, edited).unwrap();
+    }
+    let d = Daemon::start(&dir);
+    let mut ctx = d.client(10).await;
+    write(&mut ctx, 1016, 9).await.unwrap();
+    write(&mut ctx, 1090, 11).await.unwrap();
+    write(&mut ctx, 1091, 1).await.expect("save");
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("# hand-written note about the wait\nupper_wait = 9 # seconds\n"),
+        "{text}"
+    );
+    assert!(text.contains("server_address = 11"), "{text}");
+    assert!(text.contains("# 1016: Upper limit wait time, s."), "{text}");
+    assert!(text.contains("[modbus_tcp]\n# Modbus TCP server"), "{text}");
+    // The new address is in force after the reply: 10 is gone, 11 answers.
+    assert_eq!(
+        read(&mut ctx, 1016, 1).await,
+        Err(ExceptionCode::GatewayTargetDevice)
+    );
+    let mut ctx = d.client(11).await;
+    assert_eq!(read(&mut ctx, 1003, 1).await.unwrap()[0] & 1 << 5, 0);
+    // An inconsistent set is refused at save (03) and nothing is written.
+    write(&mut ctx, 1018, 23000).await.unwrap();
+    assert_eq!(
+        write(&mut ctx, 1091, 1).await,
+        Err(ExceptionCode::IllegalDataValue)
+    );
+    assert!(
+        fs::read_to_string(&path)
+            .unwrap()
+            .contains("lower_current = 19000")
+    );
+    drop(d);
+
+    let d = Daemon::start(&dir);
+    let mut ctx = d.client(11).await;
+    assert_eq!(read(&mut ctx, 1016, 1).await.unwrap(), [9]);
+    assert_eq!(read(&mut ctx, 1018, 1).await.unwrap(), [19000]);
+    assert_eq!(read(&mut ctx, 1090, 1).await.unwrap(), [11]);
+    // Restore defaults (1092) saves too.
+    write(&mut ctx, 1092, 1).await.unwrap();
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.contains("upper_wait = 5 # seconds"), "{text}");
+    assert!(text.contains("server_address = 10"), "{text}");
+    drop(d);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn read_only_refuses_writes_with_exception_01() {
+    let dir = temp_dir("readonly");
+    let path = dir.join("ro.toml");
+    fs::write(&path, "[modbus_tcp]\nread_only = true\n").unwrap();
+    let d = Daemon::start_with(&["--config".as_ref(), path.as_os_str()], &dir);
+    let mut ctx = d.client(10).await;
+    assert_eq!(
+        write(&mut ctx, 1016, 7).await,
+        Err(ExceptionCode::IllegalFunction)
+    );
+    assert_eq!(read(&mut ctx, 1016, 1).await.unwrap(), [5]);
+    drop(d);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bad_config_file_stops_the_daemon_with_the_key_and_range() {
+    let dir = temp_dir("bad");
+    let cases = [
+        (
+            "[settings]\nlower_wait = 300\n",
+            &["lower_wait", "1 … 255"][..],
+        ),
+        (
+            "[settings]\nlower_current = 23000\n",
+            &["lower_current", "upper_current"][..],
+        ),
+        ("[settings]\nupper_wiat = 3\n", &["upper_wiat"][..]),
+        ("[modbus_tcp]\nlisten = \"nowhere\"\n", &["listen"][..]),
+    ];
+    for (i, (text, words)) in cases.iter().enumerate() {
+        let path = dir.join(format!("bad{i}.toml"));
+        fs::write(&path, text).unwrap();
+        let out = Command::new(BIN)
+            .args(["run", "--modbus-tcp", "127.0.0.1:0", "--config"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .output()
+            .expect("p1lb runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "started on {text:?}: {err}");
+        for w in *words {
+            assert!(err.contains(w), "{text:?}: no {w:?} in {err}");
+        }
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn mbpoll_reads_the_defaults() {
+    let Ok(version) = Command::new("mbpoll").arg("-V").output() else {
+        eprintln!("mbpoll not installed (apt-get install mbpoll): skipped");
+        return;
+    };
+    if !version.status.success() && version.stdout.is_empty() {
+        eprintln!("mbpoll does not run: skipped");
+        return;
+    }
+    let dir = temp_dir("mbpoll");
+    let d = Daemon::start(&dir);
+    let out = Command::new("mbpoll")
+        .args(["-0", "-1", "-a", "10", "-t", "4", "-r", "1000", "-c", "23"])
+        .args(["-p", &d.addr.port().to_string(), "-o", "2", "127.0.0.1"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("mbpoll runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for (address, value) in defaults_1000_1022() {
+        let line = format!("[{address}]: \t{value}\n");
+        assert!(text.contains(&line), "no {line:?} in {text}");
+    }
+    drop(d);
+    let _ = fs::remove_dir_all(&dir);
+}
