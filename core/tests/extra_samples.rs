@@ -56,21 +56,14 @@ fn readme() -> String {
 }
 
 fn expected(file: &str) -> Expected {
-    let readme = readme();
-    let mut lines = readme.lines().skip_while(|l| *l != format!("## {file}"));
-    assert!(lines.next().is_some(), "{file} has no section in README.md");
+    let section = common::index_section(&readme(), file);
     let mut e = Expected {
         crc: None,
         no_line_end: false,
         malformed_header: false,
-        objects: Vec::new(),
+        objects: common::listed_objects(&section),
     };
-    for line in lines.take_while(|l| !l.starts_with("## ")) {
-        if let Some(rest) = line.strip_prefix("- `") {
-            let (obis, groups) = rest.split_once("` ").expect("- `obis` (groups)");
-            e.objects.push((obis.to_string(), groups.to_string()));
-            continue;
-        }
+    for line in &section {
         if line.contains("CRC: ok") {
             e.crc = Some(Crc::Ok);
         } else if line.contains("CRC: none") {
@@ -82,39 +75,8 @@ fn expected(file: &str) -> Expected {
         e.malformed_header |= line.contains("Reader: malformed header");
     }
     assert!(e.crc.is_some(), "{file}: no CRC marker in README.md");
+    assert!(!e.objects.is_empty(), "{file}: no values listed");
     e
-}
-
-/// The number as printed without leading zeros, computed independently of `Decimal`.
-fn strip_leading_zeros(printed: &str) -> String {
-    let s = printed.trim_start_matches('0');
-    if s.is_empty() || s.starts_with('.') {
-        format!("0{s}")
-    } else {
-        s.to_string()
-    }
-}
-
-/// Every listed object is there, with its groups exactly as printed.
-fn check_objects(file: &str, t: &Telegram<'_>, want: &[(String, String)]) {
-    assert!(!want.is_empty(), "{file}: no values listed");
-    for (obis, groups) in want {
-        let o = t
-            .objects()
-            .find(|o| o.obis.to_string() == *obis)
-            .unwrap_or_else(|| panic!("{file}: {obis} missing"));
-        let printed: String = o
-            .values()
-            .map(|v| format!("({})", String::from_utf8_lossy(v.raw())))
-            .collect();
-        assert_eq!(&printed, groups, "{file}: {obis}");
-        for v in o.values() {
-            if let Some((d, Some(_))) = v.number() {
-                let num = v.text().split('*').next().unwrap();
-                assert_eq!(d.to_string(), strip_leading_zeros(num), "{file}: {obis}");
-            }
-        }
-    }
 }
 
 /// What feeding one file produced.
@@ -140,7 +102,7 @@ fn feed(file: &str, bytes: &[u8], want: &Expected) -> Fed {
                     (w, got) => panic!("{file}: CRC verdict {got:?}, README says {w:?}"),
                 }
                 assert_eq!(t.skipped_lines(), 0, "{file}: lines skipped");
-                check_objects(file, &t, &want.objects);
+                common::check_objects(file, &t, &want.objects);
                 readings.push(Reading::parse(&t));
             }
             Some(Event::Rejected { reason, .. }) => rejections.push(reason),

@@ -20,33 +20,17 @@ fn index() -> String {
 }
 
 fn expected(file: &str) -> Expected {
-    let index = index();
-    let mut lines = index.lines().skip_while(|l| *l != format!("## {file}"));
-    assert!(lines.next().is_some(), "{file} has no section in INDEX.md");
-    let mut e = Expected {
-        crc: None,
-        objects: Vec::new(),
-    };
-    for line in lines.take_while(|l| !l.starts_with("## ")) {
-        if let Some(rest) = line.strip_prefix("- `") {
-            let (obis, groups) = rest.split_once("` ").expect("- `obis` (groups)");
-            e.objects.push((obis.to_string(), groups.to_string()));
-        } else if line.contains("CRC: ok") {
-            e.crc = Some("ok");
-        } else if line.contains("CRC: none") {
-            e.crc = Some("none");
-        }
-    }
-    e
-}
-
-/// The number as printed without leading zeros, computed independently of `Decimal`.
-fn strip_leading_zeros(printed: &str) -> String {
-    let s = printed.trim_start_matches('0');
-    if s.is_empty() || s.starts_with('.') {
-        format!("0{s}")
+    let section = common::index_section(&index(), file);
+    let crc = if section.iter().any(|l| l.contains("CRC: ok")) {
+        Some("ok")
+    } else if section.iter().any(|l| l.contains("CRC: none")) {
+        Some("none")
     } else {
-        s.to_string()
+        None
+    };
+    Expected {
+        crc,
+        objects: common::listed_objects(&section),
     }
 }
 
@@ -67,23 +51,7 @@ fn check_sample(file: &str) -> Reading {
                     (w, got) => panic!("{file}: CRC verdict {got:?}, INDEX says {w:?}"),
                 }
                 assert_eq!(t.skipped_lines(), 0, "{file}: lines skipped");
-                for (obis, groups) in &want.objects {
-                    let o = t
-                        .objects()
-                        .find(|o| o.obis.to_string() == *obis)
-                        .unwrap_or_else(|| panic!("{file}: {obis} missing"));
-                    let printed: String = o
-                        .values()
-                        .map(|v| format!("({})", String::from_utf8_lossy(v.raw())))
-                        .collect();
-                    assert_eq!(&printed, groups, "{file}: {obis}");
-                    for v in o.values() {
-                        if let Some((d, Some(_))) = v.number() {
-                            let num = v.text().split('*').next().unwrap();
-                            assert_eq!(d.to_string(), strip_leading_zeros(num), "{file}: {obis}");
-                        }
-                    }
-                }
+                common::check_objects(file, &t, &want.objects);
                 reading = Some(Reading::parse(&t));
             }
             Some(Event::Rejected { reason, .. }) => panic!("{file}: rejected: {reason}"),
