@@ -7,6 +7,7 @@
 //! - [`p1`]: the P1 smart-meter telegram reader (framing, CRC, syntax, dialects) and the
 //!   fixed-point model of one reading.
 //! - [`config`]: the saved settings as data (one table), with their validation.
+//! - `config_store` (feature `flash-store`): the configuration on NOR flash, power-cut safe.
 //! - [`abb`]: the ABB Terra AC driver (master role): what to write and read, and when.
 //! - [`balancer`]: the control law (stepped and headroom modes), fed readings and time.
 //! - [`led`]: the status LED pattern as a function of state and time.
@@ -29,6 +30,8 @@ extern crate std;
 pub mod abb;
 pub mod balancer;
 pub mod config;
+#[cfg(feature = "flash-store")]
+pub mod config_store;
 pub mod led;
 pub mod meter_emulation;
 pub mod modbus;

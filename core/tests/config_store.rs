@@ -1,0 +1,330 @@
+//! The flash configuration store: record encoding and migration, power cuts at every
+//! write of many saves (old or new, never neither), damaged flash, and the erase
+//! budget a save may take.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use embassy_futures::block_on;
+use embedded_storage_async::nor_flash::{
+    ErrorType, MultiwriteNorFlash, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
+};
+use p1lb_core::config::Config;
+use p1lb_core::config_store::{
+    ConfigStore, DecodeError, Loaded, MAX_RECORD, RECORD_VERSION, decode, encode,
+};
+use proptest::prelude::*;
+
+const SECTOR: usize = 4096;
+const SECTORS: usize = 2;
+
+/// What the mock flash has done (shared with the test).
+#[derive(Debug, Default)]
+struct Counters {
+    erases: usize,
+    bytes_written: usize,
+}
+
+/// A NOR flash in memory: 4 KiB sectors, 4-byte words, writes only clear bits, and an
+/// optional power cut after `budget` more bytes (the byte being written then, and the
+/// rest of that write, are lost; a cut erase leaves the sector half erased).
+#[derive(Clone)]
+struct MockFlash {
+    data: Vec<u8>,
+    budget: Option<usize>,
+    counters: Rc<RefCell<Counters>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MockError {
+    PowerCut,
+    OutOfBounds,
+}
+
+impl NorFlashError for MockError {
+    fn kind(&self) -> NorFlashErrorKind {
+        match self {
+            MockError::PowerCut => NorFlashErrorKind::Other,
+            MockError::OutOfBounds => NorFlashErrorKind::OutOfBounds,
+        }
+    }
+}
+
+impl MockFlash {
+    fn new() -> Self {
+        MockFlash {
+            data: vec![0xFF; SECTOR * SECTORS],
+            budget: None,
+            counters: Rc::default(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        match self.budget.as_mut() {
+            None => true,
+            Some(0) => false,
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+        }
+    }
+}
+
+impl ErrorType for MockFlash {
+    type Error = MockError;
+}
+
+impl ReadNorFlash for MockFlash {
+    const READ_SIZE: usize = 1;
+    async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), MockError> {
+        let at = offset as usize;
+        let src = self
+            .data
+            .get(at..at + bytes.len())
+            .ok_or(MockError::OutOfBounds)?;
+        bytes.copy_from_slice(src);
+        Ok(())
+    }
+    fn capacity(&self) -> usize {
+        self.data.len()
+    }
+}
+
+impl NorFlash for MockFlash {
+    const WRITE_SIZE: usize = 4;
+    const ERASE_SIZE: usize = SECTOR;
+    async fn erase(&mut self, from: u32, to: u32) -> Result<(), MockError> {
+        let (from, to) = (from as usize, to as usize);
+        if to > self.data.len() || from % SECTOR != 0 || to % SECTOR != 0 {
+            return Err(MockError::OutOfBounds);
+        }
+        for s in (from..to).step_by(SECTOR) {
+            if !self.take() {
+                // Cut during the erase: half of the sector is erased.
+                self.data[s..s + SECTOR / 2].fill(0xFF);
+                return Err(MockError::PowerCut);
+            }
+            self.data[s..s + SECTOR].fill(0xFF);
+            self.counters.borrow_mut().erases += 1;
+        }
+        Ok(())
+    }
+    async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), MockError> {
+        let at = offset as usize;
+        if at + bytes.len() > self.data.len() || at % 4 != 0 || bytes.len() % 4 != 0 {
+            return Err(MockError::OutOfBounds);
+        }
+        for (i, &b) in bytes.iter().enumerate() {
+            if !self.take() {
+                return Err(MockError::PowerCut);
+            }
+            self.data[at + i] &= b; // NOR: programming only clears bits
+            self.counters.borrow_mut().bytes_written += 1;
+        }
+        Ok(())
+    }
+}
+
+impl MultiwriteNorFlash for MockFlash {}
+
+fn store(flash: MockFlash) -> ConfigStore<MockFlash> {
+    ConfigStore::new(flash, 0..(SECTOR * SECTORS) as u32).expect("two whole sectors")
+}
+
+/// A sequence of distinct valid configurations.
+fn nth_config(n: usize) -> Config {
+    let mut c = Config::default();
+    c.set(1015, 20_000 + (n % 1000) as u16).unwrap();
+    c.set(1013, 1 + (n % 200) as u16).unwrap();
+    c.validate().unwrap();
+    c
+}
+
+#[test]
+fn record_round_trip_and_format() {
+    let c = nth_config(7);
+    let mut buf = [0u8; MAX_RECORD];
+    let n = encode(&c, &mut buf);
+    assert_eq!(n, MAX_RECORD);
+    assert_eq!(buf[0], RECORD_VERSION);
+    assert_eq!(
+        &buf[2..6],
+        &[0x03, 0xF2, 0x3E, 0x80],
+        "1010 = 16000, big-endian"
+    );
+    assert_eq!(decode(&buf[..n]), Ok(c));
+}
+
+#[test]
+fn older_and_newer_records_migrate() {
+    // An older record: only two settings (the rest take their defaults).
+    let old = [
+        RECORD_VERSION,
+        2,
+        0x03,
+        0xF7,
+        0x52,
+        0x08,
+        0x03,
+        0xF2,
+        0x27,
+        0x10,
+    ];
+    let c = decode(&old).unwrap();
+    assert_eq!((c.upper_ma(), c.charger_max_ma()), (21_000, 10_000));
+    assert_eq!(c.lower_ma(), 19_000);
+    // A newer record: a setting at an address this version does not know is skipped.
+    let newer = [
+        RECORD_VERSION,
+        2,
+        0x04,
+        0x1F,
+        0x00,
+        0x07,
+        0x03,
+        0xF7,
+        0x52,
+        0x08,
+    ];
+    assert_eq!(decode(&newer).unwrap().upper_ma(), 21_000);
+    // Unusable records say why.
+    assert_eq!(decode(&[]), Err(DecodeError::Truncated));
+    assert_eq!(decode(&[9, 0]), Err(DecodeError::UnknownVersion(9)));
+    assert_eq!(
+        decode(&[RECORD_VERSION, 3, 0, 0]),
+        Err(DecodeError::Truncated)
+    );
+    let bad = [RECORD_VERSION, 1, 0x03, 0xFA, 0x55, 0xF0]; // 1018 = 22000 = upper
+    assert_eq!(decode(&bad), Err(DecodeError::Invalid(1018)));
+    let range = [RECORD_VERSION, 1, 0x03, 0xF3, 0x00, 0x02]; // phases = 2
+    assert_eq!(decode(&range), Err(DecodeError::Invalid(1011)));
+}
+
+#[test]
+fn empty_flash_gives_the_defaults_and_saves_load_back() {
+    let mut s = store(MockFlash::new());
+    assert_eq!(block_on(s.load()), Loaded::NoRecord);
+    assert_eq!(block_on(s.load()).config(), Config::default());
+    for n in 0..200 {
+        block_on(s.save(&nth_config(n))).unwrap();
+        assert_eq!(block_on(s.load()), Loaded::Saved(nth_config(n)), "save {n}");
+    }
+    // After a reboot too.
+    let flash = s.into_flash();
+    let mut s = store(flash);
+    assert_eq!(block_on(s.load()), Loaded::Saved(nth_config(199)));
+}
+
+/// A power cut at every byte and erase of every one of 90 saves — including those that
+/// move to the other sector and erase — comes back with the old or the new
+/// configuration, and the store keeps working afterwards.
+#[test]
+fn power_cut_at_every_point_of_every_save_keeps_old_or_new() {
+    let mut flash = MockFlash::new();
+    let mut previous: Option<Config> = None;
+    let mut cuts = 0;
+    let mut erases = 0;
+    for n in 0..90 {
+        let new = nth_config(n);
+        let mut k = 0;
+        loop {
+            let mut trial = flash.clone();
+            trial.counters = Rc::default();
+            trial.budget = Some(k);
+            let mut s = store(trial);
+            let done = block_on(s.save(&new)).is_ok();
+            let mut after = s.into_flash();
+            after.budget = None;
+            if done {
+                erases += after.counters.borrow().erases;
+                flash = after;
+                break;
+            }
+            cuts += 1;
+            // Reboot after the cut.
+            let mut s = store(after);
+            let loaded = block_on(s.load());
+            match (loaded, previous) {
+                (Loaded::Saved(c), _) if c == new => {}
+                (Loaded::Saved(c), Some(p)) if c == p => {}
+                (Loaded::NoRecord, None) => {}
+                (other, p) => panic!("save {n}, cut after {k} units: {other:?} (old {p:?})"),
+            }
+            // And the store still takes a save.
+            block_on(s.save(&new)).unwrap_or_else(|e| panic!("save {n} cut {k}: resave {e:?}"));
+            assert_eq!(block_on(s.load()), Loaded::Saved(new));
+            k += 1;
+        }
+        previous = Some(new);
+    }
+    assert!(cuts > 5_000, "{cuts} power cuts tried");
+    assert!(
+        erases >= 1,
+        "the saves cut include sector erases ({erases})"
+    );
+}
+
+#[test]
+fn a_save_erases_at_most_one_sector() {
+    let mut s = store(MockFlash::new());
+    let counters = {
+        let f = s.into_flash();
+        let c = f.counters.clone();
+        s = store(f);
+        c
+    };
+    let mut max = 0;
+    for n in 0..300 {
+        let before = counters.borrow().erases;
+        block_on(s.save(&nth_config(n))).unwrap();
+        max = max.max(counters.borrow().erases - before);
+    }
+    assert_eq!(max, 1, "erases per save");
+    assert!(counters.borrow().erases >= 5, "the sectors were recycled");
+    // The figure the firmware schedules saves with.
+    let ms = ConfigStore::<MockFlash>::worst_case_save_ms(400, 3);
+    assert!((400..450).contains(&ms), "{ms}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Any flash contents — random bytes, or a good store with random bit damage —
+    /// load without a panic, as a valid configuration or the defaults with a reason.
+    #[test]
+    fn damaged_flash_loads_as_config_or_defaults(
+        saves in 0usize..60,
+        flips in proptest::collection::vec((0usize..SECTOR * SECTORS, 0u8..8), 0..20),
+        random in any::<bool>(),
+        noise in proptest::collection::vec(any::<u8>(), SECTOR * SECTORS),
+    ) {
+        let mut flash = MockFlash::new();
+        if random {
+            flash.data.copy_from_slice(&noise);
+        } else {
+            let mut s = store(flash);
+            for n in 0..saves {
+                block_on(s.save(&nth_config(n))).unwrap();
+            }
+            flash = s.into_flash();
+            for (at, bit) in flips {
+                flash.data[at] ^= 1 << bit;
+            }
+        }
+        let mut s = store(flash);
+        let loaded = block_on(s.load());
+        let c = loaded.config();
+        prop_assert!(c.validate().is_ok());
+        if let Loaded::Saved(c) = loaded {
+            prop_assert!(c.validate().is_ok());
+        }
+    }
+
+    #[test]
+    fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        if let Ok(c) = decode(&bytes) {
+            prop_assert!(c.validate().is_ok());
+        }
+    }
+}
