@@ -15,6 +15,9 @@
 //!    [`Client`]: a sans-IO client with response timeout, retries and strict reply
 //!    validation, whose [`Reply`] becomes the Terra AC driver's
 //!    [`Outcome`](crate::abb::Outcome).
+//! 5. [`Gateway`]: requests from the USB port for other units go on the RS485 bus
+//!    between the driver's exchanges (never interleaved); replies, or exception 0x0B,
+//!    go back.
 //!
 //! Never panics: every function here takes arbitrary bytes, chunkings and times and
 //! answers with a value, an error or silence — never a panic, an overflow or an
@@ -26,6 +29,7 @@ mod client;
 mod crc;
 mod frame;
 mod framer;
+mod gateway;
 mod server;
 
 pub use client::{Client, ClientConfig, ClientStats, Reply, ResponseError, StartError};
@@ -35,5 +39,6 @@ pub use frame::{
     MIN_ADU, PduError, READ_HOLDING, READ_INPUT, Request, Response, WRITE_MULTIPLE, WRITE_SINGLE,
     Words,
 };
+pub use gateway::{GATEWAY_NO_RESPONSE, Gateway, SERVER_BUSY, Submitted, Turn};
 pub use framer::{Direction, FramerStats, LengthFramer, LineConfig, Parity, SilenceFramer};
 pub use server::{Ignored, ServerAction, exception_reply, serve};
