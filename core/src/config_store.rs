@@ -21,7 +21,7 @@
 
 use core::ops::Range;
 
-use embedded_storage_async::nor_flash::MultiwriteNorFlash;
+use embedded_storage_async::nor_flash::{ErrorType, MultiwriteNorFlash, NorFlash, ReadNorFlash};
 use sequential_storage::cache::{Cache, Uncached};
 use sequential_storage::map::{MapConfig, MapStorage};
 
@@ -136,36 +136,105 @@ pub enum SaveError {
 
 /// The configuration store on a range of whole erase sectors (at least two).
 pub struct ConfigStore<F: MultiwriteNorFlash> {
-    map: MapStorage<u8, F, Cache<Uncached, Uncached, Uncached, u8>>,
+    /// `None` only if rebuilding the map failed (it cannot: the range was checked).
+    map: Option<Map<F>>,
+    range: Range<u32>,
     buf: [u8; BUFFER],
 }
 
+type Map<F> = MapStorage<u8, WordFlash<F>, Cache<Uncached, Uncached, Uncached, u8>>;
+
+/// The write unit the store gives sequential-storage.
+pub const STORE_WORD: usize = 4;
+
+/// A flash seen through 4-byte write words. The RP2040 (embassy-rp) takes 1-byte
+/// writes; with those, a power cut inside an item header left sequential-storage
+/// unable to see later saves (found by `core/tests/config_store.rs`), while 4-byte
+/// words survive a cut at every byte.
+pub struct WordFlash<F>(F);
+
+impl<F: ErrorType> ErrorType for WordFlash<F> {
+    type Error = F::Error;
+}
+
+impl<F: ReadNorFlash> ReadNorFlash for WordFlash<F> {
+    const READ_SIZE: usize = F::READ_SIZE;
+    async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        self.0.read(offset, bytes).await
+    }
+    fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+}
+
+impl<F: NorFlash> NorFlash for WordFlash<F> {
+    const WRITE_SIZE: usize = STORE_WORD;
+    const ERASE_SIZE: usize = F::ERASE_SIZE;
+    async fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+        self.0.erase(from, to).await
+    }
+    async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        self.0.write(offset, bytes).await
+    }
+}
+
+impl<F: MultiwriteNorFlash> MultiwriteNorFlash for WordFlash<F> {}
+
 impl<F: MultiwriteNorFlash> ConfigStore<F> {
     /// A store on `range` of `flash`; `None` when the range is not at least two whole
-    /// erase sectors.
+    /// erase sectors or the flash's write unit does not divide [`STORE_WORD`].
     pub fn new(flash: F, range: Range<u32>) -> Option<Self> {
-        let config = MapConfig::try_new(range).ok()?;
+        if F::WRITE_SIZE == 0 || STORE_WORD % F::WRITE_SIZE != 0 {
+            return None;
+        }
+        let flash = WordFlash(flash);
+        let config = MapConfig::try_new(range.clone()).ok()?;
         Some(ConfigStore {
-            map: MapStorage::new(flash, config, Cache::new_uncached()),
+            map: Some(MapStorage::new(flash, config, Cache::new_uncached())),
+            range,
             buf: [0; BUFFER],
         })
     }
 
     /// Reads the saved configuration. Never fails: an unusable store gives the
-    /// defaults and says why.
+    /// defaults and says why. Each item carries its own CRC, so a damaged newest
+    /// record gives the one saved before it; a written store without any usable
+    /// record is [`Loaded::Damaged`], never a silent [`Loaded::NoRecord`].
     pub async fn load(&mut self) -> Loaded {
-        match self
-            .map
-            .fetch_item::<&[u8]>(&mut self.buf, &CONFIG_KEY)
-            .await
-        {
+        // Before fetching: sequential-storage repairs (erases) what it finds damaged.
+        let blank = self.is_blank().await;
+        let Some(map) = self.map.as_mut() else {
+            return Loaded::Damaged;
+        };
+        match map.fetch_item::<&[u8]>(&mut self.buf, &CONFIG_KEY).await {
             Ok(Some(bytes)) => match decode(bytes) {
                 Ok(c) => Loaded::Saved(c),
                 Err(e) => Loaded::Invalid(e),
             },
-            Ok(None) => Loaded::NoRecord,
-            Err(_) => Loaded::Damaged,
+            Ok(None) if blank => Loaded::NoRecord,
+            Ok(None) | Err(_) => Loaded::Damaged,
         }
+    }
+
+    /// True when every byte of the store reads erased (0xFF).
+    async fn is_blank(&mut self) -> bool {
+        let Some(map) = self.map.take() else {
+            return false;
+        };
+        let (mut flash, cache) = map.destroy();
+        let mut blank = true;
+        let mut chunk = [0u8; 64];
+        let mut at = self.range.start;
+        while blank && at < self.range.end {
+            let n = (self.range.end - at).min(chunk.len() as u32) as usize;
+            blank = flash.0.read(at, &mut chunk[..n]).await.is_ok()
+                && chunk[..n].iter().all(|&b| b == 0xFF);
+            at += n as u32;
+        }
+        self.map = MapConfig::try_new(self.range.clone())
+            .ok()
+            .map(|config| MapStorage::new(flash, config, cache));
+        blank
     }
 
     /// Saves `config` (the caller validated it). May erase a sector: see
@@ -174,8 +243,8 @@ impl<F: MultiwriteNorFlash> ConfigStore<F> {
         let mut record = [0u8; MAX_RECORD];
         let n = encode(config, &mut record);
         let value: &[u8] = &record[..n];
-        self.map
-            .store_item(&mut self.buf, &CONFIG_KEY, &value)
+        let map = self.map.as_mut().ok_or(SaveError::Flash)?;
+        map.store_item(&mut self.buf, &CONFIG_KEY, &value)
             .await
             .map_err(|_| SaveError::Flash)
     }
@@ -183,7 +252,8 @@ impl<F: MultiwriteNorFlash> ConfigStore<F> {
     /// Erases the whole store (a damaged store is repaired this way; the defaults
     /// then apply).
     pub async fn erase(&mut self) -> Result<(), SaveError> {
-        self.map.erase_all().await.map_err(|_| SaveError::Flash)
+        let map = self.map.as_mut().ok_or(SaveError::Flash)?;
+        map.erase_all().await.map_err(|_| SaveError::Flash)
     }
 
     /// How long a save may keep the flash busy, with the given erase and page-program
@@ -195,7 +265,7 @@ impl<F: MultiwriteNorFlash> ConfigStore<F> {
     }
 
     /// The flash back (for a simulated reboot in tests, or to reuse it).
-    pub fn into_flash(self) -> F {
-        self.map.destroy().0
+    pub fn into_flash(self) -> Option<F> {
+        self.map.map(|m| m.destroy().0.0)
     }
 }

@@ -25,11 +25,12 @@ struct Counters {
     bytes_written: usize,
 }
 
-/// A NOR flash in memory: 4 KiB sectors, 4-byte words, writes only clear bits, and an
+/// A NOR flash in memory: 4 KiB sectors, `W`-byte write units (4, or 1 as embassy-rp
+/// exposes the RP2040's flash), writes only clear bits, and an
 /// optional power cut after `budget` more bytes (the byte being written then, and the
 /// rest of that write, are lost; a cut erase leaves the sector half erased).
 #[derive(Clone)]
-struct MockFlash {
+struct MockFlash<const W: usize = 4> {
     data: Vec<u8>,
     budget: Option<usize>,
     counters: Rc<RefCell<Counters>>,
@@ -50,7 +51,7 @@ impl NorFlashError for MockError {
     }
 }
 
-impl MockFlash {
+impl<const W: usize> MockFlash<W> {
     fn new() -> Self {
         MockFlash {
             data: vec![0xFF; SECTOR * SECTORS],
@@ -71,11 +72,11 @@ impl MockFlash {
     }
 }
 
-impl ErrorType for MockFlash {
+impl<const W: usize> ErrorType for MockFlash<W> {
     type Error = MockError;
 }
 
-impl ReadNorFlash for MockFlash {
+impl<const W: usize> ReadNorFlash for MockFlash<W> {
     const READ_SIZE: usize = 1;
     async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), MockError> {
         let at = offset as usize;
@@ -91,8 +92,8 @@ impl ReadNorFlash for MockFlash {
     }
 }
 
-impl NorFlash for MockFlash {
-    const WRITE_SIZE: usize = 4;
+impl<const W: usize> NorFlash for MockFlash<W> {
+    const WRITE_SIZE: usize = W;
     const ERASE_SIZE: usize = SECTOR;
     async fn erase(&mut self, from: u32, to: u32) -> Result<(), MockError> {
         let (from, to) = (from as usize, to as usize);
@@ -112,7 +113,7 @@ impl NorFlash for MockFlash {
     }
     async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), MockError> {
         let at = offset as usize;
-        if at + bytes.len() > self.data.len() || at % 4 != 0 || bytes.len() % 4 != 0 {
+        if at + bytes.len() > self.data.len() || at % W != 0 || bytes.len() % W != 0 {
             return Err(MockError::OutOfBounds);
         }
         for (i, &b) in bytes.iter().enumerate() {
@@ -126,9 +127,9 @@ impl NorFlash for MockFlash {
     }
 }
 
-impl MultiwriteNorFlash for MockFlash {}
+impl<const W: usize> MultiwriteNorFlash for MockFlash<W> {}
 
-fn store(flash: MockFlash) -> ConfigStore<MockFlash> {
+fn store<const W: usize>(flash: MockFlash<W>) -> ConfigStore<MockFlash<W>> {
     ConfigStore::new(flash, 0..(SECTOR * SECTORS) as u32).expect("two whole sectors")
 }
 
@@ -203,7 +204,7 @@ fn older_and_newer_records_migrate() {
 
 #[test]
 fn empty_flash_gives_the_defaults_and_saves_load_back() {
-    let mut s = store(MockFlash::new());
+    let mut s = store(MockFlash::<4>::new());
     assert_eq!(block_on(s.load()), Loaded::NoRecord);
     assert_eq!(block_on(s.load()).config(), Config::default());
     for n in 0..200 {
@@ -211,7 +212,7 @@ fn empty_flash_gives_the_defaults_and_saves_load_back() {
         assert_eq!(block_on(s.load()), Loaded::Saved(nth_config(n)), "save {n}");
     }
     // After a reboot too.
-    let flash = s.into_flash();
+    let flash = s.into_flash().expect("flash");
     let mut s = store(flash);
     assert_eq!(block_on(s.load()), Loaded::Saved(nth_config(199)));
 }
@@ -219,13 +220,12 @@ fn empty_flash_gives_the_defaults_and_saves_load_back() {
 /// A power cut at every byte and erase of every one of 90 saves — including those that
 /// move to the other sector and erase — comes back with the old or the new
 /// configuration, and the store keeps working afterwards.
-#[test]
-fn power_cut_at_every_point_of_every_save_keeps_old_or_new() {
-    let mut flash = MockFlash::new();
+fn power_cut_at_every_point<const W: usize>(saves: usize) -> usize {
+    let mut flash = MockFlash::<W>::new();
     let mut previous: Option<Config> = None;
     let mut cuts = 0;
     let mut erases = 0;
-    for n in 0..90 {
+    for n in 0..saves {
         let new = nth_config(n);
         let mut k = 0;
         loop {
@@ -234,7 +234,7 @@ fn power_cut_at_every_point_of_every_save_keeps_old_or_new() {
             trial.budget = Some(k);
             let mut s = store(trial);
             let done = block_on(s.save(&new)).is_ok();
-            let mut after = s.into_flash();
+            let mut after = s.into_flash().expect("flash");
             after.budget = None;
             if done {
                 erases += after.counters.borrow().erases;
@@ -248,7 +248,9 @@ fn power_cut_at_every_point_of_every_save_keeps_old_or_new() {
             match (loaded, previous) {
                 (Loaded::Saved(c), _) if c == new => {}
                 (Loaded::Saved(c), Some(p)) if c == p => {}
-                (Loaded::NoRecord, None) => {}
+                // The very first save cut: nothing was saved before, so the defaults
+                // are the old configuration (flagged, since bytes were written).
+                (Loaded::NoRecord | Loaded::Damaged, None) => {}
                 (other, p) => panic!("save {n}, cut after {k} units: {other:?} (old {p:?})"),
             }
             // And the store still takes a save.
@@ -258,18 +260,32 @@ fn power_cut_at_every_point_of_every_save_keeps_old_or_new() {
         }
         previous = Some(new);
     }
-    assert!(cuts > 5_000, "{cuts} power cuts tried");
     assert!(
         erases >= 1,
         "the saves cut include sector erases ({erases})"
     );
+    cuts
+}
+
+#[test]
+fn power_cut_at_every_point_of_every_save_keeps_old_or_new() {
+    let cuts = power_cut_at_every_point::<4>(90);
+    assert!(cuts > 5_000, "{cuts} power cuts tried");
+}
+
+/// The same with 1-byte writes, as embassy-rp exposes the RP2040's QSPI flash (it
+/// programs inside 256-byte pages; sequential-storage takes write units up to 32 B).
+#[test]
+fn power_cut_with_byte_writes_as_on_the_rp2040() {
+    let cuts = power_cut_at_every_point::<1>(60);
+    assert!(cuts > 5_000, "{cuts} power cuts tried");
 }
 
 #[test]
 fn a_save_erases_at_most_one_sector() {
-    let mut s = store(MockFlash::new());
+    let mut s = store(MockFlash::<4>::new());
     let counters = {
-        let f = s.into_flash();
+        let f = s.into_flash().expect("flash");
         let c = f.counters.clone();
         s = store(f);
         c
@@ -283,7 +299,7 @@ fn a_save_erases_at_most_one_sector() {
     assert_eq!(max, 1, "erases per save");
     assert!(counters.borrow().erases >= 5, "the sectors were recycled");
     // The figure the firmware schedules saves with.
-    let ms = ConfigStore::<MockFlash>::worst_case_save_ms(400, 3);
+    let ms = ConfigStore::<MockFlash<4>>::worst_case_save_ms(400, 3);
     assert!((400..450).contains(&ms), "{ms}");
 }
 
@@ -299,7 +315,7 @@ proptest! {
         random in any::<bool>(),
         noise in proptest::collection::vec(any::<u8>(), SECTOR * SECTORS),
     ) {
-        let mut flash = MockFlash::new();
+        let mut flash = MockFlash::<4>::new();
         if random {
             flash.data.copy_from_slice(&noise);
         } else {
@@ -307,17 +323,23 @@ proptest! {
             for n in 0..saves {
                 block_on(s.save(&nth_config(n))).unwrap();
             }
-            flash = s.into_flash();
+            flash = s.into_flash().expect("flash");
             for (at, bit) in flips {
                 flash.data[at] ^= 1 << bit;
             }
         }
+        let blank = flash.data.iter().all(|&b| b == 0xFF);
         let mut s = store(flash);
         let loaded = block_on(s.load());
         let c = loaded.config();
         prop_assert!(c.validate().is_ok());
-        if let Loaded::Saved(c) = loaded {
-            prop_assert!(c.validate().is_ok());
+        match loaded {
+            // A corrupted newest record falls back to the previous good one (each item
+            // carries its own CRC): one the user saved, never garbage.
+            Loaded::Saved(c) => prop_assert!((0..saves).any(|n| nth_config(n) == c) || random),
+            // Nothing found in a written store is damage: defaults, and 1003 bit 4.
+            Loaded::NoRecord => prop_assert!(blank, "defaults without the error flag"),
+            Loaded::Invalid(_) | Loaded::Damaged => prop_assert!(loaded.defaults_after_error()),
         }
     }
 
@@ -327,4 +349,38 @@ proptest! {
             prop_assert!(c.validate().is_ok());
         }
     }
+}
+
+/// Bit damage in a written store never gives the defaults silently: either a saved
+/// configuration (the newest, or the one before when the newest is damaged) or the
+/// defaults with the error flag (1003 bit 4).
+#[test]
+fn bit_damage_is_never_silent() {
+    let mut seen = std::collections::BTreeMap::new();
+    for n in [1usize, 5, 20, 40] {
+        let mut s = store(MockFlash::<4>::new());
+        for k in 0..n {
+            block_on(s.save(&nth_config(k))).unwrap();
+        }
+        let base = s.into_flash().expect("flash");
+        for at in (0..SECTOR * SECTORS).step_by(13) {
+            let mut f = base.clone();
+            f.data[at] ^= 0x10;
+            let loaded = block_on(store(f).load());
+            let what = match loaded {
+                Loaded::Saved(c) if c == nth_config(n - 1) => "newest",
+                Loaded::Saved(c) => {
+                    assert!((0..n).any(|k| nth_config(k) == c), "garbage at {at}");
+                    "older"
+                }
+                Loaded::NoRecord => panic!("save {n}, flip at {at}: silent defaults"),
+                other => {
+                    assert!(other.defaults_after_error());
+                    "flagged"
+                }
+            };
+            *seen.entry(what).or_insert(0) += 1;
+        }
+    }
+    assert!(seen.get("newest").copied().unwrap_or(0) > 1000, "{seen:?}");
 }
