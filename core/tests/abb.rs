@@ -1,98 +1,14 @@
 //! The Terra AC driver against a simulated charger that keeps the register behaviour
 //! of abb-terra-ac.md (read-backs, reboot values, exceptions, silence).
 
+mod common;
+
+use common::terra::Charger;
 use p1lb_core::abb::{
     COMM_TIMEOUT_S, DriverConfig, Outcome, POLL_MS, REG_FALLBACK, REG_LIMIT, REG_TIMEOUT, Request,
     STATUS_LEN, STATUS_START, TerraAc,
 };
 use proptest::prelude::*;
-
-/// The charger's registers that matter here.
-struct Charger {
-    limit_ma: u32,
-    fallback_a: u16,
-    timeout_s: u16,
-    current_ma: [u32; 3],
-    state: u8,
-    silent: bool,
-    writes: Vec<Request>,
-}
-
-impl Charger {
-    fn new() -> Self {
-        // As after a reboot.
-        Charger {
-            limit_ma: 32_000,
-            fallback_a: 256,
-            timeout_s: 60,
-            current_ma: [0; 3],
-            state: 0,
-            silent: false,
-            writes: Vec::new(),
-        }
-    }
-
-    fn reboot(&mut self) {
-        self.limit_ma = 32_000;
-        self.fallback_a = 256;
-    }
-
-    fn block(&self) -> Vec<u16> {
-        let mut r = vec![0u16; STATUS_LEN as usize];
-        let mut put2 = |addr: u16, v: u32| {
-            let i = usize::from(addr - STATUS_START);
-            r[i] = (v >> 16) as u16;
-            r[i + 1] = v as u16;
-        };
-        put2(0x400E, self.limit_ma.min(32_000));
-        put2(0x4010, self.current_ma[0]);
-        put2(0x4012, self.current_ma[1]);
-        put2(0x4014, self.current_ma[2]);
-        put2(0x4022, self.limit_ma);
-        r[usize::from(0x400D - STATUS_START)] = u16::from(self.state) << 8;
-        r[usize::from(0x4020 - STATUS_START)] = self.timeout_s;
-        r[usize::from(0x4024 - STATUS_START)] = self.fallback_a;
-        r
-    }
-
-    /// Performs a request; returns the registers read (or an empty slice).
-    fn exchange(&mut self, req: Request) -> Result<Vec<u16>, Option<u8>> {
-        if self.silent {
-            return Err(None);
-        }
-        match req {
-            Request::Read { start, len } if start == STATUS_START && len == STATUS_LEN => {
-                Ok(self.block())
-            }
-            Request::Read { .. } => Err(Some(2)),
-            Request::WriteOne {
-                address: REG_TIMEOUT,
-                value,
-            } => {
-                self.writes.push(req);
-                self.timeout_s = value;
-                Ok(vec![])
-            }
-            Request::WriteOne {
-                address: REG_FALLBACK,
-                value,
-            } => {
-                self.writes.push(req);
-                self.fallback_a = value;
-                Ok(vec![])
-            }
-            Request::WriteTwo {
-                address: REG_LIMIT,
-                values,
-            } => {
-                self.writes.push(req);
-                self.limit_ma = (u32::from(values[0]) << 16) | u32::from(values[1]);
-                Ok(vec![])
-            }
-            _ => Err(Some(2)),
-        }
-    }
-}
 
 /// Runs the driver for `ms` at 100 ms steps with `sent(t)`; returns the exchanges.
 fn run(

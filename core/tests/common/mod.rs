@@ -2,6 +2,8 @@
 //! feed-everything driver.
 #![allow(dead_code)]
 
+pub mod terra;
+
 use p1lb_core::p1::{Event, Rejection, Telegram, TelegramReader};
 
 /// The sample telegrams from real meters, copied verbatim from `shared/telegrams/`.
