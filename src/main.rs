@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use p1lb::parse::{self, ParseOptions};
 use p1lb::run::RunArgs;
 use p1lb::sim::scenario;
+use p1lb::sim_charger::SimChargerArgs;
 use p1lb::simulate::{self, ModeChoice};
 use p1lb_core::p1::smarty::SmartyKeys;
 
@@ -28,6 +29,29 @@ enum Command {
     /// status LED, settings saved to the TOML file. With nothing configured it runs the
     /// built-in simulation.
     Run(RunArgs),
+    /// Read and change the settings of a daemon or device over Modbus, by register name
+    /// and unit (`set upper-current 22A`). Exit 1 on a device error or exception, 2 on
+    /// a usage error.
+    Config(p1lb::cli_config::ConfigArgs),
+    /// Live state of a daemon or device over Modbus: state, limit, flags, phases.
+    Monitor(p1lb::monitor::MonitorArgs),
+    /// Print the Home Assistant package (integrations/home-assistant/p1lb.yaml).
+    #[command(hide = true)]
+    HomeAssistant {
+        /// The daemon's Modbus TCP host.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// The daemon's Modbus TCP port.
+        #[arg(long, default_value_t = 1502)]
+        port: u16,
+        /// The daemon's server address (1090).
+        #[arg(long, default_value_t = 10)]
+        unit: u8,
+    },
+    /// A simulated ABB Terra AC (Modbus RTU secondary) on a serial port: prints one
+    /// line per write it receives. For tests and for trying the master role without a
+    /// charger.
+    SimCharger(SimChargerArgs),
     /// Decode a recorded (or live) P1 stream: every telegram, its CRC verdict and the
     /// rejection counters. Exits non-zero when no valid telegram was found.
     Parse {
@@ -93,6 +117,16 @@ fn run() -> Result<ExitCode> {
     match Cli::parse().command {
         Command::Run(args) => {
             p1lb::run::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SimCharger(args) => {
+            p1lb::sim_charger::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(args) => Ok(ExitCode::from(p1lb::cli_config::main(&args))),
+        Command::Monitor(args) => Ok(ExitCode::from(p1lb::monitor::main(&args))),
+        Command::HomeAssistant { host, port, unit } => {
+            print!("{}", p1lb::home_assistant::yaml_for(&host, port, unit));
             Ok(ExitCode::SUCCESS)
         }
         Command::Parse {

@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use crate::daemon::file::{self, FileConfig, Rs485Role};
 use crate::daemon::p1::Source;
 use crate::daemon::shared::Shared;
-use crate::daemon::{control, led, modbus_tcp, p1};
+use crate::daemon::{control, led, modbus_tcp, p1, p1_forward, rs485};
 
 /// The default configuration file.
 pub const DEFAULT_CONFIG: &str = "/etc/p1lb/p1lb.toml";
@@ -42,9 +42,13 @@ pub struct RunArgs {
     /// Modbus TCP server address.
     #[arg(long, value_name = "ADDR:PORT")]
     pub modbus_tcp: Option<SocketAddr>,
-    /// RS485 HAT serial device, or sim (not driven yet in this version).
+    /// RS485 HAT serial device, or sim (not simulated yet: a warning).
     #[arg(long, value_name = "PATH|sim")]
     pub rs485: Option<String>,
+    /// Re-emit the raw P1 stream, byte for byte, to every TCP client of this address
+    /// (for Home Assistant's DSMR integration).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub p1_forward: Option<SocketAddr>,
     /// Role on the RS485 bus.
     #[arg(long, value_enum, value_name = "ROLE")]
     pub rs485_role: Option<Rs485Role>,
@@ -107,6 +111,8 @@ pub struct Plan {
     pub file: FileConfig,
     /// The P1 source.
     pub p1: Source,
+    /// `--p1-forward`: where to re-emit the raw P1 bytes.
+    pub p1_forward: Option<SocketAddr>,
 }
 
 /// Reads the file and applies the flags. Refuses a bad file.
@@ -128,7 +134,12 @@ pub fn plan(args: &RunArgs, default_config: &Path) -> Result<Plan> {
         (None, false) => file.p1.source.clone(),
     };
     let p1 = Source::parse(&source)?;
-    Ok(Plan { resolved, file, p1 })
+    Ok(Plan {
+        resolved,
+        file,
+        p1,
+        p1_forward: args.p1_forward,
+    })
 }
 
 /// Logs to stderr (journald under systemd), level from `RUST_LOG` (default `info`).
@@ -161,7 +172,12 @@ pub fn run(args: &RunArgs) -> Result<()> {
 }
 
 async fn serve(plan: Plan) -> Result<()> {
-    let Plan { resolved, file, p1 } = plan;
+    let Plan {
+        resolved,
+        file,
+        p1,
+        p1_forward,
+    } = plan;
     let listen = file.modbus_tcp.listen;
     if resolved.builtin_sim {
         tracing::info!(
@@ -190,11 +206,6 @@ async fn serve(plan: Plan) -> Result<()> {
         config.upper_ma(),
         config.phases()
     );
-    tracing::warn!(
-        "RS485 ({} as {}) is not driven by this version: left alone",
-        file.rs485.path,
-        file.rs485.role.name()
-    );
 
     let shared = Arc::new(Shared::new(config, resolved.path.clone()));
     let listener = modbus_tcp::bind(listen).await?;
@@ -209,7 +220,29 @@ async fn serve(plan: Plan) -> Result<()> {
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(control::run(shared.clone()));
-    tasks.spawn(p1::run(shared.clone(), p1));
+    let forward = match p1_forward {
+        Some(addr) => {
+            let listener = p1_forward::bind(addr).await?;
+            tracing::info!("P1 forward: re-emitting the raw P1 bytes on {addr}");
+            let forward = Arc::new(p1_forward::Forward::new());
+            tasks.spawn(p1_forward::run(forward.clone(), listener));
+            Some(forward)
+        }
+        None => None,
+    };
+    tasks.spawn(p1::run_forwarding(shared.clone(), p1, forward));
+    if file.rs485.path == "sim" {
+        tracing::warn!(
+            "RS485 sim (as {}) is not simulated by this version: left alone",
+            file.rs485.role.name()
+        );
+    } else {
+        tasks.spawn(rs485::run(
+            shared.clone(),
+            file.rs485.path.clone(),
+            file.rs485.role,
+        ));
+    }
     if file.led.enabled {
         tasks.spawn(led::run(shared.clone(), file.led.bcm_pin));
     }

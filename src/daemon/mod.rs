@@ -9,11 +9,16 @@
 //!   house, through the core's telegram reader into the balancer.
 //! - [`control`]: the one-second control tick, status registers and state/fault logs.
 //! - [`modbus_tcp`]: the Modbus TCP server (tokio-modbus) for the register map.
+//! - [`p1_forward`]: `--p1-forward`, the raw P1 bytes re-emitted to TCP clients.
 //! - [`led`]: the status LED on a GPIO pin (rppal), when there is one.
+//! - [`rs485`]: the RS485 port, Modbus RTU with the core's codec: `server` (register
+//!   map, emulated meter) or `master` (drives a Terra AC).
 
 pub mod control;
 pub mod file;
 pub mod led;
 pub mod modbus_tcp;
 pub mod p1;
+pub mod p1_forward;
+pub mod rs485;
 pub mod shared;

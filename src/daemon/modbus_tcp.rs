@@ -25,7 +25,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use p1lb_core::registers::{Exception, WriteOutcome};
+use p1lb_core::registers::{Exception, Save, WriteOutcome};
 use tokio::net::TcpListener;
 use tokio_modbus::server::tcp::{Server, accept_tcp_connection};
 use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
@@ -80,30 +80,14 @@ impl MapService {
         let Some(save) = outcome.save else {
             return Ok(());
         };
-        let path = self.shared.settings_path.clone();
-        let config = save.config;
-        let saved = tokio::task::spawn_blocking(move || file::save_settings(&path, &config))
-            .await
-            .map_err(|e| anyhow::anyhow!("save task: {e}"))
-            .and_then(|r| r);
-        match saved {
-            Ok(()) => {
-                {
-                    let mut core = self.shared.core();
-                    core.map.commit_saved(save.config);
-                    core.balancer.apply_config(save.config);
-                }
-                tracing::info!("settings saved to {}", self.shared.settings_path.display());
-                if let Some(unit) = save.new_server_address {
-                    tracing::info!("Modbus server address is now {unit}");
+        match persist_save(&self.shared, save).await {
+            Some(unit) => {
+                if let Some(unit) = unit {
                     self.shared.set_unit(unit);
                 }
                 Ok(())
             }
-            Err(e) => {
-                tracing::error!("saving the settings failed (staged values kept): {e:#}");
-                Err(ExceptionCode::ServerDeviceFailure)
-            }
+            None => Err(ExceptionCode::ServerDeviceFailure),
         }
     }
 
@@ -144,6 +128,38 @@ impl tokio_modbus::server::Service for MapService {
     fn call(&self, req: Self::Request) -> Self::Future {
         let this = self.clone();
         Box::pin(async move { this.answer(req).await })
+    }
+}
+
+/// Persists a save (1091 or 1092 = 1) into the TOML file's `[settings]` (atomic, off
+/// the runtime thread), then commits it to the map and applies it to the balancer.
+/// `Some(new_unit)` when saved: the caller switches to `new_unit` (if any) once the
+/// reply to the write is on its way; `None` when the save failed (logged; the staged
+/// values stay): answer exception 04. Shared by the Modbus TCP and RTU servers.
+pub async fn persist_save(shared: &Shared, save: Save) -> Option<Option<u8>> {
+    let path = shared.settings_path.clone();
+    let config = save.config;
+    let saved = tokio::task::spawn_blocking(move || file::save_settings(&path, &config))
+        .await
+        .map_err(|e| anyhow::anyhow!("save task: {e}"))
+        .and_then(|r| r);
+    match saved {
+        Ok(()) => {
+            {
+                let mut core = shared.core();
+                core.map.commit_saved(save.config);
+                core.balancer.apply_config(save.config);
+            }
+            tracing::info!("settings saved to {}", shared.settings_path.display());
+            if let Some(unit) = save.new_server_address {
+                tracing::info!("Modbus server address is now {unit}");
+            }
+            Some(save.new_server_address)
+        }
+        Err(e) => {
+            tracing::error!("saving the settings failed (staged values kept): {e:#}");
+            None
+        }
     }
 }
 

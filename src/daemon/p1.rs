@@ -20,6 +20,7 @@ use p1lb_core::config::Config;
 use p1lb_core::p1::{Event, Reading, TelegramReader};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::p1_forward::Forward;
 use super::shared::Shared;
 use crate::sim::car::{Car, Dynamics};
 use crate::sim::house::House;
@@ -69,6 +70,8 @@ impl std::fmt::Display for Source {
 /// The reader and what it feeds.
 struct Feeder {
     shared: Arc<Shared>,
+    /// `--p1-forward`: gets every byte read, before parsing.
+    forward: Option<Arc<Forward>>,
     reader: TelegramReader,
     rejected: u32,
     valid: u32,
@@ -78,6 +81,7 @@ impl Feeder {
     fn new(shared: Arc<Shared>) -> Feeder {
         Feeder {
             shared,
+            forward: None,
             reader: TelegramReader::new(),
             rejected: 0,
             valid: 0,
@@ -92,6 +96,9 @@ impl Feeder {
     }
 
     fn feed(&mut self, mut bytes: &[u8]) {
+        if let Some(forward) = &self.forward {
+            forward.send(bytes);
+        }
         while !bytes.is_empty() {
             let (used, event) = self.reader.feed(bytes);
             bytes = &bytes[used..];
@@ -144,7 +151,13 @@ fn clamp_u32(v: i64) -> u32 {
 
 /// Runs forever.
 pub async fn run(shared: Arc<Shared>, source: Source) {
+    run_forwarding(shared, source, None).await
+}
+
+/// Runs forever, handing every byte read to `forward` (`--p1-forward`) when given.
+pub async fn run_forwarding(shared: Arc<Shared>, source: Source, forward: Option<Arc<Forward>>) {
     let mut feeder = Feeder::new(shared.clone());
+    feeder.forward = forward;
     match source {
         Source::Sim => run_sim(&shared, &mut feeder).await,
         Source::Serial(path) => {

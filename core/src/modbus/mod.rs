@@ -39,6 +39,6 @@ pub use frame::{
     MIN_ADU, PduError, READ_HOLDING, READ_INPUT, Request, Response, WRITE_MULTIPLE, WRITE_SINGLE,
     Words,
 };
-pub use gateway::{GATEWAY_NO_RESPONSE, Gateway, SERVER_BUSY, Submitted, Turn};
 pub use framer::{Direction, FramerStats, LengthFramer, LineConfig, Parity, SilenceFramer};
+pub use gateway::{GATEWAY_NO_RESPONSE, Gateway, SERVER_BUSY, Submitted, Turn};
 pub use server::{Ignored, ServerAction, exception_reply, serve};

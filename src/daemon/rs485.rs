@@ -1,0 +1,492 @@
+//! The RS485 port (the HAT): Modbus RTU framed with the core's own codec
+//! ([`SilenceFramer`], [`serve`], [`Client`]) — not tokio-modbus's RTU server, which
+//! stops serving on one undecodable request or a burst of noise (dependencies.md).
+//! Line settings from the saved registers: baud 1031 × 100, parity 1032 (0 none,
+//! 1 odd, 2 even), 8 data bits, 1 stop bit. A port that cannot be opened, or fails,
+//! is logged and reopened with backoff (1 s doubling to 30 s); the rest of the daemon
+//! keeps running.
+//!
+//! Two roles (`[rs485] role`, `--rs485-role`):
+//! - [`Rs485Role::Server`]: answers the register map at the server address (1090)
+//!   through [`serve`], and — when setting 1036 ≠ 0 — FC 03 at that unit from an
+//!   [`EmulatedMeter`] fed from the P1 measurements (1100–1109, every valid telegram)
+//!   and invalidated while the balancer is in fallback (it stays silent then). Bad
+//!   input is counted and ignored, never fatal. A save (1091/1092 = 1) goes through
+//!   [`modbus_tcp::persist_save`], as on Modbus TCP; a failed save answers 04.
+//! - [`Rs485Role::Master`]: drives a Terra AC at address 1030 with the core's
+//!   [`TerraAc`] driver through the core's [`Client`]: writes 0x4106/0x4109 at start,
+//!   the balancer's value to 0x4100, polls the status block into 1110–1114, flags 1003
+//!   bits 2 and 3, and feeds [`Balancer::on_charger_currents`].
+//!
+//! [`Balancer::on_charger_currents`]: p1lb_core::balancer::Balancer::on_charger_currents
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use p1lb_core::abb::{self, DriverConfig, TerraAc};
+use p1lb_core::balancer::State;
+use p1lb_core::config::Config;
+use p1lb_core::meter_emulation::{EmulatedMeter, MeterSnapshot};
+use p1lb_core::modbus::{
+    Client, ClientConfig, Frame, LineConfig, MAX_ADU, MAX_READ_QUANTITY, Parity, Request, Response,
+    ServerAction, SilenceFramer, Words, exception_reply, serve,
+};
+use p1lb_core::registers::{Exception, Flags, WriteOutcome};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_serial::{SerialPortBuilderExt, SerialStream};
+
+use super::file::Rs485Role;
+use super::modbus_tcp::persist_save;
+use super::shared::Shared;
+
+/// The serial line of the saved settings 1031 (baud / 100) and 1032 (parity).
+pub fn line_config(config: &Config) -> LineConfig {
+    let baud = u32::from(config.get(1031).unwrap_or(96)) * 100;
+    let parity = match config.get(1032) {
+        Some(1) => Parity::Odd,
+        Some(2) => Parity::Even,
+        _ => Parity::None,
+    };
+    LineConfig::new(baud, parity, 1)
+}
+
+/// Opens `path` with `line` (8 data bits, 1 stop bit).
+pub fn open(path: &str, line: LineConfig) -> tokio_serial::Result<SerialStream> {
+    let parity = match line.parity {
+        Parity::None => tokio_serial::Parity::None,
+        Parity::Odd => tokio_serial::Parity::Odd,
+        Parity::Even => tokio_serial::Parity::Even,
+    };
+    tokio_serial::new(path, line.baud)
+        .data_bits(tokio_serial::DataBits::Eight)
+        .stop_bits(tokio_serial::StopBits::One)
+        .parity(parity)
+        .flow_control(tokio_serial::FlowControl::None)
+        .open_native_async()
+}
+
+/// A monotonic microsecond clock for the framer and the client.
+#[derive(Debug, Clone, Copy)]
+pub struct Micros(Instant);
+
+impl Micros {
+    /// Starting now.
+    pub fn new() -> Micros {
+        Micros(Instant::now())
+    }
+
+    /// Microseconds since start.
+    pub fn now(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// The instant of `us`.
+    pub fn instant(&self, us: u64) -> Instant {
+        self.0 + Duration::from_micros(us)
+    }
+}
+
+impl Default for Micros {
+    fn default() -> Self {
+        Micros::new()
+    }
+}
+
+/// Feeds `bytes` (received at `now_us`) to `framer`, pushing each frame a silence
+/// completed onto `frames`.
+pub fn feed_frames(
+    framer: &mut SilenceFramer,
+    now_us: u64,
+    bytes: &[u8],
+    frames: &mut Vec<Vec<u8>>,
+) {
+    loop {
+        let (_, frame) = framer.feed(now_us, bytes);
+        match frame {
+            // No byte was taken: feed them again after the frame.
+            Some(f) => frames.push(f.to_vec()),
+            None => break,
+        }
+    }
+}
+
+/// Runs forever: opens the port (with backoff) and serves its role.
+pub async fn run(shared: Arc<Shared>, path: String, role: Rs485Role) {
+    let mut backoff = Duration::from_secs(1);
+    let mut failing = false;
+    loop {
+        let config = *shared.core().map.saved();
+        let line = line_config(&config);
+        let port = match open(&path, line) {
+            Ok(p) => p,
+            Err(e) => {
+                if !failing {
+                    tracing::error!(
+                        "RS485: cannot open {path}: {e}; retrying with backoff (the rest runs on)"
+                    );
+                    failing = true;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        tracing::info!(
+            "RS485: {path} open at {} baud, parity {:?}, as {}",
+            line.baud,
+            line.parity,
+            role.name()
+        );
+        failing = false;
+        backoff = Duration::from_secs(1);
+        let result = match role {
+            Rs485Role::Server => serve_port(&shared, port, line).await,
+            Rs485Role::Master => drive_port(&shared, port, line).await,
+        };
+        if let Err(e) = result {
+            tracing::error!("RS485: {path} failed: {e}; reopening");
+            tokio::time::sleep(backoff).await;
+        }
+    }
+}
+
+/// Counters of the server role, logged at debug level.
+#[derive(Debug, Default, Clone, Copy)]
+struct ServerCounts {
+    ignored: u32,
+    not_for_us: u32,
+}
+
+/// The emulated meter and what it was last fed from.
+#[derive(Debug, Default)]
+struct Meter {
+    meter: EmulatedMeter,
+    seen_valid: Option<u32>,
+}
+
+impl Meter {
+    /// Brings the meter up to date with the shared state: the latest valid telegram's
+    /// measurements, or silence while the balancer is in fallback.
+    fn refresh(&mut self, shared: &Shared) {
+        let core = shared.core();
+        if core.balancer.decision().state == State::Fallback {
+            self.meter.invalidate();
+            self.seen_valid = None;
+            return;
+        }
+        let status = core.map.status();
+        if status.telegrams_valid == 0 || self.seen_valid == Some(status.telegrams_valid) {
+            return;
+        }
+        self.seen_valid = Some(status.telegrams_valid);
+        let import_cw = i64::from(status.import_w) * 100;
+        let export_cw = i64::from(status.export_w) * 100;
+        let total = (import_cw - export_cw).clamp(i64::from(i32::MIN), i64::from(i32::MAX));
+        self.meter.update(MeterSnapshot {
+            voltage_dv: status.voltage_dv.map(u32::from),
+            current_ca: status.grid_ca.map(|c| u32::from(c.unsigned_abs())),
+            // Per-phase power and energies are not in the register map: 0.
+            power_cw: [0; 3],
+            total_power_cw: total as i32,
+            import_dwh: 0,
+            export_dwh: 0,
+        });
+    }
+
+    /// The reply to `frame` (for the meter's unit) in `out`, or `None` for silence.
+    fn answer(&self, unit: u8, frame: &[u8], out: &mut [u8; MAX_ADU]) -> Option<usize> {
+        // No fresh data: silent, whatever the request.
+        self.meter.snapshot()?;
+        let frame = Frame::new_checked(frame).ok()?;
+        let function = frame.function();
+        let request = match Request::parse(frame.pdu()) {
+            Ok(r) => r,
+            Err(e) => return Some(exception_reply(unit, function, e.exception(), out)),
+        };
+        match request {
+            Request::ReadHolding { start, quantity } => {
+                let mut regs = [0u16; MAX_READ_QUANTITY as usize];
+                let regs = regs.get_mut(..usize::from(quantity))?;
+                match self.meter.read(start, regs)? {
+                    Ok(()) => Response::ReadHolding(Words::Native(regs))
+                        .emit_frame(unit, out)
+                        .ok(),
+                    Err(e) => Some(exception_reply(unit, function, e, out)),
+                }
+            }
+            _ => Some(exception_reply(
+                unit,
+                function,
+                Exception::IllegalFunction,
+                out,
+            )),
+        }
+    }
+}
+
+/// Applies a write's consequences: the cap now, a save persisted. `Err(())` when the
+/// save failed; `Ok(new unit)` otherwise.
+async fn apply_outcome(shared: &Shared, outcome: WriteOutcome) -> Result<Option<u8>, ()> {
+    if let Some(cap) = outcome.cap_ma {
+        shared.core().balancer.set_cap(u32::from(cap));
+    }
+    match outcome.save {
+        None => Ok(None),
+        Some(save) => persist_save(shared, save).await.ok_or(()),
+    }
+}
+
+/// The server role on an open port, until it fails.
+async fn serve_port(shared: &Shared, mut port: SerialStream, line: LineConfig) -> io::Result<()> {
+    let clock = Micros::new();
+    let mut framer: SilenceFramer = SilenceFramer::new(line);
+    let mut meter = Meter::default();
+    let mut counts = ServerCounts::default();
+    let mut buf = [0u8; 512];
+    let mut frames = Vec::new();
+    loop {
+        let deadline = framer.deadline();
+        tokio::select! {
+            r = port.read(&mut buf) => {
+                let n = r?;
+                if n == 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "port closed"));
+                }
+                feed_frames(&mut framer, clock.now(), &buf[..n], &mut frames);
+            }
+            () = tokio::time::sleep_until(clock.instant(deadline.unwrap_or(0))), if deadline.is_some() => {
+                if let Some(f) = framer.poll(clock.now()) {
+                    frames.push(f.to_vec());
+                }
+            }
+        }
+        for frame in frames.drain(..) {
+            serve_frame(shared, &mut port, &mut meter, &mut counts, &frame).await?;
+        }
+    }
+}
+
+async fn serve_frame(
+    shared: &Shared,
+    port: &mut SerialStream,
+    meter: &mut Meter,
+    counts: &mut ServerCounts,
+    frame: &[u8],
+) -> io::Result<()> {
+    let unit = shared.unit();
+    let mut out = [0u8; MAX_ADU];
+    let action = serve(&mut shared.core().map, unit, frame, &mut out);
+    match action {
+        ServerAction::Reply {
+            mut len, outcome, ..
+        } => {
+            let new_unit = match apply_outcome(shared, outcome).await {
+                Ok(u) => u,
+                Err(()) => {
+                    let function = frame.get(1).copied().unwrap_or(0);
+                    len = exception_reply(unit, function, Exception::ServerDeviceFailure, &mut out);
+                    None
+                }
+            };
+            port.write_all(&out[..len]).await?;
+            port.flush().await?;
+            if let Some(u) = new_unit {
+                shared.set_unit(u);
+            }
+        }
+        ServerAction::Broadcast(Ok(outcome)) => {
+            if let Ok(Some(u)) = apply_outcome(shared, outcome).await {
+                shared.set_unit(u);
+            }
+        }
+        ServerAction::Broadcast(Err(_)) | ServerAction::Ignored(_) => {
+            counts.ignored = counts.ignored.saturating_add(1);
+            tracing::debug!(ignored = counts.ignored, "RS485: frame ignored");
+        }
+        ServerAction::NotForUs { unit: to } => {
+            let meter_unit = shared.core().map.saved().get(1036).unwrap_or(0);
+            if meter_unit != 0 && u16::from(to) == meter_unit {
+                meter.refresh(shared);
+                if let Some(len) = meter.answer(to, frame, &mut out) {
+                    port.write_all(&out[..len]).await?;
+                    port.flush().await?;
+                }
+            } else {
+                counts.not_for_us = counts.not_for_us.saturating_add(1);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn driver_config(config: &Config) -> DriverConfig {
+    DriverConfig {
+        fallback_ma: config.fallback_ma(),
+        refresh_s: config.setpoint_refresh_s(),
+    }
+}
+
+/// Copies the driver's view into the register map and the balancer.
+fn publish(shared: &Shared, driver: &TerraAc, now_ms: u64, fresh_status: bool) {
+    let st = *driver.status();
+    let mut guard = shared.core();
+    let core = &mut *guard;
+    if fresh_status {
+        core.balancer.on_charger_currents(
+            now_ms,
+            st.current_ma
+                .map(|m| m.map(|v| i32::try_from(v).unwrap_or(i32::MAX))),
+        );
+    }
+    let status = core.map.status_mut();
+    status.charger_ca = st
+        .current_ma
+        .map(|m| m.map_or(0, |ma| u16::try_from(ma / 10).unwrap_or(u16::MAX)));
+    status.charger_state = st.state.map_or(0, u16::from);
+    status.charger_error = st.error.map_or(0, |e| u16::try_from(e).unwrap_or(u16::MAX));
+    status
+        .flags
+        .set(Flags::CHARGER_SILENT, driver.not_answering());
+    status
+        .flags
+        .set(Flags::CHARGER_EXCEPTION, driver.exception());
+}
+
+/// The master role on an open port, until it fails.
+async fn drive_port(shared: &Shared, mut port: SerialStream, line: LineConfig) -> io::Result<()> {
+    let clock = Micros::new();
+    let mut framer: SilenceFramer = SilenceFramer::new(line);
+    let mut config = *shared.core().map.saved();
+    let mut driver = TerraAc::new(driver_config(&config), shared.now_ms());
+    let mut client = Client::new(ClientConfig::default());
+    let mut pending: Option<abb::Request> = None;
+    let mut silent = false;
+    let mut buf = [0u8; 512];
+    let mut frames = Vec::new();
+    loop {
+        let saved = *shared.core().map.saved();
+        if saved != config {
+            config = saved;
+            driver.apply_config(driver_config(&config));
+        }
+        let address = u8::try_from(config.get(1030).unwrap_or(1)).unwrap_or(1);
+        let now_ms = shared.now_ms();
+        if client.is_idle() && pending.is_none() {
+            let sent_ma = shared.core().balancer.decision().sent_ma;
+            if let Some(req) = driver.poll_request(now_ms, sent_ma) {
+                if client.start(address, &Request::from(&req)).is_ok() {
+                    pending = Some(req);
+                }
+            }
+        }
+        let now_us = clock.now();
+        if let Some(tx) = client.poll_transmit(now_us) {
+            let tx = tx.to_vec();
+            framer.clear();
+            port.write_all(&tx).await?;
+            port.flush().await?;
+        }
+        if let Some(reply) = client.poll_result(clock.now()) {
+            let outcome = reply.outcome();
+            if let Some(req) = pending.take() {
+                let now_ms = shared.now_ms();
+                driver.on_response(now_ms, req, outcome);
+                let fresh = matches!(
+                    (req, outcome),
+                    (abb::Request::Read { .. }, abb::Outcome::Ok(_))
+                );
+                publish(shared, &driver, now_ms, fresh);
+                if driver.not_answering() != silent {
+                    silent = driver.not_answering();
+                    if silent {
+                        tracing::warn!("RS485: the charger at address {address} is not answering");
+                    } else {
+                        tracing::info!("RS485: the charger at address {address} answers again");
+                    }
+                }
+            }
+            continue;
+        }
+        // Wake at the earliest of: the client's timeout, the framer's silence, the
+        // driver's next exchange, and a short period to notice a new balancer value.
+        let mut wake = clock.now() + 100_000;
+        if let Some(t) = client.poll_timeout() {
+            wake = wake.min(t);
+        }
+        if let Some(t) = framer.deadline() {
+            wake = wake.min(t);
+        }
+        if pending.is_none() {
+            let driver_in_ms = driver.next_deadline().saturating_sub(shared.now_ms());
+            wake = wake.min(
+                clock
+                    .now()
+                    .saturating_add(driver_in_ms.saturating_mul(1000)),
+            );
+        }
+        tokio::select! {
+            r = port.read(&mut buf) => {
+                let n = r?;
+                if n == 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "port closed"));
+                }
+                feed_frames(&mut framer, clock.now(), &buf[..n], &mut frames);
+            }
+            () = tokio::time::sleep_until(clock.instant(wake)) => {
+                if let Some(f) = framer.poll(clock.now()) {
+                    frames.push(f.to_vec());
+                }
+            }
+        }
+        let now_us = clock.now();
+        for frame in frames.drain(..) {
+            client.on_frame(now_us, &frame);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_settings_come_from_1031_and_1032() {
+        let mut c = Config::default();
+        assert_eq!(line_config(&c), LineConfig::new(9600, Parity::None, 1));
+        c.set(1031, 192).unwrap();
+        c.set(1032, 2).unwrap();
+        assert_eq!(line_config(&c), LineConfig::new(19_200, Parity::Even, 1));
+    }
+
+    #[test]
+    fn the_meter_is_silent_without_data_and_answers_with_it() {
+        let mut req = [0u8; MAX_ADU];
+        let n = Request::ReadHolding {
+            start: 0x5B00,
+            quantity: 2,
+        }
+        .emit_frame(1, &mut req)
+        .unwrap();
+        let mut out = [0u8; MAX_ADU];
+        let mut m = Meter::default();
+        assert_eq!(m.answer(1, &req[..n], &mut out), None);
+        m.meter.update(MeterSnapshot {
+            voltage_dv: [2301, 2302, 2303],
+            ..MeterSnapshot::default()
+        });
+        let len = m.answer(1, &req[..n], &mut out).unwrap();
+        assert_eq!(&out[..7], &[1, 3, 4, 0, 0, 0x08, 0xFD]);
+        assert_eq!(len, 9);
+        // A write: exception 01.
+        let n = Request::WriteSingle {
+            address: 0x5B00,
+            value: 1,
+        }
+        .emit_frame(1, &mut req)
+        .unwrap();
+        m.answer(1, &req[..n], &mut out).unwrap();
+        assert_eq!(&out[1..3], &[0x86, 1]);
+    }
+}

@@ -1,0 +1,226 @@
+//! The Home Assistant package `integrations/home-assistant/p1lb.yaml`, generated from
+//! the register map ([`REGISTERS`], settings from [`SETTINGS`]):
+//!
+//! - `modbus:` one TCP hub to the daemon's Modbus TCP server, with a sensor per readable
+//!   register (mA → A with scale 0.001, 0.01 A, 0.1 V, `int16` for 1100–1102, `uint32`
+//!   for the two-register values, high word first);
+//! - `template:` a `number` per writable register with a range (a `select` for those
+//!   with a list of values), showing the sensor and writing with
+//!   `modbus.write_register`; a `button` each for save (1091) and restore defaults
+//!   (1092). Setting writes are staged in the device until "save" is pressed.
+//!
+//! `p1lb home-assistant` prints it; `tests/home_assistant.rs` checks the committed file
+//! (`P1LB_BLESS=1` rewrites it).
+//!
+//! [`SETTINGS`]: p1lb_core::config::SETTINGS
+
+use std::fmt::Write;
+
+use p1lb_core::config::Range;
+use p1lb_core::registers::{Access, REGISTERS, RESTORE_DEFAULTS, Register, SAVE};
+
+/// The committed file, relative to the repository root.
+pub const PATH: &str = "integrations/home-assistant/p1lb.yaml";
+
+/// The hub name used in the file.
+pub const HUB: &str = "p1lb";
+
+/// The package for the daemon's default address (127.0.0.1:1502, unit 10).
+pub fn yaml() -> String {
+    yaml_for("127.0.0.1", 1502, 10)
+}
+
+/// How Home Assistant shows a register's unit: unit, scale, precision, device class.
+struct Shown {
+    unit: Option<&'static str>,
+    scale: Option<f64>,
+    precision: u8,
+    device_class: Option<&'static str>,
+}
+
+fn shown(reg: &Register) -> Shown {
+    let (unit, scale, precision, device_class) = match reg.unit {
+        "mA" => (Some("A"), Some(0.001), 3, Some("current")),
+        "0.01 A" => (Some("A"), Some(0.01), 2, Some("current")),
+        "0.1 V" => (Some("V"), Some(0.1), 1, Some("voltage")),
+        "W" => (Some("W"), None, 0, Some("power")),
+        "s" => (Some("s"), None, 0, Some("duration")),
+        _ => (None, None, 0, None),
+    };
+    Shown {
+        unit,
+        scale,
+        precision,
+        device_class,
+    }
+}
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn entity(reg: &Register) -> String {
+    format!("sensor.{HUB}_{}", reg.name)
+}
+
+/// The package for a daemon at `host:port` answering at `unit`.
+pub fn yaml_for(host: &str, port: u16, unit: u8) -> String {
+    let mut y = String::new();
+    let _ = write_yaml(&mut y, host, port, unit);
+    y
+}
+
+fn write_yaml(y: &mut String, host: &str, port: u16, unit: u8) -> std::fmt::Result {
+    writeln!(
+        y,
+        "# Home Assistant package for p1lb (generated from the register map by\n\
+         # `p1lb home-assistant`; do not edit: `P1LB_BLESS=1 cargo test --test home_assistant`\n\
+         # regenerates it).\n\
+         #\n\
+         # Use: copy to /config/packages/p1lb.yaml and in configuration.yaml\n\
+         #   homeassistant:\n\
+         #     packages: !include_dir_named packages\n\
+         # Set host/port to the daemon's [modbus_tcp] listen address (bind it wider than\n\
+         # 127.0.0.1 when Home Assistant runs on another machine) and slave to its\n\
+         # server_address (1090). Settings written here are staged in the device: press\n\
+         # \"p1lb save\" to validate, persist and apply them."
+    )?;
+    writeln!(y, "\nmodbus:")?;
+    writeln!(y, "  - name: {HUB}")?;
+    writeln!(y, "    type: tcp")?;
+    writeln!(y, "    host: {host}")?;
+    writeln!(y, "    port: {port}")?;
+    writeln!(y, "    sensors:")?;
+    for reg in REGISTERS.iter().filter(|r| r.access != Access::Write) {
+        let s = shown(reg);
+        writeln!(y, "      - name: {}", quote(&format!("{HUB} {}", reg.name)))?;
+        writeln!(y, "        unique_id: {HUB}_{}", reg.name)?;
+        writeln!(y, "        slave: {unit}")?;
+        writeln!(y, "        address: {}", reg.address)?;
+        writeln!(y, "        input_type: holding")?;
+        writeln!(y, "        data_type: {}", reg.ty.as_str())?;
+        if let Some(u) = s.unit {
+            writeln!(y, "        unit_of_measurement: {u}")?;
+        }
+        if let Some(scale) = s.scale {
+            writeln!(y, "        scale: {scale}")?;
+            writeln!(y, "        precision: {}", s.precision)?;
+        }
+        if let Some(dc) = s.device_class {
+            writeln!(y, "        device_class: {dc}")?;
+        }
+        if reg.setting.is_none() && reg.access == Access::Read && s.device_class.is_some() {
+            writeln!(y, "        state_class: measurement")?;
+        }
+        writeln!(
+            y,
+            "        scan_interval: {}",
+            if reg.setting.is_some() { 30 } else { 5 }
+        )?;
+    }
+
+    writeln!(y, "\ntemplate:")?;
+    writeln!(y, "  - number:")?;
+    for reg in REGISTERS
+        .iter()
+        .filter(|r| r.access == Access::ReadWrite && !is_select(r))
+    {
+        let s = shown(reg);
+        let scale = s.scale.unwrap_or(1.0);
+        let div = (1.0 / scale).round();
+        let (lo, hi) = match reg.setting.map(|s| s.range) {
+            Some(Range::Span(lo, hi)) => (lo, hi),
+            _ => (0, u16::MAX),
+        };
+        writeln!(y, "      - name: {}", quote(&format!("{HUB} {}", reg.name)))?;
+        writeln!(y, "        unique_id: {HUB}_{}_set", reg.name)?;
+        writeln!(y, "        state: \"{{{{ states('{}') }}}}\"", entity(reg))?;
+        writeln!(y, "        min: {}", f64::from(lo) / div)?;
+        writeln!(y, "        max: {}", f64::from(hi) / div)?;
+        writeln!(y, "        step: {scale}")?;
+        if let Some(u) = s.unit {
+            writeln!(y, "        unit_of_measurement: {u}")?;
+        }
+        writeln!(y, "        set_value:")?;
+        write_register(y, unit, reg.address, &raw_template(scale))?;
+    }
+    writeln!(y, "  - select:")?;
+    for reg in REGISTERS.iter().filter(|r| is_select(r)) {
+        let Some(Range::OneOf(list)) = reg.setting.map(|s| s.range) else {
+            continue;
+        };
+        writeln!(y, "      - name: {}", quote(&format!("{HUB} {}", reg.name)))?;
+        writeln!(y, "        unique_id: {HUB}_{}_set", reg.name)?;
+        writeln!(
+            y,
+            "        state: \"{{{{ states('{}') | int(0) | string }}}}\"",
+            entity(reg)
+        )?;
+        let options: Vec<String> = list.iter().map(|v| quote(&v.to_string())).collect();
+        writeln!(y, "        options: [{}]", options.join(", "))?;
+        writeln!(y, "        select_option:")?;
+        write_register(y, unit, reg.address, "{{ option | int }}")?;
+    }
+    writeln!(y, "  - button:")?;
+    for (address, name) in [(SAVE, "save"), (RESTORE_DEFAULTS, "restore_defaults")] {
+        writeln!(y, "      - name: {}", quote(&format!("{HUB} {name}")))?;
+        writeln!(y, "        unique_id: {HUB}_{name}")?;
+        writeln!(y, "        press:")?;
+        write_register(y, unit, address, "1")?;
+    }
+    Ok(())
+}
+
+/// A setting with a list of allowed values is a `select`.
+fn is_select(reg: &Register) -> bool {
+    reg.access == Access::ReadWrite && matches!(reg.setting.map(|s| s.range), Some(Range::OneOf(_)))
+}
+
+/// The template turning a number entity's value back into the raw register value.
+fn raw_template(scale: f64) -> String {
+    if scale == 1.0 {
+        "{{ value | int }}".to_owned()
+    } else {
+        format!(
+            "{{{{ (value * {}) | round(0) | int }}}}",
+            (1.0 / scale).round()
+        )
+    }
+}
+
+fn write_register(y: &mut String, unit: u8, address: u16, value: &str) -> std::fmt::Result {
+    writeln!(y, "          - action: modbus.write_register")?;
+    writeln!(y, "            data:")?;
+    writeln!(y, "              hub: {HUB}")?;
+    writeln!(y, "              slave: {unit}")?;
+    writeln!(y, "              address: {address}")?;
+    writeln!(y, "              value: {}", quote(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_readable_register_has_a_sensor_and_every_setting_an_entity() {
+        let y = yaml();
+        for reg in REGISTERS {
+            let sensor = format!("unique_id: {HUB}_{}\n        slave:", reg.name);
+            assert_eq!(
+                y.contains(&sensor),
+                reg.access != Access::Write,
+                "{}",
+                reg.name
+            );
+            if reg.setting.is_some() {
+                assert!(y.contains(&format!("unique_id: {HUB}_{}_set\n", reg.name)));
+            }
+        }
+        assert!(y.contains("address: 1100\n        input_type: holding\n        data_type: int16"));
+        assert!(
+            y.contains("address: 1106\n        input_type: holding\n        data_type: uint32")
+        );
+        assert!(y.contains("scale: 0.001"));
+        assert!(!y.contains('\t'));
+    }
+}
