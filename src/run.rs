@@ -124,6 +124,9 @@ pub fn plan(args: &RunArgs, default_config: &Path) -> Result<Plan> {
     }
     if let Some(path) = &args.rs485 {
         file.rs485.path = path.clone();
+    } else if resolved.builtin_sim {
+        // The built-in simulation has no RS485 HAT to talk to.
+        file.rs485.path = "sim".to_owned();
     }
     if let Some(role) = args.rs485_role {
         file.rs485.role = role;
@@ -233,7 +236,7 @@ async fn serve(plan: Plan) -> Result<()> {
     tasks.spawn(p1::run_forwarding(shared.clone(), p1, forward));
     if file.rs485.path == "sim" {
         tracing::warn!(
-            "RS485 sim (as {}) is not simulated by this version: left alone",
+            "RS485: none (path \"sim\"; role {} not used)",
             file.rs485.role.name()
         );
     } else {

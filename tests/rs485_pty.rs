@@ -357,6 +357,18 @@ fn emulated_meter_shows_the_p1_values() {
             last = format!("meter V {volts:?} A {amps:?}, map {before:?} / {after:?}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        // Energies and per-phase powers come from the telegram too (not in the map).
+        let energy = rtu_read(&mut meter, 0x5000, 4).await;
+        let Some(Ok(e)) = energy else {
+            panic!("energy: {energy:?}");
+        };
+        let wh = e.iter().fold(0u64, |acc, &w| (acc << 16) | u64::from(w));
+        assert!(wh > 0, "import energy from the telegram");
+        let power = rtu_read(&mut meter, 0x5B16, 6).await;
+        assert!(
+            matches!(&power, Some(Ok(p)) if p.iter().any(|&w| w != 0)),
+            "{power:?}"
+        );
         // Outside the map: exception 02.
         let r = rtu_read(&mut meter, 0x6000, 1).await;
         assert_eq!(r, Some(Err(ExceptionCode::IllegalDataAddress)));

@@ -186,6 +186,8 @@ pub fn update_settings(text: &str, config: &Config) -> Result<String> {
     Ok(doc.to_string())
 }
 
+static SAVE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Replaces `path` with `bytes` so that a power cut leaves the old or the new file:
 /// a temporary file in the same folder, fsync, rename over `path`, fsync the folder.
 /// The old file's permissions are kept.
@@ -197,11 +199,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    // One fixed temporary name (a cut leaves at most one, replaced by the next save),
+    // and one save at a time (Modbus TCP and RTU may both ask).
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let _one_at_a_time = SAVE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)

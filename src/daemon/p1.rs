@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use p1lb_core::config::Config;
+use p1lb_core::meter_emulation::MeterSnapshot;
 use p1lb_core::p1::{Event, Reading, TelegramReader};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -107,6 +108,7 @@ impl Feeder {
                     let reading = Reading::parse(&t);
                     let now = self.shared.now_ms();
                     let mut core = self.shared.core();
+                    core.last_reading = Some(MeterSnapshot::from_reading(&reading));
                     let source = core.balancer.config().grid_source();
                     let grid = reading.grid_currents_ma(source);
                     if !core.balancer.on_reading(now, grid) {

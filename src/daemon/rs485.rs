@@ -9,7 +9,7 @@
 //! Two roles (`[rs485] role`, `--rs485-role`):
 //! - [`Rs485Role::Server`]: answers the register map at the server address (1090)
 //!   through [`serve`], and — when setting 1036 ≠ 0 — FC 03 at that unit from an
-//!   [`EmulatedMeter`] fed from the P1 measurements (1100–1109, every valid telegram)
+//!   [`EmulatedMeter`] fed from every valid telegram (`MeterSnapshot::from_reading`)
 //!   and invalidated while the balancer is in fallback (it stays silent then). Bad
 //!   input is counted and ignored, never fatal. A save (1091/1092 = 1) goes through
 //!   [`modbus_tcp::persist_save`], as on Modbus TCP; a failed save answers 04.
@@ -27,7 +27,7 @@ use std::time::Duration;
 use p1lb_core::abb::{self, DriverConfig, TerraAc};
 use p1lb_core::balancer::State;
 use p1lb_core::config::Config;
-use p1lb_core::meter_emulation::{EmulatedMeter, MeterSnapshot};
+use p1lb_core::meter_emulation::EmulatedMeter;
 use p1lb_core::modbus::{
     Client, ClientConfig, Frame, LineConfig, MAX_ADU, MAX_READ_QUANTITY, Parity, Request, Response,
     ServerAction, SilenceFramer, Words, exception_reply, serve,
@@ -181,18 +181,9 @@ impl Meter {
             return;
         }
         self.seen_valid = Some(status.telegrams_valid);
-        let import_cw = i64::from(status.import_w) * 100;
-        let export_cw = i64::from(status.export_w) * 100;
-        let total = (import_cw - export_cw).clamp(i64::from(i32::MIN), i64::from(i32::MAX));
-        self.meter.update(MeterSnapshot {
-            voltage_dv: status.voltage_dv.map(u32::from),
-            current_ca: status.grid_ca.map(|c| u32::from(c.unsigned_abs())),
-            // Per-phase power and energies are not in the register map: 0.
-            power_cw: [0; 3],
-            total_power_cw: total as i32,
-            import_dwh: 0,
-            export_dwh: 0,
-        });
+        if let Some(snapshot) = core.last_reading {
+            self.meter.update(snapshot);
+        }
     }
 
     /// The reply to `frame` (for the meter's unit) in `out`, or `None` for silence.
@@ -450,6 +441,7 @@ async fn drive_port(shared: &Shared, mut port: SerialStream, line: LineConfig) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use p1lb_core::meter_emulation::MeterSnapshot;
 
     #[test]
     fn line_settings_come_from_1031_and_1032() {

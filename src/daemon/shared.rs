@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use p1lb_core::balancer::Balancer;
 use p1lb_core::config::Config;
+use p1lb_core::meter_emulation::MeterSnapshot;
 use p1lb_core::registers::RegisterMap;
 use tokio::time::Instant;
 
@@ -22,6 +23,8 @@ pub struct Core {
     pub balancer: Balancer,
     /// When the reader last rejected a telegram (1003 bit 1), ms.
     pub last_rejected_ms: Option<u64>,
+    /// The latest valid telegram as the emulated EV3 meter shows it (register 1036).
+    pub last_reading: Option<MeterSnapshot>,
 }
 
 /// Shared by every task (in an `Arc`).
@@ -42,6 +45,7 @@ impl Shared {
                 map: RegisterMap::new(config),
                 balancer: Balancer::new(config, 0),
                 last_rejected_ms: None,
+                last_reading: None,
             }),
             start: Instant::now(),
             unit: AtomicU8::new(config.server_address()),
