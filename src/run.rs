@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use crate::daemon::file::{self, FileConfig, Rs485Role};
 use crate::daemon::p1::Source;
 use crate::daemon::shared::Shared;
-use crate::daemon::{control, led, modbus_tcp, p1, p1_forward, rs485};
+use crate::daemon::{control, gateway, led, modbus_tcp, p1, p1_forward, rs485};
 
 /// The default configuration file.
 pub const DEFAULT_CONFIG: &str = "/etc/p1lb/p1lb.toml";
@@ -234,16 +234,27 @@ async fn serve(plan: Plan) -> Result<()> {
         None => None,
     };
     tasks.spawn(p1::run_forwarding(shared.clone(), p1, forward));
+    let mut gateway_tx = None;
     if file.rs485.path == "sim" {
         tracing::warn!(
             "RS485: none (path \"sim\"; role {} not used)",
             file.rs485.role.name()
         );
     } else {
+        // The master role is also the Modbus TCP gateway to the bus.
+        let gateway_rx = if file.rs485.role == Rs485Role::Master {
+            let (tx, rx) = gateway::channel();
+            gateway_tx = Some(tx);
+            Some(rx)
+        } else {
+            None
+        };
         tasks.spawn(rs485::run(
             shared.clone(),
             file.rs485.path.clone(),
             file.rs485.role,
+            file.rs485.kernel_rs485,
+            gateway_rx,
         ));
     }
     if file.led.enabled {
@@ -253,6 +264,7 @@ async fn serve(plan: Plan) -> Result<()> {
         shared.clone(),
         listener,
         file.modbus_tcp.read_only,
+        gateway_tx,
     ));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -116,11 +116,16 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path, rs485: &Path, extra: &[&str]) -> Daemon {
+        Daemon::start_p1(dir, "sim", rs485, extra)
+    }
+
+    /// As [`Daemon::start`] with the P1 source `p1`.
+    fn start_p1(dir: &Path, p1: &str, rs485: &Path, extra: &[&str]) -> Daemon {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let log = dir.join("daemon.log");
         let child = Command::new(BIN)
             .arg("run")
-            .args(["--p1", "sim", "--modbus-tcp", &addr.to_string()])
+            .args(["--p1", p1, "--modbus-tcp", &addr.to_string()])
             .arg("--rs485")
             .arg(rs485)
             .arg("--state-dir")
@@ -161,9 +166,13 @@ impl Daemon {
     }
 
     async fn tcp(&self) -> Context {
+        self.tcp_unit(10).await
+    }
+
+    async fn tcp_unit(&self, unit: u8) -> Context {
         tokio::time::timeout(
             Duration::from_secs(5),
-            tcp::connect_slave(self.addr, Slave(10)),
+            tcp::connect_slave(self.addr, Slave(unit)),
         )
         .await
         .expect("connect in time")
@@ -491,4 +500,320 @@ fn master_role_drives_the_sim_charger() {
             .expect("read")[0];
         assert_eq!(flags & 0b1100, 0, "charger flags raised: {flags:#b}");
     });
+}
+
+/// `p1lb sim-charger --serial PTY`, killed on drop, and its stdout lines.
+fn sim_charger(pty: &Path) -> (Guard, mpsc::Receiver<String>) {
+    let mut charger = Command::new(BIN)
+        .args(["sim-charger", "--serial"])
+        .arg(pty)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sim-charger starts");
+    let stdout = charger.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (Guard(charger), rx)
+}
+
+/// The limit of a sim-charger `write 0x4100 = N mA` line.
+fn limit_of(line: &str) -> Option<u32> {
+    line.strip_prefix("write 0x4100 = ")?
+        .strip_suffix(" mA")?
+        .parse()
+        .ok()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn tcp_read(
+    ctx: &mut Context,
+    start: u16,
+    n: u16,
+) -> Option<Result<Vec<u16>, ExceptionCode>> {
+    match tokio::time::timeout(Duration::from_secs(8), ctx.read_holding_registers(start, n)).await {
+        Ok(Ok(r)) => Some(r),
+        _ => None,
+    }
+}
+
+#[test]
+fn master_role_gateway_forwards_modbus_tcp_to_the_bus() {
+    if !have_socat() {
+        return;
+    }
+    let dir = temp_dir("gateway");
+    let pty = Pty::new(&dir);
+    let (charger, rx) = sim_charger(&pty.b);
+    let d = Daemon::start(&dir, &pty.a, &["--rs485-role", "master"]);
+    // Wait for the first limit write.
+    let mut limits = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while limits.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no limit written:\n{}",
+            d.log_text()
+        );
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            limits.extend(limit_of(&line));
+        }
+    }
+    let rt = runtime();
+    rt.block_on(async {
+        let mut ctx = d.tcp_unit(1).await;
+        let r = tcp_read(&mut ctx, 0x4000, 0x25).await;
+        let Some(Ok(block)) = r else {
+            panic!("forwarded read: {r:?}\n{}", d.log_text());
+        };
+        assert_eq!(block.len(), 0x25);
+        // The sim charger's identity words and its read-back of the limit.
+        assert_eq!(&block[..4], &[0x0122, 0x0001, 0x2625, 0x0001]);
+        limits.extend(rx.try_iter().filter_map(|l| limit_of(&l)));
+        let readback = (u32::from(block[0x22]) << 16) | u32::from(block[0x23]);
+        assert!(
+            limits.contains(&readback),
+            "0x4022 = {readback}, limits written {limits:?}"
+        );
+        // The device itself still answers at 10 on the same connection's server.
+        let mut own = d.tcp().await;
+        assert!(matches!(tcp_read(&mut own, 1000, 1).await, Some(Ok(_))));
+        // Nobody on the bus: exception 0x0B.
+        drop(charger);
+        let started = Instant::now();
+        let r = tcp_read(&mut ctx, 0x4000, 0x25).await;
+        assert_eq!(
+            r,
+            Some(Err(ExceptionCode::GatewayTargetDevice)),
+            "{}",
+            d.log_text()
+        );
+        assert!(started.elapsed() < Duration::from_secs(6));
+        assert!(matches!(tcp_read(&mut own, 1000, 1).await, Some(Ok(_))));
+    });
+}
+
+/// A P1 source over TCP that the test controls: every connection gets the seed
+/// telegram once a second until `stop` is set; then silence (the connection stays).
+struct P1Feed {
+    addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// When the last telegram was written.
+    last: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
+}
+
+impl P1Feed {
+    fn start() -> P1Feed {
+        let telegram: &'static [u8] = include_bytes!("telegrams/nl-esmr50-sagemcom-t210d-seed.txt");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let last = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let (stop2, last2) = (stop.clone(), last.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let (stop, last) = (stop2.clone(), last2.clone());
+                std::thread::spawn(move || {
+                    use std::io::Write as _;
+                    loop {
+                        if stop.load(Ordering::SeqCst) {
+                            // Silent, but the connection stays open a while.
+                            std::thread::sleep(Duration::from_secs(60));
+                            return;
+                        }
+                        if stream.write_all(telegram).is_err() {
+                            return;
+                        }
+                        *last.lock().unwrap() = Some(Instant::now());
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                });
+            }
+        });
+        P1Feed { addr, stop, last }
+    }
+
+    fn url(&self) -> String {
+        format!("tcp://{}", self.addr)
+    }
+
+    /// Stops writing; returns when the last telegram went out.
+    fn stop(&self) -> Instant {
+        self.stop.store(true, Ordering::SeqCst);
+        self.last.lock().unwrap().expect("a telegram was written")
+    }
+}
+
+/// The example configuration with a 3 s fallback time and a 6 A fallback limit (and
+/// `extra` replacements).
+fn fallback_config(dir: &Path, extra: &[(&str, &str)]) {
+    let mut text = EXAMPLE
+        .replace("fallback_time = 30", "fallback_time = 3")
+        .replace("fallback_current = 0", "fallback_current = 6000");
+    for (from, to) in extra {
+        assert!(text.contains(from), "the example has {from}");
+        text = text.replace(from, to);
+    }
+    assert!(text.contains("fallback_time = 3\n") && text.contains("fallback_current = 6000\n"));
+    fs::write(dir.join("p1lb.toml"), text).expect("config");
+}
+
+#[test]
+fn master_role_falls_back_when_the_p1_telegrams_stop() {
+    if !have_socat() {
+        return;
+    }
+    let dir = temp_dir("fallback-master");
+    fallback_config(&dir, &[]);
+    let feed = P1Feed::start();
+    let pty = Pty::new(&dir);
+    let (_charger, rx) = sim_charger(&pty.b);
+    let d = Daemon::start_p1(&dir, &feed.url(), &pty.a, &["--rs485-role", "master"]);
+    // Telegrams flow: the limit ramps above the fallback limit.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut lines = Vec::new();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no ramp above 6 A:\n{}\n{}",
+            lines.join("\n"),
+            d.log_text()
+        );
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            let up = limit_of(&line).is_some_and(|v| v >= 7000);
+            lines.push(line);
+            if up {
+                break;
+            }
+        }
+    }
+    let last = feed.stop();
+    // Within the fallback time + 2 ticks: the fallback limit.
+    let deadline = last + Duration::from_secs(5) + Duration::from_millis(300);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no fallback write:\n{}\n{}",
+            lines.join("\n"),
+            d.log_text()
+        );
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            let fallback = limit_of(&line) == Some(6000);
+            lines.push(line);
+            if fallback {
+                break;
+            }
+        }
+    }
+    let after = last.elapsed();
+    assert!(
+        after >= Duration::from_millis(2500),
+        "fallback too early ({after:?}):\n{}",
+        lines.join("\n")
+    );
+    runtime().block_on(async {
+        let mut tcp = d.tcp().await;
+        let r = tcp_read(&mut tcp, 1002, 1).await;
+        assert_eq!(r, Some(Ok(vec![4])), "{}", d.log_text());
+    });
+}
+
+#[test]
+fn server_role_meter_goes_silent_when_the_p1_telegrams_stop() {
+    if !have_socat() {
+        return;
+    }
+    let dir = temp_dir("fallback-server");
+    fallback_config(
+        &dir,
+        &[("meter_emulation_address = 0", "meter_emulation_address = 1")],
+    );
+    let feed = P1Feed::start();
+    let pty = Pty::new(&dir);
+    let d = Daemon::start_p1(&dir, &feed.url(), &pty.a, &[]);
+    runtime().block_on(async {
+        let port =
+            tokio_serial::SerialStream::open(&tokio_serial::new(pty.b.to_string_lossy(), 9600))
+                .expect("pty b opens");
+        let mut rtu = rtu::attach_slave(port, Slave(1));
+        // While telegrams flow the meter answers.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(Ok(v)) = rtu_read(&mut rtu, 0x5B00, 2).await {
+                assert_eq!(v.len(), 2);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the meter never answered:\n{}",
+                d.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let last = feed.stop();
+        let mut tcp = d.tcp().await;
+        loop {
+            let r = tcp_read(&mut tcp, 1002, 1).await;
+            if r == Some(Ok(vec![4])) {
+                break;
+            }
+            assert!(
+                last.elapsed() < Duration::from_millis(5300),
+                "no fallback: 1002 = {r:?}\n{}",
+                d.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // In fallback the meter is silent; the register map still answers at 10.
+        assert_eq!(rtu_read(&mut rtu, 0x5B00, 2).await, None);
+        rtu.set_slave(Slave(10));
+        assert!(matches!(rtu_read(&mut rtu, 1022, 1).await, Some(Ok(v)) if v == vec![3]));
+    });
+}
+
+#[test]
+fn kernel_rs485_mode_refused_on_a_pty_is_a_warning_and_the_port_serves() {
+    if !have_socat() {
+        return;
+    }
+    let dir = temp_dir("kernel-rs485");
+    let text = EXAMPLE.replace("kernel_rs485 = false", "kernel_rs485 = true");
+    assert_ne!(text, EXAMPLE, "the example has kernel_rs485 = false");
+    fs::write(dir.join("p1lb.toml"), text).expect("config");
+    let pty = Pty::new(&dir);
+    let d = Daemon::start(&dir, &pty.a, &[]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !d.log_text().contains("kernel RS485 mode refused") {
+        assert!(Instant::now() < deadline, "no warning:\n{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    runtime().block_on(async {
+        let port =
+            tokio_serial::SerialStream::open(&tokio_serial::new(pty.b.to_string_lossy(), 9600))
+                .expect("pty b opens");
+        let mut rtu = rtu::attach_slave(port, Slave(10));
+        let r = rtu_read(&mut rtu, 1010, 1).await;
+        assert_eq!(r, Some(Ok(defaults(1010, 1010))), "{}", d.log_text());
+        let mut tcp = d.tcp().await;
+        assert!(matches!(tcp_read(&mut tcp, 1000, 1).await, Some(Ok(_))));
+    });
+    assert!(
+        !d.log_text().contains("failed"),
+        "the port failed:\n{}",
+        d.log_text()
+    );
 }

@@ -81,6 +81,9 @@ pub struct Rs485Section {
     pub path: String,
     /// The role on the bus.
     pub role: Rs485Role,
+    /// Switch the UART to the kernel's RS485 mode (TIOCSRS485, RTS drives the
+    /// transceiver's enable while sending), for HATs without automatic direction.
+    pub kernel_rs485: bool,
 }
 
 impl Default for Rs485Section {
@@ -88,6 +91,7 @@ impl Default for Rs485Section {
         Rs485Section {
             path: "/dev/ttyAMA0".into(),
             role: Rs485Role::Server,
+            kernel_rs485: false,
         }
     }
 }
@@ -253,6 +257,23 @@ mod tests {
                 assert!(comment.contains(&format!(", {}.", s.unit)), "{comment}");
             }
         }
+    }
+
+    #[test]
+    fn kernel_rs485_parses_and_defaults_to_off() {
+        assert!(!parse(EXAMPLE).unwrap().rs485.kernel_rs485);
+        assert!(
+            !parse("[rs485]\nrole = \"master\"\n")
+                .unwrap()
+                .rs485
+                .kernel_rs485
+        );
+        let f = parse("[rs485]\nkernel_rs485 = true\n").unwrap();
+        assert!(f.rs485.kernel_rs485);
+        let e = parse("[rs485]\nkernel_rs485 = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kernel_rs485"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //!   house, through the core's telegram reader into the balancer.
 //! - [`control`]: the one-second control tick, status registers and state/fault logs.
 //! - [`modbus_tcp`]: the Modbus TCP server (tokio-modbus) for the register map.
+//! - [`gateway`]: in the `master` role, Modbus TCP requests for other units forwarded
+//!   to the RS485 bus through the master task.
 //! - [`p1_forward`]: `--p1-forward`, the raw P1 bytes re-emitted to TCP clients.
 //! - [`led`]: the status LED on a GPIO pin (rppal), when there is one.
 //! - [`rs485`]: the RS485 port, Modbus RTU with the core's codec: `server` (register
@@ -16,6 +18,7 @@
 
 pub mod control;
 pub mod file;
+pub mod gateway;
 pub mod led;
 pub mod modbus_tcp;
 pub mod p1;

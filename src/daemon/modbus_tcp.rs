@@ -9,8 +9,10 @@
 //!   A new server address (1090) takes effect after the reply: this request was
 //!   already accepted at the old one, the next is checked against the new one.
 //! - The server answers at the saved server address (1090), and at 0 and 255 (the
-//!   usual "the device itself" ids of Modbus TCP). Other unit ids answer 0x0B (gateway
-//!   target device failed to respond): there is nobody behind this gateway yet.
+//!   usual "the device itself" ids of Modbus TCP). Other unit ids: in the RS485
+//!   `master` role they are forwarded to the bus ([`super::gateway`]) and the target's
+//!   reply comes back, 0x0B when it stays silent; otherwise (server role, no RS485
+//!   port) they answer 0x0B (gateway target device failed to respond) at once.
 //! - `read_only`: every FC 06 / FC 16 write is refused with exception 01 (illegal
 //!   function: writing is not a function this server offers), before the map is
 //!   touched.
@@ -31,6 +33,7 @@ use tokio_modbus::server::tcp::{Server, accept_tcp_connection};
 use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
 
 use super::file;
+use super::gateway::{self, GatewayTx};
 use super::shared::Shared;
 
 /// The service answering one connection's requests.
@@ -38,6 +41,7 @@ use super::shared::Shared;
 pub struct MapService {
     shared: Arc<Shared>,
     read_only: bool,
+    gateway: Option<GatewayTx>,
 }
 
 fn exception(e: Exception) -> ExceptionCode {
@@ -50,9 +54,14 @@ fn exception(e: Exception) -> ExceptionCode {
 }
 
 impl MapService {
-    /// A service over `shared`.
-    pub fn new(shared: Arc<Shared>, read_only: bool) -> MapService {
-        MapService { shared, read_only }
+    /// A service over `shared`; requests for other units go to `gateway` when
+    /// there is one (the RS485 master task).
+    pub fn new(shared: Arc<Shared>, read_only: bool, gateway: Option<GatewayTx>) -> MapService {
+        MapService {
+            shared,
+            read_only,
+            gateway,
+        }
     }
 
     fn read(&self, start: u16, quantity: u16) -> Result<Vec<u16>, ExceptionCode> {
@@ -95,7 +104,10 @@ impl MapService {
     pub async fn answer(&self, req: SlaveRequest<'static>) -> Result<Response, ExceptionCode> {
         let unit = req.slave;
         if unit != self.shared.unit() && unit != 0 && unit != 255 {
-            return Err(ExceptionCode::GatewayTargetDevice);
+            return match &self.gateway {
+                Some(tx) => gateway::forward(tx, unit, &req.request).await,
+                None => Err(ExceptionCode::GatewayTargetDevice),
+            };
         }
         match req.request {
             Request::ReadHoldingRegisters(start, n) => {
@@ -170,10 +182,16 @@ pub async fn bind(listen: SocketAddr) -> Result<TcpListener> {
         .with_context(|| format!("Modbus TCP: cannot listen on {listen}"))
 }
 
-/// Serves until the listener fails.
-pub async fn run(shared: Arc<Shared>, listener: TcpListener, read_only: bool) -> Result<()> {
+/// Serves until the listener fails. `gateway`: where requests for other units go
+/// (the RS485 master task), or none (they answer 0x0B).
+pub async fn run(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    read_only: bool,
+    gateway: Option<GatewayTx>,
+) -> Result<()> {
     let server = Server::new(listener);
-    let service = MapService::new(shared, read_only);
+    let service = MapService::new(shared, read_only, gateway);
     let on_connected = |stream, addr: SocketAddr| {
         let service = service.clone();
         async move {

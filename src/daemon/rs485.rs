@@ -16,7 +16,15 @@
 //! - [`Rs485Role::Master`]: drives a Terra AC at address 1030 with the core's
 //!   [`TerraAc`] driver through the core's [`Client`]: writes 0x4106/0x4109 at start,
 //!   the balancer's value to 0x4100, polls the status block into 1110–1114, flags 1003
-//!   bits 2 and 3, and feeds [`Balancer::on_charger_currents`].
+//!   bits 2 and 3, and feeds [`Balancer::on_charger_currents`]. It is also the Modbus
+//!   TCP gateway ([`super::gateway`]): forwarded requests wait in the core's
+//!   [`Gateway`] and go on the bus between the driver's exchanges, never interleaved;
+//!   the reply (or exception 0x0B on silence) goes back to the TCP side.
+//!
+//! With `[rs485] kernel_rs485 = true` the port is switched to the kernel's RS485 mode
+//! after opening ([`set_kernel_rs485`]: TIOCSRS485, RTS on while sending, for HATs that
+//! need RTS as the driver enable); when the driver refuses, a warning and the port is
+//! used as it is.
 //!
 //! [`Balancer::on_charger_currents`]: p1lb_core::balancer::Balancer::on_charger_currents
 
@@ -29,15 +37,17 @@ use p1lb_core::balancer::State;
 use p1lb_core::config::Config;
 use p1lb_core::meter_emulation::EmulatedMeter;
 use p1lb_core::modbus::{
-    Client, ClientConfig, Frame, LineConfig, MAX_ADU, MAX_READ_QUANTITY, Parity, Request, Response,
-    ServerAction, SilenceFramer, Words, exception_reply, serve,
+    Client, ClientConfig, Frame, Gateway, LineConfig, MAX_ADU, MAX_READ_QUANTITY, Parity, Request,
+    Response, ServerAction, SilenceFramer, Submitted, Turn, Words, exception_reply, serve,
 };
 use p1lb_core::registers::{Exception, Flags, WriteOutcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
 
 use super::file::Rs485Role;
+use super::gateway::{Forward, GatewayRx};
 use super::modbus_tcp::persist_save;
 use super::shared::Shared;
 
@@ -65,6 +75,59 @@ pub fn open(path: &str, line: LineConfig) -> tokio_serial::Result<SerialStream> 
         .parity(parity)
         .flow_control(tokio_serial::FlowControl::None)
         .open_native_async()
+}
+
+/// Linux's `struct serial_rs485` (include/uapi/linux/serial.h): 32 bytes.
+#[cfg(target_os = "linux")]
+#[repr(C)]
+#[derive(Debug, Default)]
+struct SerialRs485 {
+    flags: u32,
+    delay_rts_before_send: u32,
+    delay_rts_after_send: u32,
+    padding: [u32; 5],
+}
+
+/// `SER_RS485_ENABLED`.
+#[cfg(target_os = "linux")]
+const SER_RS485_ENABLED: u32 = 1 << 0;
+/// `SER_RS485_RTS_ON_SEND`: RTS high while sending (the transceiver's driver enable).
+#[cfg(target_os = "linux")]
+const SER_RS485_RTS_ON_SEND: u32 = 1 << 1;
+
+/// Switches `port` to the kernel's RS485 mode (TIOCSRS485 with `SER_RS485_ENABLED |
+/// SER_RS485_RTS_ON_SEND`, no extra delays). An error when the driver refuses (a pty,
+/// a UART without RS485 support) or not on Linux.
+pub fn set_kernel_rs485(port: &SerialStream) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let conf = SerialRs485 {
+            flags: SER_RS485_ENABLED | SER_RS485_RTS_ON_SEND,
+            ..SerialRs485::default()
+        };
+        // SAFETY: the fd is the open port's; TIOCSRS485 reads one `struct serial_rs485`
+        // (matching layout above) from the pointer, which is valid for the call.
+        let r = unsafe {
+            libc::ioctl(
+                port.as_raw_fd(),
+                libc::TIOCSRS485,
+                std::ptr::from_ref(&conf),
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = port;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "kernel RS485 mode is Linux only",
+        ))
+    }
 }
 
 /// A monotonic microsecond clock for the framer and the client.
@@ -112,8 +175,16 @@ pub fn feed_frames(
     }
 }
 
-/// Runs forever: opens the port (with backoff) and serves its role.
-pub async fn run(shared: Arc<Shared>, path: String, role: Rs485Role) {
+/// Runs forever: opens the port (with backoff) and serves its role. `gateway`: the
+/// Modbus TCP requests to forward (master role). `kernel_rs485`: switch the port to
+/// the kernel's RS485 mode after opening (a warning when refused).
+pub async fn run(
+    shared: Arc<Shared>,
+    path: String,
+    role: Rs485Role,
+    kernel_rs485: bool,
+    mut gateway: Option<GatewayRx>,
+) {
     let mut backoff = Duration::from_secs(1);
     let mut failing = false;
     loop {
@@ -139,11 +210,19 @@ pub async fn run(shared: Arc<Shared>, path: String, role: Rs485Role) {
             line.parity,
             role.name()
         );
+        if kernel_rs485 {
+            match set_kernel_rs485(&port) {
+                Ok(()) => tracing::info!("RS485: {path} in kernel RS485 mode (RTS on send)"),
+                Err(e) => tracing::warn!(
+                    "RS485: kernel RS485 mode refused on {path}: {e}; using the port as it is"
+                ),
+            }
+        }
         failing = false;
         backoff = Duration::from_secs(1);
         let result = match role {
             Rs485Role::Server => serve_port(&shared, port, line).await,
-            Rs485Role::Master => drive_port(&shared, port, line).await,
+            Rs485Role::Master => drive_port(&shared, port, line, gateway.as_mut()).await,
         };
         if let Err(e) = result {
             tracing::error!("RS485: {path} failed: {e}; reopening");
@@ -345,8 +424,37 @@ fn publish(shared: &Shared, driver: &TerraAc, now_ms: u64, fresh_status: bool) {
         .set(Flags::CHARGER_EXCEPTION, driver.exception());
 }
 
+/// The gateway's side of the master role: the core's [`Gateway`] and the TCP side
+/// waiting for the forwarded request's reply.
+#[derive(Debug, Default)]
+struct Forwarding {
+    gateway: Gateway,
+    waiting: Option<oneshot::Sender<Vec<u8>>>,
+}
+
+impl Forwarding {
+    /// Queues a forwarded request (or answers it at once when the gateway refuses it).
+    fn submit(&mut self, forward: Forward) {
+        let mut answer = [0u8; MAX_ADU];
+        match self.gateway.submit(&forward.frame, &mut answer) {
+            Submitted::Queued => self.waiting = Some(forward.reply),
+            Submitted::Answer(n) => {
+                let _ = forward.reply.send(answer[..n].to_vec());
+            }
+            // Dropping the sender: the TCP side answers 0x0B.
+            Submitted::Dropped => {}
+        }
+    }
+}
+
 /// The master role on an open port, until it fails.
-async fn drive_port(shared: &Shared, mut port: SerialStream, line: LineConfig) -> io::Result<()> {
+async fn drive_port(
+    shared: &Shared,
+    mut port: SerialStream,
+    line: LineConfig,
+    mut requests: Option<&mut GatewayRx>,
+) -> io::Result<()> {
+    let mut fwd = Forwarding::default();
     let clock = Micros::new();
     let mut framer: SilenceFramer = SilenceFramer::new(line);
     let mut config = *shared.core().map.saved();
@@ -364,7 +472,20 @@ async fn drive_port(shared: &Shared, mut port: SerialStream, line: LineConfig) -
         }
         let address = u8::try_from(config.get(1030).unwrap_or(1)).unwrap_or(1);
         let now_ms = shared.now_ms();
-        if client.is_idle() && pending.is_none() {
+        if !fwd.gateway.is_busy() {
+            if let Some(rx) = requests.as_deref_mut() {
+                match rx.try_recv() {
+                    Ok(f) => fwd.submit(f),
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {}
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => requests = None,
+                }
+            }
+        }
+        // A forwarded request first (a host waits on it), then the driver.
+        if client.is_idle()
+            && pending.is_none()
+            && fwd.gateway.next_on_bus(&mut client) == Turn::Driver
+        {
             let sent_ma = shared.core().balancer.decision().sent_ma;
             if let Some(req) = driver.poll_request(now_ms, sent_ma) {
                 if client.start(address, &Request::from(&req)).is_ok() {
@@ -396,6 +517,12 @@ async fn drive_port(shared: &Shared, mut port: SerialStream, line: LineConfig) -
                     } else {
                         tracing::info!("RS485: the charger at address {address} answers again");
                     }
+                }
+            } else {
+                let mut out = [0u8; MAX_ADU];
+                let len = fwd.gateway.on_reply(reply, &mut out);
+                if let (Some(n), Some(tx)) = (len, fwd.waiting.take()) {
+                    let _ = tx.send(out[..n].to_vec());
                 }
             }
             continue;
@@ -430,11 +557,25 @@ async fn drive_port(shared: &Shared, mut port: SerialStream, line: LineConfig) -
                     frames.push(f.to_vec());
                 }
             }
+            f = recv(requests.as_deref_mut()), if requests.is_some() && !fwd.gateway.is_busy() => {
+                match f {
+                    Some(f) => fwd.submit(f),
+                    None => requests = None,
+                }
+            }
         }
         let now_us = clock.now();
         for frame in frames.drain(..) {
             client.on_frame(now_us, &frame);
         }
+    }
+}
+
+/// The next forwarded request (`None` when the channel closed or there is none).
+async fn recv(rx: Option<&mut GatewayRx>) -> Option<Forward> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => None,
     }
 }
 

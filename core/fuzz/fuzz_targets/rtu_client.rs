@@ -71,7 +71,9 @@ fuzz_target!(|data: &[u8]| {
             results += 1;
             break;
         }
-        now = c.poll_timeout().expect("pending");
+        let next = c.poll_timeout().expect("pending");
+        assert!(next > now, "deadline {next} not after {now}");
+        now = next;
     }
     assert!(results > 0);
 });

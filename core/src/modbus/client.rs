@@ -209,14 +209,19 @@ impl Client {
     }
 
     fn handle_time(&mut self, now_us: u64) {
-        // A frame found behind garbage at the stream framer's idle timeout.
+        // Frames found behind garbage at the stream framer's idle timeout: all of them
+        // now, so that the idle deadline is not left in the past (a caller sleeping
+        // until `poll_timeout` would spin). Each poll takes at least one byte.
         let mut frame = [0u8; MAX_ADU];
-        let found = self.rx.poll(now_us).map(|f| {
-            frame[..f.len()].copy_from_slice(f);
-            f.len()
-        });
-        if let Some(n) = found {
-            self.handle_frame(&frame[..n]);
+        for _ in 0..MAX_ADU {
+            let found = self.rx.poll(now_us).map(|f| {
+                frame[..f.len()].copy_from_slice(f);
+                f.len()
+            });
+            match found {
+                Some(n) => self.handle_frame(&frame[..n]),
+                None => break,
+            }
         }
         if let State::Wait { deadline } = self.state {
             if now_us >= deadline {

@@ -1,0 +1,154 @@
+//! The Modbus TCP → RS485 gateway of the `master` role: a Modbus TCP request for a
+//! unit id other than the device's (1090, 0, 255) is turned into an RTU frame and
+//! handed to the RS485 master task over a channel ([`Forward`]: the frame and a
+//! oneshot for the reply). The master task queues it in the core's
+//! [`Gateway`](p1lb_core::modbus::Gateway), which puts it on the bus between the
+//! Terra AC driver's exchanges (never interleaved), and sends back the reply frame —
+//! exception 0x0B when the target stays silent. The TCP side rebuilds the tokio-modbus
+//! response from that frame.
+//!
+//! Without a master task (server role, or no RS485 port) there is no channel and the
+//! TCP server answers 0x0B at once. A request that gets no answer from the master task
+//! within [`FORWARD_TIMEOUT`] (the port is being reopened, say) answers 0x0B too.
+
+use std::time::Duration;
+
+use p1lb_core::modbus::{Frame, MAX_ADU, Request as RtuRequest, Response as RtuResponse, Words};
+use tokio::sync::{mpsc, oneshot};
+use tokio_modbus::{ExceptionCode, Request, Response};
+
+/// How long the TCP side waits for the master task's reply (the bus may be busy with
+/// one driver exchange and the forwarded one is retried by the client).
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One forwarded request: its RTU frame (with CRC) and where the reply frame goes.
+#[derive(Debug)]
+pub struct Forward {
+    /// The request frame.
+    pub frame: Vec<u8>,
+    /// The reply frame; dropped without a reply: exception 0x0B.
+    pub reply: oneshot::Sender<Vec<u8>>,
+}
+
+/// The TCP side of the channel.
+pub type GatewayTx = mpsc::Sender<Forward>;
+/// The master task's side.
+pub type GatewayRx = mpsc::Receiver<Forward>;
+
+/// A new channel (a few requests may wait; the bus takes one at a time).
+pub fn channel() -> (GatewayTx, GatewayRx) {
+    mpsc::channel(4)
+}
+
+/// The RTU frame of `req` for `unit`: `Err` with the exception to answer when the
+/// request is not one the gateway forwards.
+pub fn request_frame(unit: u8, req: &Request<'_>) -> Result<Vec<u8>, ExceptionCode> {
+    let rtu = match req {
+        Request::ReadHoldingRegisters(start, quantity) => RtuRequest::ReadHolding {
+            start: *start,
+            quantity: *quantity,
+        },
+        Request::ReadInputRegisters(start, quantity) => RtuRequest::ReadInput {
+            start: *start,
+            quantity: *quantity,
+        },
+        Request::WriteSingleRegister(address, value) => RtuRequest::WriteSingle {
+            address: *address,
+            value: *value,
+        },
+        Request::WriteMultipleRegisters(start, values) => RtuRequest::WriteMultiple {
+            start: *start,
+            values: Words::Native(values),
+        },
+        _ => return Err(ExceptionCode::IllegalFunction),
+    };
+    let mut out = [0u8; MAX_ADU];
+    let n = rtu
+        .emit_frame(unit, &mut out)
+        .map_err(|_| ExceptionCode::IllegalDataValue)?;
+    Ok(out[..n].to_vec())
+}
+
+/// The tokio-modbus response of an RTU reply frame.
+pub fn response_of(frame: &[u8]) -> Result<Response, ExceptionCode> {
+    let f = Frame::new_checked(frame).map_err(|_| ExceptionCode::GatewayTargetDevice)?;
+    let r = RtuResponse::parse(f.pdu()).map_err(|_| ExceptionCode::GatewayTargetDevice)?;
+    Ok(match r {
+        RtuResponse::ReadHolding(w) => Response::ReadHoldingRegisters(w.iter().collect()),
+        RtuResponse::ReadInput(w) => Response::ReadInputRegisters(w.iter().collect()),
+        RtuResponse::WriteSingle { address, value } => {
+            Response::WriteSingleRegister(address, value)
+        }
+        RtuResponse::WriteMultiple { start, quantity } => {
+            Response::WriteMultipleRegisters(start, quantity)
+        }
+        RtuResponse::Exception { code, .. } => return Err(ExceptionCode::new(code)),
+    })
+}
+
+/// Forwards `req` for `unit` through the master task and waits for the reply.
+pub async fn forward(
+    tx: &GatewayTx,
+    unit: u8,
+    req: &Request<'_>,
+) -> Result<Response, ExceptionCode> {
+    let frame = request_frame(unit, req)?;
+    let (reply, rx) = oneshot::channel();
+    let exchange = async {
+        tx.send(Forward { frame, reply }).await.ok()?;
+        rx.await.ok()
+    };
+    match tokio::time::timeout(FORWARD_TIMEOUT, exchange).await {
+        Ok(Some(frame)) => response_of(&frame),
+        _ => Err(ExceptionCode::GatewayTargetDevice),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    #[test]
+    fn requests_become_rtu_frames_and_replies_come_back() {
+        let f = request_frame(1, &Request::ReadHoldingRegisters(0x4000, 0x25)).unwrap();
+        assert_eq!(&f[..6], &[1, 3, 0x40, 0, 0, 0x25]);
+        assert_eq!(f.len(), 8);
+        let w = request_frame(
+            2,
+            &Request::WriteMultipleRegisters(0x4100, Cow::Owned(vec![0, 6000])),
+        )
+        .unwrap();
+        assert_eq!(&w[..7], &[2, 0x10, 0x41, 0, 0, 2, 4]);
+        assert_eq!(
+            request_frame(1, &Request::ReadCoils(0, 1)),
+            Err(ExceptionCode::IllegalFunction)
+        );
+        assert_eq!(
+            request_frame(1, &Request::ReadHoldingRegisters(0, 0)),
+            Err(ExceptionCode::IllegalDataValue)
+        );
+        let mut out = [0u8; MAX_ADU];
+        let n = RtuResponse::ReadHolding(Words::Native(&[7, 8]))
+            .emit_frame(1, &mut out)
+            .unwrap();
+        assert_eq!(
+            response_of(&out[..n]),
+            Ok(Response::ReadHoldingRegisters(vec![7, 8]))
+        );
+        let n = RtuResponse::Exception {
+            function: 3,
+            code: 0x0B,
+        }
+        .emit_frame(1, &mut out)
+        .unwrap();
+        assert_eq!(
+            response_of(&out[..n]),
+            Err(ExceptionCode::GatewayTargetDevice)
+        );
+        assert_eq!(
+            response_of(&[1, 2, 3]),
+            Err(ExceptionCode::GatewayTargetDevice)
+        );
+    }
+}
