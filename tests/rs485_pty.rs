@@ -1,11 +1,14 @@
 //! The RS485 port of `p1lb run` end to end on a socat pty pair: the server role read
-//! and written by mbpoll, by pymodbus (tests/pymodbus_rtu.py) and by tokio-modbus's
+//! and written by mbpoll, by pymodbus (tests/pymodbus_client.py) and by tokio-modbus's
 //! RTU client (the emulated meter); the master role driving `p1lb sim-charger`.
 //!
 //! Needs `socat` (and `mbpoll`, `pymodbus` for their tests): without them a test
 //! skips with a loud message, unless the environment variable `CI` is set, then it
 //! fails. Every child process is killed when its test ends (guards with `Drop`).
 
+mod common;
+
+use common::{mbpoll_values, plan_arg, write_plan};
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -211,18 +214,6 @@ fn mbpoll(pty: &Path, unit: u8, start: u16, count: u16, write: Option<u16>) -> (
     (out.status.success(), text)
 }
 
-/// mbpoll's `[addr]: value` lines.
-fn mbpoll_values(text: &str) -> Vec<(u16, u16)> {
-    text.lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            let (addr, value) = l.strip_prefix('[')?.split_once("]:")?;
-            let v: i32 = value.split_whitespace().next()?.parse().ok()?;
-            Some((addr.parse().ok()?, v as u16))
-        })
-        .collect()
-}
-
 #[test]
 fn server_role_with_mbpoll() {
     if !have_socat() || !have("mbpoll", &["-V"], "apt-get install -y mbpoll") {
@@ -237,16 +228,24 @@ fn server_role_with_mbpoll() {
     assert_eq!(values.len(), 23, "{text}");
     let settings: Vec<u16> = values[10..].iter().map(|&(_, v)| v).collect();
     assert_eq!(settings, defaults(1010, 1022), "{text}");
-    // A setting written and read back (staged).
-    let (ok, text) = mbpoll(&pty.b, 10, 1013, 1, Some(2));
-    assert!(ok, "mbpoll write failed:\n{text}");
-    let (ok, text) = mbpoll(&pty.b, 10, 1013, 1, None);
-    assert!(ok, "{text}");
-    assert_eq!(mbpoll_values(&text), vec![(1013, 2)], "{text}");
-    // Out of range: exception 03.
-    let (ok, text) = mbpoll(&pty.b, 10, 1013, 1, Some(300));
-    assert!(!ok, "an out-of-range write was accepted:\n{text}");
-    assert!(text.to_lowercase().contains("illegal data value"), "{text}");
+    // Every writable register written and read back (staged); out of range: 03.
+    for (address, good, bad) in write_plan() {
+        let (ok, text) = mbpoll(&pty.b, 10, address, 1, Some(good));
+        assert!(ok, "mbpoll write {address} = {good} failed:\n{text}");
+        let (ok, text) = mbpoll(&pty.b, 10, address, 1, None);
+        assert!(ok, "{text}");
+        assert_eq!(mbpoll_values(&text), vec![(address, good)], "{text}");
+        if let Some(bad) = bad {
+            let (ok, text) = mbpoll(&pty.b, 10, address, 1, Some(bad));
+            assert!(!ok, "{address} = {bad} was accepted:\n{text}");
+            assert!(text.to_lowercase().contains("illegal data value"), "{text}");
+        }
+    }
+    // All of 1000–1199 (FC 03 reads at most 125 registers: two requests).
+    let (ok1, t1) = mbpoll(&pty.b, 10, 1000, 125, None);
+    let (ok2, t2) = mbpoll(&pty.b, 10, 1125, 75, None);
+    assert!(ok1 && ok2, "{t1}{t2}");
+    assert_eq!(mbpoll_values(&t1).len() + mbpoll_values(&t2).len(), 200);
     // Still serving after garbage on the line.
     fs::write(&pty.b, [0x55u8; 300]).expect("garbage written");
     std::thread::sleep(Duration::from_millis(50));
@@ -259,7 +258,7 @@ fn server_role_with_pymodbus() {
     if !have_socat() {
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pymodbus_rtu.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pymodbus_client.py");
     let probe = Command::new("python3")
         .args(["-c", "import pymodbus, serial"])
         .status();
@@ -277,20 +276,22 @@ fn server_role_with_pymodbus() {
     let pty = Pty::new(&dir);
     let d = Daemon::start(&dir, &pty.a, &[]);
     let expected: Vec<String> = defaults(1010, 1022).iter().map(|v| v.to_string()).collect();
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(&pty.b)
-        .arg("10")
-        .arg(expected.join(","))
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "pymodbus script failed:\n{}{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        d.log_text()
-    );
+    // Over RTU on the pty, then over Modbus TCP.
+    let tcp = d.addr.to_string();
+    for (kind, target) in [("rtu", pty.b.to_string_lossy().into_owned()), ("tcp", tcp)] {
+        let out = Command::new("python3")
+            .arg(&script)
+            .args([kind, &target, "10", &expected.join(","), &plan_arg()])
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "pymodbus {kind} failed:\n{}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            d.log_text()
+        );
+    }
 }
 
 async fn rtu_read(
