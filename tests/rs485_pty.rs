@@ -818,3 +818,59 @@ fn kernel_rs485_mode_refused_on_a_pty_is_a_warning_and_the_port_serves() {
         d.log_text()
     );
 }
+
+/// A P1 source over TCP that drops the connection: the daemon reconnects (with
+/// backoff) and the telegrams flow again.
+#[test]
+fn p1_over_tcp_reconnects_after_the_source_drops() {
+    let telegram: &'static [u8] = include_bytes!("telegrams/nl-esmr50-sagemcom-t210d-seed.txt");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let accepted2 = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let n = accepted2.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                use std::io::Write as _;
+                // The first connection sends two telegrams and hangs up.
+                let count = if n == 0 { 2 } else { 1000 };
+                for _ in 0..count {
+                    if stream.write_all(telegram).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            });
+        }
+    });
+    let dir = temp_dir("p1-reconnect");
+    let d = Daemon::start_p1(&dir, &format!("tcp://{addr}"), Path::new("sim"), &[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut tcp = d.tcp().await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let r = tcp
+                .read_holding_registers(1115, 2)
+                .await
+                .expect("tcp")
+                .expect("read");
+            let valid = (u32::from(r[0]) << 16) | u32::from(r[1]);
+            if valid >= 5 && accepted.load(Ordering::SeqCst) >= 2 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "valid {valid}, connections {}\n{}",
+                accepted.load(Ordering::SeqCst),
+                d.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+}
