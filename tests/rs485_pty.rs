@@ -8,13 +8,13 @@
 
 mod common;
 
-use common::{mbpoll_values, plan_arg, write_plan};
+use common::{free_port, mbpoll_values, plan_arg, temp_dir, write_plan};
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -24,25 +24,6 @@ use tokio_modbus::prelude::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_p1lb");
 const EXAMPLE: &str = include_str!("../config/p1lb.toml");
-
-fn temp_dir(name: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "p1lb-rs485-{name}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// True when `tool` runs; else skips loudly (false), or panics under CI.
 fn have(tool: &str, args: &[&str], install: &str) -> bool {

@@ -3,41 +3,20 @@
 //! Every daemon is killed when its test ends (a guard with `Drop`).
 
 use std::fs;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use p1lb_core::config::SETTINGS;
 
 mod common;
 
-use common::{mbpoll_values, write_plan};
+use common::{free_port, mbpoll_values, temp_dir, write_plan};
 use tokio_modbus::client::{Context, tcp};
 use tokio_modbus::prelude::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_p1lb");
-
-/// A fresh, empty temporary folder for one test.
-fn temp_dir(name: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "p1lb-test-{name}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// A running daemon; killed on drop.
 struct Daemon {

@@ -1,8 +1,33 @@
-//! Shared by the daemon's integration tests: what to write to every writable register
-//! and how to read mbpoll's output.
+//! Shared by the daemon's integration tests: scratch folders and ports, what to write
+//! to every writable register, and how to read mbpoll's output.
 #![allow(dead_code)]
 
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use p1lb_core::config::SETTINGS;
+
+/// A fresh, empty temporary folder for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "p1lb-test-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A TCP port free on the loopback interface right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
 
 /// Every writable register with a value to write (≠ its default where the range allows)
 /// and, where the range leaves room, a value that must be refused with exception 03.
