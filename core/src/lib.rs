@@ -10,6 +10,10 @@
 //! - `config_store` (feature `flash-store`): the configuration on NOR flash, power-cut safe.
 //! - [`abb`]: the ABB Terra AC driver (master role): what to write and read, and when.
 //! - [`balancer`]: the control law (stepped and headroom modes), fed readings and time.
+//! - [`device`]: the register map and the balancer as one value, with the entry points
+//!   every product calls (telegram, tick, register write, charger status).
+//! - [`bus_master`]: the RS485 master role sans-IO: the Terra AC driver and the gateway
+//!   sharing one RTU client.
 //! - [`led`]: the status LED pattern as a function of state and time.
 //! - [`meter_emulation`]: an ABB EV3-style meter served from P1 readings (server role).
 //! - [`registers`]: the public Modbus register map as data, with the read and write
@@ -29,9 +33,11 @@ extern crate std;
 
 pub mod abb;
 pub mod balancer;
+pub mod bus_master;
 pub mod config;
 #[cfg(feature = "flash-store")]
 pub mod config_store;
+pub mod device;
 pub mod led;
 pub mod meter_emulation;
 pub mod modbus;

@@ -1,4 +1,4 @@
-//! The control task: [`Balancer::tick`](p1lb_core::balancer::Balancer::tick) at
+//! The control task: [`Device::tick`](p1lb_core::device::Device::tick) at
 //! [`next_tick_ms`](p1lb_core::balancer::Balancer::next_tick_ms) (once a second), the
 //! status registers (1001–1004, 1119–1120, flag bits 0 and 1) and one log line per
 //! state change and per fault (appearing or clearing), never one per tick.
@@ -9,9 +9,6 @@ use p1lb_core::balancer::State;
 use p1lb_core::registers::Flags;
 
 use super::shared::Shared;
-
-/// A rejected telegram keeps 1003 bit 1 set this long.
-pub const CRC_FLAG_MS: u64 = 60_000;
 
 /// A state's name for the log.
 pub fn state_name(state: State) -> &'static str {
@@ -35,17 +32,9 @@ pub async fn run(shared: Arc<Shared>) {
         tokio::time::sleep_until(shared.instant(next)).await;
         let now = shared.now_ms();
         let (d, flags) = {
-            let mut guard = shared.core();
-            let core = &mut *guard;
-            let d = core.balancer.tick(now);
-            let crc = core
-                .last_rejected_ms
-                .is_some_and(|t| now.saturating_sub(t) < CRC_FLAG_MS);
-            let status = core.map.status_mut();
-            status.set_balancer(&core.balancer, now);
-            status.flags.set(Flags::CRC_FAILURES, crc);
-            status.uptime_s = u32::try_from(now / 1000).unwrap_or(u32::MAX);
-            (d, status.flags)
+            let mut device = shared.core();
+            let d = device.tick(now);
+            (d, device.map.status().flags)
         };
         if last_state != Some(d.state) {
             tracing::info!(

@@ -2,7 +2,7 @@
 //! sans-IO core. The tasks move bytes and time; every decision stays in
 //! [`p1lb_core`]. [`crate::run`] only wires them.
 //!
-//! - [`file`]: the TOML file (`/etc/p1lb/p1lb.toml`): its sections, loading with clear
+//! - [`file`](mod@file): the TOML file (`/etc/p1lb/p1lb.toml`): its sections, loading with clear
 //!   errors, and persisting the `[settings]` table atomically with comments kept.
 //! - [`shared`]: the state the tasks share (register map, balancer, clock).
 //! - [`p1`]: the P1 task: serial device, `tcp://host:port` or the built-in simulated

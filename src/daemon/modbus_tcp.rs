@@ -81,9 +81,7 @@ impl MapService {
         let outcome: WriteOutcome = {
             let mut core = self.shared.core();
             let outcome = core.map.write(start, values).map_err(exception)?;
-            if let Some(cap) = outcome.cap_ma {
-                core.balancer.set_cap(u32::from(cap));
-            }
+            core.on_write(&outcome);
             outcome
         };
         let Some(save) = outcome.save else {
@@ -157,11 +155,7 @@ pub async fn persist_save(shared: &Shared, save: Save) -> Option<Option<u8>> {
         .and_then(|r| r);
     match saved {
         Ok(()) => {
-            {
-                let mut core = shared.core();
-                core.map.commit_saved(save.config);
-                core.balancer.apply_config(save.config);
-            }
+            shared.core().commit_save(save.config);
             tracing::info!("settings saved to {}", shared.settings_path.display());
             if let Some(unit) = save.new_server_address {
                 tracing::info!("Modbus server address is now {unit}");

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use p1lb_core::config::Config;
-use p1lb_core::meter_emulation::MeterSnapshot;
 use p1lb_core::p1::{Event, Reading, TelegramReader};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -107,25 +106,13 @@ impl Feeder {
                 Some(Event::Telegram(t)) => {
                     let reading = Reading::parse(&t);
                     let now = self.shared.now_ms();
-                    let mut core = self.shared.core();
-                    core.last_reading = Some(MeterSnapshot::from_reading(&reading));
-                    let source = core.balancer.config().grid_source();
-                    let grid = reading.grid_currents_ma(source);
-                    if !core.balancer.on_reading(now, grid) {
+                    if !self.shared.core().on_telegram(now, &reading) {
                         tracing::debug!("telegram without grid currents on the used phases");
                     }
-                    let status = core.map.status_mut();
-                    status.grid_ca = grid.map(|ma| ma.map_or(0, |ma| clamp_i16(ma / 10)));
-                    status.voltage_dv = reading.phases.each_ref().map(|p| {
-                        p.voltage_dv
-                            .map_or(0, |v| u16::try_from(v.max(0)).unwrap_or(u16::MAX))
-                    });
-                    status.import_w = reading.power_import_w.map_or(0, clamp_u32);
-                    status.export_w = reading.power_export_w.map_or(0, clamp_u32);
                 }
                 Some(Event::Rejected { reason, .. }) => {
                     let now = self.shared.now_ms();
-                    self.shared.core().last_rejected_ms = Some(now);
+                    self.shared.core().on_rejected(now);
                     tracing::debug!("telegram rejected: {}", reason.name());
                 }
                 None => {}
@@ -135,20 +122,9 @@ impl Feeder {
         if (stats.valid, stats.rejected()) != (self.valid, self.rejected) {
             self.valid = stats.valid;
             self.rejected = stats.rejected();
-            let mut core = self.shared.core();
-            let status = core.map.status_mut();
-            status.telegrams_valid = self.valid;
-            status.telegrams_rejected = self.rejected;
+            self.shared.core().on_reader_stats(stats);
         }
     }
-}
-
-fn clamp_i16(v: i32) -> i16 {
-    i16::try_from(v).unwrap_or(if v < 0 { i16::MIN } else { i16::MAX })
-}
-
-fn clamp_u32(v: i64) -> u32 {
-    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
 }
 
 /// Runs forever.

@@ -1,5 +1,5 @@
 //! The RS485 port (the HAT): Modbus RTU framed with the core's own codec
-//! ([`SilenceFramer`], [`serve`], [`Client`]) — not tokio-modbus's RTU server, which
+//! ([`SilenceFramer`], [`serve`], [`BusMaster`]) — not tokio-modbus's RTU server, which
 //! stops serving on one undecodable request or a burst of noise (dependencies.md).
 //! Line settings from the saved registers: baud 1031 × 100, parity 1032 (0 none,
 //! 1 odd, 2 even), 8 data bits, 1 stop bit. A port that cannot be opened, or fails,
@@ -12,35 +12,35 @@
 //!   [`EmulatedMeter`] fed from every valid telegram (`MeterSnapshot::from_reading`)
 //!   and invalidated while the balancer is in fallback (it stays silent then). Bad
 //!   input is counted and ignored, never fatal. A save (1091/1092 = 1) goes through
-//!   [`modbus_tcp::persist_save`], as on Modbus TCP; a failed save answers 04.
-//! - [`Rs485Role::Master`]: drives a Terra AC at address 1030 with the core's
-//!   [`TerraAc`] driver through the core's [`Client`]: writes 0x4106/0x4109 at start,
-//!   the balancer's value to 0x4100, polls the status block into 1110–1114, flags 1003
-//!   bits 2 and 3, and feeds [`Balancer::on_charger_currents`]. It is also the Modbus
-//!   TCP gateway ([`super::gateway`]): forwarded requests wait in the core's
-//!   [`Gateway`] and go on the bus between the driver's exchanges, never interleaved;
-//!   the reply (or exception 0x0B on silence) goes back to the TCP side.
+//!   [`super::modbus_tcp::persist_save`], as on Modbus TCP; a failed save answers 04.
+//! - [`Rs485Role::Master`]: the core's [`BusMaster`] (the same as the firmware's)
+//!   drives a Terra AC at address 1030: writes 0x4106/0x4109 at start, the balancer's
+//!   value to 0x4100, polls the status block into 1110–1114 and 1003 bits 2 and 3
+//!   ([`Device::on_charger`], which also feeds the balancer the charger's currents).
+//!   It is also the Modbus TCP gateway ([`super::gateway`]): forwarded requests wait
+//!   in the core's gateway and go on the bus between the driver's exchanges, never
+//!   interleaved; the reply (or exception 0x0B on silence) goes back to the TCP side.
 //!
 //! With `[rs485] kernel_rs485 = true` the port is switched to the kernel's RS485 mode
 //! after opening ([`set_kernel_rs485`]: TIOCSRS485, RTS on while sending, for HATs that
 //! need RTS as the driver enable); when the driver refuses, a warning and the port is
 //! used as it is.
 //!
-//! [`Balancer::on_charger_currents`]: p1lb_core::balancer::Balancer::on_charger_currents
+//! [`Device::on_charger`]: p1lb_core::device::Device::on_charger
 
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use p1lb_core::abb::{self, DriverConfig, TerraAc};
 use p1lb_core::balancer::State;
+use p1lb_core::bus_master::{BusMaster, MasterEvent};
 use p1lb_core::config::Config;
 use p1lb_core::meter_emulation::EmulatedMeter;
 use p1lb_core::modbus::{
-    Client, ClientConfig, Frame, Gateway, LineConfig, MAX_ADU, MAX_READ_QUANTITY, Parity, Request,
-    Response, ServerAction, SilenceFramer, Submitted, Turn, Words, exception_reply, serve,
+    Frame, LineConfig, MAX_ADU, MAX_READ_QUANTITY, Parity, Request, Response, ServerAction,
+    SilenceFramer, Submitted, Words, exception_reply, serve,
 };
-use p1lb_core::registers::{Exception, Flags, WriteOutcome};
+use p1lb_core::registers::{Exception, WriteOutcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -299,9 +299,7 @@ impl Meter {
 /// Applies a write's consequences: the cap now, a save persisted. `Err(())` when the
 /// save failed; `Ok(new unit)` otherwise.
 async fn apply_outcome(shared: &Shared, outcome: WriteOutcome) -> Result<Option<u8>, ()> {
-    if let Some(cap) = outcome.cap_ma {
-        shared.core().balancer.set_cap(u32::from(cap));
-    }
+    shared.core().on_write(&outcome);
     match outcome.save {
         None => Ok(None),
         Some(save) => persist_save(shared, save).await.ok_or(()),
@@ -391,52 +389,18 @@ async fn serve_frame(
     Ok(())
 }
 
-fn driver_config(config: &Config) -> DriverConfig {
-    DriverConfig {
-        fallback_ma: config.fallback_ma(),
-        refresh_s: config.setpoint_refresh_s(),
-    }
-}
-
-/// Copies the driver's view into the register map and the balancer.
-fn publish(shared: &Shared, driver: &TerraAc, now_ms: u64, fresh_status: bool) {
-    let st = *driver.status();
-    let mut guard = shared.core();
-    let core = &mut *guard;
-    if fresh_status {
-        core.balancer.on_charger_currents(
-            now_ms,
-            st.current_ma
-                .map(|m| m.map(|v| i32::try_from(v).unwrap_or(i32::MAX))),
-        );
-    }
-    let status = core.map.status_mut();
-    status.charger_ca = st
-        .current_ma
-        .map(|m| m.map_or(0, |ma| u16::try_from(ma / 10).unwrap_or(u16::MAX)));
-    status.charger_state = st.state.map_or(0, u16::from);
-    status.charger_error = st.error.map_or(0, |e| u16::try_from(e).unwrap_or(u16::MAX));
-    status
-        .flags
-        .set(Flags::CHARGER_SILENT, driver.not_answering());
-    status
-        .flags
-        .set(Flags::CHARGER_EXCEPTION, driver.exception());
-}
-
-/// The gateway's side of the master role: the core's [`Gateway`] and the TCP side
-/// waiting for the forwarded request's reply.
+/// The gateway's side of the master role: the TCP side waiting for the forwarded
+/// request's reply.
 #[derive(Debug, Default)]
 struct Forwarding {
-    gateway: Gateway,
     waiting: Option<oneshot::Sender<Vec<u8>>>,
 }
 
 impl Forwarding {
-    /// Queues a forwarded request (or answers it at once when the gateway refuses it).
-    fn submit(&mut self, forward: Forward) {
+    /// Queues a forwarded request in `master` (or answers it at once when refused).
+    fn submit(&mut self, master: &mut BusMaster, forward: Forward) {
         let mut answer = [0u8; MAX_ADU];
-        match self.gateway.submit(&forward.frame, &mut answer) {
+        match master.submit(&forward.frame, &mut answer) {
             Submitted::Queued => self.waiting = Some(forward.reply),
             Submitted::Answer(n) => {
                 let _ = forward.reply.send(answer[..n].to_vec());
@@ -447,7 +411,8 @@ impl Forwarding {
     }
 }
 
-/// The master role on an open port, until it fails.
+/// The master role on an open port, until it fails: the core's [`BusMaster`] moved
+/// by the port's bytes and the clock.
 async fn drive_port(
     shared: &Shared,
     mut port: SerialStream,
@@ -456,117 +421,79 @@ async fn drive_port(
 ) -> io::Result<()> {
     let mut fwd = Forwarding::default();
     let clock = Micros::new();
-    let mut framer: SilenceFramer = SilenceFramer::new(line);
     let mut config = *shared.core().map.saved();
-    let mut driver = TerraAc::new(driver_config(&config), shared.now_ms());
-    let mut client = Client::new(ClientConfig::default());
-    let mut pending: Option<abb::Request> = None;
+    let mut master = BusMaster::new(&config, line, clock.now());
     let mut silent = false;
     let mut buf = [0u8; 512];
-    let mut frames = Vec::new();
+    let mut out = [0u8; MAX_ADU];
     loop {
         let saved = *shared.core().map.saved();
         if saved != config {
             config = saved;
-            driver.apply_config(driver_config(&config));
+            master.apply_config(&config);
         }
-        let address = u8::try_from(config.get(1030).unwrap_or(1)).unwrap_or(1);
-        let now_ms = shared.now_ms();
-        if !fwd.gateway.is_busy() {
+        if !master.gateway_busy() {
             if let Some(rx) = requests.as_deref_mut() {
                 match rx.try_recv() {
-                    Ok(f) => fwd.submit(f),
+                    Ok(f) => fwd.submit(&mut master, f),
                     Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {}
                     Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => requests = None,
                 }
             }
         }
-        // A forwarded request first (a host waits on it), then the driver.
-        if client.is_idle()
-            && pending.is_none()
-            && fwd.gateway.next_on_bus(&mut client) == Turn::Driver
-        {
-            let sent_ma = shared.core().balancer.decision().sent_ma;
-            if let Some(req) = driver.poll_request(now_ms, sent_ma) {
-                if client.start(address, &Request::from(&req)).is_ok() {
-                    pending = Some(req);
-                }
-            }
-        }
-        let now_us = clock.now();
-        if let Some(tx) = client.poll_transmit(now_us) {
+        let sent_ma = shared.core().balancer.decision().sent_ma;
+        if let Some(tx) = master.poll_transmit(clock.now(), sent_ma) {
             let tx = tx.to_vec();
-            framer.clear();
             port.write_all(&tx).await?;
             port.flush().await?;
         }
-        if let Some(reply) = client.poll_result(clock.now()) {
-            let outcome = reply.outcome();
-            if let Some(req) = pending.take() {
-                let now_ms = shared.now_ms();
-                driver.on_response(now_ms, req, outcome);
-                let fresh = matches!(
-                    (req, outcome),
-                    (abb::Request::Read { .. }, abb::Outcome::Ok(_))
-                );
-                publish(shared, &driver, now_ms, fresh);
-                if driver.not_answering() != silent {
-                    silent = driver.not_answering();
+        match master.poll(clock.now(), &mut out) {
+            Some(MasterEvent::Charger { fresh }) => {
+                shared
+                    .core()
+                    .on_charger(shared.now_ms(), master.driver(), fresh);
+                let address = master.charger_address();
+                if master.driver().not_answering() != silent {
+                    silent = master.driver().not_answering();
                     if silent {
                         tracing::warn!("RS485: the charger at address {address} is not answering");
                     } else {
                         tracing::info!("RS485: the charger at address {address} answers again");
                     }
                 }
-            } else {
-                let mut out = [0u8; MAX_ADU];
-                let len = fwd.gateway.on_reply(reply, &mut out);
-                if let (Some(n), Some(tx)) = (len, fwd.waiting.take()) {
+                continue;
+            }
+            Some(MasterEvent::GatewayReply(n)) => {
+                if let Some(tx) = fwd.waiting.take() {
                     let _ = tx.send(out[..n].to_vec());
                 }
+                continue;
             }
-            continue;
+            Some(MasterEvent::GatewayDone) => {
+                fwd.waiting = None;
+                continue;
+            }
+            None => {}
         }
-        // Wake at the earliest of: the client's timeout, the framer's silence, the
-        // driver's next exchange, and a short period to notice a new balancer value.
-        let mut wake = clock.now() + 100_000;
-        if let Some(t) = client.poll_timeout() {
-            wake = wake.min(t);
-        }
-        if let Some(t) = framer.deadline() {
-            wake = wake.min(t);
-        }
-        if pending.is_none() {
-            let driver_in_ms = driver.next_deadline().saturating_sub(shared.now_ms());
-            wake = wake.min(
-                clock
-                    .now()
-                    .saturating_add(driver_in_ms.saturating_mul(1000)),
-            );
-        }
+        // Wake at the earliest of the master's deadline and a short period to notice
+        // a new balancer value.
+        let now = clock.now();
+        let wake = master.poll_timeout(now).min(now + 100_000);
         tokio::select! {
             r = port.read(&mut buf) => {
                 let n = r?;
                 if n == 0 {
                     return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "port closed"));
                 }
-                feed_frames(&mut framer, clock.now(), &buf[..n], &mut frames);
+                master.on_bytes(clock.now(), &buf[..n]);
             }
-            () = tokio::time::sleep_until(clock.instant(wake)) => {
-                if let Some(f) = framer.poll(clock.now()) {
-                    frames.push(f.to_vec());
-                }
-            }
-            f = recv(requests.as_deref_mut()), if requests.is_some() && !fwd.gateway.is_busy() => {
+            () = tokio::time::sleep_until(clock.instant(wake)) => {}
+            f = recv(requests.as_deref_mut()), if requests.is_some() && !master.gateway_busy() => {
                 match f {
-                    Some(f) => fwd.submit(f),
+                    Some(f) => fwd.submit(&mut master, f),
                     None => requests = None,
                 }
             }
-        }
-        let now_us = clock.now();
-        for frame in frames.drain(..) {
-            client.on_frame(now_us, &frame);
         }
     }
 }

@@ -1,0 +1,171 @@
+//! The RS485 bus in the `master` role, sans-IO: the Terra AC driver's exchanges and
+//! the gateway's forwarded requests, one at a time, over the core's RTU [`Client`],
+//! with replies framed by the 3.5-character silence ([`SilenceFramer`]).
+//!
+//! The daemon (tokio serial port) and the firmware (embassy UART with a driver-enable
+//! pin) run the same loop around it:
+//! 1. [`BusMaster::poll_transmit`]: bytes to put on the bus now (a forwarded request
+//!    first, since a host waits on it, then the driver's next exchange);
+//! 2. [`BusMaster::on_bytes`]: bytes read from the bus;
+//! 3. [`BusMaster::poll`]: what finished ([`MasterEvent`]);
+//! 4. sleep until [`BusMaster::poll_timeout`] or more bytes or a new request.
+//!
+//! Time is in microseconds since any fixed start (the driver uses it in ms). Never
+//! panics: every frame is checked by the client and the gateway.
+
+use crate::abb::{self, DriverConfig, TerraAc};
+use crate::config::Config;
+use crate::modbus::{
+    Client, ClientConfig, Gateway, LineConfig, MAX_ADU, Request, SilenceFramer, Submitted, Turn,
+};
+
+/// What finished on the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MasterEvent {
+    /// One of the driver's exchanges finished (or timed out): its view changed.
+    /// `fresh` when a status read just succeeded (the charger's currents are new).
+    Charger {
+        /// A status read succeeded.
+        fresh: bool,
+    },
+    /// The forwarded request's reply for the host: `len` bytes of the `out` buffer
+    /// given to [`BusMaster::poll`] (exception 0x0B when the target stayed silent).
+    GatewayReply(usize),
+    /// A forwarded broadcast finished: no reply to send.
+    GatewayDone,
+}
+
+/// The master's state: driver, client, gateway and the reply framer.
+#[derive(Debug, Clone)]
+pub struct BusMaster {
+    driver: TerraAc,
+    client: Client,
+    gateway: Gateway,
+    framer: SilenceFramer,
+    pending: Option<abb::Request>,
+    address: u8,
+}
+
+/// The driver's settings from the saved configuration.
+fn driver_config(config: &Config) -> DriverConfig {
+    DriverConfig {
+        fallback_ma: config.fallback_ma(),
+        refresh_s: config.setpoint_refresh_s(),
+    }
+}
+
+/// The charger's Modbus address (register 1030).
+fn charger_address(config: &Config) -> u8 {
+    u8::try_from(config.get(1030).unwrap_or(1)).unwrap_or(1)
+}
+
+impl BusMaster {
+    /// A master for the saved `config` on a line of `line`, started at `now_us`.
+    pub fn new(config: &Config, line: LineConfig, now_us: u64) -> Self {
+        BusMaster {
+            driver: TerraAc::new(driver_config(config), now_us / 1000),
+            client: Client::new(ClientConfig::default()),
+            gateway: Gateway::new(),
+            framer: SilenceFramer::new(line),
+            pending: None,
+            address: charger_address(config),
+        }
+    }
+
+    /// A new saved configuration (charger address, fallback, refresh period).
+    pub fn apply_config(&mut self, config: &Config) {
+        self.driver.apply_config(driver_config(config));
+        self.address = charger_address(config);
+    }
+
+    /// The charger driver (its status and flags, for the register map).
+    pub fn driver(&self) -> &TerraAc {
+        &self.driver
+    }
+
+    /// The charger's address in use.
+    pub fn charger_address(&self) -> u8 {
+        self.address
+    }
+
+    /// True while a forwarded request waits or is on the bus: a new one would be
+    /// answered 06 (busy) by [`BusMaster::submit`].
+    pub fn gateway_busy(&self) -> bool {
+        self.gateway.is_busy()
+    }
+
+    /// A request from the host for another unit (see [`Gateway::submit`]).
+    pub fn submit(&mut self, frame: &[u8], answer: &mut [u8; MAX_ADU]) -> Submitted {
+        self.gateway.submit(frame, answer)
+    }
+
+    /// Bytes to send now, if any: starts the next exchange when the bus is free (a
+    /// forwarded request first, then the driver's, which writes `sent_ma` — the
+    /// balancer's value — when it is due).
+    pub fn poll_transmit(&mut self, now_us: u64, sent_ma: u32) -> Option<&[u8]> {
+        if self.client.is_idle()
+            && self.pending.is_none()
+            && self.gateway.next_on_bus(&mut self.client) == Turn::Driver
+        {
+            if let Some(req) = self.driver.poll_request(now_us / 1000, sent_ma) {
+                if self
+                    .client
+                    .start(self.address, &Request::from(&req))
+                    .is_ok()
+                {
+                    self.pending = Some(req);
+                }
+            }
+        }
+        let tx = self.client.poll_transmit(now_us)?;
+        // Our own echo and anything before it are not a reply.
+        self.framer.clear();
+        Some(tx)
+    }
+
+    /// Bytes read from the bus.
+    pub fn on_bytes(&mut self, now_us: u64, bytes: &[u8]) {
+        // The framer takes all the bytes, or none after ending the frame before them.
+        while let (_, Some(frame)) = self.framer.feed(now_us, bytes) {
+            self.client.on_frame(now_us, frame);
+        }
+    }
+
+    /// What finished by `now_us`, if anything. A gateway reply is written to `out`.
+    pub fn poll(&mut self, now_us: u64, out: &mut [u8; MAX_ADU]) -> Option<MasterEvent> {
+        if let Some(frame) = self.framer.poll(now_us) {
+            self.client.on_frame(now_us, frame);
+        }
+        let reply = self.client.poll_result(now_us)?;
+        let outcome = reply.outcome();
+        if let Some(req) = self.pending.take() {
+            self.driver.on_response(now_us / 1000, req, outcome);
+            let fresh = matches!(
+                (req, outcome),
+                (abb::Request::Read { .. }, abb::Outcome::Ok(_))
+            );
+            return Some(MasterEvent::Charger { fresh });
+        }
+        Some(match self.gateway.on_reply(reply, out) {
+            Some(n) => MasterEvent::GatewayReply(n),
+            None => MasterEvent::GatewayDone,
+        })
+    }
+
+    /// When to call again at the latest (µs): the client's reply timeout, the end of
+    /// a reply (silence), or the driver's next exchange.
+    pub fn poll_timeout(&self, now_us: u64) -> u64 {
+        let mut wake = u64::MAX;
+        if let Some(t) = self.client.poll_timeout() {
+            wake = wake.min(t);
+        }
+        if let Some(t) = self.framer.deadline() {
+            wake = wake.min(t);
+        }
+        if self.pending.is_none() && self.client.is_idle() {
+            let in_ms = self.driver.next_deadline().saturating_sub(now_us / 1000);
+            wake = wake.min(now_us.saturating_add(in_ms.saturating_mul(1000)));
+        }
+        wake
+    }
+}

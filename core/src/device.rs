@@ -1,0 +1,140 @@
+//! The device as one value: the register map and the balancer it drives, plus what the
+//! P1, control and charger paths learn. The daemon's tasks and the firmware's tasks
+//! hold one [`Device`] behind a lock and call these entry points, so both products
+//! update the status registers (1001–1004, 1100–1120) in exactly the same way.
+//!
+//! Time is a parameter (ms since start). Nothing here panics: every value from
+//! outside is clamped into its register.
+
+use crate::abb::TerraAc;
+use crate::balancer::{Balancer, Decision};
+use crate::config::Config;
+use crate::meter_emulation::MeterSnapshot;
+use crate::p1::{ReaderStats, Reading};
+use crate::registers::{Flags, RegisterMap, WriteOutcome};
+
+/// A rejected telegram keeps 1003 bit 1 set this long.
+pub const CRC_FLAG_MS: u64 = 60_000;
+
+/// The register map, the balancer and the latest facts from the meter.
+#[derive(Debug, Clone)]
+pub struct Device {
+    /// The register map (saved and staged settings, override cap, status).
+    pub map: RegisterMap,
+    /// The control law.
+    pub balancer: Balancer,
+    /// When the reader last rejected a telegram (1003 bit 1), ms.
+    pub last_rejected_ms: Option<u64>,
+    /// The latest valid telegram as the emulated EV3 meter shows it (register 1036).
+    pub last_reading: Option<MeterSnapshot>,
+}
+
+impl Device {
+    /// The state at boot (`now_ms`) with the saved configuration `config`.
+    pub fn new(config: Config, now_ms: u64) -> Self {
+        Device {
+            map: RegisterMap::new(config),
+            balancer: Balancer::new(config, now_ms),
+            last_rejected_ms: None,
+            last_reading: None,
+        }
+    }
+
+    /// A valid telegram: its grid currents to the balancer (per setting 1024), its
+    /// measurements into 1100–1109. Returns `false` when the telegram had no current
+    /// for some phase the balancer uses (the balancer then ignores it).
+    pub fn on_telegram(&mut self, now_ms: u64, reading: &Reading) -> bool {
+        self.last_reading = Some(MeterSnapshot::from_reading(reading));
+        let grid = reading.grid_currents_ma(self.balancer.config().grid_source());
+        let used = self.balancer.on_reading(now_ms, grid);
+        let status = self.map.status_mut();
+        status.grid_ca = grid.map(|ma| ma.map_or(0, |ma| clamp_i16(ma / 10)));
+        status.voltage_dv = reading.phases.each_ref().map(|p| {
+            p.voltage_dv
+                .map_or(0, |v| u16::try_from(v.max(0)).unwrap_or(u16::MAX))
+        });
+        status.import_w = reading.power_import_w.map_or(0, clamp_u32);
+        status.export_w = reading.power_export_w.map_or(0, clamp_u32);
+        used
+    }
+
+    /// The reader rejected a telegram (CRC, framing): 1003 bit 1 for a minute.
+    pub fn on_rejected(&mut self, now_ms: u64) {
+        self.last_rejected_ms = Some(now_ms);
+    }
+
+    /// The reader's counters into 1115–1118.
+    pub fn on_reader_stats(&mut self, stats: &ReaderStats) {
+        let status = self.map.status_mut();
+        status.telegrams_valid = stats.valid;
+        status.telegrams_rejected = stats.rejected();
+    }
+
+    /// One control step: [`Balancer::tick`], then the status registers that follow
+    /// from it (1001–1004, uptime, flag bits 0 and 1). Call at
+    /// [`Balancer::next_tick_ms`].
+    pub fn tick(&mut self, now_ms: u64) -> Decision {
+        let d = self.balancer.tick(now_ms);
+        let crc = self
+            .last_rejected_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) < CRC_FLAG_MS);
+        let status = self.map.status_mut();
+        status.set_balancer(&self.balancer, now_ms);
+        status.flags.set(Flags::CRC_FAILURES, crc);
+        status.uptime_s = u32::try_from(now_ms / 1000).unwrap_or(u32::MAX);
+        d
+    }
+
+    /// Applies the immediate part of a register write (the override cap, 1000). A
+    /// save in the outcome is the caller's to persist, then [`Device::commit_save`].
+    pub fn on_write(&mut self, outcome: &WriteOutcome) {
+        if let Some(cap) = outcome.cap_ma {
+            self.balancer.set_cap(u32::from(cap));
+        }
+    }
+
+    /// A save (1091) or restore (1092) reached storage: it becomes the saved
+    /// configuration and the balancer's.
+    pub fn commit_save(&mut self, config: Config) {
+        self.map.commit_saved(config);
+        self.balancer.apply_config(config);
+    }
+
+    /// The charger driver's view into 1110–1114 and flag bits 2 and 3; when `fresh`
+    /// (a status read just succeeded) its measured currents go to the balancer.
+    pub fn on_charger(&mut self, now_ms: u64, driver: &TerraAc, fresh: bool) {
+        let st = *driver.status();
+        if fresh {
+            self.balancer.on_charger_currents(
+                now_ms,
+                st.current_ma
+                    .map(|m| m.map(|v| i32::try_from(v).unwrap_or(i32::MAX))),
+            );
+        }
+        let status = self.map.status_mut();
+        status.charger_ca = st
+            .current_ma
+            .map(|m| m.map_or(0, |ma| u16::try_from(ma / 10).unwrap_or(u16::MAX)));
+        status.charger_state = st.state.map_or(0, u16::from);
+        status.charger_error = st.error.map_or(0, |e| u16::try_from(e).unwrap_or(u16::MAX));
+        status
+            .flags
+            .set(Flags::CHARGER_SILENT, driver.not_answering());
+        status
+            .flags
+            .set(Flags::CHARGER_EXCEPTION, driver.exception());
+    }
+
+    /// 1003 bit 6: the last reset was the watchdog's.
+    pub fn set_watchdog_reset(&mut self, on: bool) {
+        self.map.status_mut().flags.set(Flags::WATCHDOG_RESET, on);
+    }
+}
+
+fn clamp_i16(v: i32) -> i16 {
+    i16::try_from(v).unwrap_or(if v < 0 { i16::MIN } else { i16::MAX })
+}
+
+fn clamp_u32(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
