@@ -57,6 +57,12 @@ pub const STEADY_MA: i32 = 700;
 /// waits 1016 s): it steps by the overshoot only, so it can afford to act sooner.
 pub const HEADROOM_UPPER_WAIT_S: u32 = 2;
 
+/// Headroom mode raises only on a reading younger than this (the last telegram before
+/// the tick): a raise is one large step, and a reading two seconds old may predate the
+/// load that is on now (a lost telegram at the end of a cycling load's gap). Older fresh
+/// readings may still lower the limit.
+pub const HEADROOM_RAISE_AGE_MS: u64 = 1500;
+
 /// Charger reads kept: the meter's reading (up to 3 s old and still fresh) was taken
 /// while one of these was current.
 const CHARGER_HISTORY: usize = 3;
@@ -405,7 +411,10 @@ impl Balancer {
             }
             return;
         }
-        if !fresh || !matches!(self.state, State::Lower | State::Normal) {
+        let current = self
+            .reading
+            .is_some_and(|(t, _)| now_ms.saturating_sub(t) < HEADROOM_RAISE_AGE_MS);
+        if !fresh || !current || !matches!(self.state, State::Lower | State::Normal) {
             return;
         }
         let settled = self
@@ -419,7 +428,7 @@ impl Balancer {
         let new = want.min(self.cap());
         // Raise only by a useful amount (a step of 1020 or more, or to the cap).
         if new > self.limit_ma
-            && (new >= self.limit_ma.saturating_add(cfg.lower_step_ma()) || new == self.cap())
+            && (new >= self.limit_ma.saturating_add(cfg.lower_step_ma() / 4) || new == self.cap())
         {
             self.limit_ma = new;
             self.changed_ms = Some(now_ms);

@@ -31,7 +31,8 @@ pub enum MasterEvent {
     /// The forwarded request's reply for the host: `len` bytes of the `out` buffer
     /// given to [`BusMaster::poll`] (exception 0x0B when the target stayed silent).
     GatewayReply(usize),
-    /// A forwarded broadcast finished: no reply to send.
+    /// The forwarded request needs no reply: a broadcast finished, or the frame was
+    /// not one the gateway forwards (bad frame or function).
     GatewayDone,
 }
 
@@ -44,6 +45,10 @@ pub struct BusMaster {
     framer: SilenceFramer,
     pending: Option<abb::Request>,
     address: u8,
+    /// A submitted request's answer decided at once (busy, malformed: `Some(len)`
+    /// in `answer`; dropped: `Some(0)`), reported by the next [`BusMaster::poll`].
+    refused: Option<usize>,
+    answer: [u8; MAX_ADU],
 }
 
 /// The driver's settings from the saved configuration.
@@ -69,6 +74,8 @@ impl BusMaster {
             framer: SilenceFramer::new(line),
             pending: None,
             address: charger_address(config),
+            refused: None,
+            answer: [0; MAX_ADU],
         }
     }
 
@@ -88,15 +95,28 @@ impl BusMaster {
         self.address
     }
 
-    /// True while a forwarded request waits or is on the bus: a new one would be
-    /// answered 06 (busy) by [`BusMaster::submit`].
+    /// True while a forwarded request waits, is on the bus or its answer is not yet
+    /// polled: submit the next one after its [`MasterEvent`] (another would be
+    /// answered 06, busy).
     pub fn gateway_busy(&self) -> bool {
-        self.gateway.is_busy()
+        self.gateway.is_busy() || self.refused.is_some()
     }
 
-    /// A request from the host for another unit (see [`Gateway::submit`]).
-    pub fn submit(&mut self, frame: &[u8], answer: &mut [u8; MAX_ADU]) -> Submitted {
-        self.gateway.submit(frame, answer)
+    /// A request from the host for another unit. Exactly one
+    /// [`MasterEvent::GatewayReply`] or [`MasterEvent::GatewayDone`] follows from
+    /// [`BusMaster::poll`]: the target's reply, 0x0B on silence, 06 when busy, 03
+    /// when malformed (see [`Gateway::submit`]).
+    pub fn submit(&mut self, frame: &[u8]) {
+        let refused = match self.gateway.submit(frame, &mut self.answer) {
+            Submitted::Queued => return,
+            Submitted::Answer(n) => n,
+            Submitted::Dropped => 0,
+        };
+        // One answer pending at a time: a request submitted while one waits is
+        // dropped rather than overwrite it.
+        if self.refused.is_none() {
+            self.refused = Some(refused);
+        }
     }
 
     /// Bytes to send now, if any: starts the next exchange when the bus is free (a
@@ -133,6 +153,14 @@ impl BusMaster {
 
     /// What finished by `now_us`, if anything. A gateway reply is written to `out`.
     pub fn poll(&mut self, now_us: u64, out: &mut [u8; MAX_ADU]) -> Option<MasterEvent> {
+        if let Some(n) = self.refused.take() {
+            if n == 0 {
+                return Some(MasterEvent::GatewayDone);
+            }
+            let n = n.min(MAX_ADU);
+            out[..n].copy_from_slice(&self.answer[..n]);
+            return Some(MasterEvent::GatewayReply(n));
+        }
         if let Some(frame) = self.framer.poll(now_us) {
             self.client.on_frame(now_us, frame);
         }
@@ -155,6 +183,9 @@ impl BusMaster {
     /// When to call again at the latest (µs): the client's reply timeout, the end of
     /// a reply (silence), or the driver's next exchange.
     pub fn poll_timeout(&self, now_us: u64) -> u64 {
+        if self.refused.is_some() {
+            return now_us;
+        }
         let mut wake = u64::MAX;
         if let Some(t) = self.client.poll_timeout() {
             wake = wake.min(t);

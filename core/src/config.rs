@@ -329,6 +329,34 @@ impl Config {
     pub fn server_address(&self) -> u8 {
         u8::try_from(self.raw(1090)).unwrap_or(10)
     }
+    /// 1034 and 1035: the P1 serial line.
+    pub fn p1_line(&self) -> P1Line {
+        P1Line {
+            dsmr3: self.raw(1035) == 1,
+            invert: self.raw(1034) == 1,
+        }
+    }
+}
+
+/// The P1 serial line (settings 1034 and 1035).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct P1Line {
+    /// 9600 7E1 (DSMR 2.2/3); otherwise 115200 8N1 (DSMR 4/5, e-MUCS, Smarty).
+    pub dsmr3: bool,
+    /// Invert the input in the microcontroller's pad (meter wired straight to the pin).
+    pub invert: bool,
+}
+
+impl P1Line {
+    /// Bits per second.
+    pub fn baud(&self) -> u32 {
+        if self.dsmr3 { 9600 } else { 115_200 }
+    }
+
+    /// Whether telegrams without a CRC are refused: every dialect at 115200 has one.
+    pub fn crc_required(&self) -> bool {
+        !self.dsmr3
+    }
 }
 
 /// A configuration reads and writes as a map of setting names to values, in address

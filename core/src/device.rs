@@ -10,6 +10,7 @@ use crate::abb::TerraAc;
 use crate::balancer::{Balancer, Decision};
 use crate::config::Config;
 use crate::meter_emulation::MeterSnapshot;
+use crate::modbus::{MAX_ADU, ServerAction, serve};
 use crate::p1::{ReaderStats, Reading};
 use crate::registers::{Flags, RegisterMap, WriteOutcome};
 
@@ -85,6 +86,17 @@ impl Device {
         d
     }
 
+    /// Serves one Modbus RTU request frame as server `unit` ([`serve`]) and applies
+    /// the immediate part of a write (the override cap). A save in the outcome is the
+    /// caller's to persist (see [`ServerAction`]).
+    pub fn serve(&mut self, unit: u8, frame: &[u8], out: &mut [u8; MAX_ADU]) -> ServerAction {
+        let action = serve(&mut self.map, unit, frame, out);
+        if let ServerAction::Reply { outcome, .. } | ServerAction::Broadcast(Ok(outcome)) = action {
+            self.on_write(&outcome);
+        }
+        action
+    }
+
     /// Applies the immediate part of a register write (the override cap, 1000). A
     /// save in the outcome is the caller's to persist, then [`Device::commit_save`].
     pub fn on_write(&mut self, outcome: &WriteOutcome) {
@@ -125,9 +137,12 @@ impl Device {
             .set(Flags::CHARGER_EXCEPTION, driver.exception());
     }
 
-    /// 1003 bit 6: the last reset was the watchdog's.
-    pub fn set_watchdog_reset(&mut self, on: bool) {
-        self.map.status_mut().flags.set(Flags::WATCHDOG_RESET, on);
+    /// What the firmware learns at boot: 1003 bit 6 (the last reset was the
+    /// watchdog's) and bit 4 (the stored configuration was unusable: defaults in use).
+    pub fn set_boot_flags(&mut self, watchdog_reset: bool, defaults_after_error: bool) {
+        let flags = &mut self.map.status_mut().flags;
+        flags.set(Flags::WATCHDOG_RESET, watchdog_reset);
+        flags.set(Flags::DEFAULTS_IN_USE, defaults_after_error);
     }
 }
 

@@ -91,8 +91,8 @@ impl Feeder {
     /// Sets up the reader for a (re)opened line with the saved settings.
     fn restart(&mut self, config: &Config) {
         self.reader.reset();
-        // 115200 8N1 (1035 = 0): every dialect at that speed carries a CRC.
-        self.reader.set_crc_required(config.get(1035) == Some(0));
+        self.reader
+            .set_crc_required(config.p1_line().crc_required());
     }
 
     fn feed(&mut self, mut bytes: &[u8]) {
@@ -161,12 +161,13 @@ pub async fn run_forwarding(shared: Arc<Shared>, source: Source, forward: Option
 
 fn open_serial(path: &str, config: &Config) -> Result<Box<dyn AsyncRead + Unpin + Send>> {
     use tokio_serial::{DataBits, Parity, SerialPortBuilderExt, StopBits};
-    let builder = if config.get(1035) == Some(1) {
-        tokio_serial::new(path, 9600)
+    let line = config.p1_line();
+    let builder = if line.dsmr3 {
+        tokio_serial::new(path, line.baud())
             .data_bits(DataBits::Seven)
             .parity(Parity::Even)
     } else {
-        tokio_serial::new(path, 115_200)
+        tokio_serial::new(path, line.baud())
             .data_bits(DataBits::Eight)
             .parity(Parity::None)
     };

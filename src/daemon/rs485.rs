@@ -38,7 +38,7 @@ use p1lb_core::config::Config;
 use p1lb_core::meter_emulation::EmulatedMeter;
 use p1lb_core::modbus::{
     Frame, LineConfig, MAX_ADU, MAX_READ_QUANTITY, Parity, Request, Response, ServerAction,
-    SilenceFramer, Submitted, Words, exception_reply, serve,
+    SilenceFramer, Words, exception_reply, serve,
 };
 use p1lb_core::registers::{Exception, WriteOutcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -53,13 +53,7 @@ use super::shared::Shared;
 
 /// The serial line of the saved settings 1031 (baud / 100) and 1032 (parity).
 pub fn line_config(config: &Config) -> LineConfig {
-    let baud = u32::from(config.get(1031).unwrap_or(96)) * 100;
-    let parity = match config.get(1032) {
-        Some(1) => Parity::Odd,
-        Some(2) => Parity::Even,
-        _ => Parity::None,
-    };
-    LineConfig::new(baud, parity, 1)
+    LineConfig::rs485(config)
 }
 
 /// Opens `path` with `line` (8 data bits, 1 stop bit).
@@ -389,28 +383,6 @@ async fn serve_frame(
     Ok(())
 }
 
-/// The gateway's side of the master role: the TCP side waiting for the forwarded
-/// request's reply.
-#[derive(Debug, Default)]
-struct Forwarding {
-    waiting: Option<oneshot::Sender<Vec<u8>>>,
-}
-
-impl Forwarding {
-    /// Queues a forwarded request in `master` (or answers it at once when refused).
-    fn submit(&mut self, master: &mut BusMaster, forward: Forward) {
-        let mut answer = [0u8; MAX_ADU];
-        match master.submit(&forward.frame, &mut answer) {
-            Submitted::Queued => self.waiting = Some(forward.reply),
-            Submitted::Answer(n) => {
-                let _ = forward.reply.send(answer[..n].to_vec());
-            }
-            // Dropping the sender: the TCP side answers 0x0B.
-            Submitted::Dropped => {}
-        }
-    }
-}
-
 /// The master role on an open port, until it fails: the core's [`BusMaster`] moved
 /// by the port's bytes and the clock.
 async fn drive_port(
@@ -419,7 +391,8 @@ async fn drive_port(
     line: LineConfig,
     mut requests: Option<&mut GatewayRx>,
 ) -> io::Result<()> {
-    let mut fwd = Forwarding::default();
+    // The TCP side waiting for the forwarded request's reply.
+    let mut waiting: Option<oneshot::Sender<Vec<u8>>> = None;
     let clock = Micros::new();
     let mut config = *shared.core().map.saved();
     let mut master = BusMaster::new(&config, line, clock.now());
@@ -435,7 +408,10 @@ async fn drive_port(
         if !master.gateway_busy() {
             if let Some(rx) = requests.as_deref_mut() {
                 match rx.try_recv() {
-                    Ok(f) => fwd.submit(&mut master, f),
+                    Ok(f) => {
+                        master.submit(&f.frame);
+                        waiting = Some(f.reply);
+                    }
                     Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {}
                     Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => requests = None,
                 }
@@ -464,13 +440,14 @@ async fn drive_port(
                 continue;
             }
             Some(MasterEvent::GatewayReply(n)) => {
-                if let Some(tx) = fwd.waiting.take() {
+                if let Some(tx) = waiting.take() {
                     let _ = tx.send(out[..n].to_vec());
                 }
                 continue;
             }
             Some(MasterEvent::GatewayDone) => {
-                fwd.waiting = None;
+                // Dropping the sender: the TCP side answers 0x0B.
+                waiting = None;
                 continue;
             }
             None => {}
@@ -490,7 +467,10 @@ async fn drive_port(
             () = tokio::time::sleep_until(clock.instant(wake)) => {}
             f = recv(requests.as_deref_mut()), if requests.is_some() && !master.gateway_busy() => {
                 match f {
-                    Some(f) => fwd.submit(&mut master, f),
+                    Some(f) => {
+                        master.submit(&f.frame);
+                        waiting = Some(f.reply);
+                    }
                     None => requests = None,
                 }
             }

@@ -1,0 +1,189 @@
+//! The RS485 master role as the daemon and the firmware run it: [`BusMaster`] on a
+//! simulated bus (bytes at 9600 baud with real silences) with the simulated Terra AC,
+//! and [`Device`] taking the charger's status into the register map.
+
+mod common;
+
+use common::terra::Charger;
+use p1lb_core::abb::{REG_LIMIT, Request as AbbRequest, STATUS_LEN, STATUS_START};
+use p1lb_core::bus_master::{BusMaster, MasterEvent};
+use p1lb_core::config::Config;
+use p1lb_core::device::Device;
+use p1lb_core::modbus::{
+    Frame, GATEWAY_NO_RESPONSE, LineConfig, MAX_ADU, Request, Response, SERVER_BUSY, Words,
+};
+use p1lb_core::registers::Flags;
+
+/// A bus with the master, the charger at address 1 and a time line in µs.
+struct Bus {
+    master: BusMaster,
+    charger: Charger,
+    device: Device,
+    now_us: u64,
+    /// Every frame the master sent.
+    sent: Vec<Vec<u8>>,
+    /// Gateway results, in order.
+    gateway: Vec<Option<Vec<u8>>>,
+    char_us: u64,
+}
+
+impl Bus {
+    fn new(config: Config) -> Bus {
+        let line = LineConfig::rs485(&config);
+        Bus {
+            master: BusMaster::new(&config, line, 0),
+            charger: Charger::new(),
+            device: Device::new(config, 0),
+            now_us: 0,
+            sent: Vec::new(),
+            gateway: Vec::new(),
+            char_us: u64::from(line.bits_per_char()) * 1_000_000 / u64::from(line.baud),
+        }
+    }
+
+    /// Runs the loop the daemon and the firmware run, until `until_us`.
+    fn run_until(&mut self, until_us: u64) {
+        let mut out = [0u8; MAX_ADU];
+        while self.now_us < until_us {
+            let sent_ma = self.device.balancer.decision().sent_ma;
+            if let Some(tx) = self.master.poll_transmit(self.now_us, sent_ma) {
+                let tx = tx.to_vec();
+                // The request on the wire, then the charger's reply after 5 ms,
+                // byte by byte.
+                self.now_us += self.char_us * tx.len() as u64;
+                if let Some(reply) = self.charger.on_frame(1, &tx) {
+                    self.now_us += 5_000;
+                    for b in reply {
+                        self.now_us += self.char_us;
+                        self.master.on_bytes(self.now_us, &[b]);
+                    }
+                }
+                self.sent.push(tx);
+            }
+            match self.master.poll(self.now_us, &mut out) {
+                Some(MasterEvent::Charger { fresh }) => {
+                    self.device
+                        .on_charger(self.now_us / 1000, self.master.driver(), fresh);
+                    continue;
+                }
+                Some(MasterEvent::GatewayReply(n)) => {
+                    self.gateway.push(Some(out[..n].to_vec()));
+                    continue;
+                }
+                Some(MasterEvent::GatewayDone) => {
+                    self.gateway.push(None);
+                    continue;
+                }
+                None => {}
+            }
+            let wake = self.master.poll_timeout(self.now_us);
+            assert!(wake > self.now_us, "a deadline in the past would spin");
+            self.now_us = wake.min(until_us).min(self.now_us + 100_000);
+        }
+    }
+
+    fn limit_writes(&self) -> Vec<u16> {
+        self.charger
+            .writes
+            .iter()
+            .filter_map(|w| match *w {
+                AbbRequest::WriteTwo { address, values } if address == REG_LIMIT => Some(values[0]),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn frame(unit: u8, req: &Request<'_>) -> Vec<u8> {
+    let mut buf = [0u8; MAX_ADU];
+    let n = req.emit_frame(unit, &mut buf).unwrap();
+    buf[..n].to_vec()
+}
+
+#[test]
+fn the_master_writes_the_limit_and_publishes_the_charger_status() {
+    let mut bus = Bus::new(Config::default());
+    bus.charger.current_ma = [6_100, 6_200, 6_300];
+    bus.charger.state = 4;
+    bus.run_until(5_000_000);
+    assert!(
+        !bus.limit_writes().is_empty(),
+        "0x4100 written at start: {:?}",
+        bus.charger.writes
+    );
+    let status = bus.device.map.status();
+    assert_eq!(status.charger_ca, [610, 620, 630]);
+    assert_eq!(status.charger_state, 4);
+    assert!(!status.flags.contains(Flags::CHARGER_SILENT));
+}
+
+#[test]
+fn a_silent_charger_is_flagged_in_1003() {
+    let mut bus = Bus::new(Config::default());
+    bus.charger.silent = true;
+    bus.run_until(30_000_000);
+    assert!(bus.master.driver().not_answering());
+    assert!(bus.device.map.flags().contains(Flags::CHARGER_SILENT));
+}
+
+fn exception(unit: u8, function: u8, code: u8) -> Vec<u8> {
+    let mut buf = [0u8; MAX_ADU];
+    let n = Response::Exception { function, code }
+        .emit_frame(unit, &mut buf)
+        .unwrap();
+    buf[..n].to_vec()
+}
+
+#[test]
+fn forwarded_requests_get_the_reply_busy_or_0x0b() {
+    let mut bus = Bus::new(Config::default());
+    bus.run_until(3_000_000);
+    // A read for the charger, and a second one while the first waits.
+    let req = frame(
+        1,
+        &Request::ReadHolding {
+            start: STATUS_START,
+            quantity: STATUS_LEN,
+        },
+    );
+    bus.master.submit(&req);
+    bus.master.submit(&req);
+    assert!(bus.master.gateway_busy());
+    bus.run_until(4_000_000);
+    assert!(!bus.master.gateway_busy());
+    assert_eq!(bus.gateway.len(), 2, "{:?}", bus.gateway);
+    // The second is answered at once: 06 (busy).
+    assert_eq!(bus.gateway[0], Some(exception(1, 0x03, SERVER_BUSY)));
+    // The first went on the bus byte for byte and the charger's reply came back.
+    assert!(bus.sent.contains(&req));
+    let reply = bus.gateway[1].clone().unwrap();
+    let f = Frame::new_checked(&reply).unwrap();
+    assert_eq!(f.unit(), 1);
+    let block = bus.charger.block();
+    assert_eq!(
+        Response::parse(f.pdu()).unwrap(),
+        Response::ReadHolding(Words::Native(&block))
+    );
+    // A request for a unit nobody answers: 0x0B.
+    let silent = frame(
+        7,
+        &Request::ReadHolding {
+            start: 0,
+            quantity: 1,
+        },
+    );
+    bus.master.submit(&silent);
+    bus.run_until(8_000_000);
+    assert_eq!(
+        bus.gateway.last().unwrap().clone(),
+        Some(exception(7, 0x03, GATEWAY_NO_RESPONSE))
+    );
+    // A frame with a bad CRC is not forwarded and gets no answer.
+    let mut bad = req.clone();
+    *bad.last_mut().unwrap() ^= 1;
+    let sent_before = bus.sent.len();
+    bus.master.submit(&bad);
+    bus.run_until(9_000_000);
+    assert_eq!(bus.gateway.last().unwrap(), &None);
+    assert!(!bus.sent[sent_before..].contains(&bad));
+}

@@ -1,0 +1,128 @@
+//! The RS485 task (`master` role, as the original board): the core's [`BusMaster`]
+//! drives the ABB Terra AC on UART1 (TX GPIO 8, RX GPIO 9) and forwards the USB
+//! gateway's requests between its exchanges. GPIO 7 enables the transceiver's driver
+//! only while a frame is sent: set before the first byte, released as soon as the last
+//! stop bit has left the shift register. Line settings from 1031 (baud / 100) and
+//! 1032 (parity); the UART is set up again when a save changes them.
+
+use embassy_futures::select::{Either3, select3};
+use embassy_rp::Peri;
+use embassy_rp::gpio::Output;
+use embassy_rp::peripherals::{PIN_8, PIN_9, UART1};
+use embassy_rp::uart::{self, BufferedUart, DataBits, StopBits};
+use embassy_time::{Instant, Timer};
+use embedded_io_async::{Read, Write};
+use p1lb_core::bus_master::{BusMaster, MasterEvent};
+use p1lb_core::config::Config;
+use p1lb_core::modbus::{LineConfig, MAX_ADU, Parity};
+
+use crate::Irqs;
+use crate::shared::{Shared, frame_buf, now_ms, now_us};
+
+/// The line of the saved settings 1031 and 1032, for the UART and the framer.
+fn line(config: &Config) -> (uart::Config, LineConfig) {
+    let line = LineConfig::rs485(config);
+    let mut cfg = uart::Config::default();
+    cfg.baudrate = line.baud;
+    cfg.data_bits = DataBits::DataBits8;
+    cfg.stop_bits = StopBits::STOP1;
+    cfg.parity = match line.parity {
+        Parity::None => uart::Parity::ParityNone,
+        Parity::Odd => uart::Parity::ParityOdd,
+        Parity::Even => uart::Parity::ParityEven,
+    };
+    (cfg, line)
+}
+
+/// Runs forever: UART1 on GPIO 8/9 with driver enable `de` (GPIO 7).
+#[embassy_executor::task]
+pub async fn run(
+    shared: &'static Shared,
+    mut uart: Peri<'static, UART1>,
+    mut tx: Peri<'static, PIN_8>,
+    mut rx: Peri<'static, PIN_9>,
+    mut de: Output<'static>,
+    bufs: &'static mut ([u8; 256], [u8; 256]),
+) {
+    loop {
+        let (uart_cfg, line_cfg) = line(&shared.saved());
+        let (tx_buf, rx_buf) = &mut *bufs;
+        let (tx, rx) = (tx.reborrow(), rx.reborrow());
+        let mut port = BufferedUart::new(uart.reborrow(), tx, rx, Irqs, tx_buf, rx_buf, uart_cfg);
+        drive(shared, &mut port, &mut de, line_cfg).await;
+    }
+}
+
+/// The master on an open line, until a save changes the line settings.
+async fn drive(
+    shared: &Shared,
+    uart: &mut BufferedUart,
+    de: &mut Output<'static>,
+    line: LineConfig,
+) {
+    let mut config = shared.saved();
+    let mut master = BusMaster::new(&config, line, now_us());
+    let mut out = [0u8; MAX_ADU];
+    let mut buf = [0u8; 64];
+    loop {
+        let saved = shared.saved();
+        if saved != config {
+            if (saved.get(1031), saved.get(1032)) != (config.get(1031), config.get(1032)) {
+                return;
+            }
+            config = saved;
+            master.apply_config(&config);
+        }
+        let sent_ma = shared.device(|d| d.balancer.decision().sent_ma);
+        if let Some(tx) = master.poll_transmit(now_us(), sent_ma) {
+            de.set_high();
+            // A UART error on send only loses this frame: the client times out.
+            let _ = uart.write_all(tx).await;
+            let _ = uart.flush().await;
+            while uart.busy() {
+                embassy_futures::yield_now().await;
+            }
+            de.set_low();
+        }
+        match master.poll(now_us(), &mut out) {
+            Some(MasterEvent::Charger { fresh }) => {
+                let now = now_ms();
+                shared.device(|d| d.on_charger(now, master.driver(), fresh));
+                continue;
+            }
+            Some(MasterEvent::GatewayReply(n)) => {
+                let reply = frame_buf(out.get(..n).unwrap_or(&[]));
+                shared.gateway_reply.send(reply).await;
+                continue;
+            }
+            Some(MasterEvent::GatewayDone) => {
+                shared.gateway_reply.send(frame_buf(&[])).await;
+                continue;
+            }
+            None => {}
+        }
+        // The master's deadline, or 100 ms to notice a new balancer value.
+        let now = now_us();
+        let wake = master.poll_timeout(now).min(now + 100_000);
+        let request = async {
+            if master.gateway_busy() {
+                core::future::pending().await
+            } else {
+                shared.gateway_request.receive().await
+            }
+        };
+        match select3(
+            uart.read(&mut buf),
+            Timer::at(Instant::from_micros(wake)),
+            request,
+        )
+        .await
+        {
+            Either3::First(Ok(n)) => master.on_bytes(now_us(), &buf[..n]),
+            // Framing or parity error: the bytes are lost, the client times out.
+            Either3::First(Err(_)) => {}
+            Either3::Second(()) => {}
+            Either3::Third(frame) => master.submit(&frame),
+        }
+    }
+}

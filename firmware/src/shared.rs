@@ -1,0 +1,75 @@
+//! What the tasks share: the core's [`Device`] behind a critical-section lock (held
+//! for a few microseconds, never across an `.await`), and the queues between tasks.
+
+use core::cell::RefCell;
+
+use embassy_sync::blocking_mutex::Mutex;
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::channel::Channel;
+use embassy_sync::pipe::Pipe;
+use embassy_sync::signal::Signal;
+use embassy_time::Instant;
+use heapless::Vec;
+use p1lb_core::config::Config;
+use p1lb_core::device::Device;
+use p1lb_core::modbus::MAX_ADU;
+
+type Cs = CriticalSectionRawMutex;
+
+/// One Modbus RTU frame (request or reply).
+pub type FrameBuf = Vec<u8, MAX_ADU>;
+
+/// `bytes` as a [`FrameBuf`] (cut at [`MAX_ADU`]; a checked frame is never longer).
+pub fn frame_buf(bytes: &[u8]) -> FrameBuf {
+    FrameBuf::from_slice(bytes.get(..MAX_ADU).unwrap_or(bytes)).unwrap_or_default()
+}
+
+/// Bytes from the meter waiting for the USB P1 port. When the host does not read,
+/// it fills and further bytes are dropped: the P1 path never waits for USB.
+pub const PASSTHROUGH_BYTES: usize = 2048;
+
+/// The firmware's shared state.
+pub struct Shared {
+    device: Mutex<Cs, RefCell<Device>>,
+    /// Raw P1 bytes for USB port 0.
+    pub passthrough: Pipe<Cs, PASSTHROUGH_BYTES>,
+    /// USB Modbus → RS485: a request for another unit.
+    pub gateway_request: Channel<Cs, FrameBuf, 1>,
+    /// RS485 → USB Modbus: the reply to send back (empty: none, a broadcast).
+    pub gateway_reply: Channel<Cs, FrameBuf, 1>,
+    /// P1 → flash: a telegram just ended (the line is quiet for ~0.9 s).
+    pub p1_quiet: Signal<Cs, ()>,
+}
+
+impl Shared {
+    /// The state at boot with the saved configuration.
+    pub fn new(config: Config) -> Self {
+        Shared {
+            device: Mutex::new(RefCell::new(Device::new(config, now_ms()))),
+            passthrough: Pipe::new(),
+            gateway_request: Channel::new(),
+            gateway_reply: Channel::new(),
+            p1_quiet: Signal::new(),
+        }
+    }
+
+    /// Runs `f` on the device, locked.
+    pub fn device<R>(&self, f: impl FnOnce(&mut Device) -> R) -> R {
+        self.device.lock(|d| f(&mut d.borrow_mut()))
+    }
+
+    /// The saved configuration.
+    pub fn saved(&self) -> Config {
+        self.device(|d| *d.map.saved())
+    }
+}
+
+/// The core's time: milliseconds since boot.
+pub fn now_ms() -> u64 {
+    Instant::now().as_millis()
+}
+
+/// Microseconds since boot (Modbus character timing).
+pub fn now_us() -> u64 {
+    Instant::now().as_micros()
+}

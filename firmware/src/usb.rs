@@ -1,0 +1,156 @@
+//! USB: one composite device, "P1 Load Balancer", with two CDC-ACM functions —
+//! interface 0 the raw P1 passthrough (`…-if00`), interface 2 the Modbus RTU server
+//! of the register map and the gateway to the RS485 bus (`…-if02`). The serial number
+//! is the flash's unique id, so those names are stable per board.
+
+use embassy_futures::select::{Either, select};
+use embassy_rp::peripherals::USB;
+use embassy_rp::usb::Driver;
+use embassy_time::{Instant, Timer};
+use embassy_usb::UsbDevice;
+use embassy_usb::class::cdc_acm::CdcAcmClass;
+use p1lb_core::config_store::ConfigStore;
+use p1lb_core::modbus::{Direction, LengthFramer, MAX_ADU, ServerAction, exception_reply};
+use p1lb_core::registers::{Exception, WriteOutcome};
+
+use crate::shared::{Shared, frame_buf, now_us};
+use crate::store::{self, StoreFlash};
+
+/// The USB driver.
+pub type UsbDriver = Driver<'static, USB>;
+/// One CDC-ACM function.
+pub type Cdc = CdcAcmClass<'static, UsbDriver>;
+
+/// Full-speed bulk packet size.
+pub const PACKET: usize = 64;
+/// Held bytes of an incomplete Modbus request are dropped after this long idle.
+pub const REQUEST_IDLE_US: u64 = 100_000;
+
+/// Runs the USB device forever.
+#[embassy_executor::task]
+pub async fn device(mut usb: UsbDevice<'static, UsbDriver>) {
+    usb.run().await
+}
+
+/// USB port 0: the P1 bytes, as they came. Bytes that arrive while no host reads
+/// are dropped by the P1 task (the queue is full), never waited for.
+#[embassy_executor::task]
+pub async fn passthrough(shared: &'static Shared, class: Cdc) {
+    let (mut tx, _rx) = class.split();
+    let mut buf = [0u8; PACKET];
+    loop {
+        tx.wait_connection().await;
+        loop {
+            let n = shared.passthrough.read(&mut buf).await;
+            if tx.write_packet(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// USB port 1: Modbus RTU requests, framed by their length, served from the map (a
+/// save goes to flash) or forwarded to the RS485 bus.
+#[embassy_executor::task]
+pub async fn modbus(shared: &'static Shared, class: Cdc, store: Option<ConfigStore<StoreFlash>>) {
+    let (mut tx, mut rx) = class.split();
+    let mut server = Server {
+        shared,
+        store,
+        out: [0; MAX_ADU],
+    };
+    let mut framer: LengthFramer = LengthFramer::new(Direction::Requests, REQUEST_IDLE_US);
+    let (mut packet, mut len, mut at) = ([0u8; PACKET], 0, 0);
+    loop {
+        // The bytes of the last packet not yet taken by the framer, else a new packet
+        // or the framer's idle deadline.
+        let frame = if at < len {
+            let (used, frame) = framer.feed(now_us(), &packet[at..len]);
+            at += used;
+            frame.map(frame_buf)
+        } else {
+            let idle = framer.deadline().map_or(Instant::MAX, Instant::from_micros);
+            match select(rx.read_packet(&mut packet), Timer::at(idle)).await {
+                Either::First(Ok(n)) => (len, at) = (n, 0),
+                Either::First(Err(_)) => {
+                    rx.wait_connection().await;
+                    framer.clear();
+                }
+                Either::Second(()) => {}
+            }
+            framer.poll(now_us()).map(frame_buf)
+        };
+        let Some(frame) = frame else { continue };
+        let n = server.handle(&frame).await;
+        // A full last packet needs a zero-length one to end the transfer. A host gone
+        // mid-reply: the next read waits for it to come back.
+        for chunk in server.out[..n]
+            .chunks(PACKET)
+            .chain((n % PACKET == 0 && n > 0).then_some(&[][..]))
+        {
+            if tx.write_packet(chunk).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// The Modbus server of the USB port.
+struct Server {
+    shared: &'static Shared,
+    store: Option<ConfigStore<StoreFlash>>,
+    out: [u8; MAX_ADU],
+}
+
+impl Server {
+    /// One request: the reply's length in `out` (0: no reply).
+    async fn handle(&mut self, frame: &[u8]) -> usize {
+        let unit = self.shared.saved().server_address();
+        let out = &mut self.out;
+        match self.shared.device(|d| d.serve(unit, frame, out)) {
+            ServerAction::Reply { len, outcome, .. } => {
+                if self.persist(&outcome).await {
+                    return len;
+                }
+                let function = frame.get(1).copied().unwrap_or(0);
+                exception_reply(
+                    unit,
+                    function,
+                    Exception::ServerDeviceFailure,
+                    &mut self.out,
+                )
+            }
+            ServerAction::Broadcast(result) => {
+                if let Ok(outcome) = result {
+                    self.persist(&outcome).await;
+                }
+                // Also for the devices on the bus; nobody answers a broadcast.
+                self.forward(frame).await;
+                0
+            }
+            ServerAction::NotForUs { .. } => self.forward(frame).await,
+            ServerAction::Ignored(_) => 0,
+        }
+    }
+
+    /// Persists a save in the outcome, if there is one; false when it failed.
+    async fn persist(&mut self, outcome: &WriteOutcome) -> bool {
+        let Some(save) = outcome.save else {
+            return true;
+        };
+        let ok = store::save(self.shared, &mut self.store, &save.config).await;
+        if ok {
+            self.shared.device(|d| d.commit_save(save.config));
+        }
+        ok
+    }
+
+    /// Sends `frame` on the RS485 bus through the gateway; the reply's length in `out`.
+    async fn forward(&mut self, frame: &[u8]) -> usize {
+        self.shared.gateway_request.send(frame_buf(frame)).await;
+        let reply = self.shared.gateway_reply.receive().await;
+        let n = reply.len().min(MAX_ADU);
+        self.out[..n].copy_from_slice(&reply[..n]);
+        n
+    }
+}
