@@ -5,6 +5,7 @@
 //!
 //! [`Device::tick`]: p1lb_core::device::Device::tick
 
+use embassy_futures::select::select;
 use embassy_rp::gpio::Output;
 use embassy_rp::watchdog::Watchdog;
 use embassy_time::{Duration, Instant, Timer};
@@ -20,10 +21,17 @@ pub const WATCHDOG_TIMEOUT: Duration = Duration::from_secs(4);
 pub async fn run(shared: &'static Shared, mut watchdog: Watchdog) {
     watchdog.start(WATCHDOG_TIMEOUT);
     loop {
+        // The next tick, or a telegram (which may bring the tick forward).
         let next = shared.device(|d| d.balancer.next_tick_ms());
-        Timer::at(Instant::from_millis(next)).await;
+        select(
+            Timer::at(Instant::from_millis(next)),
+            shared.telegram.wait(),
+        )
+        .await;
         let now = now_ms();
-        shared.device(|d| d.tick(now));
+        if shared.device(|d| d.tick(now)).changed {
+            shared.decision.signal(());
+        }
         watchdog.feed(WATCHDOG_TIMEOUT);
     }
 }

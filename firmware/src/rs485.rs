@@ -5,7 +5,7 @@
 //! stop bit has left the shift register. Line settings from 1031 (baud / 100) and
 //! 1032 (parity); the UART is set up again when a save changes them.
 
-use embassy_futures::select::{Either3, select3};
+use embassy_futures::select::{Either4, select4};
 use embassy_rp::Peri;
 use embassy_rp::gpio::Output;
 use embassy_rp::peripherals::{PIN_8, PIN_9, UART1};
@@ -101,9 +101,8 @@ async fn drive(
             }
             None => {}
         }
-        // The master's deadline, or 100 ms to notice a new balancer value.
-        let now = now_us();
-        let wake = master.poll_timeout(now).min(now + 100_000);
+        // Bytes, the master's deadline, a request to forward or a new value to send.
+        let wake = master.poll_timeout(now_us());
         let request = async {
             if master.gateway_busy() {
                 core::future::pending().await
@@ -111,18 +110,13 @@ async fn drive(
                 shared.gateway_request.receive().await
             }
         };
-        match select3(
-            uart.read(&mut buf),
-            Timer::at(Instant::from_micros(wake)),
-            request,
-        )
-        .await
-        {
-            Either3::First(Ok(n)) => master.on_bytes(now_us(), &buf[..n]),
-            // Framing or parity error: the bytes are lost, the client times out.
-            Either3::First(Err(_)) => {}
-            Either3::Second(()) => {}
-            Either3::Third(frame) => master.submit(&frame),
+        let timer = Timer::at(Instant::from_micros(wake));
+        match select4(uart.read(&mut buf), timer, request, shared.decision.wait()).await {
+            Either4::First(Ok(n)) => master.on_bytes(now_us(), &buf[..n]),
+            Either4::Third(frame) => master.submit(&frame),
+            // A UART error loses the bytes (the client times out); a timer or a new
+            // value: poll again.
+            Either4::First(Err(_)) | Either4::Second(()) | Either4::Fourth(()) => {}
         }
     }
 }

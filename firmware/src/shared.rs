@@ -39,6 +39,10 @@ pub struct Shared {
     pub gateway_reply: Channel<Cs, FrameBuf, 1>,
     /// P1 → flash: a telegram just ended (the line is quiet for ~0.9 s).
     pub p1_quiet: Signal<Cs, ()>,
+    /// P1 → control: a valid telegram arrived (the balancer may tick now).
+    pub telegram: Signal<Cs, ()>,
+    /// Control → RS485: the value for the charger changed.
+    pub decision: Signal<Cs, ()>,
 }
 
 impl Shared {
@@ -50,6 +54,8 @@ impl Shared {
             gateway_request: Channel::new(),
             gateway_reply: Channel::new(),
             p1_quiet: Signal::new(),
+            telegram: Signal::new(),
+            decision: Signal::new(),
         }
     }
 
