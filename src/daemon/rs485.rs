@@ -1,5 +1,5 @@
 //! The RS485 port (the HAT): Modbus RTU framed with the core's own codec
-//! ([`SilenceFramer`], [`serve`], [`BusMaster`]) — not tokio-modbus's RTU server, which
+//! ([`SilenceFramer`], [`Device::serve`], [`BusMaster`]) — not tokio-modbus's RTU server, which
 //! stops serving on one undecodable request or a burst of noise (dependencies.md).
 //! Line settings from the saved registers: baud 1031 × 100, parity 1032 (0 none,
 //! 1 odd, 2 even), 8 data bits, 1 stop bit. A port that cannot be opened, or fails,
@@ -8,7 +8,7 @@
 //!
 //! Two roles (`[rs485] role`, `--rs485-role`):
 //! - [`Rs485Role::Server`]: answers the register map at the server address (1090)
-//!   through [`serve`], and — when setting 1036 ≠ 0 — FC 03 at that unit from an
+//!   through [`Device::serve`], and — when setting 1036 ≠ 0 — FC 03 at that unit from an
 //!   [`EmulatedMeter`] fed from every valid telegram (`MeterSnapshot::from_reading`)
 //!   and invalidated while the balancer is in fallback (it stays silent then). Bad
 //!   input is counted and ignored, never fatal. A save (1091/1092 = 1) goes through
@@ -27,6 +27,7 @@
 //! used as it is.
 //!
 //! [`Device::on_charger`]: p1lb_core::device::Device::on_charger
+//! [`Device::serve`]: p1lb_core::device::Device::serve
 
 use std::io;
 use std::sync::Arc;
@@ -38,7 +39,7 @@ use p1lb_core::config::Config;
 use p1lb_core::meter_emulation::EmulatedMeter;
 use p1lb_core::modbus::{
     Frame, LineConfig, MAX_ADU, MAX_READ_QUANTITY, Parity, Request, Response, ServerAction,
-    SilenceFramer, Words, exception_reply, serve,
+    SilenceFramer, Words, exception_reply,
 };
 use p1lb_core::registers::{Exception, WriteOutcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -290,10 +291,9 @@ impl Meter {
     }
 }
 
-/// Applies a write's consequences: the cap now, a save persisted. `Err(())` when the
-/// save failed; `Ok(new unit)` otherwise.
+/// Persists a save in a write's outcome (the cap was applied by `Device::serve`).
+/// `Err(())` when the save failed; `Ok(new unit)` otherwise.
 async fn apply_outcome(shared: &Shared, outcome: WriteOutcome) -> Result<Option<u8>, ()> {
-    shared.core().on_write(&outcome);
     match outcome.save {
         None => Ok(None),
         Some(save) => persist_save(shared, save).await.ok_or(()),
@@ -339,7 +339,7 @@ async fn serve_frame(
 ) -> io::Result<()> {
     let unit = shared.unit();
     let mut out = [0u8; MAX_ADU];
-    let action = serve(&mut shared.core().map, unit, frame, &mut out);
+    let action = shared.core().serve(unit, frame, &mut out);
     match action {
         ServerAction::Reply {
             mut len, outcome, ..
