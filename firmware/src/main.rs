@@ -45,7 +45,7 @@ async fn main(spawner: Spawner) {
     // Before anything runs from flash in parallel: the unique id and the saved settings.
     let mut flash = Flash::new_blocking(p.FLASH);
     let mut uid = [0u8; 8];
-    let serial = SERIAL.init([0u8; 16]);
+    let serial = SERIAL.init([b'0'; 16]);
     if flash.blocking_unique_id(&mut uid).is_ok() {
         hex(&uid, serial);
     }

@@ -6,11 +6,14 @@
 use embassy_futures::select::{Either, select};
 use embassy_rp::peripherals::USB;
 use embassy_rp::usb::Driver;
-use embassy_time::{Instant, Timer};
+use embassy_time::{Duration, Instant, Timer, with_timeout};
 use embassy_usb::UsbDevice;
 use embassy_usb::class::cdc_acm::CdcAcmClass;
 use p1lb_core::config_store::ConfigStore;
-use p1lb_core::modbus::{Direction, LengthFramer, MAX_ADU, ServerAction, exception_reply};
+use p1lb_core::modbus::{
+    BROADCAST, Direction, GATEWAY_NO_RESPONSE, LengthFramer, MAX_ADU, Response, ServerAction,
+    exception_reply,
+};
 use p1lb_core::registers::{Exception, WriteOutcome};
 
 use crate::shared::{Shared, frame_buf, now_us};
@@ -25,6 +28,8 @@ pub type Cdc = CdcAcmClass<'static, UsbDriver>;
 pub const PACKET: usize = 64;
 /// Held bytes of an incomplete Modbus request are dropped after this long idle.
 pub const REQUEST_IDLE_US: u64 = 100_000;
+/// The longest a forwarded request waits for the bus and the reply.
+pub const GATEWAY_WAIT: Duration = Duration::from_secs(3);
 
 /// Runs the USB device forever.
 #[embassy_executor::task]
@@ -42,7 +47,12 @@ pub async fn passthrough(shared: &'static Shared, class: Cdc) {
         tx.wait_connection().await;
         loop {
             let n = shared.passthrough.read(&mut buf).await;
-            if tx.write_packet(&buf[..n]).await.is_err() {
+            // A full packet with nothing behind it would wait in the host's buffer
+            // until the next telegram: end the transfer with a zero-length packet.
+            let end = n == PACKET && shared.passthrough.is_empty();
+            if tx.write_packet(&buf[..n]).await.is_err()
+                || (end && tx.write_packet(&[]).await.is_err())
+            {
                 break;
             }
         }
@@ -145,12 +155,32 @@ impl Server {
         ok
     }
 
-    /// Sends `frame` on the RS485 bus through the gateway; the reply's length in `out`.
+    /// Sends `frame` on the RS485 bus through the gateway; the reply's length in `out`
+    /// (exception 0x0B when none comes in [`GATEWAY_WAIT`], e.g. while the RS485
+    /// line is being set up again after a save).
     async fn forward(&mut self, frame: &[u8]) -> usize {
-        self.shared.gateway_request.send(frame_buf(frame)).await;
-        let reply = self.shared.gateway_reply.receive().await;
-        let n = reply.len().min(MAX_ADU);
-        self.out[..n].copy_from_slice(&reply[..n]);
-        n
+        // A reply that came too late for an earlier request is not this one's.
+        while self.shared.gateway_reply.try_receive().is_ok() {}
+        let exchange = async {
+            self.shared.gateway_request.send(frame_buf(frame)).await;
+            self.shared.gateway_reply.receive().await
+        };
+        match with_timeout(GATEWAY_WAIT, exchange).await {
+            Ok(reply) => {
+                let n = reply.len().min(MAX_ADU);
+                self.out[..n].copy_from_slice(&reply[..n]);
+                n
+            }
+            Err(_) if frame.first() == Some(&BROADCAST) => 0,
+            Err(_) => {
+                let unit = frame.first().copied().unwrap_or(0);
+                let function = frame.get(1).copied().unwrap_or(0);
+                let e = Response::Exception {
+                    function,
+                    code: GATEWAY_NO_RESPONSE,
+                };
+                e.emit_frame(unit, &mut self.out).unwrap_or(0)
+            }
+        }
     }
 }
