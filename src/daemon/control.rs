@@ -28,8 +28,12 @@ pub async fn run(shared: Arc<Shared>) {
     let mut last_flags = Flags::METER_STALE;
     let mut first_reading = true;
     loop {
+        // The next tick, or a telegram (which may bring the tick forward).
         let next = shared.core().balancer.next_tick_ms();
-        tokio::time::sleep_until(shared.instant(next)).await;
+        tokio::select! {
+            () = tokio::time::sleep_until(shared.instant(next)) => {}
+            () = shared.telegram.notified() => {}
+        }
         let now = shared.now_ms();
         let (d, flags) = {
             let mut device = shared.core();
@@ -47,6 +51,9 @@ pub async fn run(shared: Arc<Shared>) {
             last_state = Some(d.state);
         } else if d.changed {
             tracing::debug!(sent_ma = d.sent_ma, limit_ma = d.limit_ma, "limit changed");
+        }
+        if d.changed {
+            shared.decision.notify_one();
         }
         if first_reading && !flags.contains(Flags::METER_STALE) {
             tracing::info!("P1: first valid telegram");

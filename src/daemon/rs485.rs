@@ -452,10 +452,10 @@ async fn drive_port(
             }
             None => {}
         }
-        // Wake at the earliest of the master's deadline and a short period to notice
-        // a new balancer value.
+        // Wake on bytes, at the master's deadline (at least once a second), on a new
+        // value for the charger or on a request to forward.
         let now = clock.now();
-        let wake = master.poll_timeout(now).min(now + 100_000);
+        let wake = master.poll_timeout(now).min(now + 1_000_000);
         tokio::select! {
             r = port.read(&mut buf) => {
                 let n = r?;
@@ -465,6 +465,7 @@ async fn drive_port(
                 master.on_bytes(clock.now(), &buf[..n]);
             }
             () = tokio::time::sleep_until(clock.instant(wake)) => {}
+            () = shared.decision.notified() => {}
             f = recv(requests.as_deref_mut()), if requests.is_some() && !master.gateway_busy() => {
                 match f {
                     Some(f) => {

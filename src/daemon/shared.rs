@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use p1lb_core::config::Config;
 use p1lb_core::device::Device;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Shared by every task (in an `Arc`).
@@ -19,6 +20,10 @@ pub struct Shared {
     unit: AtomicU8,
     /// The TOML file the `[settings]` are saved to.
     pub settings_path: PathBuf,
+    /// P1 → control: a valid telegram arrived (the balancer may tick now).
+    pub telegram: Notify,
+    /// Control → RS485 master: the value for the charger changed.
+    pub decision: Notify,
 }
 
 impl Shared {
@@ -29,6 +34,8 @@ impl Shared {
             start: Instant::now(),
             unit: AtomicU8::new(config.server_address()),
             settings_path,
+            telegram: Notify::new(),
+            decision: Notify::new(),
         }
     }
 
