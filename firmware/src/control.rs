@@ -19,7 +19,6 @@ pub const WATCHDOG_TIMEOUT: Duration = Duration::from_secs(4);
 /// Runs forever.
 #[embassy_executor::task]
 pub async fn run(shared: &'static Shared, mut watchdog: Watchdog) {
-    watchdog.start(WATCHDOG_TIMEOUT);
     loop {
         // The next tick, or a telegram (which may bring the tick forward).
         let next = shared.device(|d| d.balancer.next_tick_ms());

@@ -39,8 +39,10 @@ const USB_VID_PID: (u16, u16) = (0x1209, 0x0001);
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
     let p = embassy_rp::init(Default::default());
-    let watchdog = Watchdog::new(p.WATCHDOG);
+    let mut watchdog = Watchdog::new(p.WATCHDOG);
     let watchdog_reset = watchdog.reset_reason().is_some();
+    // From here on a hang (or a panic) resets the board.
+    watchdog.start(control::WATCHDOG_TIMEOUT);
 
     // Before anything runs from flash in parallel: the unique id and the saved settings.
     let mut flash = Flash::new_blocking(p.FLASH);
