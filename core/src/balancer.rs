@@ -22,7 +22,10 @@
 //! Headroom mode (1023 = 1) keeps the same states and thresholds and sizes the steps
 //! from the measurement and the charger's own reading of the car (see the private
 //! `headroom` method): it lowers no later than stepped mode, by the overshoot, and
-//! raises in one step into room that has been free for [`HEADROOM_HOLD_S`] seconds.
+//! raises in one step into room that has been free for [`HEADROOM_HOLD_S`] seconds —
+//! at once into the gap of a load that was on, and last off, for [`HEADROOM_LONG_MS`]
+//! or more (an oven's thermostat, a kettle switching off), never into the seconds-long
+//! gaps of a pulsing load (an induction hob), which it cannot see coming to an end.
 //!
 //! Never panics; all arithmetic saturates.
 
@@ -57,11 +60,19 @@ pub const STEADY_MA: i32 = 700;
 /// waits 1016 s): it steps by the overshoot only, so it can afford to act sooner.
 pub const HEADROOM_UPPER_WAIT_S: u32 = 2;
 
-/// Headroom mode raises only on a reading younger than this (the last telegram before
-/// the tick): a raise is one large step, and a reading two seconds old may predate the
-/// load that is on now (a lost telegram at the end of a cycling load's gap). Older fresh
-/// readings may still lower the limit.
-pub const HEADROOM_RAISE_AGE_MS: u64 = 1500;
+/// Headroom mode raises by at least this much (or by 1020 if that is smaller, or to the
+/// cap): finer steps than stepped mode's, fewer than one per meter count.
+pub const HEADROOM_MIN_RAISE_MA: u32 = 250;
+
+/// A change of the house load by at least this much between two readings is an edge:
+/// a load switching on (rise) or off (drop).
+pub const HEADROOM_EDGE_MA: i32 = 2000;
+
+/// A drop opens a gap that headroom mode rides at once, without waiting out the
+/// [`HEADROOM_HOLD_S`] peak hold, when the load that dropped had been on at least this
+/// long and the last gap seen (if any) lasted at least this long: an oven's thermostat,
+/// a kettle switching off — not a hob pulsing every few seconds.
+pub const HEADROOM_LONG_MS: u64 = 20_000;
 
 /// Charger reads kept: the meter's reading (up to 3 s old and still fresh) was taken
 /// while one of these was current.
@@ -121,11 +132,15 @@ pub struct Balancer {
     charger: Option<(u64, i32)>,
     /// The charger's last reads, newest first (is the car still ramping? what did it
     /// draw when the meter measured?).
-    charger_hist: [Option<i32>; CHARGER_HISTORY],
+    charger_hist: [Option<(u64, i32)>; CHARGER_HISTORY],
     /// When the limit last changed (headroom settling).
     changed_ms: Option<u64>,
     /// Highest house load (grid minus car) per second, the last `HEADROOM_HOLD_S` s.
     hold: PeakHold,
+    /// Load edges, for riding long gaps at once.
+    gaps: GapTracker,
+    /// When the previous tick ran (is the reading new since?).
+    prev_tick_ms: Option<u64>,
     next_tick_ms: u64,
 }
 
@@ -146,6 +161,8 @@ impl Balancer {
             charger_hist: [None; CHARGER_HISTORY],
             changed_ms: None,
             hold: PeakHold::new(),
+            gaps: GapTracker::new(),
+            prev_tick_ms: None,
             next_tick_ms: now_ms,
         }
     }
@@ -198,7 +215,7 @@ impl Balancer {
     pub fn on_charger_currents(&mut self, now_ms: u64, ma: [Option<i32>; 3]) {
         self.charger = ma.iter().flatten().copied().max().map(|i| (now_ms, i));
         self.charger_hist.rotate_right(1);
-        self.charger_hist[0] = self.charger.map(|(_, c)| c.max(0));
+        self.charger_hist[0] = self.charger.map(|(t, c)| (t, c.max(0)));
     }
 
     /// When [`tick`](Self::tick) must be called next.
@@ -242,6 +259,7 @@ impl Balancer {
         self.next_tick_ms = (self.next_tick_ms + TICK_MS).max(now_ms + 1);
         let before = self.sent_ma;
         self.step(now_ms);
+        self.prev_tick_ms = Some(now_ms);
         self.limit_ma = self.limit_ma.min(self.cap());
         self.sent_ma = if self.limit_ma < self.cfg.charger_min_ma() {
             0
@@ -341,7 +359,16 @@ impl Balancer {
     ///   ramping up to its limit) is above it. Never later than stepped mode.
     /// - Raising (fresh data, the car steady, the last change settled, 1019 s of the
     ///   state): in one step to the target less the highest house load of the last
-    ///   [`HEADROOM_HOLD_S`] seconds.
+    ///   [`HEADROOM_HOLD_S`] seconds, or, in a gap that opened after a load had been on
+    ///   for [`HEADROOM_LONG_MS`] and that load's last gap was as long, of the seconds
+    ///   since the gap opened. Only on a telegram that arrived since the previous tick
+    ///   (a raise is one large step, and an older reading may predate the load that is
+    ///   on now: a telegram lost at the end of a cycling load's gap; older fresh
+    ///   readings may still lower the limit), by at least [`HEADROOM_MIN_RAISE_MA`].
+    /// - The house load is recorded (for the hold and the gaps) only while the car is
+    ///   steady and the charger reads kept reach back to when the meter measured; a
+    ///   reading older than those (telegrams lost) is no ground for another cut while
+    ///   the car follows its limit.
     fn headroom(&mut self, now_ms: u64, fresh: bool, i: i32, entered: bool) {
         let cfg = self.cfg;
         let target = to_i32(cfg.upper_ma().saturating_sub(HEADROOM_MARGIN_MA));
@@ -356,14 +383,25 @@ impl Balancer {
         // was taken while one of the last charger reads was current. The car is steady
         // when they agree; while it ramps, take the highest (the lower house load)
         // rather than cut on a draw it has already left.
-        let hist = self.charger_hist.iter().flatten().copied();
+        let hist = self.charger_hist.iter().flatten().map(|&(_, c)| c);
         let (lo, hi) = hist.fold((i32::MAX, i32::MIN), |(lo, hi), c| (lo.min(c), hi.max(c)));
         let steady = match charger {
             Some(_) => self.charger_hist.iter().all(Option::is_some) && hi - lo <= STEADY_MA,
             None => true,
         };
-        if fresh && steady {
+        // The charger reads kept go back to when the meter's reading was taken (no
+        // telegram lost since): with the car steady, `house` is what the house drew then.
+        let reading_ms = self.reading.map_or(0, |(t, _)| t);
+        let paired = self
+            .charger_hist
+            .iter()
+            .flatten()
+            .any(|&(t, _)| t <= reading_ms);
+        if fresh && steady && (charger.is_none() || paired) {
             self.hold.record(now_ms, house);
+            if let Some((t, _)) = self.reading {
+                self.gaps.record(t, house);
+            }
         }
         let ramp_draw = if charger.is_some() {
             hi.max(draw)
@@ -387,6 +425,18 @@ impl Balancer {
             i.max(projected)
         };
         let over = u32::try_from(worst.saturating_sub(target)).unwrap_or(0);
+        // A reading older than every charger read kept (telegrams lost since) cannot be
+        // paired with what the car drew when it was taken: while the car follows what
+        // it was sent, it is no ground for another cut (it would count against the car
+        // a draw it has since left); the next telegram is.
+        let reading_ms = self.reading.map_or(0, |(t, _)| t);
+        let unpaired = charger.is_some()
+            && following
+            && !self
+                .charger_hist
+                .iter()
+                .flatten()
+                .any(|&(t, _)| t <= reading_ms);
         let alarm = to_i32(cfg.alarm_ma());
         let upper = to_i32(cfg.upper_ma());
         if worst > alarm {
@@ -394,7 +444,7 @@ impl Balancer {
                 State::Alarm => entered || self.waited(now_ms, cfg.alarm_wait_s()),
                 _ => true,
             };
-            if due {
+            if due && !unpaired {
                 self.cut(over, now_ms);
             }
             return;
@@ -406,14 +456,16 @@ impl Balancer {
             } else {
                 true // only the projection: withdraw the unused allowance now
             };
-            if due {
+            if due && !unpaired {
                 self.cut(over, now_ms);
             }
             return;
         }
-        let current = self
-            .reading
-            .is_some_and(|(t, _)| now_ms.saturating_sub(t) < HEADROOM_RAISE_AGE_MS);
+        let current = match (self.reading, self.prev_tick_ms) {
+            (Some((t, _)), Some(prev)) => t > prev,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
         if !fresh || !current || !matches!(self.state, State::Lower | State::Normal) {
             return;
         }
@@ -423,12 +475,22 @@ impl Balancer {
         if !settled || !steady || !self.waited(now_ms, cfg.lower_wait_s()) {
             return;
         }
-        let house_peak = self.hold.max(now_ms).unwrap_or(house).max(house);
+        let held = match self.gaps.long_gap_since() {
+            // A long gap: the load of the readings since it opened (each is recorded at
+            // the first tick after it arrived).
+            Some(since_ms) => self.hold.max_since(now_ms, since_ms / 1000 + 1),
+            None => self.hold.max(now_ms),
+        };
+        let house_peak = held.unwrap_or(house).max(house);
         let want = u32::try_from(target.saturating_sub(house_peak)).unwrap_or(0);
         let new = want.min(self.cap());
         // Raise only by a useful amount (a step of 1020 or more, or to the cap).
         if new > self.limit_ma
-            && (new >= self.limit_ma.saturating_add(cfg.lower_step_ma() / 4) || new == self.cap())
+            && (new
+                >= self
+                    .limit_ma
+                    .saturating_add(cfg.lower_step_ma().min(HEADROOM_MIN_RAISE_MA))
+                || new == self.cap())
         {
             self.limit_ma = new;
             self.changed_ms = Some(now_ms);
@@ -493,6 +555,79 @@ impl PeakHold {
             .copied()
             .filter(|&v| v != Self::EMPTY)
             .max()
+    }
+}
+
+impl PeakHold {
+    /// The highest value of the seconds from `since_s` on (within the window).
+    fn max_since(&mut self, now_ms: u64, since_s: u64) -> Option<i32> {
+        self.advance(now_ms);
+        let newest = self.second?;
+        let n = HEADROOM_HOLD_S as u64;
+        (newest.saturating_sub(n - 1).max(since_s)..=newest)
+            .map(|s| self.slots[(s % n) as usize])
+            .filter(|&v| v != Self::EMPTY)
+            .max()
+    }
+}
+
+/// Edges of the house load (rises and drops of at least [`HEADROOM_EDGE_MA`] between
+/// readings) and how long the last load was on and the last gap lasted.
+#[derive(Debug, Clone)]
+struct GapTracker {
+    /// The last reading recorded: when, and the house load.
+    last: Option<(u64, i32)>,
+    /// The last rise.
+    rise_ms: Option<u64>,
+    /// The open gap: when it began, and whether it may be ridden at once.
+    gap: Option<(u64, bool)>,
+    /// How long the last closed gap lasted.
+    last_gap_ms: Option<u64>,
+}
+
+impl GapTracker {
+    fn new() -> Self {
+        GapTracker {
+            last: None,
+            rise_ms: None,
+            gap: None,
+            last_gap_ms: None,
+        }
+    }
+
+    /// A reading taken at `t_ms` (each reading once; a repeat is ignored).
+    fn record(&mut self, t_ms: u64, house: i32) {
+        if let Some((prev_t, prev)) = self.last {
+            if t_ms <= prev_t {
+                return;
+            }
+            if house.saturating_sub(prev) >= HEADROOM_EDGE_MA {
+                if let Some((start, _)) = self.gap.take() {
+                    self.last_gap_ms = Some(t_ms.saturating_sub(start));
+                }
+                self.rise_ms = Some(t_ms);
+            } else if prev.saturating_sub(house) >= HEADROOM_EDGE_MA {
+                // The load that dropped had been on since the last rise (or for as long
+                // as we know of when none was seen).
+                let on_long = self
+                    .rise_ms
+                    .is_some_and(|r| t_ms.saturating_sub(r) >= HEADROOM_LONG_MS);
+                let gaps_long = self.last_gap_ms.is_none_or(|g| g >= HEADROOM_LONG_MS);
+                let long = on_long && gaps_long;
+                // A second drop inside an open gap keeps its start.
+                let start = self.gap.map_or(t_ms, |(s, _)| s);
+                self.gap = Some((start, long));
+            }
+        }
+        self.last = Some((t_ms, house));
+    }
+
+    /// When the open gap began, if it may be ridden at once.
+    fn long_gap_since(&self) -> Option<u64> {
+        match self.gap {
+            Some((start, true)) => Some(start),
+            _ => None,
+        }
     }
 }
 

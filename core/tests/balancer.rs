@@ -1,7 +1,9 @@
 //! The control law against the rules of registers.md, rule by rule, at the boundaries,
 //! and as properties over random inputs.
 
-use p1lb_core::balancer::{Balancer, Decision, HEADROOM_MARGIN_MA, State, TICK_MS};
+use p1lb_core::balancer::{
+    Balancer, Decision, HEADROOM_HOLD_S, HEADROOM_MARGIN_MA, State, TICK_MS,
+};
 use p1lb_core::config::Config;
 use proptest::prelude::*;
 
@@ -289,6 +291,18 @@ fn closed_loop(
     car_max: i32,
     secs: u64,
 ) -> Vec<(i32, Decision)> {
+    closed_loop_lossy(c, house, car_max, secs, |_| false)
+}
+
+/// [`closed_loop`] with the telegrams of the seconds where `lost` is true lost on the
+/// line (the charger is still read back).
+fn closed_loop_lossy(
+    c: Config,
+    house: impl Fn(u64) -> i32,
+    car_max: i32,
+    secs: u64,
+    lost: impl Fn(u64) -> bool,
+) -> Vec<(i32, Decision)> {
     let mut b = Balancer::new(c, 0);
     let mut draw = 0;
     let mut out = Vec::new();
@@ -296,7 +310,9 @@ fn closed_loop(
     for s in 1..=secs {
         let t = s * TICK_MS;
         let i = house(s) + draw;
-        b.on_reading(t - 200, [Some(i), Some(0), Some(0)]);
+        if !lost(s) {
+            b.on_reading(t - 200, [Some(i), Some(0), Some(0)]);
+        }
         b.on_charger_currents(t - 100, [Some(draw), None, None]);
         let d = b.tick(t);
         out.push((i, d));
@@ -468,4 +484,143 @@ fn headroom_keeps_cutting_when_the_car_ignores_its_limit() {
     // The projection (the car will come down) is trusted only for the settle time;
     // then the meter alone rules, and the limit goes to 0.
     assert_eq!(last.limit_ma, 0, "{last:?} at {t}");
+}
+
+/// The first tick (index into a closed-loop run, = second − 1) at or after `from` where
+/// the limit rose.
+fn first_raise(run: &[(i32, Decision)], from: usize) -> Option<usize> {
+    (from.max(1)..run.len()).find(|&k| run[k].1.limit_ma > run[k - 1].1.limit_ma)
+}
+
+#[test]
+fn headroom_rides_the_long_gap_of_a_thermostat_at_once() {
+    // 3 A of base load and an oven's 10 A: on from second 10 to 50, off to 100, …
+    let c = cfg(&[(1023, 1)]);
+    let oven = |s: u64| {
+        3 * A
+            + if (10..50).contains(&(s % 90)) {
+                10 * A
+            } else {
+                0
+            }
+    };
+    let run = closed_loop(c, oven, 32 * A, 200);
+    // While the oven is on, the car has what it leaves.
+    let on = run[45].1.limit_ma;
+    assert!((8_000..=8_800).contains(&on), "{on}");
+    // The oven goes off at second 50: the limit rises within two ticks, not after the
+    // peak hold (6 s) — the oven had been on for 40 s.
+    let k = first_raise(&run, 49).expect("a raise");
+    assert!(k < 52, "raised at second {}", k + 1);
+    assert!(k + 1 < 50 + HEADROOM_HOLD_S);
+    assert_eq!(run[k + 2].1.limit_ma, 16_000);
+    // When it comes back on (second 100), the cut is the reaction to a step.
+    assert!(run[101..105].iter().any(|(_, d)| d.limit_ma <= on + 300));
+    // The second gap (its last gap lasted 50 s) is ridden at once too.
+    let k2 = first_raise(&run, 139).expect("a second raise");
+    assert!(k2 < 142, "raised at second {}", k2 + 1);
+}
+
+#[test]
+fn headroom_holds_the_peak_through_the_gaps_of_a_load_that_was_on_briefly() {
+    // The same oven, but on for 12 s in every 62: its gaps are not trusted at once.
+    let c = cfg(&[(1023, 1)]);
+    let pulse = |s: u64| {
+        3 * A
+            + if (38..50).contains(&(s % 62)) {
+                10 * A
+            } else {
+                0
+            }
+    };
+    let run = closed_loop(c, pulse, 32 * A, 120);
+    let k = first_raise(&run, 49).expect("a raise");
+    assert!(
+        k + 1 >= 50 + HEADROOM_HOLD_S - 1,
+        "raised at second {}",
+        k + 1
+    );
+}
+
+#[test]
+fn headroom_raises_only_on_the_last_telegram() {
+    // The cap is raised while two telegrams in a row are lost: a reading 1.8 s old is
+    // fresh enough to lower the limit but not to raise it in one step.
+    let c = cfg(&[(1023, 1)]);
+    let mut b = Balancer::new(c, 0);
+    b.tick(0);
+    let mut draw = 0;
+    let mut limit_at = Vec::new();
+    for s in 1..=40u64 {
+        let t = s * TICK_MS;
+        if s == 30 {
+            b.set_cap(16_000);
+        } else if s == 1 {
+            b.set_cap(8_000);
+        }
+        if !(29..=30).contains(&s) {
+            b.on_reading(t - 200, [Some(4 * A + draw), Some(0), Some(0)]);
+        }
+        b.on_charger_currents(t - 100, [Some(draw), None, None]);
+        let d = b.tick(t);
+        draw = d.sent_ma as i32;
+        limit_at.push(d.limit_ma);
+    }
+    assert_eq!(limit_at[28], 8_000);
+    // Second 30: the last reading is from 28.8 s.
+    assert_eq!(limit_at[29], 8_000, "{limit_at:?}");
+    // Second 31: a new telegram, and the raise.
+    assert_eq!(limit_at[30], 16_000, "{limit_at:?}");
+}
+
+#[test]
+fn headroom_does_not_cut_twice_on_an_old_reading_while_the_car_follows() {
+    // An alarm, one cut by the overshoot, then three telegrams lost while the charger
+    // reads show the car at its new limit: the old reading (taken with the car at
+    // 16 A) is no ground to cut again, let alone to pause the car.
+    let c = cfg(&[(1023, 1)]);
+    let house = |s: u64| if s < 30 { 2 * A } else { 13 * A };
+    let run = closed_loop_lossy(c, house, 32 * A, 40, |s| (32..=34).contains(&s));
+    let cut = run[29].1.limit_ma;
+    assert!((8_000..16_000).contains(&cut), "{:?}", run[29]);
+    for (k, (_, d)) in run.iter().enumerate().skip(30) {
+        assert_eq!(d.limit_ma, cut, "second {}: {d:?}", k + 1);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Whatever the load (random cycling loads, long and short gaps) and the lost
+    /// telegrams: a headroom raise — the peak hold, or a long gap ridden at once — never
+    /// takes the limit above the room the last reading's house load leaves under the
+    /// target (upper − margin), and never happens on a reading older than one tick.
+    #[test]
+    fn headroom_raises_never_exceed_the_room_left(
+        base in 0i32..8_000,
+        loads in proptest::collection::vec((1_000i32..14_000, 1u64..60, 1u64..60, 0u64..60), 1..4),
+        lost in proptest::collection::vec(any::<bool>(), 200),
+        loss in 0u8..4,
+    ) {
+        let house = |s: u64| {
+            base + loads
+                .iter()
+                .map(|&(amps, on, off, phase)| if (s + phase) % (on + off) < on { amps } else { 0 })
+                .sum::<i32>()
+        };
+        // Lose telegrams with probability 0, 1/8, 1/4 or 1/2.
+        let is_lost = |s: u64| loss > 0 && lost[(s as usize) % lost.len()] && s % u64::from(1 + 3 - loss) == 0;
+        let c = cfg(&[(1023, 1), (1010, 32_000)]);
+        let run = closed_loop_lossy(c, house, 32 * A, 200, is_lost);
+        let target = 22_000 - HEADROOM_MARGIN_MA as i32;
+        for k in 1..run.len() {
+            let (before, now) = (run[k - 1].1, run[k].1);
+            if now.limit_ma > before.limit_ma {
+                let s = k as u64 + 1;
+                prop_assert!(!is_lost(s), "raise at second {s} without its telegram");
+                let room = target - house(s);
+                prop_assert!(now.limit_ma as i32 <= room.max(0), "second {s}: {} > room {room}", now.limit_ma);
+            }
+        }
+    }
 }

@@ -7,21 +7,47 @@
 //! car charges on (and the connection has, 1011): for a three-phase car that is every
 //! phase; a single-phase car is limited only by the house load on its own phase, which
 //! is what a perfect balancer could give it.
+//!
+//! [`Reactive`] is the yardstick for controllers that do not forecast the house load:
+//! it knows the house load exactly, but only as of the last valid telegram, sets the
+//! oracle's limit for it at each tick, and the real car follows with its real delay — so
+//! it sees every load change as the device does (measured at the start of a second,
+//! telegram at +0.2 s, tick at +1 s, car at +2 s). It obeys the rules that cost energy
+//! (stale data, ≥ 3 s, never raises the limit; 1022 s without a valid telegram means the
+//! fallback limit 1021) and is otherwise generous: it never misjudges the car's draw,
+//! may jump back up after fallback, and is not held to any time above the upper limit or
+//! the fuse rating. Two policies: with no hold it rides every gap of a cycling load
+//! (and, one telegram late, overshoots at every gap's end); with a hold it budgets for
+//! the load's peak over the last seconds, as headroom mode does. Each bounds what a
+//! balancer without a forecast can reach under that policy.
 
+use std::collections::VecDeque;
+
+use p1lb_core::balancer;
 use p1lb_core::config::Config;
 
 use super::house::Phases;
 
 /// The oracle's limit, mA, for the house currents `house_a` (A per phase).
 pub fn limit_ma(cfg: &Config, cap_ma: u32, car_phases: Phases, house_a: [f64; 3]) -> u32 {
+    limit_for(cfg, cap_ma, highest_on_car_phases(cfg, car_phases, house_a))
+}
+
+/// The highest house current on the phases the car charges on (and the balancer
+/// watches), A; −∞ when none.
+fn highest_on_car_phases(cfg: &Config, car_phases: Phases, house_a: [f64; 3]) -> f64 {
     let n = usize::from(cfg.phases());
-    let highest = house_a
+    house_a
         .iter()
         .zip(car_phases.mask())
         .take(n)
         .filter(|(_, used)| *used)
         .map(|(a, _)| *a)
-        .fold(f64::NEG_INFINITY, f64::max);
+        .fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// The oracle's limit for a highest house current `highest` (A), mA.
+fn limit_for(cfg: &Config, cap_ma: u32, highest: f64) -> u32 {
     let highest_ma = if highest.is_finite() {
         (highest * 1000.0).round() as i64
     } else {
@@ -35,6 +61,114 @@ pub fn limit_ma(cfg: &Config, cap_ma: u32, car_phases: Phases, house_a: [f64; 3]
         0
     } else {
         limit
+    }
+}
+
+/// A reactive yardstick: see the module documentation.
+#[derive(Debug, Clone)]
+pub struct Reactive {
+    cfg: Config,
+    cap_ma: u32,
+    car_phases: Phases,
+    hold_s: u32,
+    /// Valid readings, newest last: when, and the highest house current (A) on the
+    /// phases the car uses; only those within `hold_s` (at least the newest) are kept.
+    readings: VecDeque<(u64, f64)>,
+    /// When the last valid reading arrived, or boot.
+    last_valid_ms: u64,
+    limit_ma: u32,
+    /// The last load rise (edge of `HEADROOM_EDGE_MA` or more between readings).
+    rise_ms: Option<u64>,
+    /// The open gap (after a drop): when it began, and whether it is ridden at once.
+    gap: Option<(u64, bool)>,
+    /// How long the last closed gap lasted.
+    last_gap_ms: Option<u64>,
+}
+
+impl Reactive {
+    /// At boot (time 0): limit 0. With `hold_s` = 0 it sets the limit for the last
+    /// reading's house load (it rides every gap of a cycling load); with `hold_s` > 0
+    /// for the highest house load of the readings of the last `hold_s` seconds — it
+    /// budgets for a cycling load's peak — except in a gap headroom mode rides at once
+    /// (the load that dropped was on for `HEADROOM_LONG_MS` or more and the last gap
+    /// lasted as long), where only the readings since the gap opened count: headroom
+    /// mode's policy, with perfect knowledge and no margin.
+    pub fn new(cfg: &Config, cap_ma: u32, car_phases: Phases, hold_s: u32) -> Self {
+        Reactive {
+            cfg: *cfg,
+            cap_ma,
+            car_phases,
+            hold_s,
+            readings: VecDeque::new(),
+            last_valid_ms: 0,
+            limit_ma: 0,
+            rise_ms: None,
+            gap: None,
+            last_gap_ms: None,
+        }
+    }
+
+    /// A valid telegram arrived at `now_ms`, measured while the house drew `house_a`.
+    pub fn on_reading(&mut self, now_ms: u64, house_a: [f64; 3]) {
+        let highest = highest_on_car_phases(&self.cfg, self.car_phases, house_a);
+        if let Some(&(_, prev)) = self.readings.back() {
+            // Headroom mode's edges and long-gap rule, on the exact load.
+            let edge = f64::from(balancer::HEADROOM_EDGE_MA) / 1000.0;
+            let long = balancer::HEADROOM_LONG_MS;
+            if highest - prev >= edge {
+                if let Some((start, _)) = self.gap.take() {
+                    self.last_gap_ms = Some(now_ms - start);
+                }
+                self.rise_ms = Some(now_ms);
+            } else if prev - highest >= edge {
+                let on_long = self.rise_ms.is_some_and(|r| now_ms - r >= long);
+                let gaps_long = self.last_gap_ms.is_none_or(|g| g >= long);
+                let start = self.gap.map_or(now_ms, |(s, _)| s);
+                self.gap = Some((start, on_long && gaps_long));
+            }
+        }
+        self.readings.push_back((now_ms, highest));
+        let keep_from = now_ms.saturating_sub(u64::from(self.hold_s) * 1000);
+        while self.readings.len() > 1 && self.readings.front().is_some_and(|r| r.0 <= keep_from) {
+            self.readings.pop_front();
+        }
+        self.last_valid_ms = now_ms;
+    }
+
+    /// The value sent to the charger at the tick `now_ms`, mA.
+    pub fn tick(&mut self, now_ms: u64) -> u32 {
+        let silent = now_ms.saturating_sub(self.last_valid_ms);
+        self.limit_ma = if silent >= u64::from(self.cfg.fallback_s()) * 1000 {
+            self.cfg.fallback_ma().min(self.cap_ma)
+        } else {
+            match self.readings.back() {
+                None => 0,
+                Some(&(t, _)) => {
+                    // In a gap ridden at once, only the readings since it opened.
+                    let since = match self.gap {
+                        Some((start, true)) => start,
+                        _ => 0,
+                    };
+                    let peak = self
+                        .readings
+                        .iter()
+                        .filter(|r| r.0 >= since)
+                        .map(|r| r.1)
+                        .fold(f64::NEG_INFINITY, f64::max);
+                    let want = limit_for(&self.cfg, self.cap_ma, peak);
+                    if now_ms.saturating_sub(t) < balancer::FRESH_MS {
+                        want
+                    } else {
+                        want.min(self.limit_ma)
+                    }
+                }
+            }
+        };
+        if self.limit_ma < self.cfg.charger_min_ma() {
+            0
+        } else {
+            self.limit_ma
+        }
     }
 }
 

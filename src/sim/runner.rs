@@ -41,6 +41,12 @@ pub struct Metrics {
     pub ev_energy_kwh: f64,
     /// Energy into the oracle's car, kWh.
     pub oracle_energy_kwh: f64,
+    /// The reactive yardsticks ([`super::oracle::Reactive`]): [0] rides every gap,
+    /// [1] budgets for the house load's peak over [`YARDSTICK_HOLD_S`].
+    pub reactive: [Yardstick; 2],
+    /// Energy the oracle's car took in the seconds the rules held this run's balancer in
+    /// fallback (state 4), kWh: out of reach of any controller that obeys them.
+    pub oracle_energy_in_fallback_kwh: f64,
     /// `ev / oracle`, % (100 when the oracle charged nothing).
     pub oracle_pct: f64,
     /// Time the highest phase current (configured phases) was above the upper limit, s.
@@ -87,6 +93,23 @@ pub struct Metrics {
     pub meter_silent_s: u32,
     /// Seconds the charger ignored its limit.
     pub charger_fault_s: u32,
+}
+
+/// The hold of the peak-budgeting yardstick, s: headroom mode's
+/// [`p1lb_core::balancer::HEADROOM_HOLD_S`].
+pub const YARDSTICK_HOLD_S: u32 = p1lb_core::balancer::HEADROOM_HOLD_S as u32;
+
+/// What a reactive yardstick's car got, and what it cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Yardstick {
+    /// Energy into its car, kWh.
+    pub energy_kwh: f64,
+    /// Of the oracle's, %.
+    pub oracle_pct: f64,
+    /// Time its grid current (highest configured phase) was above the upper limit, s.
+    pub seconds_over_upper: f64,
+    /// Time any phase of its grid was above the fuse rating, s.
+    pub seconds_over_fuse: f64,
 }
 
 /// One second of a run, for the plot.
@@ -169,6 +192,12 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
     let min_a = f64::from(cfg.charger_min_ma()) / 1000.0;
     let mut car = Car::new(&s.car, Dynamics::real(min_a));
     let mut oracle_car = Car::new(&s.car, Dynamics::oracle(min_a));
+    let mut yard = [0, YARDSTICK_HOLD_S].map(|hold| {
+        (
+            oracle::Reactive::new(&cfg, cap_ma, s.car.phases, hold),
+            Car::new(&s.car, Dynamics::real(min_a)),
+        )
+    });
     let mut fuse = Fuse::new(s.fuse_a);
     let phases = usize::from(cfg.phases());
     let upper_a = f64::from(cfg.upper_ma()) / 1000.0;
@@ -207,6 +236,10 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
         let (house_a, recorded_v) = house.load(t);
         let oracle_ma = oracle::limit_ma(&cfg, cap_ma, s.car.phases, house_a);
         oracle_car.command(now, oracle_ma);
+        for (ctl, car) in &mut yard {
+            car.command(now, ctl.tick(now));
+        }
+        let oracle_before_kwh = oracle_car.energy_kwh();
         if car.wants_charge() && d.sent_ma == 0 {
             if d.changed {
                 m.pauses += 1;
@@ -222,6 +255,17 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
             let tk = now + u64::from(k) * u64::from(1000 / STEPS);
             car.step(tk, DT_S, volts);
             oracle_car.step(tk, DT_S, volts);
+            for ((_, ycar), ym) in yard.iter_mut().zip(&mut m.reactive) {
+                ycar.step(tk, DT_S, volts);
+                let c = ycar.currents();
+                let grid = [0, 1, 2].map(|p| house_a[p] + c[p]);
+                if grid[..phases].iter().any(|&a| a > upper_a) {
+                    ym.seconds_over_upper += DT_S;
+                }
+                if grid.iter().any(|a| a.abs() > s.fuse_a) {
+                    ym.seconds_over_fuse += DT_S;
+                }
+            }
             let c = car.currents();
             let grid = [0, 1, 2].map(|p| house_a[p] + c[p]);
             if k == 0 {
@@ -247,7 +291,11 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
                     bytes = &bytes[used..];
                     if let Some(Event::Telegram(tg)) = event {
                         let grid_ma = Reading::parse(&tg).grid_currents_ma(source);
-                        balancer.on_reading(tk, grid_ma);
+                        if balancer.on_reading(tk, grid_ma) {
+                            for (ctl, _) in &mut yard {
+                                ctl.on_reading(tk, house_a);
+                            }
+                        }
                     }
                 }
                 let after = meter.stats();
@@ -278,6 +326,9 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
                 m.house_seconds_over_fuse += DT_S;
             }
         }
+        if d.state == State::Fallback {
+            m.oracle_energy_in_fallback_kwh += oracle_car.energy_kwh() - oracle_before_kwh;
+        }
         if let Some(last) = samples.last_mut() {
             last.oracle_a = oracle_ma as f32 / 1000.0;
         }
@@ -288,11 +339,11 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
     let rs = reader.stats();
     m.ev_energy_kwh = car.energy_kwh();
     m.oracle_energy_kwh = oracle_car.energy_kwh();
-    m.oracle_pct = if m.oracle_energy_kwh > 1e-9 {
-        100.0 * m.ev_energy_kwh / m.oracle_energy_kwh
-    } else {
-        100.0
-    };
+    m.oracle_pct = pct(m.ev_energy_kwh, m.oracle_energy_kwh);
+    for ((_, ycar), ym) in yard.iter().zip(&mut m.reactive) {
+        ym.energy_kwh = ycar.energy_kwh();
+        ym.oracle_pct = pct(ym.energy_kwh, m.oracle_energy_kwh);
+    }
     m.limit_changes_per_hour = f64::from(m.limit_changes) * 3600.0 / f64::from(s.duration_s);
     m.trips = fuse.trips();
     m.max_fuse_heat_pct = fuse.max_heat_pct();
@@ -308,6 +359,15 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
         fuse_a: s.fuse_a,
         metrics: m,
         trace: samples,
+    }
+}
+
+/// `part / whole`, % (100 when the whole is nothing).
+fn pct(part: f64, whole: f64) -> f64 {
+    if whole > 1e-9 {
+        100.0 * part / whole
+    } else {
+        100.0
     }
 }
 
