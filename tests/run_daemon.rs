@@ -3,16 +3,16 @@
 //! Every daemon is killed when its test ends (a guard with `Drop`).
 
 use std::fs;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use p1lb_core::config::SETTINGS;
-
 mod common;
 
-use common::{free_port, mbpoll_values, temp_dir, write_plan};
+use common::{
+    defaults_1000_1022, free_port, mbpoll_tcp, mbpoll_values, spawn_listening, temp_dir, write_plan,
+};
 use tokio_modbus::client::{Context, tcp};
 use tokio_modbus::prelude::*;
 
@@ -36,32 +36,13 @@ impl Daemon {
         let port = free_port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let log = log_dir.join(format!("daemon-{port}.log"));
-        let child = Command::new(BIN)
-            .arg("run")
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run")
             .args(["--p1", "sim", "--modbus-tcp", &addr.to_string()])
             .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("p1lb starts");
-        let mut d = Daemon { child, addr, log };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return d;
-            }
-            if let Ok(Some(status)) = d.child.try_wait() {
-                panic!("p1lb run exited ({status}):\n{}", d.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "p1lb run does not listen:\n{}",
-                d.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            .env("RUST_LOG", "info");
+        let child = spawn_listening(cmd, addr, &log, Duration::from_secs(10));
+        Daemon { child, addr, log }
     }
 
     fn log_text(&self) -> String {
@@ -101,17 +82,6 @@ async fn write(ctx: &mut Context, address: u16, value: u16) -> Result<(), Except
     .await
     .expect("reply in time")
     .expect("transport")
-}
-
-fn defaults_1000_1022() -> Vec<(u16, u16)> {
-    let mut want = vec![(1000, 16000)];
-    want.extend(
-        SETTINGS
-            .iter()
-            .filter(|s| s.address <= 1022)
-            .map(|s| (s.address, s.default)),
-    );
-    want
 }
 
 #[tokio::test]
@@ -320,23 +290,8 @@ fn mbpoll_over_tcp() {
     }
     let dir = temp_dir("mbpoll");
     let d = Daemon::start(&dir);
-    let port = d.addr.port().to_string();
-    let mbpoll = |start: u16, count: u16, write: Option<u16>| {
-        let mut cmd = Command::new("mbpoll");
-        cmd.args(["-0", "-1", "-a", "10", "-t", "4", "-r", &start.to_string()])
-            .args(["-p", &port, "-o", "2"]);
-        match write {
-            Some(v) => cmd.args(["127.0.0.1", &v.to_string()]),
-            None => cmd.args(["-c", &count.to_string(), "127.0.0.1"]),
-        };
-        let out = cmd.stdin(Stdio::null()).output().expect("mbpoll runs");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    };
+    let port = d.addr.port();
+    let mbpoll = |start, count, write| mbpoll_tcp(port, start, count, write);
     let (ok, text) = mbpoll(1000, 23, None);
     assert!(ok, "{text}");
     for (address, value) in defaults_1000_1022() {

@@ -2,9 +2,11 @@
 //! to every writable register, and how to read mbpoll's output.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
-use std::path::PathBuf;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use p1lb_core::config::SETTINGS;
 
@@ -79,4 +81,65 @@ pub fn mbpoll_values(text: &str) -> Vec<(u16, u16)> {
             Some((addr.parse().ok()?, v as u16))
         })
         .collect()
+}
+
+/// Starts `cmd` (stdin and stdout to null, stderr into `log`) and waits up to `timeout`
+/// until something accepts connections on `addr`. Panics with the log when the process
+/// exits first or never listens.
+pub fn spawn_listening(mut cmd: Command, addr: SocketAddr, log: &Path, timeout: Duration) -> Child {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?} does not start: {e}"));
+    let text = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return child;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{cmd:?} exited ({status}):\n{}", text());
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} does not listen on {addr}:\n{}", text());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The register map's 1000–1022 at their defaults: the override cap 1000 (16 A) and the
+/// settings at their defaults (status registers in between are left out).
+pub fn defaults_1000_1022() -> Vec<(u16, u16)> {
+    let mut want = vec![(1000, 16000)];
+    want.extend(
+        SETTINGS
+            .iter()
+            .filter(|s| s.address <= 1022)
+            .map(|s| (s.address, s.default)),
+    );
+    want
+}
+
+/// mbpoll (Debian's) against Modbus TCP on 127.0.0.1:`port`, unit 10, holding registers
+/// from `start` (0-based addresses): reads `count` registers, or writes `write` to one.
+/// Returns whether it exited 0 and its stdout and stderr.
+pub fn mbpoll_tcp(port: u16, start: u16, count: u16, write: Option<u16>) -> (bool, String) {
+    let mut cmd = Command::new("mbpoll");
+    cmd.args(["-0", "-1", "-a", "10", "-t", "4", "-r", &start.to_string()])
+        .args(["-p", &port.to_string(), "-o", "2"]);
+    match write {
+        Some(v) => cmd.args(["127.0.0.1", &v.to_string()]),
+        None => cmd.args(["-c", &count.to_string(), "127.0.0.1"]),
+    };
+    let out = cmd.stdin(Stdio::null()).output().expect("mbpoll runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
