@@ -34,6 +34,11 @@ use crate::config::{Config, ControlMode};
 /// The control tick.
 pub const TICK_MS: u64 = 1000;
 
+/// After a tick on a telegram, the timer waits this much longer than [`TICK_MS`], so
+/// that the next telegram (a meter sends one a second, give or take) drives the next
+/// tick rather than racing the timer to it.
+pub const TELEGRAM_GRACE_MS: u64 = 250;
+
 /// A reading older than this may lower the limit but never raise it.
 pub const FRESH_MS: u64 = 3000;
 
@@ -139,8 +144,10 @@ pub struct Balancer {
     hold: PeakHold,
     /// Load edges, for riding long gaps at once.
     gaps: GapTracker,
-    /// When the previous tick ran (is the reading new since?).
-    prev_tick_ms: Option<u64>,
+    /// A valid reading arrived since the previous tick (headroom raises only on one).
+    unseen_reading: bool,
+    /// The cap changed since the previous tick (the next call ticks, even early).
+    cap_changed: bool,
     next_tick_ms: u64,
 }
 
@@ -162,7 +169,8 @@ impl Balancer {
             changed_ms: None,
             hold: PeakHold::new(),
             gaps: GapTracker::new(),
-            prev_tick_ms: None,
+            unseen_reading: false,
+            cap_changed: false,
             next_tick_ms: now_ms,
         }
     }
@@ -184,9 +192,13 @@ impl Balancer {
     }
 
     /// Register 1000: an outside cap, mA. Lowering it below the present limit drops
-    /// the limit at the next tick; raising it lets the limit step up again.
+    /// the limit at the next call of [`tick`](Self::tick), even an early one; raising
+    /// it lets the limit step up again.
     pub fn set_cap(&mut self, cap_ma: u32) {
-        self.cap_ma = cap_ma;
+        if cap_ma != self.cap_ma {
+            self.cap_ma = cap_ma;
+            self.cap_changed = true;
+        }
     }
 
     /// Register 1000 as it reads.
@@ -197,6 +209,10 @@ impl Balancer {
     /// A valid telegram's signed grid currents (mA, import positive), per phase.
     /// Phases the meter does not report are `None`; a reading with no current on any
     /// configured phase is not a valid reading for the balancer.
+    ///
+    /// A valid reading makes the tick due at once: the control tick follows the
+    /// telegrams (the decision is sent milliseconds after the meter's data, not up to a
+    /// second later), and runs every [`TICK_MS`] from the last one when they stop.
     pub fn on_reading(&mut self, now_ms: u64, grid_ma: [Option<i32>; 3]) -> bool {
         let phases = usize::from(self.cfg.phases());
         let highest = grid_ma[..phases].iter().flatten().copied().max();
@@ -204,6 +220,8 @@ impl Balancer {
             Some(i) => {
                 self.reading = Some((now_ms, i));
                 self.last_valid_ms = now_ms;
+                self.unseen_reading = true;
+                self.next_tick_ms = self.next_tick_ms.min(now_ms);
                 true
             }
             None => false,
@@ -250,16 +268,31 @@ impl Balancer {
     }
 
     /// One control tick. Call at [`next_tick_ms`](Self::next_tick_ms); an early call
-    /// changes nothing.
+    /// changes nothing, unless the cap (1000) changed since the last tick.
     pub fn tick(&mut self, now_ms: u64) -> Decision {
-        if now_ms < self.next_tick_ms {
+        let due = now_ms >= self.next_tick_ms;
+        if !due && !self.cap_changed {
             return self.decision();
         }
-        // The next tick one period on; after a long gap, from now.
-        self.next_tick_ms = (self.next_tick_ms + TICK_MS).max(now_ms + 1);
+        // The next tick one period on (after a long gap, from now); after a tick on a
+        // telegram, the next telegram's (with a grace period for its jitter); an early
+        // tick for a new cap leaves the schedule as it is. Never after the moment
+        // fallback is due.
+        if self.unseen_reading {
+            self.next_tick_ms = now_ms + TICK_MS + TELEGRAM_GRACE_MS;
+        } else if due {
+            self.next_tick_ms = (self.next_tick_ms + TICK_MS).max(now_ms + 1);
+        }
+        self.cap_changed = false;
+        let fallback_at = self
+            .last_valid_ms
+            .saturating_add(u64::from(self.cfg.fallback_s()) * 1000);
+        if fallback_at > now_ms {
+            self.next_tick_ms = self.next_tick_ms.min(fallback_at);
+        }
         let before = self.sent_ma;
         self.step(now_ms);
-        self.prev_tick_ms = Some(now_ms);
+        self.unseen_reading = false;
         self.limit_ma = self.limit_ma.min(self.cap());
         self.sent_ma = if self.limit_ma < self.cfg.charger_min_ma() {
             0
@@ -461,11 +494,7 @@ impl Balancer {
             }
             return;
         }
-        let current = match (self.reading, self.prev_tick_ms) {
-            (Some((t, _)), Some(prev)) => t > prev,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
+        let current = self.unseen_reading;
         if !fresh || !current || !matches!(self.state, State::Lower | State::Normal) {
             return;
         }

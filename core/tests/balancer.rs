@@ -2,7 +2,7 @@
 //! and as properties over random inputs.
 
 use p1lb_core::balancer::{
-    Balancer, Decision, HEADROOM_HOLD_S, HEADROOM_MARGIN_MA, State, TICK_MS,
+    Balancer, Decision, HEADROOM_HOLD_S, HEADROOM_MARGIN_MA, State, TELEGRAM_GRACE_MS, TICK_MS,
 };
 use p1lb_core::config::Config;
 use proptest::prelude::*;
@@ -36,15 +36,27 @@ impl Run {
         }
     }
 
-    /// One second with the highest phase current `ma` on L1 (None = meter silent).
+    /// One second with the highest phase current `ma` on L1 (None = meter silent),
+    /// its telegram at the end of the second, ticked as a device does: at every
+    /// [`Balancer::next_tick_ms`] (right after each telegram, else by the timer). The
+    /// decision in force at the end of the second.
     fn sec(&mut self, ma: Option<i32>) -> Decision {
-        self.t += TICK_MS;
+        let end = self.t + TICK_MS;
         if let Some(i) = ma {
-            self.b.on_reading(self.t - 200, [Some(i), Some(0), Some(0)]);
+            self.ticks_until(end - 1);
+            self.b.on_reading(end, [Some(i), Some(0), Some(0)]);
         }
-        let d = self.b.tick(self.t);
-        self.log.push(d);
-        d
+        self.ticks_until(end);
+        self.t = end;
+        *self.log.last().unwrap()
+    }
+
+    /// Every tick due up to `until`, at its time.
+    fn ticks_until(&mut self, until: u64) {
+        while self.b.next_tick_ms() <= until {
+            let at = self.b.next_tick_ms().max(self.t);
+            self.log.push(self.b.tick(at));
+        }
     }
 
     fn secs(&mut self, n: usize, ma: Option<i32>) -> Decision {
@@ -210,10 +222,12 @@ fn stale_data_lowers_but_never_raises() {
     let mut r = Run::new(Config::default());
     r.secs(5, Some(5 * A));
     assert_eq!(r.b.decision().limit_ma, 5000);
-    // The reading of 5 A ages: after 3 s it no longer raises.
+    // The reading of 5 A ages: after 3 s it no longer raises. It is ticked at once
+    // (100 ms after the last step: too early for the next), then the timer ticks
+    // 1.25 s, 2.25 s (raising) and 3.25 s after it (not any more).
     r.b.on_reading(r.t + 100, [Some(5 * A), None, None]);
     let limits: Vec<u32> = (0..6).map(|_| r.sec(None).limit_ma).collect();
-    assert_eq!(limits, [6000, 7000, 8000, 8000, 8000, 8000]);
+    assert_eq!(limits, [5000, 6000, 7000, 7000, 7000, 7000]);
     // A stale alarm still lowers.
     let mut r = at_max(Config::default());
     r.b.on_reading(r.t + 100, [Some(30 * A), None, None]);
@@ -275,10 +289,36 @@ fn changed_flags_every_change_of_the_value_sent() {
 fn early_tick_changes_nothing() {
     let mut b = Balancer::new(Config::default(), 0);
     b.tick(0);
-    b.on_reading(100, [Some(5 * A), None, None]);
-    assert_eq!(b.tick(500).limit_ma, 0);
+    let d = b.tick(500);
+    assert!(!d.changed);
     assert_eq!(b.next_tick_ms(), 1000);
-    assert_eq!(b.tick(1000).limit_ma, 1000);
+}
+
+#[test]
+fn a_valid_reading_brings_the_tick_forward_and_the_period_follows_it() {
+    let mut b = Balancer::new(Config::default(), 0);
+    b.tick(0);
+    assert!(b.on_reading(200, [Some(5 * A), None, None]));
+    assert_eq!(b.next_tick_ms(), 200, "due at once");
+    assert_eq!(b.tick(200).state, State::Lower);
+    // The next telegram is expected a second later: the timer gives it a grace.
+    assert_eq!(b.next_tick_ms(), 200 + TICK_MS + TELEGRAM_GRACE_MS);
+    assert!(b.on_reading(1190, [Some(5 * A), None, None]));
+    assert_eq!(b.tick(1190).limit_ma, 1000);
+    assert_eq!(b.next_tick_ms(), 1190 + TICK_MS + TELEGRAM_GRACE_MS);
+    // No telegram: the timer ticks after the grace, then every second.
+    assert_eq!(b.tick(2440).limit_ma, 2000);
+    assert_eq!(b.next_tick_ms(), 3440);
+    // A reading without a current on any used phase is not one.
+    assert!(!b.on_reading(2500, [None; 3]));
+    assert_eq!(b.next_tick_ms(), 3440);
+    // A telegram just after a timer tick: another tick at once; the wait timers are
+    // times, so it steps nothing twice.
+    assert_eq!(b.tick(3440).limit_ma, 3000);
+    assert!(b.on_reading(3450, [Some(5 * A), None, None]));
+    let d = b.tick(3450);
+    assert_eq!(d.limit_ma, 3000);
+    assert!(!d.changed);
 }
 
 // ---- Headroom mode ----

@@ -2,15 +2,17 @@
 //! balancer and the real P1 reader in the loop.
 //!
 //! Each second `t`:
-//! 1. the balancer ticks at `t` (on the telegrams it got so far) and the charger is
-//!    given its setpoint (the car follows after its delay);
+//! 1. the balancer ticks whenever [`Balancer::next_tick_ms`] is due — right after each
+//!    valid telegram (see 4.), else by its timer — and the charger is given each new
+//!    setpoint (the car follows after its delay); the yardsticks tick with it;
 //! 2. the house load for the second is drawn; the oracle sets its own car's limit from
 //!    it with no delay;
 //! 3. the physics runs in ten 0.1 s steps: both cars, the grid current per phase (house
 //!    + car), the fuse, the metrics;
 //! 4. at `t` the meter measures and at `t + 0.2 s` its telegram bytes arrive, go through
 //!    [`TelegramReader`], [`Reading::parse`] and [`Reading::grid_currents_ma`] into
-//!    [`Balancer::on_reading`] — the device's own path; at `t + 0.5 s` the charger's
+//!    [`Balancer::on_reading`] — the device's own path — and the tick that makes due
+//!    runs at once; at `t + 0.5 s` the charger's
 //!    own phase currents are read back into [`Balancer::on_charger_currents`].
 
 use p1lb_core::balancer::{Balancer, State};
@@ -225,34 +227,29 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
 
     for t in 0..s.duration_s {
         let now = u64::from(t) * 1000;
-        let d = balancer.tick(now);
-        if d.changed {
-            m.limit_changes += 1;
-        }
-        if d.state == State::Fallback {
-            m.seconds_in_fallback += 1;
-        }
-        car.command(now, d.sent_ma);
+        // 1. The tick, when due: the balancer's timer, or right after a telegram (see
+        // 4.); the car gets each new value when it is decided.
+        tick_due(&mut balancer, now, &mut car, &mut yard, &mut m);
         let (house_a, recorded_v) = house.load(t);
         let oracle_ma = oracle::limit_ma(&cfg, cap_ma, s.car.phases, house_a);
         oracle_car.command(now, oracle_ma);
-        for (ctl, car) in &mut yard {
-            car.command(now, ctl.tick(now));
-        }
         let oracle_before_kwh = oracle_car.energy_kwh();
-        if car.wants_charge() && d.sent_ma == 0 {
-            if d.changed {
-                m.pauses += 1;
-            }
-            if oracle_ma > 0 {
-                m.paused_s_oracle_charging += 1;
-            }
+        let d = balancer.decision();
+        let in_fallback = d.state == State::Fallback;
+        if in_fallback {
+            m.seconds_in_fallback += 1;
+        }
+        if car.wants_charge() && d.sent_ma == 0 && oracle_ma > 0 {
+            m.paused_s_oracle_charging += 1;
         }
         let stuck = in_windows(&s.car.stuck, t);
         let mut fault = stuck || in_windows(&s.meter.silent, t);
         let mut measured = [0.0; 3];
         for k in 0..STEPS {
             let tk = now + u64::from(k) * u64::from(1000 / STEPS);
+            if k > 0 {
+                tick_due(&mut balancer, tk, &mut car, &mut yard, &mut m);
+            }
             car.step(tk, DT_S, volts);
             oracle_car.step(tk, DT_S, volts);
             for ((_, ycar), ym) in yard.iter_mut().zip(&mut m.reactive) {
@@ -296,6 +293,7 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
                                 ctl.on_reading(tk, house_a);
                             }
                         }
+                        tick_due(&mut balancer, tk, &mut car, &mut yard, &mut m);
                     }
                 }
                 let after = meter.stats();
@@ -326,7 +324,7 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
                 m.house_seconds_over_fuse += DT_S;
             }
         }
-        if d.state == State::Fallback {
+        if in_fallback {
             m.oracle_energy_in_fallback_kwh += oracle_car.energy_kwh() - oracle_before_kwh;
         }
         if let Some(last) = samples.last_mut() {
@@ -359,6 +357,31 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
         fuse_a: s.fuse_a,
         metrics: m,
         trace: samples,
+    }
+}
+
+/// Ticks the balancer (and the yardsticks, at the same instants) when its tick is due
+/// at `tk`, and commands the cars.
+fn tick_due(
+    balancer: &mut Balancer,
+    tk: u64,
+    car: &mut Car,
+    yard: &mut [(oracle::Reactive, Car); 2],
+    m: &mut Metrics,
+) {
+    if balancer.next_tick_ms() > tk {
+        return;
+    }
+    let d = balancer.tick(tk);
+    if d.changed {
+        m.limit_changes += 1;
+        if d.sent_ma == 0 && car.wants_charge() {
+            m.pauses += 1;
+        }
+    }
+    car.command(tk, d.sent_ma);
+    for (ctl, car) in yard.iter_mut() {
+        car.command(tk, ctl.tick(tk));
     }
 }
 

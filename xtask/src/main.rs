@@ -43,7 +43,9 @@ pub fn root() -> PathBuf {
 /// Runs a command, failing with its command line when it does not exit 0.
 pub fn run_cmd(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot start {shown}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
     if !status.success() {
         bail!("{shown} failed: {status}");
     }
