@@ -79,6 +79,12 @@ impl BusMaster {
         }
     }
 
+    /// Lengthens the silence that ends a reply by `extra_us`: the receive latency of a
+    /// UART that hands bytes over in FIFO chunks ([`LineConfig::fifo_latency_us`]).
+    pub fn widen_silence_us(&mut self, extra_us: u32) {
+        self.framer.widen_silence_us(extra_us);
+    }
+
     /// A new saved configuration (charger address, fallback, refresh period).
     pub fn apply_config(&mut self, config: &Config) {
         self.driver.apply_config(driver_config(config));

@@ -19,6 +19,10 @@ use p1lb_core::modbus::{LineConfig, MAX_ADU, Parity};
 use crate::Irqs;
 use crate::shared::{Shared, frame_buf, now_ms, now_us};
 
+/// The RX FIFO interrupt level set on UART1 (embassy-rp sets 28 of 32): the master
+/// frames replies by silence, so it must see bytes soon after they arrive.
+const RX_FIFO_LEVEL: u32 = 4;
+
 /// The line of the saved settings 1031 and 1032, for the UART and the framer.
 fn line(config: &Config) -> (uart::Config, LineConfig) {
     let line = LineConfig::rs485(config);
@@ -49,6 +53,11 @@ pub async fn run(
         let (tx_buf, rx_buf) = &mut *bufs;
         let (tx, rx) = (tx.reborrow(), rx.reborrow());
         let mut port = BufferedUart::new(uart.reborrow(), tx, rx, Irqs, tx_buf, rx_buf, uart_cfg);
+        // RX interrupt at 4 bytes (1/8), TX at 1/8 as embassy-rp sets it.
+        embassy_rp::pac::UART1.uartifls().write(|w| {
+            w.set_rxiflsel(0b000);
+            w.set_txiflsel(0b000);
+        });
         drive(shared, &mut port, &mut de, line_cfg).await;
     }
 }
@@ -62,6 +71,8 @@ async fn drive(
 ) {
     let mut config = shared.saved();
     let mut master = BusMaster::new(&config, line, now_us());
+    // Bytes reach the task in FIFO chunks: a wait for the next chunk is no silence.
+    master.widen_silence_us(line.fifo_latency_us(RX_FIFO_LEVEL));
     let mut out = [0u8; MAX_ADU];
     let mut buf = [0u8; 64];
     loop {

@@ -86,6 +86,22 @@ impl LineConfig {
         }
     }
 
+    /// How late a UART with a receive FIFO hands bytes over, µs, rounded up: up to
+    /// `threshold - 1` characters wait for the FIFO's interrupt level, and the last
+    /// few of a frame for the receive timeout (32 bit periods). A reader that sees
+    /// bytes only in such chunks must add this to the silence that ends a frame, or
+    /// a long frame is cut at the first chunk boundary.
+    pub const fn fifo_latency_us(&self, threshold: u32) -> u32 {
+        let baud = if self.baud == 0 { 1 } else { self.baud } as u64;
+        let waiting = threshold.saturating_sub(1) as u64 * self.bits_per_char() as u64;
+        let us = ((waiting + 32) * 1_000_000).div_ceil(baud);
+        if us > u32::MAX as u64 {
+            u32::MAX
+        } else {
+            us as u32
+        }
+    }
+
     /// The 3.5-character silence that ends a frame, µs, rounded up; fixed at 1750 µs
     /// above 19200 baud.
     pub const fn silence_us(&self) -> u32 {
@@ -164,6 +180,12 @@ impl<const N: usize> SilenceFramer<N> {
     /// The silence that ends a frame, µs.
     pub fn silence_us(&self) -> u32 {
         self.silence_us
+    }
+
+    /// Lengthens the silence that ends a frame by `extra_us` (a UART's receive
+    /// latency, [`LineConfig::fifo_latency_us`]).
+    pub fn widen_silence_us(&mut self, extra_us: u32) {
+        self.silence_us = self.silence_us.saturating_add(extra_us);
     }
 
     /// Counters.

@@ -14,6 +14,8 @@ const UARTIFLS = 0x34;
 const UARTICR = 0x44;
 const UARTDMACR = 0x48;
 const TXINTR = 1 << 5;
+const RXINTR = 1 << 4;
+const RTINTR = 1 << 6;
 const FR_BUSY = 1 << 3;
 const FR_RXFE = 1 << 4;
 const FR_TXFF = 1 << 5;
@@ -29,6 +31,9 @@ const TX_FIFO = 32;
  * BUSY while either holds data, TXFF when full, TXRIS once when the FIFO level falls to
  * the IFLS threshold, cleared by UARTICR. `onByte` gets each byte when its stop bit has
  * left the line; `onTxWrite(byte)` when the firmware writes it to UARTDR.
+ * The receiver as the PL011's: RXRIS when the RX FIFO reaches the IFLS level, RTRIS
+ * when it holds data and nothing arrived for 32 bit periods (rp2040js raises RXRIS on
+ * every byte, which overstates the cost per byte).
  */
 export function patchUart(rp, uart) {
   const clock = rp.clock;
@@ -43,6 +48,20 @@ export function patchUart(rp, uart) {
     return (bits * 1e9) / (uart.baudRate || 115200);
   };
   const threshold = () => [4, 8, 16, 24, 28][state.ifls & 7] ?? 16;
+  const fifoOn = () => (uart.lineCtrlRegister & (1 << 4)) !== 0;
+  const rxThreshold = () => (fifoOn() ? ([4, 8, 16, 24, 28][(state.ifls >> 3) & 7] ?? 16) : 1);
+  const rxTimeout = clock.createAlarm(() => {
+    if (!uart.rxFIFO.empty) {
+      uart.interruptStatus |= RTINTR;
+      uart.checkInterrupts();
+    }
+  });
+  uart.feedByte = (value) => {
+    uart.rxFIFO.push(value);
+    if (uart.rxFIFO.itemCount >= rxThreshold()) uart.interruptStatus |= RXINTR;
+    rxTimeout.schedule((32 * 1e9) / (uart.baudRate || 115200));
+    uart.checkInterrupts();
+  };
   const alarm = clock.createAlarm(() => {
     const byte = state.fifo.shift();
     state.shifting = state.fifo.length > 0;
@@ -57,6 +76,13 @@ export function patchUart(rp, uart) {
   const origWrite = uart.writeUint32.bind(uart);
   uart.readUint32 = (offset) => {
     switch (offset) {
+      case UARTDR: {
+        const value = uart.rxFIFO.pull();
+        if (uart.rxFIFO.itemCount < rxThreshold()) uart.interruptStatus &= ~RXINTR;
+        if (uart.rxFIFO.empty) uart.interruptStatus &= ~RTINTR;
+        uart.checkInterrupts();
+        return value;
+      }
       case UARTFR:
         return (
           (uart.rxFIFO.full ? FR_RXFF : 0) |

@@ -26,6 +26,7 @@ test('boot: limit ramps 0 → 16 A at 1 A/s, LED frames of states 1 and 0', () =
   }
   const rampStart = changes[1].firstByteNs - 6000e6;
   assert.ok(rampStart > 0 && rampStart < 1500e6, `ramp starts at ${rampStart / 1e6} ms`);
+  b.run(1100); // the state follows at the next control tick
   assert.deepEqual(b.read(1001, 2), [16000, 0], '1001 = 16 A, state 0 at the maximum');
 
   // LED: state 1 while ramping, state 0 at the charger maximum. Every edge lies on a
