@@ -49,6 +49,8 @@ export class P1Meter {
     this.machine = machine;
     this.uart = machine.rp.uart[0];
     this.base = readFileSync(TELEGRAMS + file);
+    /** Files sent verbatim, one per telegram, before the base telegram resumes. */
+    this.verbatim = [];
     this.periodNs = periodMs * 1e6;
     this.byteNs = (10 * 1e9) / baud;
     this.currents = null;
@@ -125,6 +127,8 @@ export class P1Meter {
       bytes = Uint8Array.from([...bad.subarray(0, bad.length - 6), ...Buffer.from(crc, 'latin1'), 13, 10]);
       valid = crc === Buffer.from(bad).toString('latin1').slice(-6, -2);
       this.nextCorrupt = null;
+    } else if (this.verbatim.length) {
+      bytes = Uint8Array.from(readFileSync(TELEGRAMS + this.verbatim.shift()));
     } else {
       bytes = this.telegram(this.currents);
     }

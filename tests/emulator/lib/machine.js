@@ -303,6 +303,20 @@ export class Machine {
     if (this.watchdogFired) throw new Error(`watchdog reset at ${this.ms} ms`);
   }
 
+  /**
+   * Calls `cb(nanos)` whenever the firmware calls (BL/BLX) a function whose symbol
+   * contains `part` (for timing breakdowns; functions inlined by LTO are not seen).
+   */
+  onCall(part, cb) {
+    const addrs = new Set([...this.elf.symbols].filter(([n]) => n.includes(part)).map(([, a]) => a));
+    if (!addrs.size) throw new Error(`no function symbol contains ${part}`);
+    this.callHooks = this.callHooks ?? [];
+    this.callHooks.push({ addrs, cb });
+    this.rp.core.blTaken = (core) => {
+      for (const h of this.callHooks) if (h.addrs.has(core.PC)) h.cb(this.clock.nanos);
+    };
+  }
+
   /** A copy of the flash (for a reboot). */
   flashCopy() {
     return this.rp.flash.slice(0, FLASH_SIZE);

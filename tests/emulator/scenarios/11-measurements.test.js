@@ -49,11 +49,22 @@ test('measurements: latency, busy fraction, cycles per P1 byte', (t) => {
   // after the telegram that ends it. Cycles from that telegram's last byte to the first
   // byte of the 0x4100 write.
   const n = b.charger.limitWrites.length;
+  // Where the time goes: the reader accepting a telegram, the control tick.
+  const finished = [];
+  const ticks = [];
+  m.onCall('TelegramReader$LT$_$GT$6finish', (ns) => finished.push(ns));
+  m.onCall('Status12set_balancer', (ns) => ticks.push(ns));
   b.meter.setCurrents([30, 5, 5]);
   b.until(() => b.charger.limitWrites.slice(n).some((w) => w.ma !== 32000), 5000, 'decrease');
   const w = b.charger.limitWrites.slice(n).find((x) => x.ma !== 32000);
   const tg = b.meter.lastTelegramBefore(w.firstByteNs);
   const latencyCycles = cyc(w.firstByteNs - tg.lastByteNs);
+  const after = (list) => list.find((x) => x >= tg.lastByteNs);
+  const breakdown = {
+    last_byte_to_telegram_accepted: cyc(after(finished) - tg.lastByteNs),
+    last_byte_to_control_tick: cyc(after(ticks) - tg.lastByteNs),
+    control_tick_to_first_byte_written: cyc(w.firstByteNs - after(ticks)),
+  };
   // The timer ticks of the ramp: how far from the telegrams they land.
   const rampWrites = b.charger.limitWrites.filter((x) => x.ma > 0 && x.ma < 32000 && x.firstByteNs < w0.ns);
   const rampOffsets = rampWrites.map((x) => {
@@ -63,7 +74,7 @@ test('measurements: latency, busy fraction, cycles per P1 byte', (t) => {
   const result = {
     clk_sys_hz: clk(),
     telegram_bytes: b.meter.telegrams[0].bytes.length,
-    latency_telegram_to_0x4100: { cycles: latencyCycles, ms: latencyCycles / (clk() / 1e3) },
+    latency_telegram_to_0x4100: { cycles: latencyCycles, ms: latencyCycles / (clk() / 1e3), breakdown_cycles: breakdown },
     ramp_writes_before_next_telegram_ms: rampOffsets,
     busy_fraction_1_telegram_per_s: busyFraction,
     busy_fraction_meter_silent: idleBusy,
