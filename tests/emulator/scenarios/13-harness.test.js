@@ -18,18 +18,22 @@ test('a panic stops the run at the bkpt of the panic handler', () => {
   assert.ok(m.halted);
 });
 
-test('runs are deterministic and idle time is skipped', () => {
+test('runs are deterministic and idle time is skipped', (t) => {
   const run = () => {
     const t0 = process.hrtime.bigint();
     const b = new Board();
     b.waitUsb();
     b.run(5000);
     const wallMs = Number(process.hrtime.bigint() - t0) / 1e6;
-    return { busy: b.machine.busyCycles, writes: b.charger.limitWrites.map((w) => w.firstByteNs), wallMs };
+    const m = b.machine;
+    return { busy: m.busyCycles, total: m.totalCycles, writes: b.charger.limitWrites.map((w) => w.firstByteNs), wallMs };
   };
   const a = run();
   const c = run();
   assert.equal(a.busy, c.busy, 'identical instruction cycles');
   assert.deepEqual(a.writes, c.writes, 'identical timing on the bus');
-  assert.ok(a.wallMs < 5000, `5 s simulated in ${a.wallMs.toFixed(0)} ms wall`);
+  // Only the cycles the core was awake were executed; the rest was one clock jump
+  // per sleep (wall time is load-dependent: reported, not asserted).
+  t.diagnostic(`5 s simulated in ${a.wallMs.toFixed(0)} ms wall; ${a.busy} of ${a.total} cycles executed`);
+  assert.ok(a.busy / a.total < 0.1, 'the core slept most of the time');
 });
