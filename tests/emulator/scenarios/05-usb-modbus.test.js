@@ -80,3 +80,27 @@ test('power cut during a save → old or new configuration', (t) => {
   t.diagnostic(`a save makes ${calls} flash program calls; after a cut at each: ${[...seen].join(', ')}`);
   assert.ok(seen.has(23000), 'an early cut keeps the old configuration');
 });
+
+test('many saves: the store erases sectors in the quiet gaps, no telegram lost', (t) => {
+  const b = boot();
+  b.run(1500);
+  const u32 = ([hi, lo]) => hi * 65536 + lo;
+  // ~110 saves fill the 16 KiB store once; then it erases its oldest sector (45 ms
+  // with interrupts off: at most 5 bytes at 115200 would fit in the UART FIFO).
+  let saves = 0;
+  let extra = 0;
+  while (saves < 300 && extra < 5) {
+    assert.equal(b.write(1015, 20000 + (saves % 40) * 50).exception, undefined);
+    assert.equal(b.write(1091, 1).exception, undefined, `save ${saves}`);
+    saves++;
+    if (b.machine.romCalls.includes('RE')) extra++;
+  }
+  const erased = b.machine.romCalls.filter((c) => c === 'RE').length;
+  t.diagnostic(`${saves} saves: ${erased} sector erases, ${b.machine.programCalls} program calls`);
+  assert.ok(erased >= 1, 'the store wrapped around');
+  b.run(1500);
+  assert.equal(u32(b.read(1117, 2)), 0, 'no telegram rejected: flash work stayed in the gaps');
+  const last = b.read(1015)[0];
+  const after = boot(b.machine.flashCopy());
+  assert.equal(after.read(1015)[0], last, 'the last save after a reboot');
+});
