@@ -4,42 +4,17 @@
 //! Needs `socat`: without it the test skips with a loud message, unless `CI` is set,
 //! then it fails. Every child process is killed when the test ends.
 
+mod common;
+
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{Guard, have_socat};
+
 const BIN: &str = env!("CARGO_BIN_EXE_p1lb");
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn have_socat() -> bool {
-    let ok = Command::new("socat")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-            panic!("CI is set but socat is missing (apt-get install -y socat)");
-        }
-        eprintln!(
-            "\n****************************************************\n\
-             SKIPPED: socat is missing (apt-get install -y socat)\n\
-             ****************************************************\n"
-        );
-    }
-    ok
-}
 
 fn config(device: &Path, args: &[&str]) -> Output {
     Command::new(BIN)

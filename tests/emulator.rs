@@ -3,26 +3,12 @@
 //! README's test command covers it. Skips loudly without `node` and `npm`, except
 //! under CI, where that is a failure.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+mod common;
 
-/// True when `tool` runs; else skips loudly (false), or panics under CI.
-fn have(tool: &str, args: &[&str], install: &str) -> bool {
-    let ok = Command::new(tool)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        let msg = format!("{tool} is not available ({install}): SKIPPING the emulator scenarios");
-        if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-            panic!("{msg} — not allowed under CI");
-        }
-        eprintln!("\n!!!!!!!! {msg} !!!!!!!!\n");
-    }
-    ok
-}
+use std::path::Path;
+use std::process::Command;
+
+use common::have;
 
 #[test]
 fn firmware_scenarios_on_the_emulated_rp2040() {

@@ -8,12 +8,12 @@
 
 mod common;
 
-use common::{free_port, mbpoll_values, plan_arg, temp_dir, write_plan};
+use common::{Guard, free_port, have, have_socat, mbpoll_values, plan_arg, temp_dir, write_plan};
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -24,38 +24,6 @@ use tokio_modbus::prelude::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_p1lb");
 const EXAMPLE: &str = include_str!("../config/p1lb.toml");
-
-/// True when `tool` runs; else skips loudly (false), or panics under CI.
-fn have(tool: &str, args: &[&str], install: &str) -> bool {
-    let ok = Command::new(tool)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        let msg = format!("{tool} is not available ({install}): SKIPPING this test");
-        if std::env::var_os("CI").is_some() {
-            panic!("{msg} — not allowed under CI");
-        }
-        eprintln!("\n!!!!!!!! {msg} !!!!!!!!\n");
-    }
-    ok
-}
-
-fn have_socat() -> bool {
-    have("socat", &["-V"], "apt-get install -y socat")
-}
-
-/// A child process, killed on drop.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A socat pty pair: `a` and `b`.
 struct Pty {

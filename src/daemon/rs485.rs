@@ -52,6 +52,13 @@ use super::gateway::{Forward, GatewayRx};
 use super::modbus_tcp::persist_save;
 use super::shared::Shared;
 
+/// How late bytes can reach the daemon after they crossed the wire: a USB-serial
+/// adapter hands them over in chunks (FTDI's latency timer: 16 ms), the kernel in
+/// buffers. In the master role the reply's end is taken this much later than the
+/// 3.5-character silence, so a reply is never cut between two chunks; the next frame
+/// on the bus is ours, so this costs only latency.
+pub const READ_LATENCY_US: u32 = 20_000;
+
 /// The serial line of the saved settings 1031 (baud / 100) and 1032 (parity).
 pub fn line_config(config: &Config) -> LineConfig {
     LineConfig::rs485(config)
@@ -396,6 +403,7 @@ async fn drive_port(
     let clock = Micros::new();
     let mut config = *shared.core().map.saved();
     let mut master = BusMaster::new(&config, line, clock.now());
+    master.widen_silence_us(READ_LATENCY_US);
     let mut silent = false;
     let mut buf = [0u8; 512];
     let mut out = [0u8; MAX_ADU];

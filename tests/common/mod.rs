@@ -10,6 +10,41 @@ use std::time::{Duration, Instant};
 
 use p1lb_core::config::SETTINGS;
 
+/// True when `tool` runs (`tool args…` exits 0); else skips loudly (false), or
+/// panics when the environment variable `CI` is set: there a missing tool is a
+/// failure, not a skip.
+pub fn have(tool: &str, args: &[&str], install: &str) -> bool {
+    let ok = Command::new(tool)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let msg = format!("{tool} is not available ({install}): SKIPPING this test");
+        if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+            panic!("{msg} — not allowed under CI");
+        }
+        eprintln!("\n!!!!!!!! {msg} !!!!!!!!\n");
+    }
+    ok
+}
+
+/// socat (pty pairs), or a loud skip.
+pub fn have_socat() -> bool {
+    have("socat", &["-V"], "apt-get install -y socat")
+}
+
+/// A child process, killed on drop.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A fresh, empty temporary folder for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
