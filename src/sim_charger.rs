@@ -34,6 +34,10 @@ pub struct SimChargerArgs {
     /// Baud rate (8N1).
     #[arg(long, default_value_t = 9600)]
     pub baud: u32,
+    /// Send each reply in two halves this many ms apart, as a USB-serial adapter
+    /// hands bytes over in chunks (FTDI's latency timer: 16 ms). 0: in one piece.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub chunk_gap_ms: u64,
 }
 
 /// The most the simulated car draws, mA.
@@ -269,7 +273,14 @@ async fn serve(args: &SimChargerArgs) -> Result<()> {
                 let _ = writeln!(lock, "{line}");
                 let _ = lock.flush();
             }
-            if len > 0 {
+            if len > 0 && args.chunk_gap_ms > 0 {
+                let (first, second) = out[..len].split_at(len / 2);
+                port.write_all(first).await?;
+                port.flush().await?;
+                tokio::time::sleep(std::time::Duration::from_millis(args.chunk_gap_ms)).await;
+                port.write_all(second).await?;
+                port.flush().await?;
+            } else if len > 0 {
                 port.write_all(&out[..len]).await?;
                 port.flush().await?;
             }

@@ -452,6 +452,55 @@ fn master_role_drives_the_sim_charger() {
     });
 }
 
+/// A charger whose replies arrive in two chunks 12 ms apart (a USB-serial adapter's
+/// latency timer; 3.5 characters at 9600 baud are 4 ms): the master still reads its
+/// status (1110–1112 filled, no fault flag) because it waits `READ_LATENCY_US` more.
+#[test]
+fn master_role_reads_replies_that_arrive_in_chunks() {
+    if !have_socat() {
+        return;
+    }
+    let dir = temp_dir("master-chunks");
+    let pty = Pty::new(&dir);
+    let _charger = Guard(
+        Command::new(BIN)
+            .args(["sim-charger", "--chunk-gap-ms", "12", "--serial"])
+            .arg(&pty.b)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sim-charger starts"),
+    );
+    let d = Daemon::start(&dir, &pty.a, &["--rs485-role", "master"]);
+    runtime().block_on(async {
+        let mut tcp = d.tcp().await;
+        let deadline = Instant::now() + Duration::from_secs(12);
+        loop {
+            let r = tcp
+                .read_holding_registers(1110, 4)
+                .await
+                .expect("tcp")
+                .expect("read");
+            let flags = tcp
+                .read_holding_registers(1003, 1)
+                .await
+                .expect("tcp")
+                .expect("read")[0];
+            // Its currents shown, no charger fault.
+            if r[0] >= 600 && r[0] == r[1] && r[1] == r[2] && flags & 0b1100 == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "1110-1113 = {r:?}, 1003 = {flags:#b}\n{}",
+                d.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+}
+
 /// `p1lb sim-charger --serial PTY`, killed on drop, and its stdout lines.
 fn sim_charger(pty: &Path) -> (Guard, mpsc::Receiver<String>) {
     let mut charger = Command::new(BIN)
