@@ -13,6 +13,9 @@ use p1lb_core::modbus::{
     Frame, GATEWAY_NO_RESPONSE, LineConfig, MAX_ADU, Request, Response, SERVER_BUSY, Words,
 };
 use p1lb_core::registers::Flags;
+use proptest::prelude::*;
+
+include!("support/bus_master_driver.rs");
 
 /// A bus with the master, the charger at address 1 and a time line in µs.
 struct Bus {
@@ -186,4 +189,29 @@ fn forwarded_requests_get_the_reply_busy_or_0x0b() {
     bus.run_until(9_000_000);
     assert_eq!(bus.gateway.last().unwrap(), &None);
     assert!(!bus.sent[sent_before..].contains(&bad));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The fuzz target's checks on random inputs (see `support/bus_master_driver.rs`).
+    #[test]
+    fn arbitrary_bus_bytes_frames_and_times(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        run(&data);
+    }
+}
+
+#[test]
+fn a_garbage_reply_and_a_request_for_the_charger_are_answered() {
+    // Submit a read for unit 1 at once, garbage on the bus, time passes.
+    let mut data = vec![0u8, 2, 8];
+    data.extend(frame(
+        1,
+        &Request::ReadHolding {
+            start: 0,
+            quantity: 1,
+        },
+    ));
+    data.extend([3, 0, 1, 5, 0xde, 0xad, 0xbe, 0xef, 0x01, 0, 200, 4, 0]);
+    run(&data);
 }
