@@ -34,6 +34,12 @@ use crate::config::{Config, ControlMode};
 /// The control tick.
 pub const TICK_MS: u64 = 1000;
 
+/// A wait of N s (1013, 1016, 1019) is over at N s less this: the ticks follow the
+/// telegrams, which come about a second apart, give or take a few ms. Without it a
+/// 1 s wait would take two telegrams whenever they come 999 ms apart, and an alarm
+/// would be cut half as fast.
+pub const WAIT_TOLERANCE_MS: u64 = 200;
+
 /// After a tick on a telegram, the timer waits this much longer than [`TICK_MS`], so
 /// that the next telegram (a meter sends one a second, give or take) drives the next
 /// tick rather than racing the timer to it.
@@ -320,7 +326,7 @@ impl Balancer {
     }
 
     fn waited(&self, now_ms: u64, wait_s: u32) -> bool {
-        now_ms.saturating_sub(self.timer_ms) >= u64::from(wait_s) * 1000
+        now_ms.saturating_sub(self.timer_ms) + WAIT_TOLERANCE_MS >= u64::from(wait_s) * 1000
     }
 
     fn step(&mut self, now_ms: u64) {

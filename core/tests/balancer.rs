@@ -321,6 +321,50 @@ fn a_valid_reading_brings_the_tick_forward_and_the_period_follows_it() {
     assert!(!d.changed);
 }
 
+/// A device's driver with telegrams `period_ms` apart (a meter's clock and the line
+/// are never exact): the highest phase current of each, the decisions after each.
+fn jittered(c: Config, period_ms: u64, currents: &[i32]) -> Vec<Decision> {
+    let mut b = Balancer::new(c, 0);
+    b.tick(0);
+    let mut t = 0;
+    currents
+        .iter()
+        .map(|&i| {
+            t += period_ms;
+            while b.next_tick_ms() < t {
+                b.tick(b.next_tick_ms());
+            }
+            assert!(b.on_reading(t, [Some(i), Some(0), Some(0)]));
+            b.tick(t)
+        })
+        .collect()
+}
+
+#[test]
+fn waits_hold_when_telegrams_come_a_little_early_or_late() {
+    for period in [990, 999, 1000, 1001, 1010] {
+        // The ramp: 1 A per telegram (1019 = 1 s).
+        let ramp: Vec<u32> = jittered(Config::default(), period, &[5 * A; 8])
+            .iter()
+            .map(|d| d.limit_ma)
+            .collect();
+        assert_eq!(
+            ramp,
+            [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000],
+            "period {period} ms"
+        );
+        // An alarm at the charger maximum: cut by 1014 at each telegram once it has
+        // held for 1013 = 1 s.
+        let mut load = vec![5 * A; 20];
+        load.extend([30 * A; 3]);
+        let cuts: Vec<u32> = jittered(Config::default(), period, &load)[19..]
+            .iter()
+            .map(|d| d.limit_ma)
+            .collect();
+        assert_eq!(cuts, [16000, 16000, 3500, 0], "period {period} ms");
+    }
+}
+
 // ---- Headroom mode ----
 
 /// Closed loop: house load `house` on L1, the car draws what it was sent (from the
