@@ -59,6 +59,18 @@ fn driver_config(config: &Config) -> DriverConfig {
     }
 }
 
+/// The client's timing on `line`: the reply timeout (500 ms) runs from the end of the
+/// request to the end of the reply, so it also covers the longest reply's time on the
+/// wire (at 1200 baud a Terra AC status reply alone takes 0.66 s).
+pub fn client_config(line: LineConfig) -> ClientConfig {
+    let base = ClientConfig::default();
+    let longest_reply_us = u64::from(line.char_us()) * MAX_ADU as u64;
+    ClientConfig {
+        response_timeout_us: base.response_timeout_us + longest_reply_us,
+        ..base
+    }
+}
+
 /// The charger's Modbus address (register 1030).
 fn charger_address(config: &Config) -> u8 {
     u8::try_from(config.get(1030).unwrap_or(1)).unwrap_or(1)
@@ -69,7 +81,7 @@ impl BusMaster {
     pub fn new(config: &Config, line: LineConfig, now_us: u64) -> Self {
         BusMaster {
             driver: TerraAc::new(driver_config(config), now_us / 1000),
-            client: Client::new(ClientConfig::default()),
+            client: Client::new(client_config(line)),
             gateway: Gateway::new(),
             framer: SilenceFramer::new(line),
             pending: None,

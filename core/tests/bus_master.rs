@@ -121,6 +121,24 @@ fn the_master_writes_the_limit_and_publishes_the_charger_status() {
 }
 
 #[test]
+fn every_allowed_baud_rate_reads_the_charger() {
+    for baud100 in [12u16, 24, 48, 96, 192, 384, 576, 1152] {
+        let mut config = Config::default();
+        config.set(1031, baud100).unwrap();
+        let mut bus = Bus::new(config);
+        bus.charger.current_ma = [7_000; 3];
+        bus.run_until(20_000_000);
+        assert_eq!(
+            bus.device.map.status().charger_ca,
+            [700; 3],
+            "{} baud",
+            u32::from(baud100) * 100
+        );
+        assert!(!bus.master.driver().not_answering(), "{baud100}");
+    }
+}
+
+#[test]
 fn a_silent_charger_is_flagged_in_1003() {
     let mut bus = Bus::new(Config::default());
     bus.charger.silent = true;

@@ -24,7 +24,7 @@ pub async fn run(shared: &'static Shared, mut watchdog: Watchdog) {
         let next = shared.device(|d| d.balancer.next_tick_ms());
         select(
             Timer::at(Instant::from_millis(next)),
-            shared.telegram.wait(),
+            shared.wake_control.wait(),
         )
         .await;
         let now = now_ms();

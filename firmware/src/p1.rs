@@ -58,7 +58,7 @@ fn feed(shared: &Shared, reader: &mut TelegramReader, mut bytes: &[u8]) {
             Some(Event::Telegram(t)) => {
                 let reading = Reading::parse(&t);
                 shared.device(|d| d.on_telegram(now, &reading));
-                shared.telegram.signal(());
+                shared.wake_control.signal(());
             }
             Some(Event::Rejected { .. }) => shared.device(|d| d.on_rejected(now)),
             None => continue,

@@ -75,6 +75,8 @@ async fn drive(
     master.widen_silence_us(line.fifo_latency_us(RX_FIFO_LEVEL));
     let mut out = [0u8; MAX_ADU];
     let mut buf = [0u8; 64];
+    // The number of the forwarded request on the bus (see `Tagged`).
+    let mut forwarded = 0u32;
     loop {
         let saved = shared.saved();
         if saved != config {
@@ -103,11 +105,11 @@ async fn drive(
             }
             Some(MasterEvent::GatewayReply(n)) => {
                 let reply = frame_buf(out.get(..n).unwrap_or(&[]));
-                shared.gateway_reply.send(reply).await;
+                let _ = shared.gateway_reply.try_send((forwarded, reply));
                 continue;
             }
             Some(MasterEvent::GatewayDone) => {
-                shared.gateway_reply.send(frame_buf(&[])).await;
+                let _ = shared.gateway_reply.try_send((forwarded, frame_buf(&[])));
                 continue;
             }
             None => {}
@@ -124,7 +126,10 @@ async fn drive(
         let timer = Timer::at(Instant::from_micros(wake));
         match select4(uart.read(&mut buf), timer, request, shared.decision.wait()).await {
             Either4::First(Ok(n)) => master.on_bytes(now_us(), &buf[..n]),
-            Either4::Third(frame) => master.submit(&frame),
+            Either4::Third((number, frame)) => {
+                forwarded = number;
+                master.submit(&frame);
+            }
             // A UART error loses the bytes (the client times out); a timer or a new
             // value: poll again.
             Either4::First(Err(_)) | Either4::Second(()) | Either4::Fourth(()) => {}

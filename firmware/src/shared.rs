@@ -19,6 +19,10 @@ type Cs = CriticalSectionRawMutex;
 /// One Modbus RTU frame (request or reply).
 pub type FrameBuf = Vec<u8, MAX_ADU>;
 
+/// A forwarded request or its reply, with the request's number: a reply that comes
+/// after its request timed out is never taken for the next one's.
+pub type Tagged = (u32, FrameBuf);
+
 /// `bytes` as a [`FrameBuf`] (cut at [`MAX_ADU`]; a checked frame is never longer).
 pub fn frame_buf(bytes: &[u8]) -> FrameBuf {
     FrameBuf::from_slice(bytes.get(..MAX_ADU).unwrap_or(bytes)).unwrap_or_default()
@@ -34,13 +38,15 @@ pub struct Shared {
     /// Raw P1 bytes for USB port 0.
     pub passthrough: Pipe<Cs, PASSTHROUGH_BYTES>,
     /// USB Modbus → RS485: a request for another unit.
-    pub gateway_request: Channel<Cs, FrameBuf, 1>,
-    /// RS485 → USB Modbus: the reply to send back (empty: none, a broadcast).
-    pub gateway_reply: Channel<Cs, FrameBuf, 1>,
+    pub gateway_request: Channel<Cs, Tagged, 1>,
+    /// RS485 → USB Modbus: the reply to send back (empty: none, a broadcast). The
+    /// RS485 task never waits on it: a reply nobody waits for any more is dropped.
+    pub gateway_reply: Channel<Cs, Tagged, 1>,
     /// P1 → flash: a telegram just ended (the line is quiet for ~0.9 s).
     pub p1_quiet: Signal<Cs, ()>,
-    /// P1 → control: a valid telegram arrived (the balancer may tick now).
-    pub telegram: Signal<Cs, ()>,
+    /// → control: a valid telegram arrived or the cap (1000) changed: the
+    /// balancer may tick now.
+    pub wake_control: Signal<Cs, ()>,
     /// Control → RS485: the value for the charger changed.
     pub decision: Signal<Cs, ()>,
 }
@@ -54,7 +60,7 @@ impl Shared {
             gateway_request: Channel::new(),
             gateway_reply: Channel::new(),
             p1_quiet: Signal::new(),
-            telegram: Signal::new(),
+            wake_control: Signal::new(),
             decision: Signal::new(),
         }
     }

@@ -28,8 +28,9 @@ pub type Cdc = CdcAcmClass<'static, UsbDriver>;
 pub const PACKET: usize = 64;
 /// Held bytes of an incomplete Modbus request are dropped after this long idle.
 pub const REQUEST_IDLE_US: u64 = 100_000;
-/// The longest a forwarded request waits for the bus and the reply.
-pub const GATEWAY_WAIT: Duration = Duration::from_secs(3);
+/// The longest a forwarded request waits for the bus and the reply (the driver's
+/// exchange before it and its own, with retries, at 9600 baud: 4.6 s).
+pub const GATEWAY_WAIT: Duration = Duration::from_secs(5);
 
 /// Runs the USB device forever.
 #[embassy_executor::task]
@@ -68,6 +69,7 @@ pub async fn modbus(shared: &'static Shared, class: Cdc, store: Option<ConfigSto
         shared,
         store,
         out: [0; MAX_ADU],
+        number: 0,
     };
     let mut framer: LengthFramer = LengthFramer::new(Direction::Requests, REQUEST_IDLE_US);
     let (mut packet, mut len, mut at) = ([0u8; PACKET], 0, 0);
@@ -110,6 +112,8 @@ struct Server {
     shared: &'static Shared,
     store: Option<ConfigStore<StoreFlash>>,
     out: [u8; MAX_ADU],
+    /// The number of the last forwarded request.
+    number: u32,
 }
 
 impl Server {
@@ -117,7 +121,14 @@ impl Server {
     async fn handle(&mut self, frame: &[u8]) -> usize {
         let unit = self.shared.saved().server_address();
         let out = &mut self.out;
-        match self.shared.device(|d| d.serve(unit, frame, out)) {
+        let action = self.shared.device(|d| d.serve(unit, frame, out));
+        // A new cap (1000) takes effect at once, not at the next tick.
+        if let ServerAction::Reply { outcome, .. } | ServerAction::Broadcast(Ok(outcome)) = action
+            && outcome.cap_ma.is_some()
+        {
+            self.shared.wake_control.signal(());
+        }
+        match action {
             ServerAction::Reply { len, outcome, .. } => {
                 if self.persist(&outcome).await {
                     return len;
@@ -159,11 +170,20 @@ impl Server {
     /// (exception 0x0B when none comes in [`GATEWAY_WAIT`], e.g. while the RS485
     /// line is being set up again after a save).
     async fn forward(&mut self, frame: &[u8]) -> usize {
-        // A reply that came too late for an earlier request is not this one's.
-        while self.shared.gateway_reply.try_receive().is_ok() {}
+        self.number = self.number.wrapping_add(1);
+        let number = self.number;
         let exchange = async {
-            self.shared.gateway_request.send(frame_buf(frame)).await;
-            self.shared.gateway_reply.receive().await
+            self.shared
+                .gateway_request
+                .send((number, frame_buf(frame)))
+                .await;
+            loop {
+                // A reply that came too late for an earlier request is not this one's.
+                let (n, reply) = self.shared.gateway_reply.receive().await;
+                if n == number {
+                    return reply;
+                }
+            }
         };
         match with_timeout(GATEWAY_WAIT, exchange).await {
             Ok(reply) => {

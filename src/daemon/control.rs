@@ -32,7 +32,7 @@ pub async fn run(shared: Arc<Shared>) {
         let next = shared.core().balancer.next_tick_ms();
         tokio::select! {
             () = tokio::time::sleep_until(shared.instant(next)) => {}
-            () = shared.telegram.notified() => {}
+            () = shared.wake_control.notified() => {}
         }
         let now = shared.now_ms();
         let (d, flags) = {

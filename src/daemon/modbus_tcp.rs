@@ -84,6 +84,10 @@ impl MapService {
             core.on_write(&outcome);
             outcome
         };
+        if outcome.cap_ma.is_some() {
+            // A new cap (1000) takes effect at once, not at the next tick.
+            self.shared.wake_control.notify_one();
+        }
         let Some(save) = outcome.save else {
             return Ok(());
         };

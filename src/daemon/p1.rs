@@ -109,7 +109,7 @@ impl Feeder {
                     if !self.shared.core().on_telegram(now, &reading) {
                         tracing::debug!("telegram without grid currents on the used phases");
                     }
-                    self.shared.telegram.notify_one();
+                    self.shared.wake_control.notify_one();
                 }
                 Some(Event::Rejected { reason, .. }) => {
                     let now = self.shared.now_ms();

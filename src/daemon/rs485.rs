@@ -301,6 +301,10 @@ impl Meter {
 /// Persists a save in a write's outcome (the cap was applied by `Device::serve`).
 /// `Err(())` when the save failed; `Ok(new unit)` otherwise.
 async fn apply_outcome(shared: &Shared, outcome: WriteOutcome) -> Result<Option<u8>, ()> {
+    if outcome.cap_ma.is_some() {
+        // A new cap (1000) takes effect at once, not at the next tick.
+        shared.wake_control.notify_one();
+    }
     match outcome.save {
         None => Ok(None),
         Some(save) => persist_save(shared, save).await.ok_or(()),

@@ -20,8 +20,9 @@ pub struct Shared {
     unit: AtomicU8,
     /// The TOML file the `[settings]` are saved to.
     pub settings_path: PathBuf,
-    /// P1 → control: a valid telegram arrived (the balancer may tick now).
-    pub telegram: Notify,
+    /// → control: a valid telegram arrived or the cap (1000) changed: the
+    /// balancer may tick now.
+    pub wake_control: Notify,
     /// Control → RS485 master: the value for the charger changed.
     pub decision: Notify,
 }
@@ -34,7 +35,7 @@ impl Shared {
             start: Instant::now(),
             unit: AtomicU8::new(config.server_address()),
             settings_path,
-            telegram: Notify::new(),
+            wake_control: Notify::new(),
             decision: Notify::new(),
         }
     }
