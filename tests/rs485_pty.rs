@@ -243,15 +243,27 @@ fn server_role_with_pymodbus() {
     }
 }
 
+/// FC 03 of `n` registers from `start`, `None` when no answer comes `within` (or the
+/// transport fails).
+async fn read_within(
+    ctx: &mut Context,
+    start: u16,
+    n: u16,
+    within: Duration,
+) -> Option<Result<Vec<u16>, ExceptionCode>> {
+    match tokio::time::timeout(within, ctx.read_holding_registers(start, n)).await {
+        Ok(Ok(r)) => Some(r),
+        _ => None,
+    }
+}
+
+/// [`read_within`] 2 s: over RTU on a pty, where silence means no answer.
 async fn rtu_read(
     ctx: &mut Context,
     start: u16,
     n: u16,
 ) -> Option<Result<Vec<u16>, ExceptionCode>> {
-    match tokio::time::timeout(Duration::from_secs(2), ctx.read_holding_registers(start, n)).await {
-        Ok(Ok(r)) => Some(r),
-        _ => None,
-    }
+    read_within(ctx, start, n, Duration::from_secs(2)).await
 }
 
 #[test]
@@ -512,15 +524,13 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// [`read_within`] 8 s: over TCP, where a forwarded request may wait for the bus.
 async fn tcp_read(
     ctx: &mut Context,
     start: u16,
     n: u16,
 ) -> Option<Result<Vec<u16>, ExceptionCode>> {
-    match tokio::time::timeout(Duration::from_secs(8), ctx.read_holding_registers(start, n)).await {
-        Ok(Ok(r)) => Some(r),
-        _ => None,
-    }
+    read_within(ctx, start, n, Duration::from_secs(8)).await
 }
 
 #[test]
