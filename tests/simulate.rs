@@ -437,7 +437,7 @@ fn headroom_metrics() -> &'static Vec<(&'static str, Metrics)> {
 #[test]
 fn the_yardsticks_bound_what_a_causal_balancer_can_reach() {
     for (name, m) in headroom_metrics() {
-        let [ride_all, hold] = m.reactive;
+        let [ride_all, hold, ride_margin] = m.reactive;
         // Headroom mode is a causal balancer: never above either yardstick (which know
         // the house exactly and keep no margin).
         assert!(
@@ -451,6 +451,13 @@ fn the_yardsticks_bound_what_a_causal_balancer_can_reach() {
             "{name}: {} vs hold {}",
             m.oracle_pct,
             hold.oracle_pct
+        );
+        // The margin costs energy: the same policy with headroom's margin gets less.
+        assert!(
+            ride_margin.oracle_pct <= ride_all.oracle_pct + 0.05,
+            "{name}: ride with margin {} vs ride-all {}",
+            ride_margin.oracle_pct,
+            ride_all.oracle_pct
         );
         // Riding every gap costs time above the fuse that headroom mode does not spend.
         assert!(
@@ -474,6 +481,13 @@ fn the_yardsticks_bound_what_a_causal_balancer_can_reach() {
         "oracle energy in forced fallback: {forced} %"
     );
     assert!(100.0 - forced < 97.6);
+    // Even riding every gap with perfect knowledge, a balancer that keeps headroom mode's
+    // margin below the upper limit stays below 97 % there.
+    assert!(
+        dropout.reactive[2].oracle_pct < 97.0,
+        "meter-dropout, ride every gap with the margin: {:?}",
+        dropout.reactive[2]
+    );
     for n in ["meter-dropout", "noisy-line"] {
         let m = get(n);
         assert!(m.reactive[1].oracle_pct < 97.0, "{n}: {:?}", m.reactive[1]);

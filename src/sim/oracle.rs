@@ -19,7 +19,8 @@
 //! the fuse rating. Two policies: with no hold it rides every gap of a cycling load
 //! (and, one telegram late, overshoots at every gap's end); with a hold it budgets for
 //! the load's peak over the last seconds, as headroom mode does. Each bounds what a
-//! balancer without a forecast can reach under that policy.
+//! balancer without a forecast can reach under that policy; with no margin below the
+//! upper limit, or with headroom mode's.
 
 use std::collections::VecDeque;
 
@@ -30,7 +31,12 @@ use super::house::Phases;
 
 /// The oracle's limit, mA, for the house currents `house_a` (A per phase).
 pub fn limit_ma(cfg: &Config, cap_ma: u32, car_phases: Phases, house_a: [f64; 3]) -> u32 {
-    limit_for(cfg, cap_ma, highest_on_car_phases(cfg, car_phases, house_a))
+    limit_for(
+        cfg,
+        cap_ma,
+        0,
+        highest_on_car_phases(cfg, car_phases, house_a),
+    )
 }
 
 /// The highest house current on the phases the car charges on (and the balancer
@@ -46,8 +52,9 @@ fn highest_on_car_phases(cfg: &Config, car_phases: Phases, house_a: [f64; 3]) ->
         .fold(f64::NEG_INFINITY, f64::max)
 }
 
-/// The oracle's limit for a highest house current `highest` (A), mA.
-fn limit_for(cfg: &Config, cap_ma: u32, highest: f64) -> u32 {
+/// The oracle's limit for a highest house current `highest` (A), mA, `margin_ma` below
+/// the upper limit.
+fn limit_for(cfg: &Config, cap_ma: u32, margin_ma: u32, highest: f64) -> u32 {
     let highest_ma = if highest.is_finite() {
         (highest * 1000.0).round() as i64
     } else {
@@ -55,7 +62,8 @@ fn limit_for(cfg: &Config, cap_ma: u32, highest: f64) -> u32 {
         i64::MIN / 2
     };
     let max = i64::from(cfg.charger_max_ma().min(cap_ma));
-    let limit = (i64::from(cfg.upper_ma()) - highest_ma).clamp(0, max);
+    let upper = i64::from(cfg.upper_ma()) - i64::from(margin_ma);
+    let limit = (upper - highest_ma).clamp(0, max);
     let limit = u32::try_from(limit).unwrap_or(0);
     if limit < cfg.charger_min_ma() {
         0
@@ -71,6 +79,8 @@ pub struct Reactive {
     cap_ma: u32,
     car_phases: Phases,
     hold_s: u32,
+    /// How far below the upper limit it aims, mA.
+    margin_ma: u32,
     /// Valid readings, newest last: when, and the highest house current (A) on the
     /// phases the car uses; only those within `hold_s` (at least the newest) are kept.
     readings: VecDeque<(u64, f64)>,
@@ -92,13 +102,15 @@ impl Reactive {
     /// budgets for a cycling load's peak — except in a gap headroom mode rides at once
     /// (the load that dropped was on for `HEADROOM_LONG_MS` or more and the last gap
     /// lasted as long), where only the readings since the gap opened count: headroom
-    /// mode's policy, with perfect knowledge and no margin.
-    pub fn new(cfg: &Config, cap_ma: u32, car_phases: Phases, hold_s: u32) -> Self {
+    /// mode's policy, with perfect knowledge. It aims `margin_ma` below the upper limit
+    /// (headroom mode keeps [`balancer::HEADROOM_MARGIN_MA`]).
+    pub fn new(cfg: &Config, cap_ma: u32, car_phases: Phases, hold_s: u32, margin_ma: u32) -> Self {
         Reactive {
             cfg: *cfg,
             cap_ma,
             car_phases,
             hold_s,
+            margin_ma,
             readings: VecDeque::new(),
             last_valid_ms: 0,
             limit_ma: 0,
@@ -155,7 +167,7 @@ impl Reactive {
                         .filter(|r| r.0 >= since)
                         .map(|r| r.1)
                         .fold(f64::NEG_INFINITY, f64::max);
-                    let want = limit_for(&self.cfg, self.cap_ma, peak);
+                    let want = limit_for(&self.cfg, self.cap_ma, self.margin_ma, peak);
                     if now_ms.saturating_sub(t) < balancer::FRESH_MS {
                         want
                     } else {

@@ -43,9 +43,8 @@ pub struct Metrics {
     pub ev_energy_kwh: f64,
     /// Energy into the oracle's car, kWh.
     pub oracle_energy_kwh: f64,
-    /// The reactive yardsticks ([`super::oracle::Reactive`]): [0] rides every gap,
-    /// [1] budgets for the house load's peak over [`YARDSTICK_HOLD_S`].
-    pub reactive: [Yardstick; 2],
+    /// The reactive yardsticks ([`super::oracle::Reactive`]), as in [`YARDSTICKS`].
+    pub reactive: [Yardstick; YARDSTICKS.len()],
     /// Energy the oracle's car took in the seconds the rules held this run's balancer in
     /// fallback (state 4), kWh: out of reach of any controller that obeys them.
     pub oracle_energy_in_fallback_kwh: f64,
@@ -100,6 +99,15 @@ pub struct Metrics {
 /// The hold of the peak-budgeting yardstick, s: headroom mode's
 /// [`p1lb_core::balancer::HEADROOM_HOLD_S`].
 pub const YARDSTICK_HOLD_S: u32 = p1lb_core::balancer::HEADROOM_HOLD_S as u32;
+
+/// The reactive yardsticks run beside every run, `(hold s, margin mA)`: [0] rides every
+/// gap with no margin, [1] holds the peak as headroom mode does with no margin, [2] rides
+/// every gap with headroom mode's margin ([`p1lb_core::balancer::HEADROOM_MARGIN_MA`]).
+pub const YARDSTICKS: [(u32, u32); 3] = [
+    (0, 0),
+    (YARDSTICK_HOLD_S, 0),
+    (0, p1lb_core::balancer::HEADROOM_MARGIN_MA),
+];
 
 /// What a reactive yardstick's car got, and what it cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -194,9 +202,9 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
     let min_a = f64::from(cfg.charger_min_ma()) / 1000.0;
     let mut car = Car::new(&s.car, Dynamics::real(min_a));
     let mut oracle_car = Car::new(&s.car, Dynamics::oracle(min_a));
-    let mut yard = [0, YARDSTICK_HOLD_S].map(|hold| {
+    let mut yard = YARDSTICKS.map(|(hold, margin)| {
         (
-            oracle::Reactive::new(&cfg, cap_ma, s.car.phases, hold),
+            oracle::Reactive::new(&cfg, cap_ma, s.car.phases, hold, margin),
             Car::new(&s.car, Dynamics::real(min_a)),
         )
     });
@@ -366,7 +374,7 @@ fn tick_due(
     balancer: &mut Balancer,
     tk: u64,
     car: &mut Car,
-    yard: &mut [(oracle::Reactive, Car); 2],
+    yard: &mut [(oracle::Reactive, Car); YARDSTICKS.len()],
     m: &mut Metrics,
 ) {
     if balancer.next_tick_ms() > tk {
