@@ -9,7 +9,10 @@
 //!
 //! Without a master task (server role, or no RS485 port) there is no channel and the
 //! TCP server answers 0x0B at once. A request that gets no answer from the master task
-//! within [`FORWARD_TIMEOUT`] (the port is being reopened, say) answers 0x0B too.
+//! within [`FORWARD_TIMEOUT`] (the port is being reopened, say) answers 0x0B too. When
+//! [`QUEUE`] requests already wait for the bus, another is answered 06 (server device
+//! busy) at once, so that a client polling faster than the bus can carry learns it at
+//! once instead of after a timeout.
 
 use std::time::Duration;
 
@@ -35,9 +38,13 @@ pub type GatewayTx = mpsc::Sender<Forward>;
 /// The master task's side.
 pub type GatewayRx = mpsc::Receiver<Forward>;
 
-/// A new channel (a few requests may wait; the bus takes one at a time).
+/// Forwarded requests that may wait for the bus (it carries one at a time, between the
+/// Terra AC driver's exchanges).
+pub const QUEUE: usize = 4;
+
+/// A new channel ([`QUEUE`] requests may wait).
 pub fn channel() -> (GatewayTx, GatewayRx) {
-    mpsc::channel(4)
+    mpsc::channel(QUEUE)
 }
 
 /// The RTU frame of `req` for `unit`: `Err` with the exception to answer when the
@@ -94,12 +101,15 @@ pub async fn forward(
 ) -> Result<Response, ExceptionCode> {
     let frame = request_frame(unit, req)?;
     let (reply, rx) = oneshot::channel();
-    let exchange = async {
-        tx.send(Forward { frame, reply }).await.ok()?;
-        rx.await.ok()
-    };
-    match tokio::time::timeout(FORWARD_TIMEOUT, exchange).await {
-        Ok(Some(frame)) => response_of(&frame),
+    match tx.try_send(Forward { frame, reply }) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => return Err(ExceptionCode::ServerDeviceBusy),
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            return Err(ExceptionCode::GatewayTargetDevice);
+        }
+    }
+    match tokio::time::timeout(FORWARD_TIMEOUT, rx).await {
+        Ok(Ok(frame)) => response_of(&frame),
         _ => Err(ExceptionCode::GatewayTargetDevice),
     }
 }
@@ -108,6 +118,49 @@ pub async fn forward(
 mod tests {
     use super::*;
     use std::borrow::Cow;
+
+    #[tokio::test]
+    async fn a_full_queue_answers_busy_at_once_and_a_closed_one_0x0b() {
+        let (tx, mut rx) = channel();
+        let req = Request::ReadHoldingRegisters(0x4000, 2);
+        // QUEUE requests wait (nobody serves them yet).
+        let waiting: Vec<_> = (0..QUEUE)
+            .map(|_| {
+                let tx = tx.clone();
+                let req = req.clone();
+                tokio::spawn(async move { forward(&tx, 1, &req).await })
+            })
+            .collect();
+        while tx.capacity() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            forward(&tx, 1, &req).await,
+            Err(ExceptionCode::ServerDeviceBusy)
+        );
+        assert!(started.elapsed() < Duration::from_millis(100));
+        // The master task answers the waiting ones: each gets its reply.
+        let mut out = [0u8; MAX_ADU];
+        let n = RtuResponse::ReadHolding(Words::Native(&[1, 2]))
+            .emit_frame(1, &mut out)
+            .unwrap();
+        for _ in 0..QUEUE {
+            let f = rx.recv().await.expect("a queued request");
+            f.reply.send(out[..n].to_vec()).expect("the caller waits");
+        }
+        for w in waiting {
+            assert_eq!(
+                w.await.expect("joined"),
+                Ok(Response::ReadHoldingRegisters(vec![1, 2]))
+            );
+        }
+        drop(rx);
+        assert_eq!(
+            forward(&tx, 1, &req).await,
+            Err(ExceptionCode::GatewayTargetDevice)
+        );
+    }
 
     #[test]
     fn requests_become_rtu_frames_and_replies_come_back() {
