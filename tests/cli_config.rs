@@ -3,72 +3,26 @@
 
 mod common;
 
-use common::{free_port, temp_dir};
+use common::{BIN, Daemon, free_addr, temp_dir};
 
 use std::fs;
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_p1lb");
-
-/// A running `p1lb run --p1 sim`; killed on drop.
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
+/// A running `p1lb run --p1 sim --rs485 sim`; killed on drop.
+fn start(state_dir: &Path) -> Daemon {
+    Daemon::in_dir(state_dir)
+        .args(["--p1", "sim", "--rs485", "sim"])
+        .start()
 }
 
-impl Daemon {
-    fn start(state_dir: &Path) -> Daemon {
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let log = state_dir.join("daemon.log");
-        let child = Command::new(BIN)
-            .args(["run", "--p1", "sim", "--rs485", "sim", "--modbus-tcp"])
-            .arg(addr.to_string())
-            .arg("--state-dir")
-            .arg(state_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("p1lb starts");
-        let mut d = Daemon { child, addr, log };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = d.child.try_wait() {
-                panic!("p1lb run exited ({status}):\n{}", d.log_text());
-            }
-            assert!(Instant::now() < deadline, "no listener:\n{}", d.log_text());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        d
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn device(&self) -> String {
-        format!("tcp://{}", self.addr)
-    }
-
-    /// `p1lb config --device tcp://… ARGS`.
-    fn config(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(["config", "--device", &self.device()])
-            .args(args)
-            .output()
-            .expect("p1lb config runs")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `p1lb config --device tcp://… ARGS`.
+fn config(d: &Daemon, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["config", "--device", &d.device()])
+        .args(args)
+        .output()
+        .expect("p1lb config runs")
 }
 
 fn text(out: &Output) -> (String, String) {
@@ -81,9 +35,9 @@ fn text(out: &Output) -> (String, String) {
 #[test]
 fn list_get_set_save_defaults_and_errors() {
     let dir = temp_dir("config");
-    let d = Daemon::start(&dir);
+    let d = start(&dir);
 
-    let out = d.config(&["list"]);
+    let out = config(&d, &["list"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     let line = stdout
@@ -97,19 +51,19 @@ fn list_get_set_save_defaults_and_errors() {
     assert!(stdout.contains("1091 "), "{stdout}");
 
     // Set / get round trip, with units and either separator.
-    let out = d.config(&["set", "upper-current", "21A"]);
+    let out = config(&d, &["set", "upper-current", "21A"]);
     assert!(out.status.success(), "{:?}", text(&out));
-    let out = d.config(&["get", "upper_current"]);
+    let out = config(&d, &["get", "upper_current"]);
     assert_eq!(text(&out).0.trim(), "upper_current = 21000 mA");
-    let out = d.config(&["set", "upper_wait", "7s"]);
+    let out = config(&d, &["set", "upper_wait", "7s"]);
     assert!(out.status.success(), "{:?}", text(&out));
     assert_eq!(
-        text(&d.config(&["get", "upper-wait"])).0.trim(),
+        text(&config(&d, &["get", "upper-wait"])).0.trim(),
         "upper_wait = 7 s"
     );
 
     // Out of range: the device answers 03, the message names the range; exit 1.
-    let out = d.config(&["set", "charger_max_current", "5A"]);
+    let out = config(&d, &["set", "charger_max_current", "5A"]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -122,27 +76,27 @@ fn list_get_set_save_defaults_and_errors() {
         &["get", "no_such_register"],
         &["set", "voltage_l1", "230"],
     ] {
-        let out = d.config(args);
+        let out = config(&d, args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {:?}", text(&out));
     }
 
     // Save persists into the state dir's TOML.
-    let out = d.config(&["save"]);
+    let out = config(&d, &["save"]);
     assert!(out.status.success(), "{:?}", text(&out));
     let toml = fs::read_to_string(dir.join("p1lb.toml")).unwrap();
     assert!(toml.contains("upper_current = 21000"), "{toml}");
     assert!(toml.contains("upper_wait = 7"), "{toml}");
 
     // An inconsistent set: save answers 03 with the rule that fails.
-    let out = d.config(&["set", "lower_current", "21A"]);
+    let out = config(&d, &["set", "lower_current", "21A"]);
     assert!(out.status.success(), "{:?}", text(&out));
-    let out = d.config(&["save"]);
+    let out = config(&d, &["save"]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("lower_current"), "{stderr}");
 
     // Defaults: back to 22000 in the file.
-    let out = d.config(&["defaults"]);
+    let out = config(&d, &["defaults"]);
     assert!(out.status.success(), "{:?}", text(&out));
     let toml = fs::read_to_string(dir.join("p1lb.toml")).unwrap();
     assert!(toml.contains("upper_current = 22000"), "{toml}");
@@ -154,7 +108,7 @@ fn list_get_set_save_defaults_and_errors() {
 fn a_device_that_is_not_there_exits_1() {
     let out = Command::new(BIN)
         .args(["config", "--device"])
-        .arg(format!("tcp://127.0.0.1:{}", free_port()))
+        .arg(format!("tcp://{}", free_addr()))
         .arg("list")
         .output()
         .unwrap();
@@ -164,7 +118,7 @@ fn a_device_that_is_not_there_exits_1() {
 #[test]
 fn monitor_json_gives_one_object_per_sample() {
     let dir = temp_dir("monitor");
-    let d = Daemon::start(&dir);
+    let d = start(&dir);
     let out = Command::new(BIN)
         .args(["monitor", "--device", &d.device()])
         .args(["--json", "--count", "2", "--interval", "200ms"])

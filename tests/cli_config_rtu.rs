@@ -7,14 +7,10 @@
 mod common;
 
 use std::fs;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
 
-use common::{Guard, have_socat};
-
-const BIN: &str = env!("CARGO_BIN_EXE_p1lb");
+use common::{BIN, Daemon, Pty, have_socat, temp_dir};
 
 fn config(device: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -32,61 +28,22 @@ fn config_and_monitor_over_rtu() {
     if !have_socat() {
         return;
     }
-    let dir: PathBuf = std::env::temp_dir().join(format!("p1lb-cli-rtu-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    let (a, b) = (dir.join("pty-a"), dir.join("pty-b"));
-    let _socat = Guard(
-        Command::new("socat")
-            .arg(format!("pty,raw,echo=0,link={}", a.display()))
-            .arg(format!("pty,raw,echo=0,link={}", b.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("socat starts"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !(a.exists() && b.exists()) {
-        assert!(Instant::now() < deadline, "socat made no ptys");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let log = dir.join("daemon.log");
-    let mut daemon = Guard(
-        Command::new(BIN)
-            .args(["run", "--p1", "sim", "--modbus-tcp"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--rs485")
-            .arg(&a)
-            .arg("--state-dir")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("p1lb starts"),
-    );
-    let log_text = || fs::read_to_string(&log).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !log_text().contains("RS485: ") {
-        if let Ok(Some(status)) = daemon.0.try_wait() {
-            panic!("p1lb run exited ({status}):\n{}", log_text());
-        }
-        assert!(Instant::now() < deadline, "RS485 not open:\n{}", log_text());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let dir = temp_dir("cli-rtu");
+    let pty = Pty::new(&dir);
+    let b = &pty.b;
+    let daemon = Daemon::in_dir(&dir)
+        .args(["--p1", "sim", "--rs485"])
+        .args([&pty.a])
+        .log_has("RS485: ")
+        .start();
 
-    let out = config(&b, &["list"]);
+    let out = config(b, &["list"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{}\n{}",
         String::from_utf8_lossy(&out.stderr),
-        log_text()
+        daemon.log_text()
     );
     assert!(
         stdout
@@ -94,20 +51,20 @@ fn config_and_monitor_over_rtu() {
             .any(|l| l.starts_with("1010 ") && l.contains("16000 mA")),
         "{stdout}"
     );
-    assert!(config(&b, &["set", "upper-limit", "21A"]).status.success());
-    let out = config(&b, &["get", "upper_current"]);
+    assert!(config(b, &["set", "upper-limit", "21A"]).status.success());
+    let out = config(b, &["get", "upper_current"]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "upper_current = 21000 mA"
     );
-    let out = config(&b, &["set", "charger_max_current", "5A"]);
+    let out = config(b, &["set", "charger_max_current", "5A"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("6000 … 63000"));
 
     let out = Command::new(BIN)
         .arg("monitor")
         .arg("--device")
-        .arg(&b)
+        .arg(b)
         .args(["--json", "--count", "2", "--interval", "100ms"])
         .output()
         .unwrap();

@@ -8,72 +8,31 @@
 
 mod common;
 
-use common::temp_dir;
+use common::{Daemon, free_addr, temp_dir};
 
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use p1lb_core::p1::TelegramReader;
 
-const BIN: &str = env!("CARGO_BIN_EXE_p1lb");
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-}
-
-/// A running daemon; killed on drop.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    /// Starts `p1lb run --p1 P1 --p1-forward FWD` and waits until FWD accepts.
-    fn start(dir: &Path, p1: &str, forward: SocketAddr) -> Daemon {
-        let log = dir.join("daemon.log");
-        let child = Command::new(BIN)
-            .args(["run", "--rs485", "sim", "--p1", p1, "--modbus-tcp"])
-            .arg(free_addr().to_string())
-            .arg("--p1-forward")
-            .arg(forward.to_string())
-            .arg("--state-dir")
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("p1lb starts");
-        let mut d = Daemon { child, log };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            // Probe with a connection that is closed at once (the daemon drops it).
-            if TcpStream::connect_timeout(&forward, Duration::from_millis(200)).is_ok() {
-                return d;
-            }
-            if let Ok(Some(status)) = d.child.try_wait() {
-                panic!("p1lb run exited ({status}):\n{}", d.log_text());
-            }
-            assert!(Instant::now() < deadline, "no listener:\n{}", d.log_text());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `p1lb run --rs485 sim --p1 P1 --p1-forward FWD` and waits until FWD accepts;
+/// killed on drop.
+fn start(dir: &Path, p1: &str, forward: SocketAddr) -> Daemon {
+    Daemon::in_dir(dir)
+        .args([
+            "--rs485",
+            "sim",
+            "--p1",
+            p1,
+            "--p1-forward",
+            &forward.to_string(),
+        ])
+        .ready_on(forward)
+        .start()
 }
 
 /// Reads from `s` until `want` bytes arrived or `time` is over.
@@ -121,7 +80,7 @@ fn parse(bytes: &[u8]) -> (u32, u32) {
 fn simulated_telegrams_are_forwarded_and_parse() {
     let dir = temp_dir("sim");
     let fwd = free_addr();
-    let d = Daemon::start(&dir, "sim", fwd);
+    let d = start(&dir, "sim", fwd);
     let mut client = TcpStream::connect(fwd).expect("connect to the forward");
     let bytes = collect(&mut client, Duration::from_millis(3200), usize::MAX);
     let (valid, rejected) = parse(&bytes);
@@ -200,7 +159,7 @@ fn bytes_out_equal_bytes_in_corrupt_ones_included() {
     let dir = temp_dir("tcp");
     let source = TcpListener::bind("127.0.0.1:0").unwrap();
     let fwd = free_addr();
-    let d = Daemon::start(
+    let d = start(
         &dir,
         &format!("tcp://{}", source.local_addr().unwrap()),
         fwd,

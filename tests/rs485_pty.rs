@@ -8,128 +8,38 @@
 
 mod common;
 
-use common::{Guard, free_port, have, have_socat, mbpoll_values, plan_arg, temp_dir, write_plan};
+use common::{
+    BIN, Daemon, Guard, Pty, have, have_socat, mbpoll_values, plan_arg, temp_dir, write_plan,
+};
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use p1lb_core::config::SETTINGS;
-use tokio_modbus::client::{Context, rtu, tcp};
+use tokio_modbus::client::{Context, rtu};
 use tokio_modbus::prelude::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_p1lb");
 const EXAMPLE: &str = include_str!("../config/p1lb.toml");
 
-/// A socat pty pair: `a` and `b`.
-struct Pty {
-    _socat: Guard,
-    a: PathBuf,
-    b: PathBuf,
+/// `p1lb run --p1 sim --rs485 PTY --state-dir DIR --modbus-tcp 127.0.0.1:<free> EXTRA`,
+/// listening, with its RS485 port open; killed on drop.
+fn start(dir: &Path, rs485: &Path, extra: &[&str]) -> Daemon {
+    start_p1(dir, "sim", rs485, extra)
 }
 
-impl Pty {
-    fn new(dir: &Path) -> Pty {
-        let a = dir.join("pty-a");
-        let b = dir.join("pty-b");
-        let child = Command::new("socat")
-            .arg(format!("pty,raw,echo=0,link={}", a.display()))
-            .arg(format!("pty,raw,echo=0,link={}", b.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("socat starts");
-        let guard = Guard(child);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !(a.exists() && b.exists()) {
-            assert!(Instant::now() < deadline, "socat made no ptys");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Pty {
-            _socat: guard,
-            a,
-            b,
-        }
-    }
-}
-
-/// `p1lb run --p1 sim --rs485 PTY --state-dir DIR --modbus-tcp 127.0.0.1:<free>`,
-/// listening, with its RS485 port open.
-struct Daemon {
-    guard: Guard,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &Path, rs485: &Path, extra: &[&str]) -> Daemon {
-        Daemon::start_p1(dir, "sim", rs485, extra)
-    }
-
-    /// As [`Daemon::start`] with the P1 source `p1`.
-    fn start_p1(dir: &Path, p1: &str, rs485: &Path, extra: &[&str]) -> Daemon {
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let log = dir.join("daemon.log");
-        let child = Command::new(BIN)
-            .arg("run")
-            .args(["--p1", p1, "--modbus-tcp", &addr.to_string()])
-            .arg("--rs485")
-            .arg(rs485)
-            .arg("--state-dir")
-            .arg(dir)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("p1lb starts");
-        let mut d = Daemon {
-            guard: Guard(child),
-            addr,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-                && d.log_text().contains("RS485: ")
-            {
-                return d;
-            }
-            if let Ok(Some(status)) = d.guard.0.try_wait() {
-                panic!("p1lb run exited ({status}):\n{}", d.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "p1lb run did not come up:\n{}",
-                d.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn tcp(&self) -> Context {
-        self.tcp_unit(10).await
-    }
-
-    async fn tcp_unit(&self, unit: u8) -> Context {
-        tokio::time::timeout(
-            Duration::from_secs(5),
-            tcp::connect_slave(self.addr, Slave(unit)),
-        )
-        .await
-        .expect("connect in time")
-        .expect("connect")
-    }
+/// As [`start`] with the P1 source `p1`.
+fn start_p1(dir: &Path, p1: &str, rs485: &Path, extra: &[&str]) -> Daemon {
+    Daemon::in_dir(dir)
+        .args(["--p1", p1, "--rs485"])
+        .args([rs485])
+        .args(extra)
+        .log_has("RS485: ")
+        .start()
 }
 
 fn defaults(from: u16, to: u16) -> Vec<u16> {
@@ -170,7 +80,7 @@ fn server_role_with_mbpoll() {
     }
     let dir = temp_dir("mbpoll");
     let pty = Pty::new(&dir);
-    let d = Daemon::start(&dir, &pty.a, &[]);
+    let d = start(&dir, &pty.a, &[]);
     let (ok, text) = mbpoll(&pty.b, 10, 1000, 23, None);
     assert!(ok, "mbpoll read failed:\n{text}\n{}", d.log_text());
     let values = mbpoll_values(&text);
@@ -223,7 +133,7 @@ fn server_role_with_pymodbus() {
     }
     let dir = temp_dir("pymodbus");
     let pty = Pty::new(&dir);
-    let d = Daemon::start(&dir, &pty.a, &[]);
+    let d = start(&dir, &pty.a, &[]);
     let expected: Vec<String> = defaults(1010, 1022).iter().map(|v| v.to_string()).collect();
     // Over RTU on the pty, then over Modbus TCP.
     let tcp = d.addr.to_string();
@@ -276,7 +186,7 @@ fn emulated_meter_shows_the_p1_values() {
     assert_ne!(text, EXAMPLE, "the example has meter_emulation_address = 0");
     fs::write(dir.join("p1lb.toml"), text).expect("config");
     let pty = Pty::new(&dir);
-    let d = Daemon::start(&dir, &pty.a, &[]);
+    let d = start(&dir, &pty.a, &[]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -286,7 +196,7 @@ fn emulated_meter_shows_the_p1_values() {
             tokio_serial::SerialStream::open(&tokio_serial::new(pty.b.to_string_lossy(), 9600))
                 .expect("pty b opens");
         let mut meter = rtu::attach_slave(port, Slave(1));
-        let mut tcp = d.tcp().await;
+        let mut tcp = d.client(10).await;
         let deadline = Instant::now() + Duration::from_secs(12);
         let mut last = String::new();
         loop {
@@ -386,7 +296,7 @@ fn master_role_drives_the_sim_charger() {
             }
         }
     });
-    let d = Daemon::start(&dir, &pty.a, &["--rs485-role", "master"]);
+    let d = start(&dir, &pty.a, &["--rs485-role", "master"]);
     let mut lines = Vec::new();
     let mut limits = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(14);
@@ -438,7 +348,7 @@ fn master_role_drives_the_sim_charger() {
 /// Waits until 1110–1112 show the sim charger's currents (6–16 A, the same on every
 /// phase) with no charger fault in 1003 (bits 2, 3); fails after `within`.
 async fn charger_currents_shown(d: &Daemon, within: Duration) {
-    let mut tcp = d.tcp().await;
+    let mut tcp = d.client(10).await;
     let deadline = Instant::now() + within;
     loop {
         let r = tcp
@@ -483,7 +393,7 @@ fn master_role_reads_replies_that_arrive_in_chunks() {
             .spawn()
             .expect("sim-charger starts"),
     );
-    let d = Daemon::start(&dir, &pty.a, &["--rs485-role", "master"]);
+    let d = start(&dir, &pty.a, &["--rs485-role", "master"]);
     runtime().block_on(charger_currents_shown(&d, Duration::from_secs(12)));
 }
 
@@ -541,7 +451,7 @@ fn master_role_gateway_forwards_modbus_tcp_to_the_bus() {
     let dir = temp_dir("gateway");
     let pty = Pty::new(&dir);
     let (charger, rx) = sim_charger(&pty.b);
-    let d = Daemon::start(&dir, &pty.a, &["--rs485-role", "master"]);
+    let d = start(&dir, &pty.a, &["--rs485-role", "master"]);
     // Wait for the first limit write.
     let mut limits = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -557,7 +467,7 @@ fn master_role_gateway_forwards_modbus_tcp_to_the_bus() {
     }
     let rt = runtime();
     rt.block_on(async {
-        let mut ctx = d.tcp_unit(1).await;
+        let mut ctx = d.client(1).await;
         let r = tcp_read(&mut ctx, 0x4000, 0x25).await;
         let Some(Ok(block)) = r else {
             panic!("forwarded read: {r:?}\n{}", d.log_text());
@@ -572,7 +482,7 @@ fn master_role_gateway_forwards_modbus_tcp_to_the_bus() {
             "0x4022 = {readback}, limits written {limits:?}"
         );
         // The device itself still answers at 10 on the same connection's server.
-        let mut own = d.tcp().await;
+        let mut own = d.client(10).await;
         assert!(matches!(tcp_read(&mut own, 1000, 1).await, Some(Ok(_))));
         // Nobody on the bus: exception 0x0B.
         drop(charger);
@@ -665,7 +575,7 @@ fn master_role_falls_back_when_the_p1_telegrams_stop() {
     let feed = P1Feed::start();
     let pty = Pty::new(&dir);
     let (_charger, rx) = sim_charger(&pty.b);
-    let d = Daemon::start_p1(&dir, &feed.url(), &pty.a, &["--rs485-role", "master"]);
+    let d = start_p1(&dir, &feed.url(), &pty.a, &["--rs485-role", "master"]);
     // Telegrams flow: the limit ramps above the fallback limit.
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut lines = Vec::new();
@@ -709,7 +619,7 @@ fn master_role_falls_back_when_the_p1_telegrams_stop() {
         lines.join("\n")
     );
     runtime().block_on(async {
-        let mut tcp = d.tcp().await;
+        let mut tcp = d.client(10).await;
         let r = tcp_read(&mut tcp, 1002, 1).await;
         assert_eq!(r, Some(Ok(vec![4])), "{}", d.log_text());
     });
@@ -727,7 +637,7 @@ fn server_role_meter_goes_silent_when_the_p1_telegrams_stop() {
     );
     let feed = P1Feed::start();
     let pty = Pty::new(&dir);
-    let d = Daemon::start_p1(&dir, &feed.url(), &pty.a, &[]);
+    let d = start_p1(&dir, &feed.url(), &pty.a, &[]);
     runtime().block_on(async {
         let port =
             tokio_serial::SerialStream::open(&tokio_serial::new(pty.b.to_string_lossy(), 9600))
@@ -748,7 +658,7 @@ fn server_role_meter_goes_silent_when_the_p1_telegrams_stop() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let last = feed.stop();
-        let mut tcp = d.tcp().await;
+        let mut tcp = d.client(10).await;
         loop {
             let r = tcp_read(&mut tcp, 1002, 1).await;
             if r == Some(Ok(vec![4])) {
@@ -778,7 +688,7 @@ fn kernel_rs485_mode_refused_on_a_pty_is_a_warning_and_the_port_serves() {
     assert_ne!(text, EXAMPLE, "the example has kernel_rs485 = false");
     fs::write(dir.join("p1lb.toml"), text).expect("config");
     let pty = Pty::new(&dir);
-    let d = Daemon::start(&dir, &pty.a, &[]);
+    let d = start(&dir, &pty.a, &[]);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !d.log_text().contains("kernel RS485 mode refused") {
         assert!(Instant::now() < deadline, "no warning:\n{}", d.log_text());
@@ -791,7 +701,7 @@ fn kernel_rs485_mode_refused_on_a_pty_is_a_warning_and_the_port_serves() {
         let mut rtu = rtu::attach_slave(port, Slave(10));
         let r = rtu_read(&mut rtu, 1010, 1).await;
         assert_eq!(r, Some(Ok(defaults(1010, 1010))), "{}", d.log_text());
-        let mut tcp = d.tcp().await;
+        let mut tcp = d.client(10).await;
         assert!(matches!(tcp_read(&mut tcp, 1000, 1).await, Some(Ok(_))));
     });
     assert!(
@@ -828,13 +738,13 @@ fn p1_over_tcp_reconnects_after_the_source_drops() {
         }
     });
     let dir = temp_dir("p1-reconnect");
-    let d = Daemon::start_p1(&dir, &format!("tcp://{addr}"), Path::new("sim"), &[]);
+    let d = start_p1(&dir, &format!("tcp://{addr}"), Path::new("sim"), &[]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut tcp = d.tcp().await;
+        let mut tcp = d.client(10).await;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let r = tcp

@@ -3,68 +3,22 @@
 //! Every daemon is killed when its test ends (a guard with `Drop`).
 
 use std::fs;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
 use common::{
-    defaults_1000_1022, free_port, mbpoll_tcp, mbpoll_values, spawn_listening, temp_dir, write_plan,
+    BIN, Daemon, defaults_1000_1022, have, mbpoll_tcp, mbpoll_values, temp_dir, write_plan,
 };
-use tokio_modbus::client::{Context, tcp};
+use tokio_modbus::client::Context;
 use tokio_modbus::prelude::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_p1lb");
-
-/// A running daemon; killed on drop.
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl Daemon {
-    /// `p1lb run --p1 sim --modbus-tcp 127.0.0.1:<free> --state-dir DIR`, ready to
-    /// accept connections.
-    fn start(state_dir: &Path) -> Daemon {
-        Daemon::start_with(&["--state-dir".as_ref(), state_dir.as_os_str()], state_dir)
-    }
-
-    fn start_with(args: &[&std::ffi::OsStr], log_dir: &Path) -> Daemon {
-        let port = free_port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let log = log_dir.join(format!("daemon-{port}.log"));
-        let mut cmd = Command::new(BIN);
-        cmd.arg("run")
-            .args(["--p1", "sim", "--modbus-tcp", &addr.to_string()])
-            .args(args)
-            .env("RUST_LOG", "info");
-        let child = spawn_listening(cmd, addr, &log, Duration::from_secs(10));
-        Daemon { child, addr, log }
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn client(&self, unit: u8) -> Context {
-        tokio::time::timeout(
-            Duration::from_secs(5),
-            tcp::connect_slave(self.addr, Slave(unit)),
-        )
-        .await
-        .expect("connect in time")
-        .expect("connect")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `p1lb run --p1 sim --modbus-tcp 127.0.0.1:<free> --state-dir DIR`, ready to accept
+/// connections; killed on drop.
+fn start(state_dir: &Path) -> Daemon {
+    Daemon::in_dir(state_dir).args(["--p1", "sim"]).start()
 }
 
 async fn read(ctx: &mut Context, start: u16, n: u16) -> Result<Vec<u16>, ExceptionCode> {
@@ -87,7 +41,7 @@ async fn write(ctx: &mut Context, address: u16, value: u16) -> Result<(), Except
 #[tokio::test]
 async fn serves_the_defaults_stages_writes_and_refuses_bad_values() {
     let dir = temp_dir("defaults");
-    let d = Daemon::start(&dir);
+    let d = start(&dir);
     let mut ctx = d.client(10).await;
     let words = read(&mut ctx, 1000, 23).await.expect("read 1000–1022");
     for (address, value) in defaults_1000_1022() {
@@ -136,7 +90,7 @@ async fn serves_the_defaults_stages_writes_and_refuses_bad_values() {
 #[tokio::test]
 async fn telegrams_from_the_simulated_meter_reach_the_balancer() {
     let dir = temp_dir("telegrams");
-    let d = Daemon::start(&dir);
+    let d = start(&dir);
     let mut ctx = d.client(10).await;
     let deadline = Instant::now() + Duration::from_secs(8);
     let status = loop {
@@ -169,7 +123,7 @@ async fn a_save_rewrites_the_settings_in_the_file_and_a_restart_comes_up_with_th
     let path = dir.join("p1lb.toml");
     // A hand edit the save must keep.
     {
-        let d = Daemon::start(&dir);
+        let d = start(&dir);
         drop(d);
         let text = fs::read_to_string(&path).expect("state file created");
         let edited = text.replace(
@@ -178,7 +132,7 @@ async fn a_save_rewrites_the_settings_in_the_file_and_a_restart_comes_up_with_th
         );
         fs::write(&path, edited).unwrap();
     }
-    let d = Daemon::start(&dir);
+    let d = start(&dir);
     let mut ctx = d.client(10).await;
     write(&mut ctx, 1016, 9).await.unwrap();
     write(&mut ctx, 1090, 11).await.unwrap();
@@ -211,7 +165,7 @@ async fn a_save_rewrites_the_settings_in_the_file_and_a_restart_comes_up_with_th
     );
     drop(d);
 
-    let d = Daemon::start(&dir);
+    let d = start(&dir);
     let mut ctx = d.client(11).await;
     assert_eq!(read(&mut ctx, 1016, 1).await.unwrap(), [9]);
     assert_eq!(read(&mut ctx, 1018, 1).await.unwrap(), [19000]);
@@ -230,7 +184,10 @@ async fn read_only_refuses_writes_with_exception_01() {
     let dir = temp_dir("readonly");
     let path = dir.join("ro.toml");
     fs::write(&path, "[modbus_tcp]\nread_only = true\n").unwrap();
-    let d = Daemon::start_with(&["--config".as_ref(), path.as_os_str()], &dir);
+    let d = Daemon::in_dir(&dir)
+        .config(&path)
+        .args(["--p1", "sim"])
+        .start();
     let mut ctx = d.client(10).await;
     assert_eq!(
         write(&mut ctx, 1016, 7).await,
@@ -278,18 +235,11 @@ fn a_bad_config_file_stops_the_daemon_with_the_key_and_range() {
 /// read back, out of range → exception 03, and all of 1000–1199.
 #[test]
 fn mbpoll_over_tcp() {
-    let runs = Command::new("mbpoll").arg("-V").output().is_ok();
-    if !runs {
-        let msg = "mbpoll not installed (apt-get install mbpoll): SKIPPING this test";
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{msg} — not allowed under CI"
-        );
-        eprintln!("\n!!!!!!!! {msg} !!!!!!!!\n");
+    if !have("mbpoll", &["-V"], "apt-get install -y mbpoll") {
         return;
     }
     let dir = temp_dir("mbpoll");
-    let d = Daemon::start(&dir);
+    let d = start(&dir);
     let port = d.addr.port();
     let mbpoll = |start, count, write| mbpoll_tcp(port, start, count, write);
     let (ok, text) = mbpoll(1000, 23, None);

@@ -4,19 +4,19 @@
 //! kill the TOML file parses, its `[settings]` load into `Config`, the setting holds
 //! the old or the new value, and a hand-written comment is still there.
 
+mod common;
+
+use common::{Daemon, temp_dir};
+
 use std::collections::hash_map::RandomState;
 use std::fs;
 use std::hash::{BuildHasher, Hasher};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use p1lb_core::config::Config;
-use tokio_modbus::client::tcp;
 use tokio_modbus::prelude::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_p1lb");
 const ITERATIONS: u32 = 15;
 const COMMENT: &str = "# hand-written: the fuse is 25 A, keep upper_current below it";
 /// upper_current.
@@ -38,54 +38,6 @@ fn random_below(n: u64) -> u64 {
     h.finish() % n
 }
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-}
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &Path, addr: SocketAddr) -> Daemon {
-        let log = dir.join("daemon.log");
-        let child = Command::new(BIN)
-            .args(["run", "--p1", "sim", "--rs485", "sim", "--modbus-tcp"])
-            .arg(addr.to_string())
-            .arg("--state-dir")
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("p1lb starts");
-        let mut d = Daemon { child, log };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = d.child.try_wait() {
-                panic!(
-                    "p1lb run exited ({status}):\n{}",
-                    fs::read_to_string(&d.log).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "no listener");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SIGKILL.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn load(path: &Path) -> (String, Config) {
     let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let file: File = toml::from_str(&text)
@@ -95,9 +47,7 @@ fn load(path: &Path) -> (String, Config) {
 
 #[tokio::test]
 async fn save_survives_kill_9_at_random_moments() {
-    let dir = std::env::temp_dir().join(format!("p1lb-save-kill-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("save-kill");
     let path = dir.join("p1lb.toml");
     // The example with a hand-written comment in [settings].
     let example =
@@ -117,9 +67,11 @@ async fn save_survives_kill_9_at_random_moments() {
         } else {
             new
         };
-        let addr = free_addr();
-        let d = Daemon::start(&dir, addr);
-        let mut ctx = tcp::connect_slave(addr, Slave(10)).await.expect("connect");
+        // Killed with SIGKILL when dropped.
+        let d = Daemon::in_dir(&dir)
+            .args(["--p1", "sim", "--rs485", "sim"])
+            .start();
+        let mut ctx = d.client(10).await;
         ctx.write_single_register(ADDRESS, new)
             .await
             .expect("transport")

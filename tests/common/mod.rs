@@ -1,7 +1,9 @@
-//! Shared by the daemon's integration tests: scratch folders and ports, what to write
-//! to every writable register, and how to read mbpoll's output.
+//! Shared by the daemon's integration tests: scratch folders and ports, the daemon
+//! started and killed for one test, socat pty pairs, what to write to every writable
+//! register, and how to read mbpoll's output.
 #![allow(dead_code)]
 
+use std::ffi::{OsStr, OsString};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -9,6 +11,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use p1lb_core::config::SETTINGS;
+use tokio_modbus::client::{Context, tcp};
+use tokio_modbus::prelude::Slave;
+
+/// The daemon under test: this build's `p1lb`.
+pub const BIN: &str = env!("CARGO_BIN_EXE_p1lb");
 
 /// True when `tool` runs (`tool args…` exits 0); else skips loudly (false), or
 /// panics when the environment variable `CI` is set: there a missing tool is a
@@ -66,6 +73,12 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// 127.0.0.1 with a [`free_port`]: where a test has the daemon listen (Modbus TCP, the
+/// P1 forward) or finds nobody listening.
+pub fn free_addr() -> SocketAddr {
+    ([127, 0, 0, 1], free_port()).into()
+}
+
 /// Every writable register with a value to write (≠ its default where the range allows)
 /// and, where the range leaves room, a value that must be refused with exception 03.
 pub fn write_plan() -> Vec<(u16, u16, Option<u16>)> {
@@ -121,7 +134,20 @@ pub fn mbpoll_values(text: &str) -> Vec<(u16, u16)> {
 /// Starts `cmd` (stdin and stdout to null, stderr into `log`) and waits up to `timeout`
 /// until something accepts connections on `addr`. Panics with the log when the process
 /// exits first or never listens.
-pub fn spawn_listening(mut cmd: Command, addr: SocketAddr, log: &Path, timeout: Duration) -> Child {
+pub fn spawn_listening(cmd: Command, addr: SocketAddr, log: &Path, timeout: Duration) -> Child {
+    spawn_ready(cmd, addr, "", log, timeout)
+}
+
+/// As [`spawn_listening`], and ready only once the log also contains `log_has` (for
+/// the daemon's `"RS485: "`: its serial port is open). The probe connections are
+/// closed at once.
+pub fn spawn_ready(
+    mut cmd: Command,
+    addr: SocketAddr,
+    log_has: &str,
+    log: &Path,
+    timeout: Duration,
+) -> Child {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -131,7 +157,9 @@ pub fn spawn_listening(mut cmd: Command, addr: SocketAddr, log: &Path, timeout: 
     let text = || std::fs::read_to_string(log).unwrap_or_default();
     let deadline = Instant::now() + timeout;
     loop {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            && text().contains(log_has)
+        {
             return child;
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -140,9 +168,162 @@ pub fn spawn_listening(mut cmd: Command, addr: SocketAddr, log: &Path, timeout: 
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{cmd:?} does not listen on {addr}:\n{}", text());
+            let also = if log_has.is_empty() {
+                String::new()
+            } else {
+                format!(" with {log_has:?} in its log")
+            };
+            panic!("{cmd:?} does not listen on {addr}{also}:\n{}", text());
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running `p1lb run` for one test, made by [`Daemon::in_dir`]: Modbus TCP on
+/// [`Daemon::addr`], stderr (`RUST_LOG=info`) in [`Daemon::log`]. Killed with SIGKILL
+/// on drop, never stopped gracefully: no test needs a clean shutdown, and save_kill
+/// relies on the hard kill.
+pub struct Daemon {
+    _child: Guard,
+    /// Its Modbus TCP server, 127.0.0.1:<free port>.
+    pub addr: SocketAddr,
+    /// Its stderr: `daemon-<port>.log` in the test's folder.
+    pub log: PathBuf,
+}
+
+/// How to start a [`Daemon`]: `p1lb run --modbus-tcp ADDR --state-dir DIR` and what the
+/// builder adds; [`DaemonStart::start`] starts it and waits up to 10 s until it is ready
+/// (Modbus TCP accepts connections, unless told otherwise).
+pub struct DaemonStart {
+    dir: PathBuf,
+    config: Option<PathBuf>,
+    args: Vec<OsString>,
+    ready_on: Option<SocketAddr>,
+    log_has: &'static str,
+}
+
+impl Daemon {
+    /// A daemon with its state (`p1lb.toml`) and its log in `dir`; configure it with
+    /// [`DaemonStart`]'s methods, then [`DaemonStart::start`].
+    pub fn in_dir(dir: &Path) -> DaemonStart {
+        DaemonStart {
+            dir: dir.to_path_buf(),
+            config: None,
+            args: Vec::new(),
+            ready_on: None,
+            log_has: "",
+        }
+    }
+
+    /// What it has logged so far (for failure messages and log checks).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `tcp://ADDR`: its Modbus TCP server as a `p1lb config`/`monitor` device.
+    pub fn device(&self) -> String {
+        format!("tcp://{}", self.addr)
+    }
+
+    /// A Modbus TCP client of unit `unit` on [`Daemon::addr`], connected within 5 s.
+    pub async fn client(&self, unit: u8) -> Context {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            tcp::connect_slave(self.addr, Slave(unit)),
+        )
+        .await
+        .expect("connect in time")
+        .expect("connect")
+    }
+}
+
+impl DaemonStart {
+    /// `--config FILE` instead of `--state-dir DIR` (the two exclude each other).
+    pub fn config(mut self, file: &Path) -> DaemonStart {
+        self.config = Some(file.to_path_buf());
+        self
+    }
+
+    /// Arguments after the others (`--p1 sim`, `--rs485 PTY`, `--rs485-role master`…).
+    pub fn args<I, S>(mut self, args: I) -> DaemonStart
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    /// Ready when `addr` accepts connections instead of the Modbus TCP port (the P1
+    /// forward's port, which the test connects to first).
+    pub fn ready_on(mut self, addr: SocketAddr) -> DaemonStart {
+        self.ready_on = Some(addr);
+        self
+    }
+
+    /// Ready only once the log also contains `text` (`"RS485: "`: the port is open).
+    pub fn log_has(mut self, text: &'static str) -> DaemonStart {
+        self.log_has = text;
+        self
+    }
+
+    /// Starts the daemon and waits until it is ready; panics with its log when it
+    /// exits first or is not ready within 10 s.
+    pub fn start(self) -> Daemon {
+        let addr = free_addr();
+        let log = self.dir.join(format!("daemon-{}.log", addr.port()));
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "--modbus-tcp", &addr.to_string()]);
+        match &self.config {
+            Some(file) => cmd.arg("--config").arg(file),
+            None => cmd.arg("--state-dir").arg(&self.dir),
+        };
+        cmd.args(&self.args).env("RUST_LOG", "info");
+        let ready = self.ready_on.unwrap_or(addr);
+        let child = spawn_ready(cmd, ready, self.log_has, &log, Duration::from_secs(10));
+        Daemon {
+            _child: Guard(child),
+            addr,
+            log,
+        }
+    }
+}
+
+/// A socat pty pair, `a` and `b` (a serial line for the RS485 port); socat is killed
+/// on drop. Check [`have_socat`] first.
+pub struct Pty {
+    _socat: Guard,
+    /// One end (the daemon's, usually).
+    pub a: PathBuf,
+    /// The other end.
+    pub b: PathBuf,
+}
+
+impl Pty {
+    /// `DIR/pty-a` and `DIR/pty-b`, once socat has made both (within 5 s).
+    pub fn new(dir: &Path) -> Pty {
+        let a = dir.join("pty-a");
+        let b = dir.join("pty-b");
+        let child = Command::new("socat")
+            .arg(format!("pty,raw,echo=0,link={}", a.display()))
+            .arg(format!("pty,raw,echo=0,link={}", b.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat starts");
+        let guard = Guard(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !(a.exists() && b.exists()) {
+            assert!(Instant::now() < deadline, "socat made no ptys");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Pty {
+            _socat: guard,
+            a,
+            b,
+        }
     }
 }
 
