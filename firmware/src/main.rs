@@ -4,6 +4,9 @@
 //! time. Pins: P1 data in GPIO 17 (UART0 RX); RS485 UART1 TX GPIO 8, RX GPIO 9,
 //! driver enable GPIO 7; status LED GPIO 25. USB: P1 passthrough (if00) and Modbus
 //! RTU (if02). Tasks: [`p1`], [`rs485`], [`usb`] (with [`store`]), [`control`].
+//! 1003 bit 6 (watchdog reset) is REASON plus our magic in watchdog SCRATCH4, not
+//! REASON alone, which the boot ROM's own reboot after a UF2 copy also sets
+//! ([`control`] says why).
 #![no_std]
 #![no_main]
 
@@ -40,9 +43,10 @@ const USB_VID_PID: (u16, u16) = (0x1209, 0x0001);
 async fn main(spawner: Spawner) {
     let p = embassy_rp::init(Default::default());
     let mut watchdog = Watchdog::new(p.WATCHDOG);
-    let watchdog_reset = watchdog.reset_reason().is_some();
+    // Not REASON alone: the boot ROM reboots through the watchdog too (see `control`).
+    let watchdog_reset = control::watchdog_caused_reset(&mut watchdog);
     // From here on a hang (or a panic) resets the board.
-    watchdog.start(control::WATCHDOG_TIMEOUT);
+    control::start_watchdog(&mut watchdog);
 
     // Before anything runs from flash in parallel: the unique id and the saved settings.
     let mut flash = Flash::new_blocking(p.FLASH);

@@ -14,6 +14,8 @@ import {
 import { ALL_PATCHES, patchUart, plainUartTx, sevLogger, patchXipCtrl } from './patches.js';
 
 export const FLASH_BASE = 0x10000000;
+/** The boot ROM's vectored-boot magic in watchdog SCRATCH4 (its own reboots). */
+export const ROM_VECTOR_MAGIC = 0xb007c0d3;
 export const FLASH_SIZE = 2 * 1024 * 1024;
 /** Where boot2 runs from when booting through it, and its stack top. */
 export const BOOT2_RAM = 0x20041f00;
@@ -50,7 +52,10 @@ export class Machine {
    * @param {Uint8Array} [o.flash] flash contents to start from (a reboot); else the ELF
    * @param {'vtor'|'boot2'} [o.boot]
    * @param {object} [o.patches] which of the five patches are on (default all)
-   * @param {boolean} [o.watchdogReset] the previous reset was by the watchdog
+   * @param {{reason: number, scratch: ArrayLike<number>}} [o.watchdog] the watchdog
+   *   block's state after the previous life's reset (`watchdogState()`): the watchdog
+   *   does not reset itself, so REASON and the scratch registers survive its reset
+   *   (default: a power-on, all zero)
    */
   constructor(o = {}) {
     this.elfPath = o.elf ?? DEFAULT_ELF;
@@ -96,10 +101,21 @@ export class Machine {
     rp.onBreak = (imm) => this.onBreak(imm);
     const wd = rp.peripherals[0x40058];
     this.watchdog = wd;
-    if (o.watchdogReset) wd.reason = 1;
+    if (o.watchdog) {
+      wd.reason = o.watchdog.reason;
+      wd.scratchData.set(o.watchdog.scratch);
+    }
+    /** The core no longer executes (stuck); time and the peripherals run on. */
+    this.stalled = false;
     wd.onWatchdogTrigger = () => {
       this.watchdogFired = true;
       this.halted = true;
+      // The chip resets here (a new Machine is the next life). Stop the timer: rp2040js
+      // 1.4.1 re-arms its alarm at the same instant after it fired (the counter reads
+      // 2^32 at zero in decrement mode) and the clock would loop forever.
+      wd.alarm.enable = false;
+      wd.timer.enable = false;
+      wd.enable = false;
     };
 
     const core = rp.core;
@@ -263,7 +279,7 @@ export class Machine {
     let cycleNs = 1e9 / this.rp.clkSys;
     let n = 0;
     while (!this.halted && clock.nanosCounter < targetNs) {
-      if (core.waiting) {
+      if (core.waiting || this.stalled) {
         const next = clock.nextAlarm ? clock.nextAlarm.nanos : Infinity;
         const to = Math.min(next, targetNs);
         clock.tick(Math.max(0, to - clock.nanosCounter));
@@ -315,6 +331,51 @@ export class Machine {
     this.rp.core.blTaken = (core) => {
       for (const h of this.callHooks) if (h.addrs.has(core.PC)) h.cb(this.clock.nanos);
     };
+  }
+
+  /**
+   * The core hangs from now on (as in a fault handler's endless loop after a panic
+   * without a debugger): nothing executes, time and the peripherals run on, so the
+   * watchdog fires once it is no longer fed. Clears a halt by a panic's `bkpt`.
+   */
+  stall() {
+    this.stalled = true;
+    if (this.halted && this.panic && !this.watchdogFired) this.halted = false;
+  }
+
+  /**
+   * What the RP2040 boot ROM's `watchdog_reboot(pc, sp, delay_ms)` does (pico-bootrom
+   * usb_device_tiny/runtime.c; used after a UF2 copy with pc = 0 for a flash image,
+   * and with a vector by `reset_usb_boot` and for RAM images): disable the watchdog,
+   * SCRATCH4 = 0xb007c0d3 with SCRATCH5–7 = the vector when pc ≠ 0, else SCRATCH4 = 0;
+   * load `delay_ms`, enable; the core waits (the ROM's `while (true) __wfi();`) until
+   * the watchdog's timer resets the chip (REASON = timer).
+   */
+  bootRomReboot({ pc = 0, sp = 0x20042000, delayMs = 10 } = {}) {
+    const wd = this.watchdog;
+    const CTRL = 0x00;
+    const LOAD = 0x04;
+    const SCRATCH = (n) => 0x0c + 4 * n;
+    const ENABLE = 1 << 30;
+    wd.writeUint32(CTRL, wd.readUint32(CTRL) & ~(ENABLE | (7 << 24)));
+    if (pc) {
+      const entry = (pc | 1) >>> 0;
+      wd.writeUint32(SCRATCH(4), ROM_VECTOR_MAGIC);
+      wd.writeUint32(SCRATCH(5), (entry ^ -ROM_VECTOR_MAGIC) >>> 0);
+      wd.writeUint32(SCRATCH(6), sp);
+      wd.writeUint32(SCRATCH(7), entry);
+    } else {
+      wd.writeUint32(SCRATCH(4), 0);
+    }
+    // The ROM ticks the watchdog at 1 MHz (RP2040-E1: it counts down twice a tick).
+    wd.writeUint32(LOAD, delayMs * 1000);
+    wd.writeUint32(CTRL, wd.readUint32(CTRL) | ENABLE);
+    this.stall();
+  }
+
+  /** The watchdog block's state to carry over a watchdog reset (`o.watchdog`). */
+  watchdogState() {
+    return { reason: this.watchdog.reason, scratch: Array.from(this.watchdog.scratchData) };
   }
 
   /** A copy of the flash (for a reboot). */

@@ -1,5 +1,5 @@
 // Real telegrams of several meters (tests/telegrams/, sent byte for byte at 115200):
-// each one counts as valid (1115), none as rejected; and the watchdog-reset flag.
+// each one counts as valid (1115), none as rejected.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Board } from '../lib/board.js';
@@ -36,15 +36,4 @@ test('real telegrams of seven meters are all valid', (t) => {
     assert.equal(rejected, 0, `${f} rejected`);
     assert.ok(valid >= 1, `${f} not counted as valid`);
   }
-});
-
-test('a watchdog reset shows in 1003 bit 6', () => {
-  const b = new Board({ watchdogReset: true });
-  b.waitUsb();
-  b.run(1200);
-  assert.equal(b.read(1003)[0] & 0x40, 0x40);
-  const c = new Board();
-  c.waitUsb();
-  c.run(1200);
-  assert.equal(c.read(1003)[0] & 0x40, 0, 'not after a power-on');
 });
