@@ -7,6 +7,16 @@
 //! commented example when missing); else `/etc/p1lb/p1lb.toml` when it exists; else
 //! nothing is configured and it runs the built-in simulation (P1 source `sim`), with
 //! its state in a temporary folder, and says so in its first log line.
+//!
+//! Under systemd (`Type=notify`, [`crate::daemon::notify`]) it sends `READY=1` once it
+//! serves: the configuration is loaded and valid, the Modbus TCP listener (and the
+//! `--p1-forward` one) is bound, every task (control, P1, RS485, LED, Modbus TCP server)
+//! has been spawned and has run up to its first wait, and the control task has ticked
+//! the balancer once (and fed the watchdog once). A client connecting after `READY=1` is
+//! answered. It does not wait for the P1 meter or the RS485 port: those are reopened
+//! with backoff, and a missing meter is the balancer's fallback, a served state (its
+//! `STATUS=` says so). A start that fails (bad file, address taken) exits non-zero
+//! before `READY=1`. `STOPPING=1` goes out on SIGTERM or Ctrl-C.
 
 use std::fs;
 use std::net::SocketAddr;
@@ -16,6 +26,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 
 use crate::daemon::file::{self, FileConfig, Rs485Role};
+use crate::daemon::notify::Notifier;
 use crate::daemon::p1::Source;
 use crate::daemon::shared::Shared;
 use crate::daemon::{control, gateway, led, modbus_tcp, p1, p1_forward, rs485};
@@ -201,6 +212,8 @@ async fn serve(plan: Plan) -> Result<()> {
             }
         );
     }
+    // Logs a line when started by systemd, nothing otherwise.
+    let notifier = Arc::new(Notifier::from_env());
     let config = file.settings;
     tracing::info!(
         "server address {}, charger maximum {} mA, upper limit {} mA, {} phase(s)",
@@ -222,7 +235,8 @@ async fn serve(plan: Plan) -> Result<()> {
     );
 
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(control::run(shared.clone()));
+    let (first_tick, ticked) = tokio::sync::oneshot::channel();
+    tasks.spawn(control::run(shared.clone(), notifier.clone(), first_tick));
     let forward = match p1_forward {
         Some(addr) => {
             let listener = p1_forward::bind(addr).await?;
@@ -269,9 +283,19 @@ async fn serve(plan: Plan) -> Result<()> {
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
+    // Every task spawned above runs up to its first wait (the server accepts, the P1 and
+    // RS485 tasks have tried their ports) and the balancer has ticked once before
+    // systemd hears that the daemon is up.
+    tokio::task::yield_now().await;
+    ticked
+        .await
+        .context("the control task ended before its first tick")?;
+    if notifier.ready() {
+        tracing::info!("systemd: READY=1 (serving)");
+    }
+    let why = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "interrupted",
         r = server => {
             return match r {
                 Ok(Ok(())) => Ok(()),
@@ -279,7 +303,9 @@ async fn serve(plan: Plan) -> Result<()> {
                 Err(e) => Err(anyhow::anyhow!("Modbus TCP task: {e}")),
             };
         }
-    }
+    };
+    tracing::info!("{why}: stopping");
+    notifier.stopping(why);
     tasks.abort_all();
     Ok(())
 }

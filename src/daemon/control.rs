@@ -2,13 +2,30 @@
 //! [`next_tick_ms`](p1lb_core::balancer::Balancer::next_tick_ms) (once a second), the
 //! status registers (1001–1004, 1119–1120, flag bits 0 and 1) and one log line per
 //! state change and per fault (appearing or clearing), never one per tick.
+//!
+//! Under systemd it also feeds the watchdog from this loop ([`Notifier::watchdog`],
+//! every [`Notifier::watchdog_interval`], waking for it when that comes before the next
+//! tick), but only while the balancer really ticks: when its last due tick is more than
+//! [`MAX_TICK_GAP_MS`] old the feeding stops (one error line) and systemd restarts the
+//! daemon. A loop that hangs (a blocked runtime thread, a lock never released) stops
+//! feeding by itself. A `STATUS=` line goes to systemd when the state or the meter's
+//! freshness changes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use p1lb_core::balancer::State;
+use p1lb_core::balancer::{State, TICK_MS};
 use p1lb_core::registers::Flags;
 
+use tokio::sync::oneshot;
+
+use super::notify::Notifier;
 use super::shared::Shared;
+
+/// The watchdog is fed only while the balancer's last due tick is at most this old.
+/// Its schedule puts the next tick at most 1.25 s after a tick
+/// ([`TICK_MS`] + [`TELEGRAM_GRACE_MS`](p1lb_core::balancer::TELEGRAM_GRACE_MS)).
+pub const MAX_TICK_GAP_MS: u64 = 5 * TICK_MS;
 
 /// A state's name for the log.
 pub fn state_name(state: State) -> &'static str {
@@ -21,24 +38,45 @@ pub fn state_name(state: State) -> &'static str {
     }
 }
 
-/// Runs forever.
-pub async fn run(shared: Arc<Shared>) {
+/// The `STATUS=` text for systemd: the balancer's state and the meter data's.
+pub fn status_text(state: State, meter_stale: bool, first_reading: bool) -> String {
+    let meter = if first_reading {
+        "waiting for the first valid telegram"
+    } else if meter_stale {
+        "meter data stale"
+    } else {
+        "meter data fresh"
+    };
+    format!("balancer {}; P1 {meter}", state_name(state))
+}
+
+/// Runs forever. Feeds systemd's watchdog through `notifier` when it asks for one;
+/// `first_tick` fires after the first tick (the daemon is then ready).
+pub async fn run(shared: Arc<Shared>, notifier: Arc<Notifier>, first_tick: oneshot::Sender<()>) {
+    let mut first_tick = Some(first_tick);
     let mut last_state: Option<State> = None;
     // At boot there is no reading yet: not a fault to report.
     let mut last_flags = Flags::METER_STALE;
     let mut first_reading = true;
+    let mut last_status = None;
+    let mut feeder = notifier.watchdog_interval().map(Feeder::new);
     loop {
-        // The next tick, or a telegram (which may bring the tick forward).
-        let next = shared.core().balancer.next_tick_ms();
+        // The next tick, or a telegram (which may bring the tick forward), or the
+        // watchdog's next feed.
+        let mut wake_ms = shared.core().balancer.next_tick_ms();
+        if let Some(f) = &feeder {
+            wake_ms = wake_ms.min(f.next_ms());
+        }
         tokio::select! {
-            () = tokio::time::sleep_until(shared.instant(next)) => {}
+            () = tokio::time::sleep_until(shared.instant(wake_ms)) => {}
             () = shared.wake_control.notified() => {}
         }
         let now = shared.now_ms();
-        let (d, flags) = {
+        let (d, flags, due) = {
             let mut device = shared.core();
+            let due = now >= device.balancer.next_tick_ms();
             let d = device.tick(now);
-            (d, device.map.status().flags)
+            (d, device.map.status().flags, due)
         };
         if last_state != Some(d.state) {
             tracing::info!(
@@ -75,6 +113,87 @@ pub async fn run(shared: Arc<Shared>) {
             "no rejected telegram for a minute",
         );
         last_flags = flags;
+        let status = (d.state, flags.contains(Flags::METER_STALE), first_reading);
+        if notifier.is_enabled() && last_status != Some(status) {
+            notifier.status(&status_text(status.0, status.1, status.2));
+            last_status = Some(status);
+        }
+        match feeder.as_mut().map(|f| f.on_pass(now, due)) {
+            Some(Feed::Now) => {
+                notifier.watchdog();
+            }
+            Some(Feed::Starving { gap_ms }) => tracing::error!(
+                "control: the balancer has not ticked for {gap_ms} ms: no longer feeding the \
+                 systemd watchdog (it will restart the daemon)"
+            ),
+            Some(Feed::NotYet) | None => {}
+        }
+        if let Some(tx) = first_tick.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// When the control loop feeds systemd's watchdog: every interval, while the
+/// balancer's last due tick is at most [`MAX_TICK_GAP_MS`] old.
+#[derive(Debug, Clone)]
+pub struct Feeder {
+    every_ms: u64,
+    next_ms: u64,
+    last_tick_ms: u64,
+    starving: bool,
+}
+
+/// What [`Feeder::on_pass`] asks of the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// Send `WATCHDOG=1`.
+    Now,
+    /// Not due yet.
+    NotYet,
+    /// Due, but the balancer has not ticked for `gap_ms`: no feed (returned once per
+    /// stretch, to be logged; then [`Feed::NotYet`] until it ticks again).
+    Starving {
+        /// Since the last due tick.
+        gap_ms: u64,
+    },
+}
+
+impl Feeder {
+    /// Feeds every `every` (at least 1 ms), the first time at the first pass.
+    pub fn new(every: Duration) -> Feeder {
+        Feeder {
+            every_ms: u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1),
+            next_ms: 0,
+            last_tick_ms: 0,
+            starving: false,
+        }
+    }
+
+    /// When the next feed is due (core milliseconds): the loop wakes for it.
+    pub fn next_ms(&self) -> u64 {
+        self.next_ms
+    }
+
+    /// One pass of the loop at `now_ms`; `ticked`: the balancer's tick was due and ran.
+    pub fn on_pass(&mut self, now_ms: u64, ticked: bool) -> Feed {
+        if ticked {
+            self.last_tick_ms = now_ms;
+        }
+        if now_ms < self.next_ms {
+            return Feed::NotYet;
+        }
+        self.next_ms = now_ms.saturating_add(self.every_ms);
+        let gap_ms = now_ms.saturating_sub(self.last_tick_ms);
+        if gap_ms <= MAX_TICK_GAP_MS {
+            self.starving = false;
+            Feed::Now
+        } else if !self.starving {
+            self.starving = true;
+            Feed::Starving { gap_ms }
+        } else {
+            Feed::NotYet
+        }
     }
 }
 
@@ -83,5 +202,42 @@ fn log_flag(before: Flags, now: Flags, flag: Flags, raised: &str, cleared: &str)
         (false, true) => tracing::warn!("{raised}"),
         (true, false) => tracing::info!("{cleared}"),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watchdog_is_fed_every_interval_while_the_balancer_ticks() {
+        let mut f = Feeder::new(Duration::from_millis(500));
+        // The first pass feeds.
+        assert_eq!(f.on_pass(0, true), Feed::Now);
+        assert_eq!(f.next_ms(), 500);
+        assert_eq!(f.on_pass(300, false), Feed::NotYet);
+        assert_eq!(f.on_pass(500, false), Feed::Now);
+        assert_eq!(f.on_pass(1000, true), Feed::Now);
+        // A late pass: the next feed counts from it, no burst.
+        assert_eq!(f.on_pass(2600, true), Feed::Now);
+        assert_eq!(f.next_ms(), 3100);
+    }
+
+    #[test]
+    fn the_watchdog_starves_when_the_balancer_stops_ticking_and_recovers() {
+        let mut f = Feeder::new(Duration::from_secs(1));
+        assert_eq!(f.on_pass(0, true), Feed::Now);
+        // The loop runs on (woken for the watchdog), the balancer never ticks again.
+        let mut feeds = Vec::new();
+        for t in (1000..=9000).step_by(1000) {
+            feeds.push(f.on_pass(t, false));
+        }
+        let gap = MAX_TICK_GAP_MS;
+        let fed = feeds.iter().filter(|&&x| x == Feed::Now).count();
+        assert_eq!(fed as u64, gap / 1000, "{feeds:?}");
+        assert_eq!(feeds[fed], Feed::Starving { gap_ms: gap + 1000 });
+        assert!(feeds[fed + 1..].iter().all(|&x| x == Feed::NotYet));
+        // It ticks again: fed again.
+        assert_eq!(f.on_pass(10_000, true), Feed::Now);
     }
 }

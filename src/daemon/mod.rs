@@ -13,6 +13,8 @@
 //!   to the RS485 bus through the master task.
 //! - [`p1_forward`]: `--p1-forward`, the raw P1 bytes re-emitted to TCP clients.
 //! - [`led`]: the status LED on a GPIO pin (rppal), when there is one.
+//! - [`notify`]: systemd's notifications (`READY=1`, `WATCHDOG=1`, `STATUS=`,
+//!   `STOPPING=1`) to `$NOTIFY_SOCKET`, when there is one.
 //! - [`rs485`]: the RS485 port, Modbus RTU with the core's codec: `server` (register
 //!   map, emulated meter) or `master` (drives a Terra AC).
 
@@ -21,6 +23,7 @@ pub mod file;
 pub mod gateway;
 pub mod led;
 pub mod modbus_tcp;
+pub mod notify;
 pub mod p1;
 pub mod p1_forward;
 pub mod rs485;

@@ -1,0 +1,311 @@
+//! systemd's service notifications (`sd_notify(3)`), without libsystemd: each message is
+//! one datagram of `KEY=VALUE` lines to the unix socket named by `$NOTIFY_SOCKET` (a
+//! path, or an abstract name written with a leading `@`).
+//!
+//! - `READY=1`: sent by [`crate::run`] once the daemon serves (see there for exactly
+//!   when); `STOPPING=1` on SIGTERM or Ctrl-C; `STATUS=…` from the control task, only
+//!   when the text changes (balancer state, meter data fresh or stale).
+//! - `WATCHDOG=1`: sent by the control task's own loop ([`super::control`]) every
+//!   [`Notifier::watchdog_interval`], half of `$WATCHDOG_USEC` as systemd asks, and
+//!   only when `$WATCHDOG_PID` is unset or is this process; a hung control loop
+//!   stops feeding it and systemd restarts the service (`WatchdogSec=` in the unit).
+//! - Without `$NOTIFY_SOCKET` (run by hand, tests) nothing is sent and nothing logged.
+//!   A socket that cannot be used is logged once as a warning and never stops the daemon.
+//!
+//! The socket is non-blocking: a full queue at systemd drops that one message (and
+//! warns once) rather than stalling the runtime.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Sends notifications to systemd, or nothing when not started by it.
+#[derive(Debug)]
+pub struct Notifier {
+    target: Option<Target>,
+    watchdog: Option<Duration>,
+    warned: AtomicBool,
+    status: Mutex<String>,
+}
+
+#[derive(Debug)]
+struct Target {
+    socket: UnixDatagram,
+    addr: SocketAddr,
+    name: String,
+}
+
+/// `$NOTIFY_SOCKET`'s value as a socket address: `@name` is the abstract name `name`,
+/// anything else must be an absolute path.
+pub fn socket_addr(name: &OsStr) -> io::Result<SocketAddr> {
+    let bytes = name.as_bytes();
+    match bytes.first() {
+        Some(b'@') => SocketAddr::from_abstract_name(&bytes[1..]),
+        Some(b'/') => SocketAddr::from_pathname(name),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "neither an absolute path nor an abstract name (@…)",
+        )),
+    }
+}
+
+/// How often to send `WATCHDOG=1`: half of `$WATCHDOG_USEC`, when it is set and
+/// `$WATCHDOG_PID` is unset or equals `our_pid`. `Err` for a value that does not parse
+/// (or 0); `Ok(None)` when no watchdog is asked of this process.
+pub fn watchdog_interval(
+    usec: Option<&OsStr>,
+    pid: Option<&OsStr>,
+    our_pid: u32,
+) -> Result<Option<Duration>, String> {
+    let Some(usec) = usec else {
+        return Ok(None);
+    };
+    let usec = usec
+        .to_str()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|&u| u > 0)
+        .ok_or_else(|| {
+            format!(
+                "WATCHDOG_USEC={} is not a positive number",
+                usec.to_string_lossy()
+            )
+        })?;
+    if let Some(pid) = pid {
+        let pid = pid
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+            .ok_or_else(|| format!("WATCHDOG_PID={} is not a process id", pid.to_string_lossy()))?;
+        if pid != our_pid {
+            return Ok(None);
+        }
+    }
+    Ok(Some(Duration::from_micros(usec / 2)))
+}
+
+impl Notifier {
+    /// Sends nothing.
+    pub fn disabled() -> Notifier {
+        Notifier {
+            target: None,
+            watchdog: None,
+            warned: AtomicBool::new(false),
+            status: Mutex::new(String::new()),
+        }
+    }
+
+    /// From `$NOTIFY_SOCKET`, `$WATCHDOG_USEC` and `$WATCHDOG_PID`. Logs one line when
+    /// they are set (where to, which watchdog), one warning when they are unusable, and
+    /// nothing when `$NOTIFY_SOCKET` is unset.
+    pub fn from_env() -> Notifier {
+        let Some(name) = std::env::var_os("NOTIFY_SOCKET").filter(|n| !n.is_empty()) else {
+            return Notifier::disabled();
+        };
+        let mut n = Notifier::disabled();
+        let shown = name.to_string_lossy().into_owned();
+        let target = socket_addr(&name).and_then(|addr| {
+            let socket = UnixDatagram::unbound()?;
+            socket.set_nonblocking(true)?;
+            Ok(Target {
+                socket,
+                addr,
+                name: shown.clone(),
+            })
+        });
+        match target {
+            Ok(t) => n.target = Some(t),
+            Err(e) => {
+                n.warn(format_args!(
+                    "systemd: NOTIFY_SOCKET={shown} cannot be used ({e}); no notifications"
+                ));
+                return n;
+            }
+        }
+        let usec = std::env::var_os("WATCHDOG_USEC");
+        let pid = std::env::var_os("WATCHDOG_PID");
+        match watchdog_interval(usec.as_deref(), pid.as_deref(), std::process::id()) {
+            Ok(Some(every)) => {
+                n.watchdog = Some(every);
+                tracing::info!(
+                    "systemd: notifying {shown}; watchdog: WATCHDOG=1 every {} ms from the \
+                     control loop",
+                    every.as_millis()
+                );
+            }
+            Ok(None) if usec.is_some() => {
+                tracing::info!(
+                    "systemd: notifying {shown}; the watchdog is for process {} (WATCHDOG_PID), \
+                     not this one: not fed",
+                    pid.unwrap_or_default().to_string_lossy()
+                );
+            }
+            Ok(None) => tracing::info!("systemd: notifying {shown}; no watchdog"),
+            Err(e) => {
+                tracing::warn!("systemd: notifying {shown}; {e}: no watchdog");
+            }
+        }
+        n
+    }
+
+    /// True when there is a socket to notify.
+    pub fn is_enabled(&self) -> bool {
+        self.target.is_some()
+    }
+
+    /// The watchdog's feeding interval (half of `$WATCHDOG_USEC`), if it is ours to feed.
+    pub fn watchdog_interval(&self) -> Option<Duration> {
+        self.watchdog
+    }
+
+    /// Sends `message` (newline-separated `KEY=VALUE` lines) as one datagram. False
+    /// when it was not sent: nothing to notify, or an error (logged once per process).
+    pub fn send(&self, message: &str) -> bool {
+        let Some(t) = &self.target else {
+            return false;
+        };
+        match t.socket.send_to_addr(message.as_bytes(), &t.addr) {
+            Ok(n) if n == message.len() => true,
+            Ok(n) => {
+                self.warn(format_args!(
+                    "systemd: notification to {} cut short ({n} of {} bytes); going on",
+                    t.name,
+                    message.len()
+                ));
+                false
+            }
+            Err(e) => {
+                self.warn(format_args!(
+                    "systemd: cannot notify {} ({e}); going on without (logged once)",
+                    t.name
+                ));
+                false
+            }
+        }
+    }
+
+    /// `READY=1`: the daemon serves.
+    pub fn ready(&self) -> bool {
+        self.send("READY=1")
+    }
+
+    /// `STOPPING=1`, with `why` as the status.
+    pub fn stopping(&self, why: &str) -> bool {
+        self.send(&format!("STOPPING=1\nSTATUS=stopping ({why})"))
+    }
+
+    /// `WATCHDOG=1`: the control loop is alive.
+    pub fn watchdog(&self) -> bool {
+        self.send("WATCHDOG=1")
+    }
+
+    /// `STATUS=text`, only when `text` differs from the last status sent.
+    pub fn status(&self, text: &str) {
+        if self.target.is_none() {
+            return;
+        }
+        let mut last = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if *last != text {
+            // Not retried when it fails: the next change sends again.
+            self.send(&format!("STATUS={text}"));
+            text.clone_into(&mut last);
+        }
+    }
+
+    fn warn(&self, message: std::fmt::Arguments<'_>) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!("{message}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(s: &str) -> &OsStr {
+        OsStr::new(s)
+    }
+
+    #[test]
+    fn socket_names_paths_and_abstract_names() {
+        let a = socket_addr(os("/run/systemd/notify")).unwrap();
+        assert_eq!(
+            a.as_pathname(),
+            Some(std::path::Path::new("/run/systemd/notify"))
+        );
+        let a = socket_addr(os("@/org/freedesktop/systemd1/notify/1")).unwrap();
+        assert_eq!(
+            a.as_abstract_name(),
+            Some(&b"/org/freedesktop/systemd1/notify/1"[..])
+        );
+        for bad in ["", "relative/path", "vsock:2:1234"] {
+            assert!(socket_addr(os(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_watchdog_interval_is_half_of_watchdog_usec_for_our_pid_only() {
+        let half = Some(Duration::from_millis(1000));
+        assert_eq!(watchdog_interval(None, None, 7), Ok(None));
+        assert_eq!(watchdog_interval(Some(os("2000000")), None, 7), Ok(half));
+        assert_eq!(
+            watchdog_interval(Some(os("2000000")), Some(os("7")), 7),
+            Ok(half)
+        );
+        assert_eq!(
+            watchdog_interval(Some(os("2000000")), Some(os("8")), 7),
+            Ok(None)
+        );
+        assert_eq!(watchdog_interval(None, Some(os("7")), 7), Ok(None));
+        for bad in ["", "0", "-1", "2s", "1e6"] {
+            assert!(
+                watchdog_interval(Some(os(bad)), None, 7).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(watchdog_interval(Some(os("2000000")), Some(os("x")), 7).is_err());
+    }
+
+    #[test]
+    fn messages_reach_the_socket_statuses_only_on_change_errors_are_not_fatal() {
+        let dir = std::env::temp_dir().join(format!("p1lb-notify-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let n = Notifier {
+            target: Some(Target {
+                socket: UnixDatagram::unbound().unwrap(),
+                addr: socket_addr(path.as_os_str()).unwrap(),
+                name: "test".into(),
+            }),
+            ..Notifier::disabled()
+        };
+        assert!(n.ready());
+        n.status("a");
+        n.status("a");
+        n.status("b");
+        assert!(n.watchdog());
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        while let Ok(len) = rx.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+        }
+        assert_eq!(got, ["READY=1", "STATUS=a", "STATUS=b", "WATCHDOG=1"]);
+        // The receiver gone: false, once warned, never a panic.
+        drop(rx);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!n.watchdog());
+        assert!(!n.watchdog());
+        assert!(n.warned.load(Ordering::Relaxed));
+        // Not under systemd: nothing, silently.
+        let off = Notifier::disabled();
+        assert!(!off.ready() && !off.is_enabled());
+        assert!(!off.warned.load(Ordering::Relaxed));
+    }
+}
