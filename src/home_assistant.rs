@@ -9,6 +9,13 @@
 //!   `modbus.write_register`; a `button` each for save (1091) and restore defaults
 //!   (1092). Setting writes are staged in the device until "save" is pressed.
 //!
+//! Written for Home Assistant 2024.3 and later, as `tests/home_assistant_real.rs` runs
+//! it (2024.3.3): actions as `service:` (`action:` is 2024.8's name; later releases
+//! still take `service:`), select options as one template, no unit on the numbers
+//! (2024.3's template numbers refuse `unit_of_measurement`; the sensors carry it), and
+//! numbers and selects unavailable while their sensor has no value (else each one logs
+//! an error until the sensor's first poll).
+//!
 //! `p1lb home-assistant` prints it; `tests/home_assistant.rs` checks the committed file
 //! (`P1LB_BLESS=1` rewrites it).
 //!
@@ -83,7 +90,8 @@ fn write_yaml(y: &mut String, host: &str, port: u16, unit: u8) -> std::fmt::Resu
          # Set host/port to the daemon's [modbus_tcp] listen address (bind it wider than\n\
          # 127.0.0.1 when Home Assistant runs on another machine) and slave to its\n\
          # server_address (1090). Settings written here are staged in the device: press\n\
-         # \"p1lb save\" to validate, persist and apply them."
+         # \"p1lb save\" to validate, persist and apply them. For Home Assistant 2024.3 or\n\
+         # later (the project's tests run it in Home Assistant 2024.3.3)."
     )?;
     writeln!(y, "\nmodbus:")?;
     writeln!(y, "  - name: {HUB}")?;
@@ -135,12 +143,10 @@ fn write_yaml(y: &mut String, host: &str, port: u16, unit: u8) -> std::fmt::Resu
         writeln!(y, "      - name: {}", quote(&format!("{HUB} {}", reg.name)))?;
         writeln!(y, "        unique_id: {HUB}_{}_set", reg.name)?;
         writeln!(y, "        state: \"{{{{ states('{}') }}}}\"", entity(reg))?;
+        writeln!(y, "        availability: {}", availability(reg))?;
         writeln!(y, "        min: {}", f64::from(lo) / div)?;
         writeln!(y, "        max: {}", f64::from(hi) / div)?;
         writeln!(y, "        step: {scale}")?;
-        if let Some(u) = s.unit {
-            writeln!(y, "        unit_of_measurement: {u}")?;
-        }
         writeln!(y, "        set_value:")?;
         write_register(y, unit, reg.address, &raw_template(scale))?;
     }
@@ -156,8 +162,9 @@ fn write_yaml(y: &mut String, host: &str, port: u16, unit: u8) -> std::fmt::Resu
             "        state: \"{{{{ states('{}') | int(0) | string }}}}\"",
             entity(reg)
         )?;
-        let options: Vec<String> = list.iter().map(|v| quote(&v.to_string())).collect();
-        writeln!(y, "        options: [{}]", options.join(", "))?;
+        writeln!(y, "        availability: {}", availability(reg))?;
+        let options: Vec<String> = list.iter().map(|v| format!("'{v}'")).collect();
+        writeln!(y, "        options: \"{{{{ [{}] }}}}\"", options.join(", "))?;
         writeln!(y, "        select_option:")?;
         write_register(y, unit, reg.address, "{{ option | int }}")?;
     }
@@ -176,6 +183,12 @@ fn is_select(reg: &Register) -> bool {
     reg.access == Access::ReadWrite && matches!(reg.setting.map(|s| s.range), Some(Range::OneOf(_)))
 }
 
+/// The number or select is available while its register's sensor has a value (else
+/// the template would parse "unavailable" as the value).
+fn availability(reg: &Register) -> String {
+    format!("\"{{{{ has_value('{}') }}}}\"", entity(reg))
+}
+
 /// The template turning a number entity's value back into the raw register value.
 fn raw_template(scale: f64) -> String {
     if scale == 1.0 {
@@ -189,7 +202,7 @@ fn raw_template(scale: f64) -> String {
 }
 
 fn write_register(y: &mut String, unit: u8, address: u16, value: &str) -> std::fmt::Result {
-    writeln!(y, "          - action: modbus.write_register")?;
+    writeln!(y, "          - service: modbus.write_register")?;
     writeln!(y, "            data:")?;
     writeln!(y, "              hub: {HUB}")?;
     writeln!(y, "              slave: {unit}")?;

@@ -1,0 +1,573 @@
+//! The Home Assistant package (`integrations/home-assistant/p1lb.yaml`) in a real Home
+//! Assistant: 2024.3.3 (the newest for Python 3.11) with the modbus integration's own
+//! pymodbus, in a virtual environment that `tests/home_assistant/setup-venv` makes from
+//! `tests/home_assistant/requirements.txt` (every package pinned) and reuses while the
+//! list and the Python are the same: `$P1LB_HA_VENV`, default
+//! `target/tmp/ha-venv-2024.3.3`.
+//!
+//! - Home Assistant's configuration check accepts the committed file, loading every
+//!   sensor, number, select and button of the register map; and rejects a broken copy
+//!   (so the check can fail).
+//! - `hass` itself runs the package against `p1lb run` (the built-in simulated house):
+//!   every sensor reads the daemon's value (settings at their defaults, scaled to A/V),
+//!   and numbers, selects and buttons called through Home Assistant's REST API write the
+//!   daemon's registers (read back over Modbus TCP) and its saved `p1lb.toml`.
+//!
+//! Without Python 3.11/3.12 or PyPI the tests skip loudly, except under CI (the
+//! environment variable `CI` set), where that is a failure.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, Guard, free_port, temp_dir};
+use p1lb::home_assistant;
+use p1lb_core::config::{Range, SETTINGS};
+use p1lb_core::registers::{Access, REGISTERS, Register};
+use serde_json::{Value, json};
+use tokio_modbus::prelude::*;
+
+/// The Home Assistant release in `tests/home_assistant/requirements.txt`.
+const HA_VERSION: &str = "2024.3.3";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn driver() -> PathBuf {
+    root().join("tests/home_assistant/ha_driver.py")
+}
+
+/// A loud skip, or a panic under CI.
+fn skip(why: &str) {
+    let msg = "Home Assistant is not available: SKIPPING this test";
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("{msg} — not allowed under CI\n{why}");
+    }
+    eprintln!("{why}\n\n!!!!!!!! {msg} !!!!!!!!\n");
+}
+
+/// The virtual environment with Home Assistant, made once per test run (both tests
+/// wait for it), or `None` after a loud skip.
+fn venv() -> Option<&'static Path> {
+    static VENV: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let made = VENV.get_or_init(|| {
+        let venv = std::env::var_os("P1LB_HA_VENV").map_or_else(
+            || Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ha-venv-{HA_VERSION}")),
+            PathBuf::from,
+        );
+        let t0 = Instant::now();
+        let out = Command::new("bash")
+            .arg(root().join("tests/home_assistant/setup-venv"))
+            .arg(&venv)
+            .stdin(Stdio::null())
+            .output();
+        match out {
+            Ok(out) if out.status.success() => {
+                eprintln!(
+                    "Home Assistant venv {} ready in {:.1} s\n{}",
+                    venv.display(),
+                    t0.elapsed().as_secs_f64(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                Ok(venv)
+            }
+            Ok(out) => Err(format!(
+                "tests/home_assistant/setup-venv {} failed ({}): {}{}",
+                venv.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )),
+            Err(e) => Err(format!("bash does not run: {e}")),
+        }
+    });
+    match made {
+        Ok(v) => Some(v),
+        Err(why) => {
+            skip(why);
+            None
+        }
+    }
+}
+
+fn python(venv: &Path) -> PathBuf {
+    venv.join("bin/python")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A Home Assistant configuration folder: `configuration.yaml` with the package folder
+/// (plus `extra`), and `packages/p1lb.yaml` = `package`.
+fn config_dir(name: &str, package: &str, extra: &str) -> PathBuf {
+    let dir = temp_dir(name);
+    std::fs::create_dir_all(dir.join("packages")).unwrap();
+    std::fs::write(dir.join("packages/p1lb.yaml"), package).unwrap();
+    std::fs::write(
+        dir.join("configuration.yaml"),
+        format!(
+            "homeassistant:\n  name: p1lb test\n  time_zone: UTC\n  \
+             packages: !include_dir_named packages\n{extra}"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+/// `ha_driver.py check DIR`: Home Assistant's configuration check.
+fn check(venv: &Path, dir: &Path) -> Output {
+    Command::new(python(venv))
+        .arg(driver())
+        .arg("check")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the venv's python runs")
+}
+
+fn is_select(reg: &Register) -> bool {
+    reg.access == Access::ReadWrite && matches!(reg.setting.map(|s| s.range), Some(Range::OneOf(_)))
+}
+
+#[test]
+fn home_assistant_check_config_accepts_the_package() {
+    let Some(venv) = venv() else { return };
+    let committed = std::fs::read_to_string(root().join(home_assistant::PATH)).unwrap();
+    let dir = config_dir("ha-check", &committed, "");
+    let t0 = Instant::now();
+    let out = check(venv, &dir);
+    eprintln!("check_config: {:.1} s", t0.elapsed().as_secs_f64());
+    assert!(
+        out.status.success(),
+        "Home Assistant {HA_VERSION} rejects {}:\n{}",
+        home_assistant::PATH,
+        text(&out)
+    );
+    let loaded: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("driver output: {e}\n{}", text(&out)));
+    let readable = REGISTERS
+        .iter()
+        .filter(|r| r.access != Access::Write)
+        .count();
+    let writable = REGISTERS.iter().filter(|r| r.access == Access::ReadWrite);
+    let selects = writable.clone().filter(|r| is_select(r)).count();
+    let numbers = writable.count() - selects;
+    assert_eq!(
+        loaded,
+        json!({"modbus_sensors": readable, "number": numbers, "select": selects, "button": 2}),
+        "what Home Assistant loaded from the package"
+    );
+
+    // The same check fails on a broken copy: a data type the modbus integration does
+    // not know, and an action the script schema of 2024.3 does not know (`action:`
+    // replaced `service:` only in 2024.8).
+    let broken = committed
+        .replacen("data_type: uint16", "data_type: uint17", 1)
+        .replacen(
+            "- service: modbus.write_register",
+            "- action: modbus.write_register",
+            1,
+        );
+    let dir = config_dir("ha-check-broken", &broken, "");
+    let out = check(venv, &dir);
+    let said = text(&out);
+    assert!(!out.status.success(), "a broken package passes:\n{said}");
+    assert!(said.contains("uint17"), "{said}");
+    assert!(said.contains("Unable to determine action"), "{said}");
+}
+
+/// The Home Assistant REST API at `url` with a long-lived `token`, through the driver
+/// (Python's urllib): the status code and the JSON body.
+struct Api {
+    venv: PathBuf,
+    url: String,
+    token: String,
+}
+
+impl Api {
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let mut cmd = Command::new(python(&self.venv));
+        cmd.arg(driver())
+            .args(["api", &self.url, &self.token, method, path]);
+        if let Some(b) = body {
+            cmd.arg(b.to_string());
+        }
+        let out = cmd.stdin(Stdio::null()).output().expect("python runs");
+        let s = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (status, body) = s.split_once('\n').unwrap_or((s.as_str(), ""));
+        let status = status.trim().parse().unwrap_or(0);
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    /// Every entity's state object, by entity id (empty when the API does not answer).
+    fn states(&self) -> serde_json::Map<String, Value> {
+        match self.call("GET", "/api/states", None) {
+            (200, Value::Array(all)) => all
+                .into_iter()
+                .filter_map(|s| Some((s["entity_id"].as_str()?.to_owned(), s)))
+                .collect(),
+            _ => serde_json::Map::new(),
+        }
+    }
+
+    fn service(&self, domain: &str, service: &str, data: Value) {
+        let path = format!("/api/services/{domain}/{service}");
+        let (status, body) = self.call("POST", &path, Some(&data));
+        assert_eq!(status, 200, "POST {path} {data}: {body}");
+    }
+}
+
+/// The value Home Assistant should show for `raw` in `reg`, and its unit.
+fn shown(reg: &Register, raw: u16) -> (f64, Option<&'static str>) {
+    match reg.unit {
+        "mA" => (f64::from(raw) / 1000.0, Some("A")),
+        "0.01 A" => (f64::from(raw) / 100.0, Some("A")),
+        "0.1 V" => (f64::from(raw) / 10.0, Some("V")),
+        "W" => (f64::from(raw), Some("W")),
+        "s" => (f64::from(raw), Some("s")),
+        _ => (f64::from(raw), None),
+    }
+}
+
+fn number(states: &serde_json::Map<String, Value>, entity: &str) -> Option<f64> {
+    states.get(entity)?["state"].as_str()?.parse().ok()
+}
+
+/// Waits up to `timeout` until `ok` holds for the states; panics with `what`, the
+/// last states seen and Home Assistant's log otherwise.
+fn wait_states(
+    api: &Api,
+    log: &Path,
+    timeout: Duration,
+    what: &str,
+    ok: impl Fn(&serde_json::Map<String, Value>) -> bool,
+) -> serde_json::Map<String, Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let states = api.states();
+        if ok(&states) {
+            return states;
+        }
+        if Instant::now() >= deadline {
+            let p1lb: Vec<String> = states
+                .iter()
+                .filter(|(k, _)| k.contains("p1lb"))
+                .map(|(k, v)| format!("{k} = {}", v["state"]))
+                .collect();
+            panic!(
+                "{what}: not within {timeout:?}\nstates: {p1lb:#?}\nHome Assistant's log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+async fn read(ctx: &mut tokio_modbus::client::Context, address: u16) -> u16 {
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        ctx.read_holding_registers(address, 1),
+    )
+    .await
+    .expect("reply in time")
+    .expect("transport")
+    .expect("no exception")[0]
+}
+
+/// Waits up to 10 s until register `address` reads `want` (Home Assistant's service
+/// call returns once the write is sent; the daemon may apply it a moment later).
+async fn await_register(ctx: &mut tokio_modbus::client::Context, address: u16, want: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let have = read(ctx, address).await;
+        if have == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "register {address} = {have}, want {want} (written through Home Assistant)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The `[settings]` value `name = N` in the saved file.
+fn saved(toml_file: &Path, name: &str) -> Option<u16> {
+    let text = std::fs::read_to_string(toml_file).ok()?;
+    let doc: toml::Table = text.parse().ok()?;
+    doc.get("settings")?
+        .get(name)?
+        .as_integer()?
+        .try_into()
+        .ok()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn home_assistant_runs_the_package_against_the_daemon() {
+    let Some(venv) = venv() else { return };
+    let state = temp_dir("ha-daemon");
+    let daemon = Daemon::in_dir(&state).args(["--p1", "sim"]).start();
+    let package = home_assistant::yaml_for("127.0.0.1", daemon.addr.port(), 10);
+    let http_port = free_port();
+    let dir = config_dir(
+        "ha-run",
+        &package,
+        &format!(
+            "http:\n  server_host: 127.0.0.1\n  server_port: {http_port}\napi:\n\
+             logger:\n  default: info\n"
+        ),
+    );
+
+    // A long-lived access token, made before the first start.
+    let out = Command::new(python(venv))
+        .arg(driver())
+        .arg("token")
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "token: {}", text(&out));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let api = Api {
+        venv: venv.to_path_buf(),
+        url: format!("http://127.0.0.1:{http_port}"),
+        token,
+    };
+
+    let log = dir.join("home-assistant.log");
+    let t0 = Instant::now();
+    let hass = Command::new(venv.join("bin/hass"))
+        .arg("-c")
+        .arg(&dir)
+        .arg("--skip-pip")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("hass.stderr")).unwrap())
+        .spawn()
+        .expect("hass starts");
+    let mut hass = Guard(hass);
+
+    // The API answers once Home Assistant has started.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        if let (200, v) = api.call("GET", "/api/", None) {
+            assert_eq!(v["message"], "API running.");
+            break;
+        }
+        if let Ok(Some(status)) = hass.0.try_wait() {
+            panic!(
+                "hass exited ({status}):\n{}\n{}",
+                std::fs::read_to_string(dir.join("hass.stderr")).unwrap_or_default(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Home Assistant's API does not answer:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!("hass: API up after {:.1} s", t0.elapsed().as_secs_f64());
+
+    // Every sensor has a value from the daemon, and at least one telegram was counted.
+    let readable: Vec<&Register> = REGISTERS
+        .iter()
+        .filter(|r| r.access != Access::Write)
+        .collect();
+    let states = wait_states(
+        &api,
+        &log,
+        Duration::from_secs(60),
+        "every p1lb sensor with a number, telegrams_valid > 0",
+        |s| {
+            readable
+                .iter()
+                .all(|r| number(s, &format!("sensor.p1lb_{}", r.name)).is_some())
+                && number(s, "sensor.p1lb_telegrams_valid").is_some_and(|n| n > 0.0)
+        },
+    );
+    eprintln!(
+        "hass: every sensor read after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+
+    // Units, and the settings at the register map's defaults, as sensors and as the
+    // numbers/selects that edit them.
+    for reg in &readable {
+        let entity = format!("sensor.p1lb_{}", reg.name);
+        let (_, unit) = shown(reg, 0);
+        assert_eq!(
+            states[&entity]["attributes"]["unit_of_measurement"].as_str(),
+            unit,
+            "{entity}"
+        );
+    }
+    for s in SETTINGS {
+        let reg = REGISTERS.iter().find(|r| r.address == s.address).unwrap();
+        let (want, _) = shown(reg, s.default);
+        let sensor = format!("sensor.p1lb_{}", s.name);
+        assert_eq!(number(&states, &sensor), Some(want), "{sensor}");
+        let editor = if is_select(reg) {
+            format!("select.p1lb_{}", s.name)
+        } else {
+            format!("number.p1lb_{}", s.name)
+        };
+        assert_eq!(number(&states, &editor), Some(want), "{editor}");
+    }
+    // 1000 after boot equals 1010: 16 A.
+    assert_eq!(number(&states, "sensor.p1lb_override_cap"), Some(16.0));
+    assert_eq!(number(&states, "number.p1lb_override_cap"), Some(16.0));
+    let balancer = number(&states, "sensor.p1lb_balancer_state").unwrap();
+    assert!(
+        [0.0, 1.0, 2.0, 3.0, 4.0].contains(&balancer),
+        "balancer state {balancer} is not one of 0–4"
+    );
+    let sent = number(&states, "sensor.p1lb_sent_current").unwrap();
+    assert!((0.0..=16.0).contains(&sent), "sent current {sent} A");
+    for l in 1..=3 {
+        let v = number(&states, &format!("sensor.p1lb_voltage_l{l}")).unwrap();
+        assert!((200.0..=260.0).contains(&v), "voltage L{l} {v} V");
+    }
+    for b in ["button.p1lb_save", "button.p1lb_restore_defaults"] {
+        assert!(states.contains_key(b), "{b} missing");
+    }
+
+    // Writes through Home Assistant land in the daemon.
+    let mut ctx = daemon.client(10).await;
+    api.service(
+        "number",
+        "set_value",
+        json!({"entity_id": "number.p1lb_override_cap", "value": 10.5}),
+    );
+    await_register(&mut ctx, 1000, 10_500).await;
+    api.service(
+        "number",
+        "set_value",
+        json!({"entity_id": "number.p1lb_upper_wait", "value": 7}),
+    );
+    await_register(&mut ctx, 1016, 7).await;
+    api.service(
+        "select",
+        "select_option",
+        json!({"entity_id": "select.p1lb_phases", "option": "1"}),
+    );
+    await_register(&mut ctx, 1011, 1).await;
+    assert_ne!(read(&mut ctx, 1003).await & 1 << 5, 0, "1003 bit 5: staged");
+
+    // "save" writes them to the daemon's p1lb.toml.
+    let toml_file = state.join("p1lb.toml");
+    api.service("button", "press", json!({"entity_id": "button.p1lb_save"}));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read(&mut ctx, 1003).await & 1 << 5 != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "save pressed, 1003 bit 5 still set"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(saved(&toml_file, "upper_wait"), Some(7));
+    assert_eq!(saved(&toml_file, "phases"), Some(1));
+
+    // Home Assistant reads the new values back (asked to poll at once).
+    api.service(
+        "homeassistant",
+        "update_entity",
+        json!({"entity_id": ["sensor.p1lb_override_cap", "sensor.p1lb_upper_wait", "sensor.p1lb_phases"]}),
+    );
+    wait_states(
+        &api,
+        &log,
+        Duration::from_secs(40),
+        "the written values back in Home Assistant",
+        |s| {
+            number(s, "sensor.p1lb_override_cap") == Some(10.5)
+                && number(s, "number.p1lb_override_cap") == Some(10.5)
+                && number(s, "number.p1lb_upper_wait") == Some(7.0)
+                && s.get("select.p1lb_phases").map(|e| &e["state"]) == Some(&json!("1"))
+        },
+    );
+
+    // "restore defaults" puts the defaults back, in the daemon and in the file.
+    api.service(
+        "button",
+        "press",
+        json!({"entity_id": "button.p1lb_restore_defaults"}),
+    );
+    await_register(&mut ctx, 1016, 5).await;
+    await_register(&mut ctx, 1011, 3).await;
+    assert_eq!(saved(&toml_file, "upper_wait"), Some(5));
+
+    // Nothing in Home Assistant's log about the package: no error at all, no warning
+    // from the integrations it uses.
+    let ha_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let bad: Vec<&str> = ha_log
+        .lines()
+        .filter(|l| {
+            l.contains(" ERROR ")
+                || l.contains(" CRITICAL ")
+                || (l.contains(" WARNING ")
+                    && [
+                        "modbus",
+                        "template",
+                        "homeassistant.config",
+                        "helpers",
+                        "p1lb",
+                    ]
+                    .iter()
+                    .any(|w| l.contains(w)))
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "Home Assistant logged:\n{}\n\nthe whole log:\n{ha_log}",
+        bad.join("\n")
+    );
+
+    // Without the daemon, a sensor and the number and select that edit it become
+    // unavailable (not a number parsed from "unavailable"), and no template fails.
+    drop(ctx);
+    drop(daemon);
+    let lines_before = ha_log.lines().count();
+    api.service(
+        "homeassistant",
+        "update_entity",
+        json!({"entity_id": ["sensor.p1lb_upper_wait", "sensor.p1lb_phases"]}),
+    );
+    wait_states(
+        &api,
+        &log,
+        Duration::from_secs(40),
+        "the entities unavailable without the daemon",
+        |s| {
+            [
+                "sensor.p1lb_upper_wait",
+                "number.p1lb_upper_wait",
+                "sensor.p1lb_phases",
+                "select.p1lb_phases",
+            ]
+            .iter()
+            .all(|e| s.get(*e).map(|e| &e["state"]) == Some(&json!("unavailable")))
+        },
+    );
+    let ha_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let bad: Vec<&str> = ha_log
+        .lines()
+        .skip(lines_before)
+        .filter(|l| (l.contains(" ERROR ") || l.contains(" WARNING ")) && l.contains("template"))
+        .collect();
+    assert!(bad.is_empty(), "without the daemon:\n{}", bad.join("\n"));
+
+    let _ = hass.0.kill();
+    let _ = hass.0.wait();
+    eprintln!("hass: whole test {:.1} s", t0.elapsed().as_secs_f64());
+}
