@@ -3,7 +3,9 @@
 //! gateway's requests between its exchanges. GPIO 7 enables the transceiver's driver
 //! only while a frame is sent: set before the first byte, released as soon as the last
 //! stop bit has left the shift register. Line settings from 1031 (baud / 100) and
-//! 1032 (parity); the UART is set up again when a save changes them.
+//! 1032 (parity); the UART is set up again when a save changes them. While an exchange
+//! is on the bus the task says so ([`Shared::set_bus_busy`]): flash work waits for its
+//! end.
 
 use embassy_futures::select::{Either4, select4};
 use embassy_rp::Peri;
@@ -77,6 +79,13 @@ async fn drive(
     let mut buf = [0u8; 64];
     // The number of the forwarded request on the bus (see `Tagged`).
     let mut forwarded = 0u32;
+    // Nothing of an earlier line is on the bus any more.
+    shared.set_bus_busy(false);
+    // A request the gateway refuses at once (malformed) is answered by the first poll
+    // after its submit without going on the bus: that answer leaves the busy flag
+    // alone (a driver exchange may be on the bus). A broadcast answered by that poll
+    // cleared it already.
+    let mut just_submitted = false;
     loop {
         let saved = shared.saved();
         if saved != config {
@@ -88,6 +97,9 @@ async fn drive(
         }
         let sent_ma = shared.device(|d| d.balancer.decision().sent_ma);
         if let Some(tx) = master.poll_transmit(now_us(), sent_ma) {
+            // From the first byte (a retry too) until its result: see `set_bus_busy`.
+            shared.set_bus_busy(true);
+            let broadcast = tx.first() == Some(&0);
             de.set_high();
             // A UART error on send only loses this frame: the client times out.
             let _ = uart.write_all(tx).await;
@@ -96,19 +108,31 @@ async fn drive(
                 embassy_futures::yield_now().await;
             }
             de.set_low();
+            if broadcast {
+                // Nobody answers.
+                shared.set_bus_busy(false);
+            }
         }
+        let refusal = core::mem::take(&mut just_submitted);
         match master.poll(now_us(), &mut out) {
             Some(MasterEvent::Charger { fresh }) => {
+                shared.set_bus_busy(false);
                 let now = now_ms();
                 shared.device(|d| d.on_charger(now, master.driver(), fresh));
                 continue;
             }
             Some(MasterEvent::GatewayReply(n)) => {
+                if !refusal {
+                    shared.set_bus_busy(false);
+                }
                 let reply = frame_buf(out.get(..n).unwrap_or(&[]));
                 let _ = shared.gateway_reply.try_send((forwarded, reply));
                 continue;
             }
             Some(MasterEvent::GatewayDone) => {
+                if !refusal {
+                    shared.set_bus_busy(false);
+                }
                 let _ = shared.gateway_reply.try_send((forwarded, frame_buf(&[])));
                 continue;
             }
@@ -129,6 +153,7 @@ async fn drive(
             Either4::Third((number, frame)) => {
                 forwarded = number;
                 master.submit(&frame);
+                just_submitted = true;
             }
             // A UART error loses the bytes (the client times out); a timer or a new
             // value: poll again.

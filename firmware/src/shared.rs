@@ -2,6 +2,7 @@
 //! for a few microseconds, never across an `.await`), and the queues between tasks.
 
 use core::cell::RefCell;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
@@ -49,6 +50,10 @@ pub struct Shared {
     pub wake_control: Signal<Cs, ()>,
     /// Control → RS485: the value for the charger changed.
     pub decision: Signal<Cs, ()>,
+    /// RS485: an exchange is on the bus (see [`Shared::set_bus_busy`]).
+    bus_busy: AtomicBool,
+    /// RS485 → flash: the exchange on the bus ended.
+    pub bus_idle: Signal<Cs, ()>,
 }
 
 impl Shared {
@@ -62,7 +67,26 @@ impl Shared {
             p1_quiet: Signal::new(),
             wake_control: Signal::new(),
             decision: Signal::new(),
+            bus_busy: AtomicBool::new(false),
+            bus_idle: Signal::new(),
         }
+    }
+
+    /// RS485: an exchange is on the bus, from the first byte of its request until its
+    /// reply is taken or its last attempt timed out (a broadcast: until its last byte
+    /// is out). Flash work waits for its end: an erase or program stops the CPU with
+    /// interrupts off, which would keep the transceiver's driver on over the reply, or
+    /// overrun the UART's 32-byte RX FIFO, or split a reply at the silence framer.
+    pub fn set_bus_busy(&self, busy: bool) {
+        self.bus_busy.store(busy, Ordering::Relaxed);
+        if !busy {
+            self.bus_idle.signal(());
+        }
+    }
+
+    /// Whether an exchange is on the RS485 bus ([`Shared::set_bus_busy`]).
+    pub fn bus_busy(&self) -> bool {
+        self.bus_busy.load(Ordering::Relaxed)
     }
 
     /// Runs `f` on the device, locked.

@@ -81,6 +81,21 @@ export class P1Meter {
     this.running = false;
   }
 
+  /**
+   * The next telegram starts at `ns` (simulated time), the following ones a period
+   * apart from there: the meter's phase moved, as if it had been started at another
+   * moment. Not while a telegram is being sent.
+   */
+  startNextAt(ns) {
+    if (this.current) throw new Error('a telegram is being sent');
+    this.tickAlarm.schedule(Math.max(0, ns - this.machine.nanos));
+  }
+
+  /** How long a telegram of `n` bytes takes from its first byte to its last. */
+  durationNs(n) {
+    return (n - 1) * this.byteNs;
+  }
+
   start() {
     this.running = true;
   }
@@ -171,6 +186,9 @@ const STATUS_LEN = 0x25;
  * (communication timeout) and 0x4109 (fallback limit). Requests are recognised by
  * length and CRC; replies come `replyDelayMs` later at the line rate. While `silent`
  * it answers nothing. Every request records the driver-enable level at each byte.
+ * The board's transceiver has DE and /RE tied (GPIO 7): while DE is high its receiver
+ * is off and its driver fights the charger's, so a reply byte sent then never reaches
+ * UART1 (`replies[i].lost` counts them; `collisions` lists them).
  */
 export class AbbCharger {
   constructor(machine, { unit = 1, replyDelayMs = 5, de = null } = {}) {
@@ -197,6 +215,10 @@ export class AbbCharger {
     this.txBytes = []; // { ns, byte, deHigh } at UARTDR writes
     this.lineBytes = []; // { ns, byte, deHigh } at the end of each byte on the line
     this.replying = false;
+    /** Per reply: { reqIndex, startNs, endNs, bytes, lost } (lost: bytes sent while DE was high). */
+    this.replies = [];
+    /** Reply bytes lost to the board's driver being on: { ns, byte }. */
+    this.collisions = [];
     this.frameStarts = [];
     this.uart.onTxWrite = (b) => {
       const now = machine.nanos;
@@ -311,16 +333,28 @@ export class AbbCharger {
   }
 
   startReply(bytes) {
-    this.reply = { bytes, pos: 0 };
+    this.reply = { bytes, pos: 0, log: { reqIndex: this.requests.length - 1, startNs: null, endNs: null, bytes, lost: 0 } };
+    this.replies.push(this.reply.log);
     this.replyAlarm.schedule(this.replyDelayNs);
   }
 
   sendReplyByte() {
     const r = this.reply;
     if (!r) return;
-    this.uart.feedByte(r.bytes[r.pos++]);
+    const now = this.machine.nanos;
+    const b = r.bytes[r.pos++];
+    r.log.startNs ??= now;
+    if (this.deHigh() === true) {
+      r.log.lost++;
+      this.collisions.push({ ns: now, byte: b });
+    } else {
+      this.uart.feedByte(b);
+    }
     if (r.pos < r.bytes.length) this.replyAlarm.schedule(this.charNs);
-    else this.reply = null;
+    else {
+      r.log.endNs = now;
+      this.reply = null;
+    }
   }
 
   /** The 0x4100 values written so far (mA). */

@@ -8,8 +8,7 @@ import {
   romLookup,
   ROM_FUNCTIONS,
   LOOKUP_BKPT,
-  ERASE_NS_PER_SECTOR,
-  PROGRAM_NS_PER_PAGE,
+  FLASH_TIMING,
 } from './rom.js';
 import { ALL_PATCHES, patchUart, plainUartTx, sevLogger, patchXipCtrl } from './patches.js';
 
@@ -52,6 +51,9 @@ export class Machine {
    * @param {Uint8Array} [o.flash] flash contents to start from (a reboot); else the ELF
    * @param {'vtor'|'boot2'} [o.boot]
    * @param {object} [o.patches] which of the five patches are on (default all)
+   * @param {{eraseNsPerSector: number, programNsPerPage: number}} [o.flashTiming] how
+   *   long the stand-in ROM's erase and program stall the core (default
+   *   `FLASH_TIMING.typical`; `FLASH_TIMING.max`: the datasheet maxima)
    * @param {{reason: number, scratch: ArrayLike<number>}} [o.watchdog] the watchdog
    *   block's state after the previous life's reset (`watchdogState()`): the watchdog
    *   does not reset itself, so REASON and the scratch registers survive its reset
@@ -75,6 +77,7 @@ export class Machine {
       else plainUartTx(uart);
     }
     if (this.patches.xip) patchXipCtrl(rp);
+    this.flashTiming = o.flashTiming ?? FLASH_TIMING.typical;
     this.rom = buildRom();
     if (this.patches.rom) rp.bootrom.set(new Uint32Array(this.rom.buffer));
     this.patchSsi();
@@ -98,6 +101,8 @@ export class Machine {
     /** Called before each flash_range_program: (call index, addr, count) → 'cut' or undefined. */
     this.onFlashProgram = null;
     this.programCalls = 0;
+    /** Flash erases and programs: { name: 'RE'|'RP', addr, count, startNs, endNs }. */
+    this.flashOps = [];
     rp.onBreak = (imm) => this.onBreak(imm);
     const wd = rp.peripherals[0x40058];
     this.watchdog = wd;
@@ -197,7 +202,9 @@ export class Machine {
         const addr = r[0] & 0xffffff;
         const count = r[1];
         rp.flash.fill(0xff, addr, Math.min(addr + count, FLASH_SIZE));
-        this.spend(ERASE_NS_PER_SECTOR * Math.ceil(count / 4096));
+        const startNs = this.nanos;
+        this.spend(this.flashTiming.eraseNsPerSector * Math.ceil(count / 4096));
+        this.flashOps.push({ name, addr, count, startNs, endNs: this.nanos });
         break;
       }
       case 'RP': {
@@ -213,7 +220,9 @@ export class Machine {
           this.powerCut = { index, addr, count };
           this.halted = true;
         }
-        this.spend(PROGRAM_NS_PER_PAGE * Math.ceil(count / 256));
+        const startNs = this.nanos;
+        this.spend(this.flashTiming.programNsPerPage * Math.ceil(count / 256));
+        this.flashOps.push({ name, addr, count, startNs, endNs: this.nanos });
         break;
       }
       case 'MC':

@@ -37,7 +37,7 @@ const TX_FIFO = 32;
  */
 export function patchUart(rp, uart) {
   const clock = rp.clock;
-  const state = { dmacr: 0, ifls: 0x12, fifo: [], shifting: false };
+  const state = { dmacr: 0, ifls: 0x12, fifo: [], shifting: false, rxOverruns: 0 };
   uart.patchState = state;
   uart.checkInterrupts = function () {
     rp.setInterrupt(this.irq, !!(this.interruptStatus & this.interruptMask));
@@ -57,6 +57,8 @@ export function patchUart(rp, uart) {
     }
   });
   uart.feedByte = (value) => {
+    // A full FIFO drops the byte (the PL011's overrun; counted, the OE flag is not set).
+    if (uart.rxFIFO.full) state.rxOverruns++;
     uart.rxFIFO.push(value);
     if (uart.rxFIFO.itemCount >= rxThreshold()) uart.interruptStatus |= RXINTR;
     rxTimeout.schedule((32 * 1e9) / (uart.baudRate || 115200));

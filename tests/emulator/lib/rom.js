@@ -70,3 +70,12 @@ export function romLookup(rom, table, tag) {
 /** Modelled durations of the flash operations (typical W25Q16 datasheet values). */
 export const ERASE_NS_PER_SECTOR = 45e6;
 export const PROGRAM_NS_PER_PAGE = 0.7e6;
+
+/**
+ * Flash timings for `new Machine({ flashTiming })`: the typical values above, and the
+ * W25Q16JV datasheet maxima (tSE 400 ms per 4 KiB sector, tPP 3 ms per page).
+ */
+export const FLASH_TIMING = Object.freeze({
+  typical: Object.freeze({ eraseNsPerSector: ERASE_NS_PER_SECTOR, programNsPerPage: PROGRAM_NS_PER_PAGE }),
+  max: Object.freeze({ eraseNsPerSector: 400e6, programNsPerPage: 3e6 }),
+});

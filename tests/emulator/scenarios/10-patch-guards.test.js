@@ -22,14 +22,26 @@ test('patch 1 (UART DMACR/IFLS, TXRIS once): without it an interrupt storm, no o
 });
 
 test('patch 2 (SEV sets the event register): without it a thread-mode wake waits for an unrelated interrupt', (t) => {
-  const first = (sev) => {
+  const boot = (sev) => {
     const b = new Board({ patches: { sev } });
-    b.until(() => b.charger.limitWrites.length > 0, 500, 'first 0x4100 write');
-    return b.charger.limitWrites[0].firstByteNs / 1e6;
+    b.machine.run(500);
+    // The first frame on RS485: DE on, its last byte on the line, DE off.
+    const on = b.de.edges.find((e) => e.high);
+    const off = b.de.edges.find((e) => !e.high && e.ns > on.ns);
+    const frameEnd = b.charger.requests[0].ns;
+    return { b, startMs: on.ns / 1e6, holdMs: (off.ns - frameEnd) / 1e6 };
   };
-  const [withSev, without] = [first(true), first(false)];
-  t.diagnostic(`first 0x4100 write at ${withSev.toFixed(3)} ms with SEV, ${without.toFixed(3)} ms without`);
-  assert.ok(without - withSev >= 5, 'the RS485 task slept until the next timer interrupt');
+  const [withSev, without] = [boot(true), boot(false)];
+  t.diagnostic(
+    `first RS485 frame at ${withSev.startMs.toFixed(3)} ms with SEV, ${without.startMs.toFixed(3)} ms without; ` +
+      `DE released ${withSev.holdMs.toFixed(3)} / ${without.holdMs.toFixed(3)} ms after its last byte`,
+  );
+  assert.ok(without.startMs - withSev.startMs >= 5, 'the RS485 task slept until the next timer interrupt');
+  assert.ok(withSev.holdMs < 0.1 && without.holdMs >= 5, 'and so did the release of the driver enable');
+  assert.equal(withSev.b.charger.collisions.length, 0);
+  assert.ok(without.b.charger.collisions.length > 0, 'the reply was lost to the board’s own driver (DE and /RE tied)');
+  assert.ok(withSev.b.charger.limitWrites.length > 0, 'with SEV the limit is written');
+  assert.equal(without.b.charger.limitWrites.length, 0, 'without it the charger’s setup is still being retried');
 });
 
 test('patch 3 (USB OUT keeps AVAILABLE): without it stale packets, enumeration fails', () => {
