@@ -120,6 +120,15 @@ impl BusMaster {
         self.gateway.is_busy() || self.refused.is_some()
     }
 
+    /// True from the moment an exchange starts (its request goes out at this
+    /// [`BusMaster::poll_transmit`]; retries included) until [`BusMaster::poll`] reports
+    /// its result — a broadcast's at the first poll after its last byte: the bus is in
+    /// use. Work that stops the CPU (a flash erase) waits for it to end, or the reply is
+    /// lost. A request answered without the bus (06, malformed) does not count.
+    pub fn exchange_on_bus(&self) -> bool {
+        !self.client.is_idle()
+    }
+
     /// A request from the host for another unit. Exactly one
     /// [`MasterEvent::GatewayReply`] or [`MasterEvent::GatewayDone`] follows from
     /// [`BusMaster::poll`]: the target's reply, 0x0B on silence, 06 when busy, 03

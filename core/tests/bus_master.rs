@@ -27,6 +27,8 @@ struct Bus {
     sent: Vec<Vec<u8>>,
     /// Gateway results, in order.
     gateway: Vec<Option<Vec<u8>>>,
+    /// Every event, and whether an exchange was on the bus right after it.
+    events: Vec<(MasterEvent, bool)>,
     char_us: u64,
 }
 
@@ -40,6 +42,7 @@ impl Bus {
             now_us: 0,
             sent: Vec::new(),
             gateway: Vec::new(),
+            events: Vec::new(),
             char_us: u64::from(line.bits_per_char()) * 1_000_000 / u64::from(line.baud),
         }
     }
@@ -51,6 +54,7 @@ impl Bus {
             let sent_ma = self.device.balancer.decision().sent_ma;
             if let Some(tx) = self.master.poll_transmit(self.now_us, sent_ma) {
                 let tx = tx.to_vec();
+                assert!(self.master.exchange_on_bus(), "a request is on the bus");
                 // The request on the wire, then the charger's reply after 5 ms,
                 // byte by byte.
                 self.now_us += self.char_us * tx.len() as u64;
@@ -63,7 +67,22 @@ impl Bus {
                 }
                 self.sent.push(tx);
             }
-            match self.master.poll(self.now_us, &mut out) {
+            let on_bus = self.master.exchange_on_bus();
+            let event = self.master.poll(self.now_us, &mut out);
+            // An exchange's result ends it; an answer given without the bus (busy,
+            // malformed) leaves an exchange on the bus as it was.
+            match event {
+                Some(MasterEvent::Charger { .. }) => assert!(on_bus),
+                Some(MasterEvent::GatewayReply(_) | MasterEvent::GatewayDone) => {}
+                None => assert_eq!(self.master.exchange_on_bus(), on_bus),
+            }
+            if matches!(event, Some(MasterEvent::Charger { .. })) || !on_bus {
+                assert!(!self.master.exchange_on_bus(), "{event:?} ended it");
+            }
+            if let Some(e) = event {
+                self.events.push((e, self.master.exchange_on_bus()));
+            }
+            match event {
                 Some(MasterEvent::Charger { fresh }) => {
                     self.device
                         .on_charger(self.now_us / 1000, self.master.driver(), fresh);
@@ -207,6 +226,31 @@ fn forwarded_requests_get_the_reply_busy_or_0x0b() {
     bus.run_until(9_000_000);
     assert_eq!(bus.gateway.last().unwrap(), &None);
     assert!(!bus.sent[sent_before..].contains(&bad));
+    // A broadcast goes on the bus and needs no reply.
+    let broadcast = frame(
+        0,
+        &Request::WriteSingle {
+            address: 0x4100,
+            value: 6,
+        },
+    );
+    let sent_before = bus.sent.len();
+    bus.master.submit(&broadcast);
+    bus.run_until(10_000_000);
+    assert_eq!(bus.gateway.last().unwrap(), &None);
+    assert!(bus.sent[sent_before..].contains(&broadcast));
+    // The bus is free after each result of an exchange that was on it: the charger's
+    // (checked in `run_until`), the forwarded read's, the silent unit's 0x0B and the
+    // broadcast's; the 06 for the second read came while the first waited.
+    let gateway: Vec<bool> = bus
+        .events
+        .iter()
+        .filter(|(e, _)| !matches!(e, MasterEvent::Charger { .. }))
+        .map(|&(_, on_bus)| on_bus)
+        .collect();
+    assert_eq!(gateway.len(), 5, "{:?}", bus.events);
+    assert_eq!(&gateway[1..3], &[false, false], "{:?}", bus.events);
+    assert!(!gateway[4], "{:?}", bus.events);
 }
 
 proptest! {

@@ -81,11 +81,6 @@ async fn drive(
     let mut forwarded = 0u32;
     // Nothing of an earlier line is on the bus any more.
     shared.set_bus_busy(false);
-    // A request the gateway refuses at once (malformed) is answered by the first poll
-    // after its submit without going on the bus: that answer leaves the busy flag
-    // alone (a driver exchange may be on the bus). A broadcast answered by that poll
-    // cleared it already.
-    let mut just_submitted = false;
     loop {
         let saved = shared.saved();
         if saved != config {
@@ -99,7 +94,6 @@ async fn drive(
         if let Some(tx) = master.poll_transmit(now_us(), sent_ma) {
             // From the first byte (a retry too) until its result: see `set_bus_busy`.
             shared.set_bus_busy(true);
-            let broadcast = tx.first() == Some(&0);
             de.set_high();
             // A UART error on send only loses this frame: the client times out.
             let _ = uart.write_all(tx).await;
@@ -108,31 +102,23 @@ async fn drive(
                 embassy_futures::yield_now().await;
             }
             de.set_low();
-            if broadcast {
-                // Nobody answers.
-                shared.set_bus_busy(false);
-            }
         }
-        let refusal = core::mem::take(&mut just_submitted);
-        match master.poll(now_us(), &mut out) {
+        let event = master.poll(now_us(), &mut out);
+        if event.is_some() && !master.exchange_on_bus() {
+            shared.set_bus_busy(false);
+        }
+        match event {
             Some(MasterEvent::Charger { fresh }) => {
-                shared.set_bus_busy(false);
                 let now = now_ms();
                 shared.device(|d| d.on_charger(now, master.driver(), fresh));
                 continue;
             }
             Some(MasterEvent::GatewayReply(n)) => {
-                if !refusal {
-                    shared.set_bus_busy(false);
-                }
                 let reply = frame_buf(out.get(..n).unwrap_or(&[]));
                 let _ = shared.gateway_reply.try_send((forwarded, reply));
                 continue;
             }
             Some(MasterEvent::GatewayDone) => {
-                if !refusal {
-                    shared.set_bus_busy(false);
-                }
                 let _ = shared.gateway_reply.try_send((forwarded, frame_buf(&[])));
                 continue;
             }
@@ -153,7 +139,6 @@ async fn drive(
             Either4::Third((number, frame)) => {
                 forwarded = number;
                 master.submit(&frame);
-                just_submitted = true;
             }
             // A UART error loses the bytes (the client times out); a timer or a new
             // value: poll again.
