@@ -187,6 +187,19 @@ impl Daemon {
         Daemon { child, addr, log }
     }
 
+    /// Started with a 2 s watchdog and the socket `sock`, once it said READY=1.
+    fn ready(dir: &Path, sock: &NotifySocket) -> Daemon {
+        let d = Daemon::start(
+            dir,
+            Some(&sock.name),
+            Some(2_000_000),
+            WatchdogPid::Daemon,
+            free_port(),
+        );
+        sock.wait_for("READY=1", Duration::from_secs(15), &d);
+        d
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -450,14 +463,7 @@ fn no_watchdog_for_another_process_and_none_without_watchdog_usec() {
 fn stopping_on_sigterm_then_a_clean_exit() {
     let dir = temp_dir("stop");
     let sock = NotifySocket::path(&dir);
-    let mut d = Daemon::start(
-        &dir,
-        Some(&sock.name),
-        Some(2_000_000),
-        WatchdogPid::Daemon,
-        free_port(),
-    );
-    sock.wait_for("READY=1", Duration::from_secs(15), &d);
+    let mut d = Daemon::ready(&dir, &sock);
     d.sigterm();
     let got = sock.wait_for("STOPPING=1", Duration::from_secs(5), &d);
     let last = &got.last().unwrap().1;
@@ -476,14 +482,7 @@ fn an_abstract_socket_name_works_too() {
     let dir = temp_dir("abstract");
     let sock = NotifySocket::abstract_name("abstract");
     assert!(sock.name.starts_with('@'));
-    let d = Daemon::start(
-        &dir,
-        Some(&sock.name),
-        Some(2_000_000),
-        WatchdogPid::Daemon,
-        free_port(),
-    );
-    sock.wait_for("READY=1", Duration::from_secs(15), &d);
+    let d = Daemon::ready(&dir, &sock);
     assert_eq!(read_server_address(d.addr), 10);
     sock.wait_for("WATCHDOG=1", Duration::from_secs(2), &d);
     drop(d);
