@@ -766,3 +766,89 @@ fn p1_over_tcp_reconnects_after_the_source_drops() {
         }
     });
 }
+
+/// The gateway when the bus cannot keep up: forwarded writes to a unit nobody answers
+/// (three tries each, ~2.3 s), six at once. One is on the bus, four wait (the fifth is
+/// answered 06 at once), each client gives up after 5 s (0x0B) — and a request whose
+/// client gave up never goes on the bus: a write must not land after its client was
+/// told it failed.
+#[test]
+fn master_role_gateway_never_sends_a_request_its_client_gave_up_on() {
+    if !have_socat() {
+        return;
+    }
+    let dir = temp_dir("gateway-stale");
+    let pty = Pty::new(&dir);
+    // Everything the daemon puts on the bus, read at the other end of the line.
+    let bus = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    {
+        let bus = bus.clone();
+        let mut line = fs::File::open(&pty.b).expect("open the pty's other end");
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = std::io::Read::read(&mut line, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                bus.lock().expect("bus").extend_from_slice(&buf[..n]);
+            }
+        });
+    }
+    let d = start(&dir, &pty.a, &["--rs485-role", "master"]);
+    let rt = runtime();
+    let results = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for value in 1..=6u16 {
+            let mut ctx = d.client(5).await;
+            tasks.push(tokio::spawn(async move {
+                let r = tokio::time::timeout(
+                    Duration::from_secs(8),
+                    ctx.write_single_register(0x0001, value),
+                )
+                .await;
+                (value, r.map(|r| r.map_err(|e| e.to_string())))
+            }));
+            // In this order on the queue.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.expect("joined"));
+        }
+        out
+    });
+    // Every client got an answer: 0x0B (nobody answered, or it gave up) or 06 (full).
+    for (value, r) in &results {
+        let Ok(Ok(r)) = r else {
+            panic!("write {value}: {r:?}\n{}", d.log_text());
+        };
+        assert!(
+            matches!(
+                r,
+                Err(ExceptionCode::GatewayTargetDevice | ExceptionCode::ServerDeviceBusy)
+            ),
+            "write {value}: {r:?}"
+        );
+    }
+    // Long enough for any queued request to have gone on the bus (3 × 2.3 s).
+    std::thread::sleep(Duration::from_secs(8));
+    let seen = bus.lock().expect("bus").clone();
+    let on_bus: Vec<u16> = (1..=6u16)
+        .filter(|&v| {
+            let mut f = vec![5, 0x06, 0x00, 0x01];
+            f.extend(v.to_be_bytes());
+            let crc = p1lb_core::modbus::crc16_modbus(&f);
+            f.extend(crc.to_le_bytes());
+            seen.windows(f.len()).any(|w| w == f.as_slice())
+        })
+        .collect();
+    // The first write went on the bus at once, the second after it (2.3 s), the third
+    // at ~4.6 s, just inside its client's 5 s; the fourth and fifth were abandoned by
+    // then. Without the check all five went on the bus, one after another, long after
+    // their clients had been told they failed.
+    assert!(on_bus.contains(&1), "{on_bus:?}\n{}", d.log_text());
+    assert!(
+        !on_bus.contains(&4) && !on_bus.contains(&5),
+        "writes sent after their clients gave up: {on_bus:?}"
+    );
+}

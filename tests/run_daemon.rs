@@ -267,3 +267,50 @@ fn mbpoll_over_tcp() {
     drop(d);
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// The master role with its RS485 port missing (the adapter unplugged): forwarded
+/// requests are answered at once — 0x0B, or 06 (busy, retry) when a burst fills the
+/// queue before the RS485 task drains it — none waits for the 5 s timeout, and one at
+/// a time every request gets 0x0B: the queue is never left full of requests waiting
+/// for a port that is not there (nor kept to go on the bus when it comes back).
+#[tokio::test]
+async fn gateway_without_its_port_answers_at_once() {
+    let dir = temp_dir("gateway-noport");
+    let missing = dir.join("no-such-adapter");
+    let d = Daemon::in_dir(&dir)
+        .args(["--p1", "sim", "--rs485-role", "master", "--rs485"])
+        .args([&missing])
+        .start();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for value in 1..=8u16 {
+        let mut ctx = d.client(1).await;
+        tasks.push(tokio::spawn(async move {
+            (value, write(&mut ctx, 0x4100, value).await)
+        }));
+    }
+    for t in tasks {
+        let (value, r) = t.await.expect("joined");
+        assert!(
+            matches!(
+                r,
+                Err(ExceptionCode::GatewayTargetDevice | ExceptionCode::ServerDeviceBusy)
+            ),
+            "write {value}: {r:?}\n{}",
+            d.log_text()
+        );
+    }
+    let mut ctx = d.client(1).await;
+    for value in 9..=16u16 {
+        assert_eq!(
+            write(&mut ctx, 0x4100, value).await,
+            Err(ExceptionCode::GatewayTargetDevice),
+            "write {value}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered after {:?}",
+        started.elapsed()
+    );
+}

@@ -12,7 +12,11 @@
 //! within [`FORWARD_TIMEOUT`] (the port is being reopened, say) answers 0x0B too. When
 //! [`QUEUE`] requests already wait for the bus, another is answered 06 (server device
 //! busy) at once, so that a client polling faster than the bus can carry learns it at
-//! once instead of after a timeout.
+//! once instead of after a timeout. (06 rather than 0x0A, "gateway path unavailable":
+//! the spec tells a client to retry 06 later, which is what a full queue needs; 0x0A
+//! reads as misconfiguration. The core's gateway, which the firmware uses, answers the
+//! same.) A request whose client already gave up is dropped when its turn comes, never
+//! put on the bus; while the port is closed, every request is answered 0x0B at once.
 
 use std::time::Duration;
 
@@ -31,6 +35,63 @@ pub struct Forward {
     pub frame: Vec<u8>,
     /// The reply frame; dropped without a reply: exception 0x0B.
     pub reply: oneshot::Sender<Vec<u8>>,
+}
+
+impl Forward {
+    /// True when its client stopped waiting (answered 0x0B after [`FORWARD_TIMEOUT`]):
+    /// it must never go on the bus — a write would land long after its client was told
+    /// it failed.
+    pub fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+}
+
+/// What [`next_live`] found.
+#[derive(Debug)]
+pub enum Next {
+    /// A request whose client still waits.
+    Live(Forward),
+    /// None queued now (abandoned ones were dropped).
+    Empty,
+    /// The channel is closed: nobody forwards any more.
+    Closed,
+}
+
+/// The next request whose client still waits, if one is queued now; abandoned ones are
+/// dropped.
+pub fn next_live(rx: &mut GatewayRx) -> Next {
+    loop {
+        match rx.try_recv() {
+            Ok(f) if f.abandoned() => {}
+            Ok(f) => return Next::Live(f),
+            Err(mpsc::error::TryRecvError::Empty) => return Next::Empty,
+            Err(mpsc::error::TryRecvError::Disconnected) => return Next::Closed,
+        }
+    }
+}
+
+/// Waits `duration` (the RS485 port is closed: backoff before reopening), answering
+/// every request that arrives meanwhile 0x0B at once (by dropping it).
+pub async fn refuse_for(rx: Option<&mut GatewayRx>, duration: Duration) {
+    let Some(rx) = rx else {
+        tokio::time::sleep(duration).await;
+        return;
+    };
+    let end = tokio::time::Instant::now() + duration;
+    // What waited for the port is refused too.
+    while let Next::Live(_) = next_live(rx) {}
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(end) => return,
+            f = rx.recv() => {
+                if f.is_none() {
+                    // Nobody forwards any more.
+                    tokio::time::sleep_until(end).await;
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// The TCP side of the channel.
@@ -160,6 +221,47 @@ mod tests {
             forward(&tx, 1, &req).await,
             Err(ExceptionCode::GatewayTargetDevice)
         );
+    }
+
+    #[tokio::test]
+    async fn abandoned_requests_are_skipped_and_a_closed_port_refuses_at_once() {
+        let (tx, mut rx) = channel();
+        // One whose client gave up, then one whose client waits.
+        let (reply, gone) = oneshot::channel();
+        drop(gone);
+        tx.try_send(Forward {
+            frame: vec![1],
+            reply,
+        })
+        .unwrap();
+        let (reply, waits) = oneshot::channel();
+        tx.try_send(Forward {
+            frame: vec![2],
+            reply,
+        })
+        .unwrap();
+        let Next::Live(f) = next_live(&mut rx) else {
+            panic!("the live one");
+        };
+        assert_eq!(f.frame, vec![2]);
+        assert!(matches!(next_live(&mut rx), Next::Empty));
+        drop(f);
+        assert!(waits.await.is_err(), "dropped: its client answers 0x0B");
+        // While the port is closed, a request is answered 0x0B at once.
+        let refusing = tokio::spawn(async move {
+            refuse_for(Some(&mut rx), Duration::from_millis(500)).await;
+            rx
+        });
+        let started = tokio::time::Instant::now();
+        let req = Request::ReadHoldingRegisters(0x4000, 2);
+        assert_eq!(
+            forward(&tx, 1, &req).await,
+            Err(ExceptionCode::GatewayTargetDevice)
+        );
+        assert!(started.elapsed() < Duration::from_millis(300));
+        let mut rx = refusing.await.unwrap();
+        drop(tx);
+        assert!(matches!(next_live(&mut rx), Next::Closed));
     }
 
     #[test]

@@ -48,7 +48,7 @@ use tokio::time::Instant;
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
 
 use super::file::Rs485Role;
-use super::gateway::{Forward, GatewayRx};
+use super::gateway::{Forward, GatewayRx, Next, next_live, refuse_for};
 use super::modbus_tcp::persist_save;
 use super::shared::Shared;
 
@@ -201,7 +201,7 @@ pub async fn run(
                     );
                     failing = true;
                 }
-                tokio::time::sleep(backoff).await;
+                refuse_for(gateway.as_mut(), backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
                 continue;
             }
@@ -228,7 +228,7 @@ pub async fn run(
         };
         if let Err(e) = result {
             tracing::error!("RS485: {path} failed: {e}; reopening");
-            tokio::time::sleep(backoff).await;
+            refuse_for(gateway.as_mut(), backoff).await;
         }
     }
 }
@@ -419,13 +419,13 @@ async fn drive_port(
         }
         if !master.gateway_busy() {
             if let Some(rx) = requests.as_deref_mut() {
-                match rx.try_recv() {
-                    Ok(f) => {
+                match next_live(rx) {
+                    Next::Live(f) => {
                         master.submit(&f.frame);
                         waiting = Some(f.reply);
                     }
-                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {}
-                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => requests = None,
+                    Next::Empty => {}
+                    Next::Closed => requests = None,
                 }
             }
         }
@@ -480,6 +480,8 @@ async fn drive_port(
             () = shared.decision.notified() => {}
             f = recv(requests.as_deref_mut()), if requests.is_some() && !master.gateway_busy() => {
                 match f {
+                    // Its client gave up while it waited: never on the bus.
+                    Some(f) if f.abandoned() => {}
                     Some(f) => {
                         master.submit(&f.frame);
                         waiting = Some(f.reply);
