@@ -290,7 +290,7 @@ async fn serve(plan: Plan) -> Result<()> {
     ticked
         .await
         .context("the control task ended before its first tick")?;
-    if notifier.ready() {
+    if notifier.ready().await {
         tracing::info!("systemd: READY=1 (serving)");
     }
     let why = tokio::select! {
@@ -305,7 +305,7 @@ async fn serve(plan: Plan) -> Result<()> {
         }
     };
     tracing::info!("{why}: stopping");
-    notifier.stopping(why);
+    notifier.stopping(why).await;
     tasks.abort_all();
     Ok(())
 }

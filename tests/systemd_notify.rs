@@ -142,6 +142,18 @@ impl Daemon {
         pid: WatchdogPid,
         port: u16,
     ) -> Daemon {
+        Daemon::start_rs485(dir, notify, usec, pid, port, &["--rs485", "sim"])
+    }
+
+    /// As [`Daemon::start`], with `rs485` as the RS485 arguments.
+    fn start_rs485(
+        dir: &Path,
+        notify: Option<&str>,
+        usec: Option<u64>,
+        pid: WatchdogPid,
+        port: u16,
+        rs485: &[&str],
+    ) -> Daemon {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let log = dir.join(format!("daemon-{port}.log"));
         // `sh` puts its own pid into WATCHDOG_PID and then becomes the daemon (exec keeps
@@ -161,7 +173,8 @@ impl Daemon {
             }
         }
         cmd.arg(BIN)
-            .args(["run", "--p1", "sim", "--rs485", "sim"])
+            .args(["run", "--p1", "sim"])
+            .args(rs485)
             .args(["--modbus-tcp", &addr.to_string()])
             .arg("--state-dir")
             .arg(dir.join("state"))
@@ -541,5 +554,42 @@ fn a_socket_nobody_listens_on_is_one_warning_and_the_daemon_serves_on() {
     assert_eq!(warnings.len(), 1, "{log}");
     assert!(warnings[0].contains("WARN"), "{log}");
     assert!(!log.contains("ERROR"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `systemctl status` tells when the limit cannot reach the charger: the RS485 port
+/// (master role) is not open.
+#[test]
+fn the_status_line_says_when_the_rs485_port_is_not_open() {
+    let dir = temp_dir("status-rs485");
+    let sock = NotifySocket::path(&dir);
+    let missing = dir.join("no-such-adapter");
+    let d = Daemon::start_rs485(
+        &dir,
+        Some(&sock.name),
+        None,
+        WatchdogPid::Unset,
+        free_port(),
+        &[
+            "--rs485",
+            missing.to_str().expect("a UTF-8 path"),
+            "--rs485-role",
+            "master",
+        ],
+    );
+    let mut got = sock.wait_for("READY=1", Duration::from_secs(15), &d);
+    got.extend(sock.collect_until(Instant::now() + Duration::from_secs(3)));
+    let statuses: Vec<&str> = texts(&got)
+        .into_iter()
+        .filter(|t| t.starts_with("STATUS="))
+        .collect();
+    assert!(
+        statuses
+            .last()
+            .is_some_and(|s| s.ends_with("; RS485 port not open")),
+        "{statuses:?}\n{}",
+        d.log_text()
+    );
+    drop(d);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -20,7 +20,7 @@ use p1lb_core::registers::Flags;
 use tokio::sync::oneshot;
 
 use super::notify::Notifier;
-use super::shared::Shared;
+use super::shared::{PortState, Shared};
 
 /// The watchdog is fed only while the balancer's last due tick is at most this old.
 /// Its schedule puts the next tick at most 1.25 s after a tick
@@ -38,16 +38,38 @@ pub fn state_name(state: State) -> &'static str {
     }
 }
 
-/// The `STATUS=` text for systemd: the balancer's state and the meter data's.
-pub fn status_text(state: State, meter_stale: bool, first_reading: bool) -> String {
-    let meter = if first_reading {
+/// What the `STATUS=` line for systemd tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// The balancer's state.
+    pub state: State,
+    /// No valid telegram yet.
+    pub first_reading: bool,
+    /// The meter data is stale (1003 bit 0).
+    pub meter_stale: bool,
+    /// The RS485 port.
+    pub rs485: PortState,
+    /// The charger does not answer (1003 bit 2).
+    pub charger_silent: bool,
+}
+
+/// The `STATUS=` text for systemd: the balancer's state, the meter data's, and what
+/// keeps the limit from reaching the charger (RS485 port closed, charger silent).
+pub fn status_text(s: Status) -> String {
+    let meter = if s.first_reading {
         "waiting for the first valid telegram"
-    } else if meter_stale {
+    } else if s.meter_stale {
         "meter data stale"
     } else {
         "meter data fresh"
     };
-    format!("balancer {}; P1 {meter}", state_name(state))
+    let mut text = format!("balancer {}; P1 {meter}", state_name(s.state));
+    if s.rs485 == PortState::Closed {
+        text.push_str("; RS485 port not open");
+    } else if s.charger_silent {
+        text.push_str("; charger not answering");
+    }
+    text
 }
 
 /// Runs forever. Feeds systemd's watchdog through `notifier` when it asks for one;
@@ -113,9 +135,15 @@ pub async fn run(shared: Arc<Shared>, notifier: Arc<Notifier>, first_tick: onesh
             "no rejected telegram for a minute",
         );
         last_flags = flags;
-        let status = (d.state, flags.contains(Flags::METER_STALE), first_reading);
+        let status = Status {
+            state: d.state,
+            first_reading,
+            meter_stale: flags.contains(Flags::METER_STALE),
+            rs485: shared.rs485(),
+            charger_silent: flags.contains(Flags::CHARGER_SILENT),
+        };
         if notifier.is_enabled() && last_status != Some(status) {
-            notifier.status(&status_text(status.0, status.1, status.2));
+            notifier.status(&status_text(status));
             last_status = Some(status);
         }
         match feeder.as_mut().map(|f| f.on_pass(now, due)) {
@@ -239,5 +267,36 @@ mod tests {
         assert!(feeds[fed + 1..].iter().all(|&x| x == Feed::NotYet));
         // It ticks again: fed again.
         assert_eq!(f.on_pass(10_000, true), Feed::Now);
+    }
+
+    #[test]
+    fn the_status_line_names_what_keeps_the_limit_from_the_charger() {
+        let base = Status {
+            state: State::Normal,
+            first_reading: false,
+            meter_stale: false,
+            rs485: PortState::Open,
+            charger_silent: false,
+        };
+        assert_eq!(status_text(base), "balancer normal; P1 meter data fresh");
+        let silent = Status {
+            charger_silent: true,
+            ..base
+        };
+        assert_eq!(
+            status_text(silent),
+            "balancer normal; P1 meter data fresh; charger not answering"
+        );
+        let closed = Status {
+            rs485: PortState::Closed,
+            ..silent
+        };
+        assert!(status_text(closed).ends_with("; RS485 port not open"));
+        let unused = Status {
+            rs485: PortState::Unused,
+            meter_stale: true,
+            ..base
+        };
+        assert_eq!(status_text(unused), "balancer normal; P1 meter data stale");
     }
 }

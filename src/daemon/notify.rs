@@ -12,8 +12,9 @@
 //! - Without `$NOTIFY_SOCKET` (run by hand, tests) nothing is sent and nothing logged.
 //!   A socket that cannot be used is logged once as a warning and never stops the daemon.
 //!
-//! The socket is non-blocking: a full queue at systemd drops that one message (and
-//! warns once) rather than stalling the runtime.
+//! The socket is non-blocking: a full queue at systemd drops a watchdog feed or a
+//! status (and warns, once until a send succeeds again) rather than stalling the
+//! runtime; `READY=1` and `STOPPING=1` are tried again for up to [`RETRY_FOR`].
 
 use std::ffi::OsStr;
 use std::io;
@@ -23,6 +24,9 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// How long [`Notifier::send_surely`] tries while systemd's queue is full.
+pub const RETRY_FOR: Duration = Duration::from_secs(2);
 
 /// Sends notifications to systemd, or nothing when not started by it.
 #[derive(Debug)]
@@ -162,13 +166,48 @@ impl Notifier {
     }
 
     /// Sends `message` (newline-separated `KEY=VALUE` lines) as one datagram. False
-    /// when it was not sent: nothing to notify, or an error (logged once per process).
+    /// when it was not sent: nothing to notify, or an error (logged once until a send
+    /// succeeds again).
     pub fn send(&self, message: &str) -> bool {
         let Some(t) = &self.target else {
             return false;
         };
-        match t.socket.send_to_addr(message.as_bytes(), &t.addr) {
-            Ok(n) if n == message.len() => true,
+        self.sent(
+            t,
+            message,
+            t.socket.send_to_addr(message.as_bytes(), &t.addr),
+        )
+    }
+
+    /// Sends `message`, trying again for up to [`RETRY_FOR`] while systemd's queue is
+    /// full: a lost `READY=1` would have systemd kill the daemon at its start timeout.
+    pub async fn send_surely(&self, message: &str) -> bool {
+        let Some(t) = &self.target else {
+            return false;
+        };
+        let end = tokio::time::Instant::now() + RETRY_FOR;
+        loop {
+            match t.socket.send_to_addr(message.as_bytes(), &t.addr) {
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        && tokio::time::Instant::now() < end =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                result => return self.sent(t, message, result),
+            }
+        }
+    }
+
+    /// The outcome of sending `message` to `t`, logged.
+    fn sent(&self, t: &Target, message: &str, result: io::Result<usize>) -> bool {
+        match result {
+            Ok(n) if n == message.len() => {
+                if self.warned.swap(false, Ordering::Relaxed) {
+                    tracing::info!("systemd: notifications reach {} again", t.name);
+                }
+                true
+            }
             Ok(n) => {
                 self.warn(format_args!(
                     "systemd: notification to {} cut short ({n} of {} bytes); going on",
@@ -179,7 +218,8 @@ impl Notifier {
             }
             Err(e) => {
                 self.warn(format_args!(
-                    "systemd: cannot notify {} ({e}); going on without (logged once)",
+                    "systemd: cannot notify {} ({e}); going on without (logged once until \
+                     it works again)",
                     t.name
                 ));
                 false
@@ -188,13 +228,14 @@ impl Notifier {
     }
 
     /// `READY=1`: the daemon serves.
-    pub fn ready(&self) -> bool {
-        self.send("READY=1")
+    pub async fn ready(&self) -> bool {
+        self.send_surely("READY=1").await
     }
 
     /// `STOPPING=1`, with `why` as the status.
-    pub fn stopping(&self, why: &str) -> bool {
-        self.send(&format!("STOPPING=1\nSTATUS=stopping ({why})"))
+    pub async fn stopping(&self, why: &str) -> bool {
+        self.send_surely(&format!("STOPPING=1\nSTATUS=stopping ({why})"))
+            .await
     }
 
     /// `WATCHDOG=1`: the control loop is alive.
@@ -270,8 +311,8 @@ mod tests {
         assert!(watchdog_interval(Some(os("2000000")), Some(os("x")), 7).is_err());
     }
 
-    #[test]
-    fn messages_reach_the_socket_statuses_only_on_change_errors_are_not_fatal() {
+    #[tokio::test]
+    async fn messages_reach_the_socket_statuses_only_on_change_errors_are_not_fatal() {
         let dir = std::env::temp_dir().join(format!("p1lb-notify-unit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -286,7 +327,7 @@ mod tests {
             }),
             ..Notifier::disabled()
         };
-        assert!(n.ready());
+        assert!(n.ready().await);
         n.status("a");
         n.status("a");
         n.status("b");
@@ -305,7 +346,54 @@ mod tests {
         assert!(n.warned.load(Ordering::Relaxed));
         // Not under systemd: nothing, silently.
         let off = Notifier::disabled();
-        assert!(!off.ready() && !off.is_enabled());
+        assert!(!off.ready().await && !off.is_enabled());
         assert!(!off.warned.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn ready_waits_out_a_full_queue_and_a_warning_clears_once_sends_work() {
+        let dir = std::env::temp_dir().join(format!("p1lb-notify-full-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        let socket = UnixDatagram::unbound().unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let n = Notifier {
+            target: Some(Target {
+                socket,
+                addr: socket_addr(path.as_os_str()).unwrap(),
+                name: "test".into(),
+            }),
+            ..Notifier::disabled()
+        };
+        // Fill systemd's queue: nobody reads.
+        let mut queued = 0;
+        while n.watchdog() {
+            queued += 1;
+            assert!(queued < 100_000, "the queue never fills");
+        }
+        assert!(n.warned.load(Ordering::Relaxed), "a full queue warns");
+        // systemd reads again 200 ms later: READY=1 still gets through.
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            let mut buf = [0u8; 64];
+            let mut got = Vec::new();
+            rx.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            while let Ok(len) = rx.recv(&mut buf) {
+                got.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+            }
+            got
+        });
+        assert!(n.ready().await, "READY=1 retried until the queue has room");
+        assert!(
+            !n.warned.load(Ordering::Relaxed),
+            "working again: warns anew"
+        );
+        let got = reader.join().unwrap();
+        assert_eq!(got.len(), queued + 1);
+        assert_eq!(got.last().map(String::as_str), Some("READY=1"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

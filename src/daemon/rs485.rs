@@ -50,7 +50,7 @@ use tokio_serial::{SerialPortBuilderExt, SerialStream};
 use super::file::Rs485Role;
 use super::gateway::{Forward, GatewayRx, Next, next_live, refuse_for};
 use super::modbus_tcp::persist_save;
-use super::shared::Shared;
+use super::shared::{PortState, Shared};
 
 /// How late bytes can reach the daemon after they crossed the wire: a USB-serial
 /// adapter hands them over in chunks (FTDI's latency timer: 16 ms), the kernel in
@@ -190,6 +190,7 @@ pub async fn run(
     let mut backoff = Duration::from_secs(1);
     let mut failing = false;
     loop {
+        shared.set_rs485(PortState::Closed);
         let config = *shared.core().map.saved();
         let line = line_config(&config);
         let port = match open(&path, line) {
@@ -222,10 +223,12 @@ pub async fn run(
         }
         failing = false;
         backoff = Duration::from_secs(1);
+        shared.set_rs485(PortState::Open);
         let result = match role {
             Rs485Role::Server => serve_port(&shared, port, line).await,
             Rs485Role::Master => drive_port(&shared, port, line, gateway.as_mut()).await,
         };
+        shared.set_rs485(PortState::Closed);
         if let Err(e) = result {
             tracing::error!("RS485: {path} failed: {e}; reopening");
             refuse_for(gateway.as_mut(), backoff).await;

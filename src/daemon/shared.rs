@@ -25,6 +25,19 @@ pub struct Shared {
     pub wake_control: Notify,
     /// Control → RS485 master: the value for the charger changed.
     pub decision: Notify,
+    /// The RS485 port's state ([`PortState`] as a number), for the status line.
+    rs485: AtomicU8,
+}
+
+/// The RS485 port, as the status line tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortState {
+    /// No RS485 port configured.
+    Unused,
+    /// Configured, not open (missing adapter, reopening).
+    Closed,
+    /// Open and in use.
+    Open,
 }
 
 impl Shared {
@@ -37,7 +50,22 @@ impl Shared {
             settings_path,
             wake_control: Notify::new(),
             decision: Notify::new(),
+            rs485: AtomicU8::new(PortState::Unused as u8),
         }
+    }
+
+    /// The RS485 port's state.
+    pub fn rs485(&self) -> PortState {
+        match self.rs485.load(Ordering::Relaxed) {
+            1 => PortState::Closed,
+            2 => PortState::Open,
+            _ => PortState::Unused,
+        }
+    }
+
+    /// The RS485 task says whether its port is open.
+    pub fn set_rs485(&self, state: PortState) {
+        self.rs485.store(state as u8, Ordering::Relaxed);
     }
 
     /// The core's state, locked. Hold it briefly and never across an `.await`.
