@@ -192,7 +192,8 @@ fn availability(reg: &Register) -> String {
 /// The template turning a number entity's value back into the raw register value.
 fn raw_template(scale: f64) -> String {
     if scale == 1.0 {
-        "{{ value | int }}".to_owned()
+        // A number entity's value is a float: round, never truncate (6.9999 → 7).
+        "{{ value | round(0) | int }}".to_owned()
     } else {
         format!(
             "{{{{ (value * {}) | round(0) | int }}}}",

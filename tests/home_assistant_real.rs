@@ -444,6 +444,13 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
 
     // Writes through Home Assistant land in the daemon.
     let mut ctx = daemon.client(10).await;
+    // 1.005 A × 1000 is 1004.9999… in floating point: rounded, not truncated.
+    api.service(
+        "number",
+        "set_value",
+        json!({"entity_id": "number.p1lb_override_cap", "value": 1.005}),
+    );
+    await_register(&mut ctx, 1000, 1005).await;
     api.service(
         "number",
         "set_value",
