@@ -90,6 +90,15 @@ async fn drive(
             config = saved;
             master.apply_config(&config);
         }
+        // A forwarded request leaves the queue only when the bus is free, and goes out
+        // at once (ahead of the driver): until then the USB side can take it back when
+        // its host stops waiting, so it is never sent late (see `usb::Server::forward`).
+        if bus_free(&master)
+            && let Ok((number, frame)) = shared.gateway_request.try_receive()
+        {
+            forwarded = number;
+            master.submit(&frame);
+        }
         let sent_ma = shared.device(|d| d.balancer.decision().sent_ma);
         if let Some(tx) = master.poll_transmit(now_us(), sent_ma) {
             // From the first byte (a retry too) until its result: see `set_bus_busy`.
@@ -124,25 +133,31 @@ async fn drive(
             }
             None => {}
         }
-        // Bytes, the master's deadline, a request to forward or a new value to send.
+        // Bytes, the master's deadline, a request to forward (taken above, when the bus
+        // is free) or a new value to send.
         let wake = master.poll_timeout(now_us());
         let request = async {
-            if master.gateway_busy() {
-                core::future::pending().await
+            if bus_free(&master) {
+                shared.gateway_request.ready_to_receive().await
             } else {
-                shared.gateway_request.receive().await
+                core::future::pending().await
             }
         };
         let timer = Timer::at(Instant::from_micros(wake));
         match select4(uart.read(&mut buf), timer, request, shared.decision.wait()).await {
             Either4::First(Ok(n)) => master.on_bytes(now_us(), &buf[..n]),
-            Either4::Third((number, frame)) => {
-                forwarded = number;
-                master.submit(&frame);
-            }
-            // A UART error loses the bytes (the client times out); a timer or a new
-            // value: poll again.
-            Either4::First(Err(_)) | Either4::Second(()) | Either4::Fourth(()) => {}
+            // A UART error loses the bytes (the client times out); a timer, a request
+            // or a new value: poll again.
+            Either4::First(Err(_))
+            | Either4::Second(())
+            | Either4::Third(())
+            | Either4::Fourth(()) => {}
         }
     }
+}
+
+/// Whether a forwarded request would go on the bus now: no exchange on it, no
+/// forwarded request pending.
+fn bus_free(master: &BusMaster) -> bool {
+    !master.gateway_busy() && !master.exchange_on_bus()
 }

@@ -38,7 +38,10 @@ pub struct Shared {
     device: Mutex<Cs, RefCell<Device>>,
     /// Raw P1 bytes for USB port 0.
     pub passthrough: Pipe<Cs, PASSTHROUGH_BYTES>,
-    /// USB Modbus → RS485: a request for another unit.
+    /// USB Modbus → RS485: a request for another unit. The RS485 task takes it only
+    /// when the bus is free and sends it at once; the USB side takes back one still
+    /// here when it stops waiting, so a request is never sent after its host was
+    /// answered 0x0B.
     pub gateway_request: Channel<Cs, Tagged, 1>,
     /// RS485 → USB Modbus: the reply to send back (empty: none, a broadcast). The
     /// RS485 task never waits on it: a reply nobody waits for any more is dropped.

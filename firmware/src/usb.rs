@@ -6,13 +6,15 @@
 use embassy_futures::select::{Either, select};
 use embassy_rp::peripherals::USB;
 use embassy_rp::usb::Driver;
-use embassy_time::{Duration, Instant, Timer, with_timeout};
+use embassy_time::{Duration, Instant, Timer, with_deadline};
 use embassy_usb::UsbDevice;
 use embassy_usb::class::cdc_acm::CdcAcmClass;
+use p1lb_core::bus_master::client_config;
+use p1lb_core::config::Config;
 use p1lb_core::config_store::ConfigStore;
 use p1lb_core::modbus::{
-    BROADCAST, Direction, GATEWAY_NO_RESPONSE, LengthFramer, MAX_ADU, Response, ServerAction,
-    exception_reply,
+    BROADCAST, Direction, GATEWAY_NO_RESPONSE, LengthFramer, LineConfig, MAX_ADU, Response,
+    ServerAction, exception_reply,
 };
 use p1lb_core::registers::{Exception, WriteOutcome};
 
@@ -28,9 +30,13 @@ pub type Cdc = CdcAcmClass<'static, UsbDriver>;
 pub const PACKET: usize = 64;
 /// Held bytes of an incomplete Modbus request are dropped after this long idle.
 pub const REQUEST_IDLE_US: u64 = 100_000;
-/// The longest a forwarded request waits for the bus and the reply (the driver's
-/// exchange before it and its own, with retries, at 9600 baud: 4.6 s).
+/// The longest a forwarded request waits for the bus and its reply: at 9600 baud the
+/// driver's exchange before it and its own, with retries, take 4.6 s at most. Beyond
+/// it the request is taken back if it is still queued (never sent) or, if it is on
+/// the bus, waited for to its exchange's end (see [`Server::forward`]).
 pub const GATEWAY_WAIT: Duration = Duration::from_secs(5);
+/// Added to the longest exchange on the line when waiting for a request on the bus.
+const EXCHANGE_MARGIN: Duration = Duration::from_secs(1);
 
 /// Runs the USB device forever.
 #[embassy_executor::task]
@@ -166,33 +172,55 @@ impl Server {
         ok
     }
 
-    /// Sends `frame` on the RS485 bus through the gateway; the reply's length in `out`
-    /// (exception 0x0B when none comes in [`GATEWAY_WAIT`], e.g. while the RS485
-    /// line is being set up again after a save).
+    /// Sends `frame` on the RS485 bus through the gateway; the reply's length in `out`.
+    /// Exception 0x0B when the target stayed silent through all its attempts, or when
+    /// the bus did not come free within [`GATEWAY_WAIT`] (e.g. while the RS485 line is
+    /// being set up again after a save, or behind a long exchange on a slow line).
+    ///
+    /// Never is a request sent, nor retried, after its host got 0x0B: the RS485 task
+    /// takes a request from the queue only when the bus is free, and sends it in the
+    /// same step. So when the wait runs out, the request is either still queued — taken
+    /// back here, it never goes out — or on the bus, and then its host is answered when
+    /// its exchange ends (its last attempt's timeout: on a slow line past
+    /// [`GATEWAY_WAIT`]; at 1200 baud up to 8.6 s more).
     async fn forward(&mut self, frame: &[u8]) -> usize {
         self.number = self.number.wrapping_add(1);
         let number = self.number;
-        let exchange = async {
-            self.shared
-                .gateway_request
-                .send((number, frame_buf(frame)))
-                .await;
+        let shared = self.shared;
+        let mut until = Instant::now() + GATEWAY_WAIT;
+        let request = shared.gateway_request.send((number, frame_buf(frame)));
+        let mut on_bus = false;
+        let reply = if with_deadline(until, request).await.is_err() {
+            // Not queued in time: never sent. (The queue is always empty here: see below.)
+            None
+        } else {
             loop {
-                // A reply that came too late for an earlier request is not this one's.
-                let (n, reply) = self.shared.gateway_reply.receive().await;
-                if n == number {
-                    return reply;
+                match with_deadline(until, shared.gateway_reply.receive()).await {
+                    Ok((n, reply)) if n == number => break Some(reply),
+                    // A reply that came too late for an earlier request is not this one's.
+                    Ok(_) => {}
+                    // Its exchange ran past the longest one: no result will come.
+                    Err(_) if on_bus => break None,
+                    // Still queued: taken back, it never goes out. Only this task queues,
+                    // and it takes back every request it stops waiting for: what is
+                    // queued is this one.
+                    Err(_) if shared.gateway_request.try_receive().is_ok() => break None,
+                    // On the bus: its exchange's result comes.
+                    Err(_) => {
+                        on_bus = true;
+                        until = Instant::now() + exchange_limit(&shared.saved());
+                    }
                 }
             }
         };
-        match with_timeout(GATEWAY_WAIT, exchange).await {
-            Ok(reply) => {
+        match reply {
+            Some(reply) => {
                 let n = reply.len().min(MAX_ADU);
                 self.out[..n].copy_from_slice(&reply[..n]);
                 n
             }
-            Err(_) if frame.first() == Some(&BROADCAST) => 0,
-            Err(_) => {
+            None if frame.first() == Some(&BROADCAST) => 0,
+            None => {
                 let unit = frame.first().copied().unwrap_or(0);
                 let function = frame.get(1).copied().unwrap_or(0);
                 let e = Response::Exception {
@@ -203,4 +231,12 @@ impl Server {
             }
         }
     }
+}
+
+/// The longest a forwarded exchange takes on the line of `config`: every attempt's
+/// reply timeout (from its first byte; see [`client_config`]), with a margin.
+fn exchange_limit(config: &Config) -> Duration {
+    let client = client_config(LineConfig::rs485(config));
+    let attempts = u64::from(client.retries) + 1;
+    Duration::from_micros(attempts * client.response_timeout_us) + EXCHANGE_MARGIN
 }
