@@ -71,6 +71,15 @@ pub fn client_config(line: LineConfig) -> ClientConfig {
     }
 }
 
+/// The longest one exchange can take on `line`, µs: every attempt's reply timeout
+/// (each runs from the attempt's first byte; see [`client_config`]). A host that
+/// forwarded a request which is on the bus waits this long (and a margin) for its
+/// result rather than give up while its retries still go out.
+pub fn longest_exchange_us(line: LineConfig) -> u64 {
+    let client = client_config(line);
+    (u64::from(client.retries) + 1).saturating_mul(client.response_timeout_us)
+}
+
 /// The charger's Modbus address (register 1030).
 fn charger_address(config: &Config) -> u8 {
     u8::try_from(config.get(1030).unwrap_or(1)).unwrap_or(1)

@@ -6,7 +6,7 @@ mod common;
 
 use common::terra::Charger;
 use p1lb_core::abb::{REG_LIMIT, Request as AbbRequest, STATUS_LEN, STATUS_START};
-use p1lb_core::bus_master::{BusMaster, MasterEvent};
+use p1lb_core::bus_master::{BusMaster, MasterEvent, longest_exchange_us};
 use p1lb_core::config::Config;
 use p1lb_core::device::Device;
 use p1lb_core::modbus::{
@@ -137,6 +137,50 @@ fn the_master_writes_the_limit_and_publishes_the_charger_status() {
     assert_eq!(status.charger_ca, [610, 620, 630]);
     assert_eq!(status.charger_state, 4);
     assert!(!status.flags.contains(Flags::CHARGER_SILENT));
+}
+
+/// A forwarded request to a unit nobody answers, at every allowed baud rate: its 0x0B
+/// comes within [`longest_exchange_us`] of the moment it went on the bus (what a host
+/// that forwarded it waits before it gives up on its result).
+#[test]
+fn a_silent_exchange_ends_within_the_longest_exchange() {
+    for baud100 in [12u16, 24, 48, 96, 192, 384, 576, 1152] {
+        let mut config = Config::default();
+        config.set(1031, baud100).unwrap();
+        let mut bus = Bus::new(config);
+        bus.run_until(3_000_000);
+        // The charger silent from now on: only the forwarded request is timed.
+        bus.charger.silent = true;
+        let silent = frame(
+            7,
+            &Request::WriteSingle {
+                address: 1,
+                value: 2,
+            },
+        );
+        bus.master.submit(&silent);
+        let mut sent_at = None;
+        let limit = longest_exchange_us(LineConfig::rs485(&config));
+        while bus.gateway.is_empty() {
+            let step = bus.now_us + 10_000;
+            bus.run_until(step);
+            if sent_at.is_none() && bus.sent.contains(&silent) {
+                sent_at = Some(bus.now_us);
+            }
+            assert!(bus.now_us < 3_000_000 + 3 * limit, "{baud100}: no answer");
+        }
+        let sent_at = sent_at.expect("on the bus");
+        let took = bus.now_us - sent_at;
+        assert!(
+            took <= limit,
+            "{} baud: 0x0B {took} µs after the request went out, longest {limit} µs",
+            u32::from(baud100) * 100
+        );
+        assert!(
+            took >= limit / 2,
+            "{baud100}: {took} µs, longest {limit} µs"
+        );
+    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use embassy_rp::usb::Driver;
 use embassy_time::{Duration, Instant, Timer, with_deadline};
 use embassy_usb::UsbDevice;
 use embassy_usb::class::cdc_acm::CdcAcmClass;
-use p1lb_core::bus_master::client_config;
+use p1lb_core::bus_master::longest_exchange_us;
 use p1lb_core::config::Config;
 use p1lb_core::config_store::ConfigStore;
 use p1lb_core::modbus::{
@@ -233,10 +233,7 @@ impl Server {
     }
 }
 
-/// The longest a forwarded exchange takes on the line of `config`: every attempt's
-/// reply timeout (from its first byte; see [`client_config`]), with a margin.
+/// The longest a forwarded exchange takes on the line of `config`, with a margin.
 fn exchange_limit(config: &Config) -> Duration {
-    let client = client_config(LineConfig::rs485(config));
-    let attempts = u64::from(client.retries) + 1;
-    Duration::from_micros(attempts * client.response_timeout_us) + EXCHANGE_MARGIN
+    Duration::from_micros(longest_exchange_us(LineConfig::rs485(config))) + EXCHANGE_MARGIN
 }

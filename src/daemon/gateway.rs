@@ -18,31 +18,77 @@
 //! same.) A request whose client already gave up is dropped when its turn comes, never
 //! put on the bus; while the port is closed, every request is answered 0x0B at once.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use p1lb_core::modbus::{Frame, MAX_ADU, Request as RtuRequest, Response as RtuResponse, Words};
 use tokio::sync::{mpsc, oneshot};
 use tokio_modbus::{ExceptionCode, Request, Response};
 
-/// How long the TCP side waits for the master task's reply (the bus may be busy with
-/// one driver exchange and the forwarded one is retried by the client).
+/// How long a forwarded request may wait for the bus (and its reply): at 9600 baud
+/// the driver's exchange before it and its own, with retries, take 4.6 s at most.
+/// Still queued then, it is answered 0x0B and never sent; already on the bus, its
+/// exchange's result is waited for (see [`forward`]).
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One forwarded request: its RTU frame (with CRC) and where the reply frame goes.
+/// Added to the longest exchange on the line when waiting for a request on the bus.
+pub const EXCHANGE_MARGIN: Duration = Duration::from_secs(1);
+
+const QUEUED: u8 = 0;
+const TAKEN: u8 = 1;
+const ABANDONED: u8 = 2;
+
+/// One forwarded request: its RTU frame (with CRC), where the reply frame goes, and
+/// who has it: still queued, taken for the bus by the master task, or abandoned by
+/// its client — decided once, by whichever side comes first.
 #[derive(Debug)]
 pub struct Forward {
     /// The request frame.
     pub frame: Vec<u8>,
     /// The reply frame; dropped without a reply: exception 0x0B.
     pub reply: oneshot::Sender<Vec<u8>>,
+    state: Arc<AtomicU8>,
 }
 
 impl Forward {
-    /// True when its client stopped waiting (answered 0x0B after [`FORWARD_TIMEOUT`]):
-    /// it must never go on the bus — a write would land long after its client was told
-    /// it failed.
-    pub fn abandoned(&self) -> bool {
-        self.reply.is_closed()
+    /// A request and the handle its client keeps.
+    pub fn new(frame: Vec<u8>, reply: oneshot::Sender<Vec<u8>>) -> (Forward, Claim) {
+        let state = Arc::new(AtomicU8::new(QUEUED));
+        (
+            Forward {
+                frame,
+                reply,
+                state: state.clone(),
+            },
+            Claim(state),
+        )
+    }
+
+    /// The master task takes it for the bus: false when its client gave up first (it
+    /// must never go on the bus: a write would land after its client was told it
+    /// failed).
+    pub fn take(&self) -> bool {
+        !self.reply.is_closed()
+            && self
+                .state
+                .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+}
+
+/// The client's side of a [`Forward`]'s state.
+#[derive(Debug)]
+pub struct Claim(Arc<AtomicU8>);
+
+impl Claim {
+    /// The client gives up on the request: true when it was still queued (it will
+    /// never go on the bus), false when the master task took it already (its result
+    /// will come).
+    pub fn abandon(&self) -> bool {
+        self.0
+            .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 }
 
@@ -57,12 +103,12 @@ pub enum Next {
     Closed,
 }
 
-/// The next request whose client still waits, if one is queued now; abandoned ones are
-/// dropped.
+/// The next request whose client still waits, if one is queued now, taken for the bus
+/// (see [`Forward::take`]); abandoned ones are dropped.
 pub fn next_live(rx: &mut GatewayRx) -> Next {
     loop {
         match rx.try_recv() {
-            Ok(f) if f.abandoned() => {}
+            Ok(f) if !f.take() => {}
             Ok(f) => return Next::Live(f),
             Err(mpsc::error::TryRecvError::Empty) => return Next::Empty,
             Err(mpsc::error::TryRecvError::Disconnected) => return Next::Closed,
@@ -154,24 +200,39 @@ pub fn response_of(frame: &[u8]) -> Result<Response, ExceptionCode> {
     })
 }
 
-/// Forwards `req` for `unit` through the master task and waits for the reply.
+/// Forwards `req` for `unit` through the master task and waits for the reply: up to
+/// [`FORWARD_TIMEOUT`] while it waits for the bus, then, once it is on the bus, up to
+/// `exchange_limit` (the longest exchange on the line and [`EXCHANGE_MARGIN`]) for its
+/// result.
 pub async fn forward(
     tx: &GatewayTx,
     unit: u8,
     req: &Request<'_>,
+    exchange_limit: Duration,
 ) -> Result<Response, ExceptionCode> {
     let frame = request_frame(unit, req)?;
-    let (reply, rx) = oneshot::channel();
-    match tx.try_send(Forward { frame, reply }) {
+    let (reply, mut rx) = oneshot::channel();
+    let (forward, claim) = Forward::new(frame, reply);
+    match tx.try_send(forward) {
         Ok(()) => {}
         Err(mpsc::error::TrySendError::Full(_)) => return Err(ExceptionCode::ServerDeviceBusy),
         Err(mpsc::error::TrySendError::Closed(_)) => {
             return Err(ExceptionCode::GatewayTargetDevice);
         }
     }
-    match tokio::time::timeout(FORWARD_TIMEOUT, rx).await {
-        Ok(Ok(frame)) => response_of(&frame),
-        _ => Err(ExceptionCode::GatewayTargetDevice),
+    let reply = match tokio::time::timeout(FORWARD_TIMEOUT, &mut rx).await {
+        Ok(r) => r.ok(),
+        // Still queued: abandoned, never sent.
+        Err(_) if claim.abandon() => None,
+        // On the bus: its result comes (its retries would go out anyway).
+        Err(_) => tokio::time::timeout(exchange_limit, rx)
+            .await
+            .ok()
+            .and_then(Result::ok),
+    };
+    match reply {
+        Some(frame) => response_of(&frame),
+        None => Err(ExceptionCode::GatewayTargetDevice),
     }
 }
 
@@ -179,6 +240,8 @@ pub async fn forward(
 mod tests {
     use super::*;
     use std::borrow::Cow;
+
+    const LIMIT: Duration = Duration::from_secs(3);
 
     #[tokio::test]
     async fn a_full_queue_answers_busy_at_once_and_a_closed_one_0x0b() {
@@ -189,7 +252,7 @@ mod tests {
             .map(|_| {
                 let tx = tx.clone();
                 let req = req.clone();
-                tokio::spawn(async move { forward(&tx, 1, &req).await })
+                tokio::spawn(async move { forward(&tx, 1, &req, LIMIT).await })
             })
             .collect();
         while tx.capacity() > 0 {
@@ -197,7 +260,7 @@ mod tests {
         }
         let started = tokio::time::Instant::now();
         assert_eq!(
-            forward(&tx, 1, &req).await,
+            forward(&tx, 1, &req, LIMIT).await,
             Err(ExceptionCode::ServerDeviceBusy)
         );
         assert!(started.elapsed() < Duration::from_millis(100));
@@ -218,7 +281,7 @@ mod tests {
         }
         drop(rx);
         assert_eq!(
-            forward(&tx, 1, &req).await,
+            forward(&tx, 1, &req, LIMIT).await,
             Err(ExceptionCode::GatewayTargetDevice)
         );
     }
@@ -226,24 +289,23 @@ mod tests {
     #[tokio::test]
     async fn abandoned_requests_are_skipped_and_a_closed_port_refuses_at_once() {
         let (tx, mut rx) = channel();
-        // One whose client gave up, then one whose client waits.
+        // One whose client went away, one whose client gave up on it, then one whose
+        // client waits.
         let (reply, gone) = oneshot::channel();
         drop(gone);
-        tx.try_send(Forward {
-            frame: vec![1],
-            reply,
-        })
-        .unwrap();
+        tx.try_send(Forward::new(vec![1], reply).0).unwrap();
+        let (reply, _waits_in_vain) = oneshot::channel();
+        let (f, claim) = Forward::new(vec![2], reply);
+        tx.try_send(f).unwrap();
+        assert!(claim.abandon(), "still queued: abandoned");
         let (reply, waits) = oneshot::channel();
-        tx.try_send(Forward {
-            frame: vec![2],
-            reply,
-        })
-        .unwrap();
+        let (f, claim) = Forward::new(vec![3], reply);
+        tx.try_send(f).unwrap();
         let Next::Live(f) = next_live(&mut rx) else {
             panic!("the live one");
         };
-        assert_eq!(f.frame, vec![2]);
+        assert_eq!(f.frame, vec![3]);
+        assert!(!claim.abandon(), "taken for the bus: its result comes");
         assert!(matches!(next_live(&mut rx), Next::Empty));
         drop(f);
         assert!(waits.await.is_err(), "dropped: its client answers 0x0B");
@@ -255,13 +317,53 @@ mod tests {
         let started = tokio::time::Instant::now();
         let req = Request::ReadHoldingRegisters(0x4000, 2);
         assert_eq!(
-            forward(&tx, 1, &req).await,
+            forward(&tx, 1, &req, LIMIT).await,
             Err(ExceptionCode::GatewayTargetDevice)
         );
         assert!(started.elapsed() < Duration::from_millis(300));
         let mut rx = refusing.await.unwrap();
         drop(tx);
         assert!(matches!(next_live(&mut rx), Next::Closed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_on_the_bus_is_waited_for_past_the_timeout_a_queued_one_is_not() {
+        let (tx, mut rx) = channel();
+        let req = Request::WriteSingleRegister(1, 2);
+        let client = tokio::spawn({
+            let (tx, req) = (tx.clone(), req.clone());
+            async move { forward(&tx, 5, &req, LIMIT).await }
+        });
+        // The master task takes it for the bus; its exchange (a slow line, retries)
+        // ends 6 s later, past FORWARD_TIMEOUT: the client still gets the reply.
+        let f = loop {
+            if let Next::Live(f) = next_live(&mut rx) {
+                break f;
+            }
+            tokio::task::yield_now().await;
+        };
+        tokio::time::sleep(FORWARD_TIMEOUT + Duration::from_secs(1)).await;
+        let mut out = [0u8; MAX_ADU];
+        let n = RtuResponse::WriteSingle {
+            address: 1,
+            value: 2,
+        }
+        .emit_frame(5, &mut out)
+        .unwrap();
+        f.reply.send(out[..n].to_vec()).unwrap();
+        assert_eq!(
+            client.await.unwrap(),
+            Ok(Response::WriteSingleRegister(1, 2))
+        );
+        // One whose turn does not come within FORWARD_TIMEOUT: 0x0B then, and it is
+        // never taken for the bus afterwards.
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            forward(&tx, 5, &req, LIMIT).await,
+            Err(ExceptionCode::GatewayTargetDevice)
+        );
+        assert_eq!(started.elapsed(), FORWARD_TIMEOUT);
+        assert!(matches!(next_live(&mut rx), Next::Empty));
     }
 
     #[test]

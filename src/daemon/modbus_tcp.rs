@@ -25,8 +25,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use p1lb_core::bus_master::longest_exchange_us;
+use p1lb_core::modbus::LineConfig;
 use p1lb_core::registers::{Exception, Save, WriteOutcome};
 use tokio::net::TcpListener;
 use tokio_modbus::server::tcp::{Server, accept_tcp_connection};
@@ -107,7 +110,12 @@ impl MapService {
         let unit = req.slave;
         if unit != self.shared.unit() && unit != 0 && unit != 255 {
             return match &self.gateway {
-                Some(tx) => gateway::forward(tx, unit, &req.request).await,
+                Some(tx) => {
+                    let line = LineConfig::rs485(self.shared.core().map.saved());
+                    let limit =
+                        Duration::from_micros(longest_exchange_us(line)) + gateway::EXCHANGE_MARGIN;
+                    gateway::forward(tx, unit, &req.request, limit).await
+                }
                 None => Err(ExceptionCode::GatewayTargetDevice),
             };
         }

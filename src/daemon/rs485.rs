@@ -420,7 +420,11 @@ async fn drive_port(
             config = saved;
             master.apply_config(&config);
         }
-        if !master.gateway_busy() {
+        // A forwarded request leaves the queue only when the bus is free, and goes on
+        // it at once (before the driver's next exchange): while it waits its client can
+        // still give up on it, and then it is never sent.
+        let bus_free = !master.gateway_busy() && !master.exchange_on_bus();
+        if bus_free {
             if let Some(rx) = requests.as_deref_mut() {
                 match next_live(rx) {
                     Next::Live(f) => {
@@ -471,6 +475,7 @@ async fn drive_port(
         // value for the charger or on a request to forward.
         let now = clock.now();
         let wake = master.poll_timeout(now).min(now + 1_000_000);
+        let bus_free = !master.gateway_busy() && !master.exchange_on_bus();
         tokio::select! {
             r = port.read(&mut buf) => {
                 let n = r?;
@@ -481,10 +486,10 @@ async fn drive_port(
             }
             () = tokio::time::sleep_until(clock.instant(wake)) => {}
             () = shared.decision.notified() => {}
-            f = recv(requests.as_deref_mut()), if requests.is_some() && !master.gateway_busy() => {
+            f = recv(requests.as_deref_mut()), if requests.is_some() && bus_free => {
                 match f {
                     // Its client gave up while it waited: never on the bus.
-                    Some(f) if f.abandoned() => {}
+                    Some(f) if !f.take() => {}
                     Some(f) => {
                         master.submit(&f.frame);
                         waiting = Some(f.reply);
