@@ -49,6 +49,10 @@ pub struct BusMaster {
     /// in `answer`; dropped: `Some(0)`), reported by the next [`BusMaster::poll`].
     refused: Option<usize>,
     answer: [u8; MAX_ADU],
+    /// A forwarded exchange was started since the driver's last: the driver's next due
+    /// exchange goes before the next forwarded one (a host polling through the gateway
+    /// never holds back the charger's limit by more than one exchange).
+    driver_next: bool,
 }
 
 /// The driver's settings from the saved configuration.
@@ -72,12 +76,18 @@ pub fn client_config(line: LineConfig) -> ClientConfig {
 }
 
 /// The longest one exchange can take on `line`, µs: every attempt's reply timeout
-/// (each runs from the attempt's first byte; see [`client_config`]). A host that
-/// forwarded a request which is on the bus waits this long (and a margin) for its
-/// result rather than give up while its retries still go out.
+/// (each runs from the attempt's first byte; see [`client_config`]).
 pub fn longest_exchange_us(line: LineConfig) -> u64 {
     let client = client_config(line);
     (u64::from(client.retries) + 1).saturating_mul(client.response_timeout_us)
+}
+
+/// The longest a forwarded request waits once it is submitted to a free bus, µs: one
+/// driver exchange that goes before it (see [`BusMaster::poll_transmit`]) and its own.
+/// A host whose request was taken for the bus waits this long (and a margin) for its
+/// result rather than give up while it, or its retries, may still go out.
+pub fn longest_forward_us(line: LineConfig) -> u64 {
+    longest_exchange_us(line).saturating_mul(2)
 }
 
 /// The charger's Modbus address (register 1030).
@@ -97,6 +107,7 @@ impl BusMaster {
             address: charger_address(config),
             refused: None,
             answer: [0; MAX_ADU],
+            driver_next: false,
         }
     }
 
@@ -156,20 +167,37 @@ impl BusMaster {
     }
 
     /// Bytes to send now, if any: starts the next exchange when the bus is free (a
-    /// forwarded request first, then the driver's, which writes `sent_ma` — the
-    /// balancer's value — when it is due).
+    /// forwarded request first, since a host waits on it, then the driver's, which
+    /// writes `sent_ma` — the balancer's value — when it is due; but after a forwarded
+    /// exchange the driver's due one goes first, so forwarded requests alternate with
+    /// the driver's and can never starve it).
     pub fn poll_transmit(&mut self, now_us: u64, sent_ma: u32) -> Option<&[u8]> {
-        if self.client.is_idle()
-            && self.pending.is_none()
-            && self.gateway.next_on_bus(&mut self.client) == Turn::Driver
-        {
-            if let Some(req) = self.driver.poll_request(now_us / 1000, sent_ma) {
+        if self.client.is_idle() && self.pending.is_none() {
+            let now_ms = now_us / 1000;
+            let due = if self.driver_next {
+                self.driver.poll_request(now_ms, sent_ma)
+            } else {
+                None
+            };
+            let req = match due {
+                Some(req) => Some(req),
+                None => match self.gateway.next_on_bus(&mut self.client) {
+                    Turn::Driver => self.driver.poll_request(now_ms, sent_ma),
+                    Turn::Forwarded => {
+                        self.driver_next = true;
+                        None
+                    }
+                    Turn::Busy => None,
+                },
+            };
+            if let Some(req) = req {
                 if self
                     .client
                     .start(self.address, &Request::from(&req))
                     .is_ok()
                 {
                     self.pending = Some(req);
+                    self.driver_next = false;
                 }
             }
         }

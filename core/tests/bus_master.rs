@@ -29,6 +29,9 @@ struct Bus {
     gateway: Vec<Option<Vec<u8>>>,
     /// Every event, and whether an exchange was on the bus right after it.
     events: Vec<(MasterEvent, bool)>,
+    /// A host that submits this again the moment each gateway answer comes (as the
+    /// daemon does when the next request already waits in its queue).
+    resubmit: Option<Vec<u8>>,
     char_us: u64,
 }
 
@@ -43,6 +46,7 @@ impl Bus {
             sent: Vec::new(),
             gateway: Vec::new(),
             events: Vec::new(),
+            resubmit: None,
             char_us: u64::from(line.bits_per_char()) * 1_000_000 / u64::from(line.baud),
         }
     }
@@ -90,6 +94,9 @@ impl Bus {
                 }
                 Some(MasterEvent::GatewayReply(n)) => {
                     self.gateway.push(Some(out[..n].to_vec()));
+                    if let Some(f) = &self.resubmit {
+                        self.master.submit(f);
+                    }
                     continue;
                 }
                 Some(MasterEvent::GatewayDone) => {
@@ -181,6 +188,44 @@ fn a_silent_exchange_ends_within_the_longest_exchange() {
             "{baud100}: {took} µs, longest {limit} µs"
         );
     }
+}
+
+/// A host that keeps a forwarded request waiting all the time (polling the charger
+/// through the gateway) never holds back the driver: a new limit for the charger goes
+/// out after at most the one forwarded exchange on the bus, and its status is still
+/// read.
+#[test]
+fn forwarded_requests_never_starve_the_charger_s_limit() {
+    let mut bus = Bus::new(Config::default());
+    bus.charger.current_ma = [7_000; 3];
+    bus.run_until(3_000_000);
+    let poll = frame(
+        1,
+        &Request::ReadHolding {
+            start: STATUS_START,
+            quantity: STATUS_LEN,
+        },
+    );
+    let reads_before = bus.sent.iter().filter(|f| **f == poll).count();
+    let writes_before = bus.limit_writes().len();
+    // 20 s of a host whose next request is there the moment the last is answered.
+    let start = bus.gateway.len();
+    bus.resubmit = Some(poll.clone());
+    bus.master.submit(&poll);
+    bus.run_until(bus.now_us + 20_000_000);
+    let forwarded = bus.gateway.len() - start;
+    assert!(forwarded > 50, "the host got {forwarded} answers");
+    // The driver still had its turns: the limit refreshed and the status read (its
+    // own reads are the same frame as the host's: more than the host's answers).
+    let reads = bus.sent.iter().filter(|f| **f == poll).count() - reads_before;
+    assert!(
+        reads > forwarded,
+        "{reads} status reads on the bus, {forwarded} of them for the host"
+    );
+    assert!(
+        bus.limit_writes().len() > writes_before,
+        "no limit write in 20 s of forwarded requests"
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ use embassy_rp::usb::Driver;
 use embassy_time::{Duration, Instant, Timer, with_deadline};
 use embassy_usb::UsbDevice;
 use embassy_usb::class::cdc_acm::CdcAcmClass;
-use p1lb_core::bus_master::longest_exchange_us;
+use p1lb_core::bus_master::longest_forward_us;
 use p1lb_core::config::Config;
 use p1lb_core::config_store::ConfigStore;
 use p1lb_core::modbus::{
@@ -233,7 +233,8 @@ impl Server {
     }
 }
 
-/// The longest a forwarded exchange takes on the line of `config`, with a margin.
+/// The longest a forwarded request taken for the bus waits on the line of `config`
+/// (a driver exchange before it and its own), with a margin.
 fn exchange_limit(config: &Config) -> Duration {
-    Duration::from_micros(longest_exchange_us(LineConfig::rs485(config))) + EXCHANGE_MARGIN
+    Duration::from_micros(longest_forward_us(LineConfig::rs485(config))) + EXCHANGE_MARGIN
 }
