@@ -854,3 +854,36 @@ fn master_role_gateway_never_sends_a_request_its_client_gave_up_on() {
         "writes sent after their clients gave up: {on_bus:?}"
     );
 }
+
+/// A save that changes the RS485 line (1031 baud / 100) over Modbus TCP reopens the
+/// port with it, in both roles (a pty carries bytes at any rate, so the log line that
+/// names the rate the port was opened at is what shows it).
+#[test]
+fn a_saved_baud_rate_reopens_the_port_in_both_roles() {
+    if !have_socat() {
+        return;
+    }
+    for role in ["server", "master"] {
+        let dir = temp_dir(&format!("reopen-{role}"));
+        let pty = Pty::new(&dir);
+        let d = start(&dir, &pty.a, &["--rs485-role", role]);
+        assert!(d.log_text().contains("open at 9600 baud"), "{}", d.log_text());
+        let rt = runtime();
+        rt.block_on(async {
+            let mut ctx = d.client(10).await;
+            let w = ctx.write_single_register(1031, 192).await;
+            assert!(matches!(w, Ok(Ok(()))), "{w:?}");
+            let s = ctx.write_single_register(1091, 1).await;
+            assert!(matches!(s, Ok(Ok(()))), "{s:?}");
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !d.log_text().contains("open at 19200 baud") {
+            assert!(
+                Instant::now() < deadline,
+                "{role}: not reopened at 19200 baud\n{}",
+                d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

@@ -158,7 +158,7 @@ impl TerraAc {
     }
 
     /// The next exchange due at `now_ms`, given the value the balancer wants sent.
-    pub fn poll_request(&mut self, now_ms: u64, sent_ma: u32) -> Option<Request> {
+    pub fn poll_request(&self, now_ms: u64, sent_ma: u32) -> Option<Request> {
         if now_ms < self.hold_until_ms {
             return None;
         }

@@ -76,18 +76,12 @@ pub fn client_config(line: LineConfig) -> ClientConfig {
 }
 
 /// The longest one exchange can take on `line`, µs: every attempt's reply timeout
-/// (each runs from the attempt's first byte; see [`client_config`]).
+/// (each runs from the attempt's first byte; see [`client_config`]). A host whose
+/// request left its queue when [`BusMaster::forward_goes_next`] said so waits this
+/// long (and a margin) for its result rather than give up while its retries go out.
 pub fn longest_exchange_us(line: LineConfig) -> u64 {
     let client = client_config(line);
     (u64::from(client.retries) + 1).saturating_mul(client.response_timeout_us)
-}
-
-/// The longest a forwarded request waits once it is submitted to a free bus, µs: one
-/// driver exchange that goes before it (see [`BusMaster::poll_transmit`]) and its own.
-/// A host whose request was taken for the bus waits this long (and a margin) for its
-/// result rather than give up while it, or its retries, may still go out.
-pub fn longest_forward_us(line: LineConfig) -> u64 {
-    longest_exchange_us(line).saturating_mul(2)
 }
 
 /// The charger's Modbus address (register 1030).
@@ -147,6 +141,18 @@ impl BusMaster {
     /// lost. A request answered without the bus (06, malformed) does not count.
     pub fn exchange_on_bus(&self) -> bool {
         !self.client.is_idle()
+    }
+
+    /// True when a request submitted now would be the next on the bus, at
+    /// [`BusMaster::poll_transmit`] with the same `now_us` and `sent_ma`: the bus is
+    /// free and the driver does not go first. A host's queue hands over its next request
+    /// only then, so that a request is never held behind a driver exchange after it
+    /// left the queue (while queued, its host can still give up on it).
+    pub fn forward_goes_next(&self, now_us: u64, sent_ma: u32) -> bool {
+        self.client.is_idle()
+            && self.pending.is_none()
+            && !self.gateway_busy()
+            && !(self.driver_next && self.driver.poll_request(now_us / 1000, sent_ma).is_some())
     }
 
     /// A request from the host for another unit. Exactly one

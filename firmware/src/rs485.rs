@@ -90,17 +90,18 @@ async fn drive(
             config = saved;
             master.apply_config(&config);
         }
-        // A forwarded request leaves the queue only when the bus is free, and goes out
-        // at once (ahead of the driver): until then the USB side can take it back when
+        // A forwarded request leaves the queue only when it goes out at once (the bus
+        // free, the driver not first): until then the USB side can take it back when
         // its host stops waiting, so it is never sent late (see `usb::Server::forward`).
-        if bus_free(&master)
+        let now = now_us();
+        let sent_ma = shared.device(|d| d.balancer.decision().sent_ma);
+        if master.forward_goes_next(now, sent_ma)
             && let Ok((number, frame)) = shared.gateway_request.try_receive()
         {
             forwarded = number;
             master.submit(&frame);
         }
-        let sent_ma = shared.device(|d| d.balancer.decision().sent_ma);
-        if let Some(tx) = master.poll_transmit(now_us(), sent_ma) {
+        if let Some(tx) = master.poll_transmit(now, sent_ma) {
             // From the first byte (a retry too) until its result: see `set_bus_busy`.
             shared.set_bus_busy(true);
             de.set_high();
@@ -136,8 +137,9 @@ async fn drive(
         // Bytes, the master's deadline, a request to forward (taken above, when the bus
         // is free) or a new value to send.
         let wake = master.poll_timeout(now_us());
+        let sent_ma = shared.device(|d| d.balancer.decision().sent_ma);
         let request = async {
-            if bus_free(&master) {
+            if master.forward_goes_next(now_us(), sent_ma) {
                 shared.gateway_request.ready_to_receive().await
             } else {
                 core::future::pending().await
@@ -154,10 +156,4 @@ async fn drive(
             | Either4::Fourth(()) => {}
         }
     }
-}
-
-/// Whether a forwarded request would go on the bus now: no exchange on it, no
-/// forwarded request pending.
-fn bus_free(master: &BusMaster) -> bool {
-    !master.gateway_busy() && !master.exchange_on_bus()
 }

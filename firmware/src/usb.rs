@@ -9,7 +9,7 @@ use embassy_rp::usb::Driver;
 use embassy_time::{Duration, Instant, Timer, with_deadline};
 use embassy_usb::UsbDevice;
 use embassy_usb::class::cdc_acm::CdcAcmClass;
-use p1lb_core::bus_master::longest_forward_us;
+use p1lb_core::bus_master::longest_exchange_us;
 use p1lb_core::config::Config;
 use p1lb_core::config_store::ConfigStore;
 use p1lb_core::modbus::{
@@ -178,11 +178,12 @@ impl Server {
     /// being set up again after a save, or behind a long exchange on a slow line).
     ///
     /// Never is a request sent, nor retried, after its host got 0x0B: the RS485 task
-    /// takes a request from the queue only when the bus is free, and sends it in the
-    /// same step. So when the wait runs out, the request is either still queued — taken
+    /// takes a request from the queue only when it goes on the bus at once (the bus
+    /// free, the driver not first), and sends it in the same step. So when the wait runs out, the request is either still queued — taken
     /// back here, it never goes out — or on the bus, and then its host is answered when
     /// its exchange ends (its last attempt's timeout: on a slow line past
-    /// [`GATEWAY_WAIT`]; at 1200 baud up to 8.6 s more).
+    /// [`GATEWAY_WAIT`]; at 1200 baud up to 8.9 s more — the longest exchange, 7.9 s,
+    /// and a 1 s margin).
     async fn forward(&mut self, frame: &[u8]) -> usize {
         self.number = self.number.wrapping_add(1);
         let number = self.number;
@@ -233,8 +234,7 @@ impl Server {
     }
 }
 
-/// The longest a forwarded request taken for the bus waits on the line of `config`
-/// (a driver exchange before it and its own), with a margin.
+/// The longest a forwarded exchange takes on the line of `config`, with a margin.
 fn exchange_limit(config: &Config) -> Duration {
-    Duration::from_micros(longest_forward_us(LineConfig::rs485(config))) + EXCHANGE_MARGIN
+    Duration::from_micros(longest_exchange_us(LineConfig::rs485(config))) + EXCHANGE_MARGIN
 }

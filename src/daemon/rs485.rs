@@ -337,9 +337,17 @@ async fn serve_port(shared: &Shared, mut port: SerialStream, line: LineConfig) -
                     frames.push(f.to_vec());
                 }
             }
+            // A quiet bus: look at the saved line settings once a second.
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         for frame in frames.drain(..) {
             serve_frame(shared, &mut port, &mut meter, &mut counts, &frame).await?;
+        }
+        // A save (from this bus or Modbus TCP) changed the line (1031/1032): reopen
+        // with it once the reply is out.
+        if line_config(shared.core().map.saved()) != line {
+            tracing::info!("RS485: line settings changed; reopening the port");
+            return Ok(());
         }
     }
 }
@@ -407,6 +415,8 @@ async fn drive_port(
 ) -> io::Result<()> {
     // The TCP side waiting for the forwarded request's reply.
     let mut waiting: Option<oneshot::Sender<Vec<u8>>> = None;
+    // A request received while waiting, not yet taken for the bus.
+    let mut held: Option<Forward> = None;
     let clock = Micros::new();
     let mut config = *shared.core().map.saved();
     let mut master = BusMaster::new(&config, line, clock.now());
@@ -417,27 +427,39 @@ async fn drive_port(
     loop {
         let saved = *shared.core().map.saved();
         if saved != config {
+            if line_config(&saved) != line {
+                // A save changed the line (1031/1032): reopen with it. The exchange on
+                // the bus is dropped (its client gets 0x0B at once, nothing goes out
+                // late).
+                tracing::info!("RS485: line settings changed; reopening the port");
+                return Ok(());
+            }
             config = saved;
             master.apply_config(&config);
         }
-        // A forwarded request leaves the queue only when the bus is free, and goes on
-        // it at once (before the driver's next exchange): while it waits its client can
-        // still give up on it, and then it is never sent.
-        let bus_free = !master.gateway_busy() && !master.exchange_on_bus();
-        if bus_free {
-            if let Some(rx) = requests.as_deref_mut() {
-                match next_live(rx) {
-                    Next::Live(f) => {
-                        master.submit(&f.frame);
-                        waiting = Some(f.reply);
+        // A forwarded request leaves the queue only when it goes on the bus at once (the
+        // bus free, the driver not first): while it waits its client can still give up
+        // on it, and then it is never sent.
+        let now = clock.now();
+        let sent_ma = shared.core().balancer.decision().sent_ma;
+        if master.forward_goes_next(now, sent_ma) {
+            // The one the select received first (still abandonable), else the queue's.
+            let mut next = held.take().filter(Forward::take);
+            if next.is_none() {
+                if let Some(rx) = requests.as_deref_mut() {
+                    match next_live(rx) {
+                        Next::Live(f) => next = Some(f),
+                        Next::Empty => {}
+                        Next::Closed => requests = None,
                     }
-                    Next::Empty => {}
-                    Next::Closed => requests = None,
                 }
             }
+            if let Some(f) = next {
+                master.submit(&f.frame);
+                waiting = Some(f.reply);
+            }
         }
-        let sent_ma = shared.core().balancer.decision().sent_ma;
-        if let Some(tx) = master.poll_transmit(clock.now(), sent_ma) {
+        if let Some(tx) = master.poll_transmit(now, sent_ma) {
             let tx = tx.to_vec();
             port.write_all(&tx).await?;
             port.flush().await?;
@@ -475,7 +497,8 @@ async fn drive_port(
         // value for the charger or on a request to forward.
         let now = clock.now();
         let wake = master.poll_timeout(now).min(now + 1_000_000);
-        let bus_free = !master.gateway_busy() && !master.exchange_on_bus();
+        let bus_free = master.forward_goes_next(now, shared.core().balancer.decision().sent_ma);
+        let receive = requests.is_some() && held.is_none() && bus_free;
         tokio::select! {
             r = port.read(&mut buf) => {
                 let n = r?;
@@ -486,14 +509,11 @@ async fn drive_port(
             }
             () = tokio::time::sleep_until(clock.instant(wake)) => {}
             () = shared.decision.notified() => {}
-            f = recv(requests.as_deref_mut()), if requests.is_some() && bus_free => {
+            f = recv(requests.as_deref_mut()), if receive => {
+                // Held, not taken: it goes on the bus at the top of the loop if it still
+                // goes next then (time has passed: the driver may be due first).
                 match f {
-                    // Its client gave up while it waited: never on the bus.
-                    Some(f) if !f.take() => {}
-                    Some(f) => {
-                        master.submit(&f.frame);
-                        waiting = Some(f.reply);
-                    }
+                    Some(f) => held = Some(f),
                     None => requests = None,
                 }
             }
