@@ -867,7 +867,11 @@ fn a_saved_baud_rate_reopens_the_port_in_both_roles() {
         let dir = temp_dir(&format!("reopen-{role}"));
         let pty = Pty::new(&dir);
         let d = start(&dir, &pty.a, &["--rs485-role", role]);
-        assert!(d.log_text().contains("open at 9600 baud"), "{}", d.log_text());
+        assert!(
+            d.log_text().contains("open at 9600 baud"),
+            "{}",
+            d.log_text()
+        );
         let rt = runtime();
         rt.block_on(async {
             let mut ctx = d.client(10).await;
