@@ -96,6 +96,10 @@ enum Command {
         /// Override the scenarios' seeds.
         #[arg(long)]
         seed: Option<u64>,
+        /// The car's delay, s: from the charger applying a new limit to the car
+        /// following it (the scenarios use 2 s; a Terra AC takes about that).
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=10))]
+        car_delay: Option<u64>,
     },
 }
 
@@ -174,6 +178,7 @@ fn run() -> Result<ExitCode> {
             plot,
             json,
             seed,
+            car_delay,
         } => {
             let opts = simulate::Options {
                 scenario,
@@ -183,6 +188,7 @@ fn run() -> Result<ExitCode> {
                 plot,
                 json,
                 seed,
+                car_delay_ms: car_delay.map(|s| s * 1000),
             };
             simulate::run(&opts, io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)

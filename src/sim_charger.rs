@@ -56,6 +56,9 @@ pub struct TerraSim {
     pub locked: u16,
     /// 0x4105.
     pub stopped: u16,
+    /// What the charger's own meter measured of the car, mA per phase (0x4010–0x4015),
+    /// when a car model outside sets it; `None`: the built-in car ([`TerraSim::current_ma`]).
+    pub measured_ma: Option<[u32; 3]>,
 }
 
 impl Default for TerraSim {
@@ -73,6 +76,7 @@ impl TerraSim {
             fallback_a: 256,
             locked: 0,
             stopped: 0,
+            measured_ma: None,
         }
     }
 
@@ -91,7 +95,10 @@ impl TerraSim {
         let lo = |v: u32| (v & 0xFFFF) as u16;
         let pair = |base: u16, v: u32| if addr == base { hi(v) } else { lo(v) };
         let i = self.current_ma();
-        let charging = i > 0;
+        let charging = match self.measured_ma {
+            Some(m) => m.iter().any(|&a| a > 0),
+            None => i > 0,
+        };
         Some(match addr {
             0x4000..=0x4003 => [0x0122, 0x0001, 0x2625, 0x0001][usize::from(addr - 0x4000)],
             0x4004 | 0x4005 => pair(0x4004, 0x0108_0000),
@@ -101,9 +108,22 @@ impl TerraSim {
             0x400C => 0,
             0x400D => (if charging { 4u16 } else { 2 }) << 8,
             0x400E | 0x400F => pair(0x400E, self.limit_ma.min(32_000)),
-            0x4010..=0x4015 => pair(addr & !1, i),
+            0x4010..=0x4015 => {
+                let phase = usize::from((addr - 0x4010) / 2);
+                let m = self.measured_ma.map_or(i, |m| m[phase]);
+                pair(addr & !1, m)
+            }
             0x4016..=0x401B => pair(addr & !1, 2300),
-            0x401C | 0x401D => pair(0x401C, 3 * 230 * i / 1000),
+            0x401C | 0x401D => {
+                let total = match self.measured_ma {
+                    Some(m) => m.iter().map(|&a| u64::from(a)).sum::<u64>(),
+                    None => 3 * u64::from(i),
+                };
+                pair(
+                    0x401C,
+                    u32::try_from(230 * total / 1000).unwrap_or(u32::MAX),
+                )
+            }
             0x401E | 0x401F => 0,
             0x4020 => self.timeout_s,
             0x4021 => 0,
@@ -142,6 +162,25 @@ impl TerraSim {
                 .unwrap_or(0),
             Err(e) => exception_reply(unit, function, e, out),
         }
+    }
+
+    /// Answers one frame read off the bus: `None` when it is not a valid frame for
+    /// `address` (a real charger stays silent), else the reply's length in `out`.
+    pub fn answer(
+        &mut self,
+        address: u8,
+        frame: &[u8],
+        out: &mut [u8; MAX_ADU],
+        log: &mut Option<String>,
+    ) -> Option<usize> {
+        let f = Frame::new_checked(frame).ok()?;
+        if f.unit() != address {
+            return None;
+        }
+        Some(match Request::parse(f.pdu()) {
+            Ok(req) => self.handle(address, &req, out, log),
+            Err(e) => exception_reply(address, f.function(), e.exception(), out),
+        })
     }
 
     fn execute(
@@ -255,17 +294,10 @@ async fn serve(args: &SimChargerArgs) -> Result<()> {
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
         for frame in frames.drain(..) {
-            let Ok(f) = Frame::new_checked(&frame) else {
-                continue;
-            };
-            if f.unit() != args.address {
-                continue;
-            }
             let mut out = [0u8; MAX_ADU];
             let mut log = None;
-            let len = match Request::parse(f.pdu()) {
-                Ok(req) => sim.handle(args.address, &req, &mut out, &mut log),
-                Err(e) => exception_reply(args.address, f.function(), e.exception(), &mut out),
+            let Some(len) = sim.answer(args.address, &frame, &mut out, &mut log) else {
+                continue;
             };
             if let Some(line) = log {
                 use std::io::Write as _;

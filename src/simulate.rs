@@ -62,6 +62,9 @@ pub struct Options {
     pub json: bool,
     /// Override every scenario's seed.
     pub seed: Option<u64>,
+    /// Override every scenario's car delay (from the charger applying a limit to the
+    /// car following it), ms.
+    pub car_delay_ms: Option<u64>,
 }
 
 /// The chart written when no `--plot` is given and the output is the table.
@@ -103,6 +106,11 @@ pub fn run(opts: &Options, mut out: impl Write) -> Result<Vec<RunResult>> {
     if let Some(seed) = opts.seed {
         for s in &mut scenarios {
             s.seed = seed;
+        }
+    }
+    if let Some(delay) = opts.car_delay_ms {
+        for s in &mut scenarios {
+            s.car.delay_ms = delay;
         }
     }
     let plot_path = match (&opts.plot, opts.json) {
@@ -274,6 +282,8 @@ pub fn json_entry(r: &RunResult) -> Value {
         "telegrams_rejected": m.telegrams_rejected,
         "meter_silent_s": m.meter_silent_s,
         "charger_fault_s": m.charger_fault_s,
+        "causal_bound_pct": round(m.causal_bound_pct, 2),
+        "car_delay_s": r.car_delay_ms as f64 / 1000.0,
     })
 }
 

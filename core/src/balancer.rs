@@ -234,10 +234,15 @@ impl Balancer {
         }
     }
 
-    /// The charger's own phase currents (mA), read back from it (headroom mode uses
-    /// them to see what the car really draws).
-    pub fn on_charger_currents(&mut self, now_ms: u64, ma: [Option<i32>; 3]) {
-        self.charger = ma.iter().flatten().copied().max().map(|i| (now_ms, i));
+    /// The charger's own phase currents (mA) as it reports them (0x4010–0x4015, any
+    /// value), read back from it: headroom mode uses them to see what the car draws.
+    pub fn on_charger_currents(&mut self, now_ms: u64, ma: [Option<u32>; 3]) {
+        self.charger = ma
+            .iter()
+            .flatten()
+            .map(|&v| to_i32(v))
+            .max()
+            .map(|i| (now_ms, i));
         self.charger_hist.rotate_right(1);
         self.charger_hist[0] = self.charger.map(|(t, c)| (t, c.max(0)));
     }

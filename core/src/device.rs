@@ -117,11 +117,7 @@ impl Device {
     pub fn on_charger(&mut self, now_ms: u64, driver: &TerraAc, fresh: bool) {
         let st = *driver.status();
         if fresh {
-            self.balancer.on_charger_currents(
-                now_ms,
-                st.current_ma
-                    .map(|m| m.map(|v| i32::try_from(v).unwrap_or(i32::MAX))),
-            );
+            self.balancer.on_charger_currents(now_ms, st.current_ma);
         }
         let status = self.map.status_mut();
         status.charger_ca = st

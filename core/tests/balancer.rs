@@ -397,7 +397,7 @@ fn closed_loop_lossy(
         if !lost(s) {
             b.on_reading(t - 200, [Some(i), Some(0), Some(0)]);
         }
-        b.on_charger_currents(t - 100, [Some(draw), None, None]);
+        b.on_charger_currents(t - 100, [Some(draw.max(0) as u32), None, None]);
         let d = b.tick(t);
         out.push((i, d));
         draw = (d.sent_ma as i32).min(car_max);
@@ -562,7 +562,7 @@ fn headroom_keeps_cutting_when_the_car_ignores_its_limit() {
             16 * A
         }; // ignores cuts
         b.on_reading(t - 200, [Some(house + draw), None, None]);
-        b.on_charger_currents(t - 100, [Some(draw), None, None]);
+        b.on_charger_currents(t - 100, [Some(draw.max(0) as u32), None, None]);
         last = b.tick(t);
     }
     // The projection (the car will come down) is trusted only for the settle time;
@@ -645,7 +645,7 @@ fn headroom_raises_only_on_the_last_telegram() {
         if !(29..=30).contains(&s) {
             b.on_reading(t - 200, [Some(4 * A + draw), Some(0), Some(0)]);
         }
-        b.on_charger_currents(t - 100, [Some(draw), None, None]);
+        b.on_charger_currents(t - 100, [Some(draw.max(0) as u32), None, None]);
         let d = b.tick(t);
         draw = d.sent_ma as i32;
         limit_at.push(d.limit_ma);

@@ -267,7 +267,7 @@ impl SimHouse {
         };
         let min_a = f64::from(config.charger_min_ma()) / 1000.0;
         SimHouse {
-            car: Car::new(&scenario.car, Dynamics::real(min_a)),
+            car: Car::new(&scenario.car, Dynamics::real(min_a, scenario.car.delay_ms)),
             meter: Meter::new(&scenario.meter, scenario.start, scenario.seed),
             house,
             scenario,

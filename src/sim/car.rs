@@ -4,7 +4,8 @@
 //!
 //! The charger passes the balancer's setpoint on unchanged (IEC 61851 PWM duty cycle);
 //! what the car then does, from what was measured on real cars:
-//! - it reacts [`Dynamics::delay_ms`] after the setpoint changed (1 s),
+//! - it reacts [`CarSpec::delay_ms`] after the charger applied a new limit (about 2 s
+//!   on a Terra AC by field reports; scenarios and `p1lb simulate --car-delay` set it),
 //! - down fast (20 A/s: any reduction done within a second), up slowly (4 A/s),
 //! - a setpoint below the charger minimum (the balancer sends 0) opens the contactor;
 //!   charging resumes [`Dynamics::resume_ms`] after a usable setpoint returns,
@@ -46,6 +47,8 @@ pub struct CarSpec {
     pub sessions: Vec<Session>,
     /// Charger faults: `(from_s, to_s)` windows in which setpoints are ignored.
     pub stuck: Vec<(u32, u32)>,
+    /// From the charger applying a new limit to the car starting to follow it, ms.
+    pub delay_ms: u64,
 }
 
 impl CarSpec {
@@ -64,6 +67,7 @@ impl CarSpec {
                 soc_target: 1.0,
             }],
             stuck: Vec::new(),
+            delay_ms: DEFAULT_DELAY_MS,
         }
     }
 
@@ -72,6 +76,10 @@ impl CarSpec {
         self.stuck.iter().map(|(a, b)| b.saturating_sub(*a)).sum()
     }
 }
+
+/// The car's reaction delay unless a scenario says otherwise, ms: a Terra AC change
+/// takes effect in about 2 s (field reports).
+pub const DEFAULT_DELAY_MS: u64 = 2000;
 
 /// How fast the car follows.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -89,10 +97,11 @@ pub struct Dynamics {
 }
 
 impl Dynamics {
-    /// The car as it really is: 1 s delay, 4 A/s up, 20 A/s down, 3 s to resume.
-    pub fn real(min_a: f64) -> Dynamics {
+    /// The car as it really is: `delay_ms` to react, 4 A/s up, 20 A/s down, 3 s to
+    /// resume.
+    pub fn real(min_a: f64, delay_ms: u64) -> Dynamics {
         Dynamics {
-            delay_ms: 1000,
+            delay_ms,
             ramp_up_a_s: 4.0,
             ramp_down_a_s: 20.0,
             resume_ms: 3000,
@@ -103,8 +112,7 @@ impl Dynamics {
     /// The oracle's car: the same car, but the setpoint is applied with no delay.
     pub fn oracle(min_a: f64) -> Dynamics {
         Dynamics {
-            delay_ms: 0,
-            ..Dynamics::real(min_a)
+            ..Dynamics::real(min_a, 0)
         }
     }
 }
@@ -258,9 +266,10 @@ impl Car {
         a
     }
 
-    /// What the charger reports of its own phase currents (its meter), mA.
-    pub fn readback_ma(&self) -> [Option<i32>; 3] {
-        self.currents().map(|a| Some((a * 1000.0).round() as i32))
+    /// What the charger's own meter measures of the car now, mA per phase.
+    pub fn measured_ma(&self) -> [u32; 3] {
+        self.currents()
+            .map(|a| (a.max(0.0) * 1000.0).round() as u32)
     }
 
     /// Energy delivered so far, kWh.
@@ -301,7 +310,7 @@ mod tests {
     #[test]
     fn follows_after_delay_and_ramps() {
         let spec = CarSpec::three_phase(3600, 0.2);
-        let mut car = Car::new(&spec, Dynamics::real(6.0));
+        let mut car = Car::new(&spec, Dynamics::real(6.0, 1000));
         car.command(0, 16_000);
         let up = run(&mut car, 0, 10_000);
         // Nothing for the delay plus the resume time, then 4 A/s.
@@ -341,7 +350,7 @@ mod tests {
     fn a_stuck_charger_ignores_new_setpoints() {
         let mut spec = CarSpec::three_phase(3600, 0.2);
         spec.stuck = vec![(20, 40)];
-        let mut car = Car::new(&spec, Dynamics::real(6.0));
+        let mut car = Car::new(&spec, Dynamics::real(6.0, 1000));
         car.command(0, 16_000);
         run(&mut car, 0, 20_000);
         car.command(20_000, 0);

@@ -11,6 +11,7 @@
 //! - [`runner`]: one run, second by second; [`plot`]: the SVG chart.
 //! - [`rng`], [`time`]: the seeded PRNG and the meter's clock.
 
+pub mod bus;
 pub mod car;
 pub mod fuse;
 pub mod house;

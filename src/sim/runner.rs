@@ -3,8 +3,7 @@
 //!
 //! Each second `t`:
 //! 1. the balancer ticks whenever [`Balancer::next_tick_ms`] is due — right after each
-//!    valid telegram (see 4.), else by its timer — and the charger is given each new
-//!    setpoint (the car follows after its delay); the yardsticks tick with it;
+//!    valid telegram (see 4.), else by its timer; the yardsticks tick with it;
 //! 2. the house load for the second is drawn; the oracle sets its own car's limit from
 //!    it with no delay;
 //! 3. the physics runs in ten 0.1 s steps: both cars, the grid current per phase (house
@@ -12,13 +11,19 @@
 //! 4. at `t` the meter measures and at `t + 0.2 s` its telegram bytes arrive, go through
 //!    [`TelegramReader`], [`Reading::parse`] and [`Reading::grid_currents_ma`] into
 //!    [`Balancer::on_reading`] — the device's own path — and the tick that makes due
-//!    runs at once; at `t + 0.5 s` the charger's
-//!    own phase currents are read back into [`Balancer::on_charger_currents`].
+//!    runs at once;
+//! 5. the RS485 bus runs beside it ([`ChargerBus`]: the core's bus master, the daemon's
+//!    Terra AC driver, a 9600-baud line, the simulated Terra AC): the value to send
+//!    reaches the charger when the driver writes it, the car follows the charger's
+//!    applied limit after its delay ([`CarSpec::delay_ms`](super::car::CarSpec)), the
+//!    charger's meter measures the car at `t + 0.5 s` and the driver's status reads
+//!    (every 2 s) bring that measurement to [`Balancer::on_charger_currents`].
 
 use p1lb_core::balancer::{Balancer, State};
 use p1lb_core::config::{Config, ControlMode};
 use p1lb_core::p1::{Event, Reading, TelegramReader};
 
+use super::bus::{BusEvent, ChargerBus};
 use super::car::{Car, Dynamics};
 use super::fuse::Fuse;
 use super::house::House;
@@ -32,7 +37,8 @@ const DT_S: f64 = 1.0 / STEPS as f64;
 /// When in the second the telegram arrives (115200 baud, ~1 KB) and the charger is
 /// read back, ms.
 const TELEGRAM_AT_MS: u64 = 200;
-const READBACK_AT_MS: u64 = 500;
+/// When in the second the charger's own meter measures the car, ms.
+const CHARGER_MEASURES_AT_MS: u64 = 500;
 
 /// What a run measured.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -50,6 +56,10 @@ pub struct Metrics {
     pub oracle_energy_in_fallback_kwh: f64,
     /// `ev / oracle`, % (100 when the oracle charged nothing).
     pub oracle_pct: f64,
+    /// The causal bound, % of the oracle: the "hold the peak" yardstick ([`YARDSTICKS`]
+    /// [`CAUSAL_BOUND`]): perfect knowledge of the house as of each telegram, the same
+    /// car, delay and rules, no margin.
+    pub causal_bound_pct: f64,
     /// Time the highest phase current (configured phases) was above the upper limit, s.
     pub seconds_over_upper: f64,
     /// Time any phase was above the fuse rating, s.
@@ -109,6 +119,9 @@ pub const YARDSTICKS: [(u32, u32); 3] = [
     (0, p1lb_core::balancer::HEADROOM_MARGIN_MA),
 ];
 
+/// The yardstick that is the causal bound (`causal_bound_pct`): hold the peak, no margin.
+pub const CAUSAL_BOUND: usize = 1;
+
 /// What a reactive yardstick's car got, and what it cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Yardstick {
@@ -154,6 +167,8 @@ pub struct RunResult {
     pub metrics: Metrics,
     /// Second by second, when asked for.
     pub trace: Vec<Sample>,
+    /// The car's delay in this run, ms.
+    pub car_delay_ms: u64,
 }
 
 /// The name of a control mode as used on the command line and in JSON.
@@ -200,12 +215,14 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
     let mut balancer = Balancer::new(cfg, 0);
     let cap_ma = balancer.cap_ma();
     let min_a = f64::from(cfg.charger_min_ma()) / 1000.0;
-    let mut car = Car::new(&s.car, Dynamics::real(min_a));
+    let mut car = Car::new(&s.car, Dynamics::real(min_a, s.car.delay_ms));
+    let mut bus = ChargerBus::new(&cfg);
+    let mut bus_events = Vec::new();
     let mut oracle_car = Car::new(&s.car, Dynamics::oracle(min_a));
     let mut yard = YARDSTICKS.map(|(hold, margin)| {
         (
             oracle::Reactive::new(&cfg, cap_ma, s.car.phases, hold, margin),
-            Car::new(&s.car, Dynamics::real(min_a)),
+            Car::new(&s.car, Dynamics::real(min_a, s.car.delay_ms)),
         )
     });
     let mut fuse = Fuse::new(s.fuse_a);
@@ -237,7 +254,7 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
         let now = u64::from(t) * 1000;
         // 1. The tick, when due: the balancer's timer, or right after a telegram (see
         // 4.); the car gets each new value when it is decided.
-        tick_due(&mut balancer, now, &mut car, &mut yard, &mut m);
+        tick_due(&mut balancer, now, &car, &mut yard, &mut m);
         let (house_a, recorded_v) = house.load(t);
         let oracle_ma = oracle::limit_ma(&cfg, cap_ma, s.car.phases, house_a);
         oracle_car.command(now, oracle_ma);
@@ -256,7 +273,7 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
         for k in 0..STEPS {
             let tk = now + u64::from(k) * u64::from(1000 / STEPS);
             if k > 0 {
-                tick_due(&mut balancer, tk, &mut car, &mut yard, &mut m);
+                tick_due(&mut balancer, tk, &car, &mut yard, &mut m);
             }
             car.step(tk, DT_S, volts);
             oracle_car.step(tk, DT_S, volts);
@@ -301,14 +318,29 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
                                 ctl.on_reading(tk, house_a);
                             }
                         }
-                        tick_due(&mut balancer, tk, &mut car, &mut yard, &mut m);
+                        tick_due(&mut balancer, tk, &car, &mut yard, &mut m);
                     }
                 }
                 let after = meter.stats();
                 fault |= after.corrupted != before.corrupted || after.junk != before.junk;
             }
-            if u64::from(k) * 100 == READBACK_AT_MS {
-                balancer.on_charger_currents(tk, car.readback_ma());
+            if u64::from(k) * 100 == CHARGER_MEASURES_AT_MS {
+                bus.measure(car.measured_ma());
+            }
+            // The bus to the end of this step, with the value decided so far.
+            bus.run_until(
+                tk + 1000 / u64::from(STEPS),
+                balancer.decision().sent_ma,
+                &mut bus_events,
+            );
+            for ev in bus_events.drain(..) {
+                match ev {
+                    BusEvent::LimitApplied { at_ms, limit_ma } => car.command(at_ms, limit_ma),
+                    BusEvent::StatusRead { at_ms } => {
+                        let st = bus.master().driver().status();
+                        balancer.on_charger_currents(at_ms, st.current_ma);
+                    }
+                }
             }
             if fuse.step(grid, DT_S) {
                 m.trips = fuse.trips();
@@ -350,6 +382,7 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
         ym.energy_kwh = ycar.energy_kwh();
         ym.oracle_pct = pct(ym.energy_kwh, m.oracle_energy_kwh);
     }
+    m.causal_bound_pct = m.reactive[CAUSAL_BOUND].oracle_pct;
     m.limit_changes_per_hour = f64::from(m.limit_changes) * 3600.0 / f64::from(s.duration_s);
     m.trips = fuse.trips();
     m.max_fuse_heat_pct = fuse.max_heat_pct();
@@ -365,15 +398,16 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
         fuse_a: s.fuse_a,
         metrics: m,
         trace: samples,
+        car_delay_ms: s.car.delay_ms,
     }
 }
 
 /// Ticks the balancer (and the yardsticks, at the same instants) when its tick is due
-/// at `tk`, and commands the cars.
+/// at `tk`, and commands the yardsticks' cars (the balancer's value goes over the bus).
 fn tick_due(
     balancer: &mut Balancer,
     tk: u64,
-    car: &mut Car,
+    car: &Car,
     yard: &mut [(oracle::Reactive, Car); YARDSTICKS.len()],
     m: &mut Metrics,
 ) {
@@ -387,7 +421,6 @@ fn tick_due(
             m.pauses += 1;
         }
     }
-    car.command(tk, d.sent_ma);
     for (ctl, car) in yard.iter_mut() {
         car.command(tk, ctl.tick(tk));
     }
