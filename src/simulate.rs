@@ -283,6 +283,8 @@ pub fn json_entry(r: &RunResult) -> Value {
         "meter_silent_s": m.meter_silent_s,
         "charger_fault_s": m.charger_fault_s,
         "causal_bound_pct": round(m.causal_bound_pct, 2),
+        "causal_bound_margin_pct": round(m.causal_bound_margin_pct, 2),
+        "implausible_readbacks": m.implausible_readbacks,
         "car_delay_s": r.car_delay_ms as f64 / 1000.0,
     })
 }

@@ -67,6 +67,11 @@ pub const HEADROOM_HOLD_S: usize = 6;
 /// reads differ by no more than this.
 pub const STEADY_MA: i32 = 700;
 
+/// A car still climbing to its limit is within this of it only at the very end of
+/// its ramp: a read-back this close to the value sent, or two in a row this close to
+/// each other, show where the car settled, mA.
+pub const SETTLED_MA: i32 = 200;
+
 /// Headroom mode lowers after at most this long above the upper limit (stepped mode
 /// waits 1016 s): it steps by the overshoot only, so it can afford to act sooner.
 pub const HEADROOM_UPPER_WAIT_S: u32 = 2;
@@ -84,6 +89,42 @@ pub const HEADROOM_EDGE_MA: i32 = 2000;
 /// long and the last gap seen (if any) lasted at least this long: an oven's thermostat,
 /// a kettle switching off — not a hob pulsing every few seconds.
 pub const HEADROOM_LONG_MS: u64 = 20_000;
+
+/// After a raise, the car's answer shows in the charger's read-back only once the car
+/// has reacted (a Terra AC's car follows 1–3 s after the charger applied the limit), the
+/// charger's meter has measured it (up to a second later) and the driver has read it
+/// (every 2 s): two steady read-backs both taken at least this long after the raise
+/// (or one showing the car at its limit) are its answer. Until then the meter's rise
+/// since the raise is the car's, as far as the car may draw.
+pub const HEADROOM_FOLLOW_MS: u64 = 4000;
+
+/// No car answers a new limit sooner than this after it was sent, ms: the meter's
+/// rise before it is not the car's.
+pub const HEADROOM_MIN_DELAY_MS: u64 = 1000;
+
+/// No car climbs faster than this, mA/s (real cars: about 4 A/s): the meter's rise
+/// beyond it is not the car's.
+pub const HEADROOM_MAX_RAMP_MA_PER_S: u64 = 10_000;
+
+/// After the value sent drops, the car may go on drawing the old value this long (its
+/// delay, a second to come down, the charger's measurement).
+pub const HEADROOM_DROP_MS: u64 = 5000;
+
+/// A read-back above the most the car may draw (the charger maximum 1010, or more
+/// than it was allowed lately) by more than this is implausible, mA.
+pub const READBACK_SLACK_MA: u32 = 1500;
+
+/// After an implausible read-back, this many plausible ones in a row before the
+/// read-back is used again.
+pub const READBACK_TRUST_READS: u8 = 3;
+
+/// The cross-check after a raise: the read-back may claim the car rose by this much
+/// more than the meter's highest phase did before it counts as contradicting the
+/// meter, mA (house loads move meanwhile).
+pub const READBACK_CONTRADICTION_MA: i32 = 2500;
+
+/// A read-back is held against a meter reading taken no more than this before it.
+pub const READBACK_PAIR_MS: u64 = 1500;
 
 /// Charger reads kept: the meter's reading (up to 3 s old and still fresh) was taken
 /// while one of these was current.
@@ -146,12 +187,30 @@ pub struct Balancer {
     charger_hist: [Option<(u64, i32)>; CHARGER_HISTORY],
     /// When the limit last changed (headroom settling).
     changed_ms: Option<u64>,
+    /// The value sent before the last change and when it changed: the car may still
+    /// draw it for [`HEADROOM_DROP_MS`].
+    prev_sent: Option<(u32, u64)>,
+    /// The car may be on its way up to its limit, not yet seen in the read-back.
+    transit: Option<Transit>,
+    /// The highest phase current of the last reading headroom mode acted on.
+    prev_i: Option<i32>,
+    /// The last valid reading's currents per phase (the cross-check after a raise
+    /// looks for the car's rise on whichever phase it charges on).
+    phases_now: [Option<i32>; 3],
+    /// The same for the reading before the last one headroom mode acted on.
+    prev_phases: [Option<i32>; 3],
+    /// Implausible read-backs since boot.
+    implausible: u32,
+    /// Plausible read-backs still needed before the read-back is used again (0: used).
+    distrust: u8,
     /// Highest house load (grid minus car) per second, the last `HEADROOM_HOLD_S` s.
     hold: PeakHold,
     /// Load edges, for riding long gaps at once.
     gaps: GapTracker,
     /// A valid reading arrived since the previous tick (headroom raises only on one).
     unseen_reading: bool,
+    /// The first usable read-back arrived since the previous tick.
+    first_readback: bool,
     /// The cap changed since the previous tick (the next call ticks, even early).
     cap_changed: bool,
     next_tick_ms: u64,
@@ -173,9 +232,17 @@ impl Balancer {
             charger: None,
             charger_hist: [None; CHARGER_HISTORY],
             changed_ms: None,
+            prev_sent: None,
+            transit: None,
+            prev_i: None,
+            phases_now: [None; 3],
+            prev_phases: [None; 3],
+            implausible: 0,
+            distrust: 0,
             hold: PeakHold::new(),
             gaps: GapTracker::new(),
             unseen_reading: false,
+            first_readback: false,
             cap_changed: false,
             next_tick_ms: now_ms,
         }
@@ -225,6 +292,10 @@ impl Balancer {
         match highest {
             Some(i) => {
                 self.reading = Some((now_ms, i));
+                self.phases_now = grid_ma;
+                for p in &mut self.phases_now[phases..] {
+                    *p = None;
+                }
                 self.last_valid_ms = now_ms;
                 self.unseen_reading = true;
                 self.next_tick_ms = self.next_tick_ms.min(now_ms);
@@ -236,15 +307,101 @@ impl Balancer {
 
     /// The charger's own phase currents (mA) as it reports them (0x4010–0x4015, any
     /// value), read back from it: headroom mode uses them to see what the car draws.
+    ///
+    /// A read-back is checked before it is used: above what the car may draw (the
+    /// charger maximum 1010, or what it was allowed lately, plus [`READBACK_SLACK_MA`])
+    /// or, after a raise, claiming the car rose by more than the meter saw
+    /// ([`READBACK_CONTRADICTION_MA`]), it is implausible: counted
+    /// ([`Balancer::implausible_readbacks`]), and headroom mode works from the meter
+    /// alone until [`READBACK_TRUST_READS`] plausible ones in a row
+    /// ([`Balancer::readback_distrusted`]).
     pub fn on_charger_currents(&mut self, now_ms: u64, ma: [Option<u32>; 3]) {
-        self.charger = ma
-            .iter()
-            .flatten()
-            .map(|&v| to_i32(v))
-            .max()
-            .map(|i| (now_ms, i));
+        let highest = ma.iter().flatten().copied().max();
+        let bound = self.cfg.charger_max_ma().saturating_add(READBACK_SLACK_MA);
+        let mut plausible = highest.is_none_or(|v| v <= bound);
+        let sent = to_i32(self.sent_ma);
+        let reached = |c: i32| c >= sent.saturating_sub(SETTLED_MA);
+        // The meter's reading to hold a raise's answer against: one taken about when
+        // the charger measured (a telegram lost since leaves the check, and the raise's
+        // transit, to the next read-back).
+        let meter_now = self
+            .reading
+            .filter(|&(t, _)| t.saturating_add(READBACK_PAIR_MS) >= now_ms);
+        let mut checkable = true;
+        if let (true, Some(v), Some(tr)) = (plausible, highest, self.transit) {
+            let c = to_i32(v).min(to_i32(self.draw_bound(now_ms)));
+            match meter_now {
+                Some((_, i_now)) if tr.raised && reached(c) => {
+                    // The raise's answer: the car's rise against the meter's.
+                    let car_rise = c.saturating_sub(tr.draw_before);
+                    let meter_rise = self
+                        .phases_now
+                        .iter()
+                        .zip(tr.phases_before)
+                        .filter_map(|(now, before)| Some(now.as_ref()?.saturating_sub(before?)))
+                        .max()
+                        .unwrap_or(i_now.saturating_sub(tr.i_before));
+                    plausible = car_rise <= READBACK_CONTRADICTION_MA
+                        || car_rise <= meter_rise.saturating_add(READBACK_CONTRADICTION_MA);
+                }
+                None => checkable = false,
+                _ => {}
+            }
+        }
+        if !plausible {
+            self.implausible = self.implausible.saturating_add(1);
+            self.distrust = READBACK_TRUST_READS;
+            self.charger = None;
+            self.charger_hist = [None; CHARGER_HISTORY];
+            self.transit = None;
+            return;
+        }
+        self.distrust = self.distrust.saturating_sub(1);
+        if self.charger.is_none() && highest.is_some() && self.distrust == 0 {
+            // The first usable read-back (at boot, or after a silent or distrusted
+            // charger): headroom mode may size a raise from the last reading now.
+            self.first_readback = true;
+            self.next_tick_ms = self.next_tick_ms.min(now_ms);
+        }
+        self.charger = highest.map(|v| (now_ms, to_i32(v)));
         self.charger_hist.rotate_right(1);
-        self.charger_hist[0] = self.charger.map(|(t, c)| (t, c.max(0)));
+        self.charger_hist[0] = self.charger;
+        if let Some(tr) = self.transit {
+            // Over when the car is seen at its limit, or two read-backs taken after it
+            // can have answered agree: what the meter shows beyond them is the house.
+            let answer_ms = tr.since_ms.saturating_add(HEADROOM_FOLLOW_MS);
+            let late = |r: Option<(u64, i32)>| r.filter(|&(t, _)| t >= answer_ms);
+            let steady = match (late(self.charger_hist[0]), late(self.charger_hist[1])) {
+                (Some((_, a)), Some((_, b))) => a.abs_diff(b) <= SETTLED_MA.unsigned_abs(),
+                _ => false,
+            };
+            let seen = self.charger.is_some_and(|(_, c)| reached(c));
+            if checkable && (seen || steady) {
+                self.transit = None;
+            }
+        }
+    }
+
+    /// The most the car may draw now if it obeys, mA: the value sent, or the one before
+    /// it while the car may not have come down yet; never above the charger maximum.
+    fn draw_bound(&self, now_ms: u64) -> u32 {
+        let prev = match self.prev_sent {
+            Some((v, at)) if now_ms.saturating_sub(at) < HEADROOM_DROP_MS => v,
+            _ => 0,
+        };
+        self.sent_ma.max(prev).min(self.cfg.charger_max_ma())
+    }
+
+    /// Read-backs found implausible since boot (above what the car may draw, or
+    /// contradicting the meter after a raise).
+    pub fn implausible_readbacks(&self) -> u32 {
+        self.implausible
+    }
+
+    /// True while headroom mode ignores the charger's read-back after an implausible
+    /// one (register 1003 bit 7).
+    pub fn readback_distrusted(&self) -> bool {
+        self.distrust > 0
     }
 
     /// When [`tick`](Self::tick) must be called next.
@@ -304,12 +461,16 @@ impl Balancer {
         let before = self.sent_ma;
         self.step(now_ms);
         self.unseen_reading = false;
+        self.first_readback = false;
         self.limit_ma = self.limit_ma.min(self.cap());
         self.sent_ma = if self.limit_ma < self.cfg.charger_min_ma() {
             0
         } else {
             self.limit_ma
         };
+        if self.sent_ma != before {
+            self.prev_sent = Some((before, now_ms));
+        }
         Decision {
             changed: self.sent_ma != before,
             ..self.decision()
@@ -393,46 +554,115 @@ impl Balancer {
 
     /// Headroom mode: the same states, steps sized from the measurement.
     ///
-    /// - Where the grid is heading: the house load is the grid current less what the
-    ///   car draws (the charger's own reading where fresh, else the value sent); once
-    ///   the car has followed the value sent, the grid will carry house + sent. The
-    ///   worse of that and the measured current is what the steps act on.
+    /// - What the car draws: the charger's own reading, when it is fresh, plausible
+    ///   and trusted (see [`Balancer::on_charger_currents`]), clamped to what the car
+    ///   may draw (the value sent, or the one before it while the car comes down). The
+    ///   read-back lags the meter (read every 2 s, measured by the charger before that,
+    ///   a car following 1–3 s late): after a raise, until a read-back can show the
+    ///   car's answer ([`HEADROOM_FOLLOW_MS`] and the ramp), the meter's rise since the
+    ///   raise counts as the car's, as far as it may draw. Without a usable read-back,
+    ///   headroom mode works from the meter alone (see `meter_alone`).
+    /// - Where the grid is heading: the house load is the grid current less that draw;
+    ///   once the car has followed the value sent, the grid will carry house + sent.
+    ///   The worse of that and the measured current is what the steps act on.
     /// - Lowering, to bring it to the target (upper limit − margin): above the alarm
     ///   limit at once and then every 1013 s; above the upper limit after 1016 s of
     ///   state 2 as in stepped mode, or at once when only the projection (a car still
     ///   ramping up to its limit) is above it. Never later than stepped mode.
-    /// - Raising (fresh data, the car steady, the last change settled, 1019 s of the
-    ///   state): in one step to the target less the highest house load of the last
-    ///   [`HEADROOM_HOLD_S`] seconds, or, in a gap that opened after a load had been on
-    ///   for [`HEADROOM_LONG_MS`] and that load's last gap was as long, of the seconds
-    ///   since the gap opened. Only on a telegram that arrived since the previous tick
-    ///   (a raise is one large step, and an older reading may predate the load that is
-    ///   on now: a telegram lost at the end of a cycling load's gap; older fresh
-    ///   readings may still lower the limit), by at least [`HEADROOM_MIN_RAISE_MA`].
+    /// - Raising (fresh data, the car steady, the last change settled and its answer
+    ///   seen in the read-back, 1019 s of the state): in one step to the target less
+    ///   the highest house load of the last [`HEADROOM_HOLD_S`] seconds, or, in a gap
+    ///   that opened after a load had been on for [`HEADROOM_LONG_MS`] and that load's
+    ///   last gap was as long, of the seconds since the gap opened. Only on a telegram
+    ///   that arrived since the previous tick (a raise is one large step, and an older
+    ///   reading may predate the load that is on now), by at least
+    ///   [`HEADROOM_MIN_RAISE_MA`].
     /// - The house load is recorded (for the hold and the gaps) only while the car is
-    ///   steady and the charger reads kept reach back to when the meter measured; a
-    ///   reading older than those (telegrams lost) is no ground for another cut while
-    ///   the car follows its limit.
+    ///   steady, its last raise answered, and the charger reads kept reach back to when
+    ///   the meter measured; a reading older than those (telegrams lost) is no ground
+    ///   for another cut while the car follows its limit.
     fn headroom(&mut self, now_ms: u64, fresh: bool, i: i32, entered: bool) {
         let cfg = self.cfg;
         let target = to_i32(cfg.upper_ma().saturating_sub(HEADROOM_MARGIN_MA));
         let sent = to_i32(self.sent_ma);
+        let bound = to_i32(self.draw_bound(now_ms));
         let charger = match self.charger {
-            Some((t, c)) if now_ms.saturating_sub(t) < FRESH_MS => Some(c.max(0)),
+            Some((t, c)) if self.distrust == 0 && now_ms.saturating_sub(t) < FRESH_MS => {
+                Some(c.min(bound).max(0))
+            }
             _ => None,
         };
-        let draw = charger.unwrap_or(sent);
-        let house = i.saturating_sub(draw);
+        let Some(c) = charger else {
+            self.meter_alone(now_ms, fresh, i, entered, target);
+            return;
+        };
         // The meter and the charger are read at different moments; the meter's reading
         // was taken while one of the last charger reads was current. The car is steady
         // when they agree; while it ramps, take the highest (the lower house load)
         // rather than cut on a draw it has already left.
-        let hist = self.charger_hist.iter().flatten().map(|&(_, c)| c);
-        let (lo, hi) = hist.fold((i32::MAX, i32::MIN), |(lo, hi), c| (lo.min(c), hi.max(c)));
-        let steady = match charger {
-            Some(_) => self.charger_hist.iter().all(Option::is_some) && hi - lo <= STEADY_MA,
-            None => true,
+        let hist = self
+            .charger_hist
+            .iter()
+            .flatten()
+            .map(|&(_, v)| v.min(bound));
+        let (lo, hi) = hist.fold((i32::MAX, i32::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        // Two reads that agree; or one, when the car has had nothing but 0 for long
+        // enough to have stopped (at boot: the first read-back will do).
+        let resting = sent == 0
+            && c == 0
+            && self
+                .prev_sent
+                .is_none_or(|(_, at)| now_ms.saturating_sub(at) >= HEADROOM_DROP_MS);
+        let steady = (self.charger_hist[1].is_some() || resting) && hi - lo <= STEADY_MA;
+        // A rise of the meter while the car is below its limit may be the car (its
+        // read-back lags by seconds) or the house: until the read-back tells, count it
+        // as the car's as far as the car may draw (cuts still act on the measured
+        // current, never later than stepped mode).
+        let new_reading = self.unseen_reading;
+        if let (None, Some(p)) = (self.transit, self.prev_i)
+            && new_reading
+            && c < sent.saturating_sub(STEADY_MA)
+            && i.saturating_sub(p) >= HEADROOM_EDGE_MA
+        {
+            self.transit = Some(Transit {
+                since_ms: now_ms,
+                house: p.saturating_sub(c),
+                i_before: p,
+                phases_before: self.prev_phases,
+                draw_before: c,
+                raised: false,
+            });
+        }
+        if new_reading {
+            self.prev_i = Some(i);
+            self.prev_phases = self.phases_now;
+        }
+        let alarm = to_i32(cfg.alarm_ma());
+        let draw = match self.transit {
+            // The car's answer is not in the read-back yet: the meter's change since
+            // is the car's, between what it read and what it may draw — unless the grid
+            // is above the alarm limit: more than the room the raise gave the car, so a
+            // load came on too, and the read-back's lower draw is the safe side.
+            Some(tr) if i <= alarm => {
+                // No car answers a new limit sooner, nor climbs faster, than this.
+                let reading_ms = self.reading.map_or(now_ms, |(t, _)| t);
+                let moving_ms = reading_ms
+                    .saturating_sub(tr.since_ms)
+                    .saturating_sub(HEADROOM_MIN_DELAY_MS);
+                let climbed = moving_ms.saturating_mul(HEADROOM_MAX_RAMP_MA_PER_S) / 1000;
+                // (After a rise seen while the car was allowed more, it may have been
+                // on its way for a while already: only what it may draw bounds it.)
+                let reach = if tr.raised {
+                    tr.draw_before
+                        .saturating_add(i32::try_from(climbed).unwrap_or(i32::MAX))
+                } else {
+                    bound
+                };
+                i.saturating_sub(tr.house).min(bound).min(reach).max(c)
+            }
+            _ => hi.max(c),
         };
+        let house = i.saturating_sub(draw);
         // The charger reads kept go back to when the meter's reading was taken (no
         // telegram lost since): with the car steady, `house` is what the house drew then.
         let reading_ms = self.reading.map_or(0, |(t, _)| t);
@@ -441,29 +671,26 @@ impl Balancer {
             .iter()
             .flatten()
             .any(|&(t, _)| t <= reading_ms);
-        if fresh && steady && (charger.is_none() || paired) {
+        // The car is at or below its limit (a read-back above it is a car still coming
+        // down after a cut, or one that ignores its limit: no ground for the house).
+        let following = c <= sent.saturating_add(STEADY_MA);
+        if fresh && steady && paired && following && self.transit.is_none() {
             self.hold.record(now_ms, house);
-            if let Some((t, _)) = self.reading {
-                self.gaps.record(t, house);
-            }
+            self.gaps.record(reading_ms, house);
+        } else if fresh {
+            // While the car moves (climbing to a raise, coming down after a cut), the
+            // house is at most the grid less the lower of what the read-back showed and
+            // the value sent: the hold keeps that, so that a pulsing load's peaks stay
+            // in it while the car moves through them.
+            self.hold.record(now_ms, i.saturating_sub(c.min(sent)));
         }
-        let ramp_draw = if charger.is_some() {
-            hi.max(draw)
-        } else {
-            draw
-        };
-        let projected = if charger.is_some() {
-            i.saturating_sub(ramp_draw).saturating_add(sent)
-        } else {
-            i
-        };
+        let projected = house.saturating_add(sent);
         // Trust that the car comes down to the value sent only while it has had no
         // time to: a car that ignores its limit is judged by the meter alone.
         let recently_changed = self
             .changed_ms
-            .is_some_and(|t| now_ms.saturating_sub(t) < HEADROOM_SETTLE_MS);
-        let following = charger.is_some_and(|c| c <= sent.saturating_add(STEADY_MA));
-        let worst = if charger.is_some() && (following || recently_changed) {
+            .is_some_and(|t| now_ms.saturating_sub(t) < HEADROOM_DROP_MS);
+        let worst = if following || recently_changed {
             projected
         } else {
             i.max(projected)
@@ -473,15 +700,7 @@ impl Balancer {
         // paired with what the car drew when it was taken: while the car follows what
         // it was sent, it is no ground for another cut (it would count against the car
         // a draw it has since left); the next telegram is.
-        let reading_ms = self.reading.map_or(0, |(t, _)| t);
-        let unpaired = charger.is_some()
-            && following
-            && !self
-                .charger_hist
-                .iter()
-                .flatten()
-                .any(|&(t, _)| t <= reading_ms);
-        let alarm = to_i32(cfg.alarm_ma());
+        let unpaired = following && !paired;
         let upper = to_i32(cfg.upper_ma());
         if worst > alarm {
             let due = match self.state {
@@ -505,14 +724,19 @@ impl Balancer {
             }
             return;
         }
-        let current = self.unseen_reading;
+        // A raise is sized on a telegram that arrived since the previous tick — or, when
+        // the first usable read-back just came, on the last one if it is that new.
+        let reading_new = self
+            .reading
+            .is_some_and(|(t, _)| now_ms.saturating_sub(t) < TICK_MS);
+        let current = self.unseen_reading || (self.first_readback && reading_new);
         if !fresh || !current || !matches!(self.state, State::Lower | State::Normal) {
             return;
         }
         let settled = self
             .changed_ms
             .is_none_or(|t| now_ms.saturating_sub(t) >= HEADROOM_SETTLE_MS);
-        if !settled || !steady || !self.waited(now_ms, cfg.lower_wait_s()) {
+        if !settled || !steady || !following || self.transit.is_some() {
             return;
         }
         let held = match self.gaps.long_gap_since() {
@@ -532,9 +756,48 @@ impl Balancer {
                     .saturating_add(cfg.lower_step_ma().min(HEADROOM_MIN_RAISE_MA))
                 || new == self.cap())
         {
+            self.transit = Some(Transit {
+                since_ms: now_ms,
+                house,
+                i_before: i,
+                phases_before: self.phases_now,
+                draw_before: c,
+                raised: true,
+            });
             self.limit_ma = new;
             self.changed_ms = Some(now_ms);
             self.timer_ms = now_ms;
+        }
+    }
+
+    /// Headroom mode without a usable read-back (none, stale, or distrusted after an
+    /// implausible one): the meter alone. Cuts are sized by the measured overshoot at
+    /// the same moments as with a read-back (never later than stepped mode); raises
+    /// follow stepped mode's rule for state 1 (1020 every 1019 s on fresh data), since
+    /// nothing tells how much of the grid current is the car's.
+    fn meter_alone(&mut self, now_ms: u64, fresh: bool, i: i32, entered: bool, target: i32) {
+        let cfg = self.cfg;
+        self.transit = None;
+        self.prev_i = Some(i);
+        let over = u32::try_from(i.saturating_sub(target)).unwrap_or(0);
+        match self.state {
+            State::Alarm if entered || self.waited(now_ms, cfg.alarm_wait_s()) => {
+                self.cut(over, now_ms);
+            }
+            State::Upper if self.waited(now_ms, cfg.upper_wait_s().min(HEADROOM_UPPER_WAIT_S)) => {
+                self.cut(over, now_ms);
+            }
+            State::Lower
+                if fresh && self.unseen_reading && self.waited(now_ms, cfg.lower_wait_s()) =>
+            {
+                self.limit_ma = self
+                    .limit_ma
+                    .saturating_add(cfg.lower_step_ma())
+                    .min(self.cap());
+                self.changed_ms = Some(now_ms);
+                self.timer_ms = now_ms;
+            }
+            _ => {}
         }
     }
 
@@ -546,6 +809,25 @@ impl Balancer {
             self.timer_ms = now_ms;
         }
     }
+}
+
+/// The car may be on its way up to its limit (after a raise, or a rise of the meter
+/// while it draws less than allowed), and the charger's read-back cannot show it yet.
+#[derive(Debug, Clone, Copy)]
+struct Transit {
+    /// When it began.
+    since_ms: u64,
+    /// The house load then (grid less the car's draw).
+    house: i32,
+    /// The meter's highest phase current then.
+    i_before: i32,
+    /// The meter's currents per phase then.
+    phases_before: [Option<i32>; 3],
+    /// The car's draw as read back then.
+    draw_before: i32,
+    /// It began with a raise: the read-back showing the car at its new limit is
+    /// checked against the meter's rise.
+    raised: bool,
 }
 
 /// The highest value per second over the last [`HEADROOM_HOLD_S`] seconds.

@@ -226,7 +226,7 @@ const OTHERS: &[Register] = &[
     r(1000, "override_cap", RW, U16, "mA", "Current cap set by an outside system (\"override\"), 0 … 65535. Takes effect at the next control tick. Not saved; after boot it equals 1010"),
     r(1001, "sent_current", R, U16, "mA", "Charging current limit decided by the balancer (the value sent to the charger)"),
     r(1002, "balancer_state", R, U16, "", "Balancer state 0–4, see below"),
-    r(1003, "status_flags", R, U16, "bits", "Fault and status flags: bit 0 meter data stale; bit 1 telegram CRC failures in the last minute; bit 2 charger not answering; bit 3 charger answered with an exception; bit 4 saved configuration was invalid, defaults in use; bit 5 staged changes not yet saved; bit 6 last reset was by the watchdog"),
+    r(1003, "status_flags", R, U16, "bits", "Fault and status flags: bit 0 meter data stale; bit 1 telegram CRC failures in the last minute; bit 2 charger not answering; bit 3 charger answered with an exception; bit 4 saved configuration was invalid, defaults in use; bit 5 staged changes not yet saved; bit 6 last reset was by the watchdog; bit 7 charger read-back implausible, headroom mode uses the meter alone"),
     r(1004, "seconds_since_telegram", R, U16, "s", "Seconds since the last valid telegram (saturates at 65535)"),
     r(1091, "save", W, U16, "", "Write 1: validate, save and apply the staged configuration"),
     r(1092, "restore_defaults", W, U16, "", "Write 1: restore defaults, save and apply"),
@@ -327,6 +327,10 @@ impl Flags {
     pub const UNSAVED_CHANGES: Flags = Flags(1 << 5);
     /// Bit 6: last reset was by the watchdog.
     pub const WATCHDOG_RESET: Flags = Flags(1 << 6);
+    /// Bit 7: the charger's read-back of its currents was implausible (above what the
+    /// car can draw, or contradicting the meter): headroom mode uses the meter alone
+    /// until it is plausible again (see `Balancer::on_charger_currents`).
+    pub const READBACK_IMPLAUSIBLE: Flags = Flags(1 << 7);
 
     /// No flag.
     pub const fn empty() -> Self {
@@ -433,6 +437,8 @@ impl Status {
     pub fn set_balancer(&mut self, b: &Balancer, now_ms: u64) {
         self.set_decision(&b.decision());
         self.flags.set(Flags::METER_STALE, b.is_stale(now_ms));
+        self.flags
+            .set(Flags::READBACK_IMPLAUSIBLE, b.readback_distrusted());
         self.seconds_since_telegram = b.seconds_since_reading(now_ms);
     }
 }

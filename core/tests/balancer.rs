@@ -708,3 +708,156 @@ proptest! {
         }
     }
 }
+
+/// A closed loop with a real bus's timing: the telegram at the end of each second; the
+/// car following the value sent `delay` s later, up at 4 A/s and down at once; the
+/// charger read back every 2 s, reporting what its meter measured a second before
+/// (`readback(second, that draw, value sent)` = what it reports, per phase). Returns,
+/// per second, the highest phase current, the decision in force, and whether the
+/// read-back was distrusted before that second's tick.
+fn bus_loop(
+    c: Config,
+    house: impl Fn(u64) -> i32,
+    delay: usize,
+    secs: u64,
+    readback: impl Fn(u64, i32, u32) -> Option<[Option<u32>; 3]>,
+) -> Vec<(i32, Decision, bool)> {
+    let mut b = Balancer::new(c, 0);
+    b.tick(0);
+    let mut sent_hist: Vec<u32> = Vec::new();
+    let mut out = Vec::new();
+    let (mut draw, mut measured) = (0i32, 0i32);
+    for s in 1..=secs {
+        let t = s * TICK_MS;
+        let allowed = sent_hist
+            .len()
+            .checked_sub(delay + 1)
+            .map_or(0, |k| (sent_hist[k] as i32).min(16 * A));
+        draw = if allowed > draw {
+            (draw + 4 * A).min(allowed)
+        } else {
+            allowed
+        };
+        let i = house(s) + draw;
+        if s % 2 == 0 {
+            if let Some(rb) = readback(s, measured, b.decision().sent_ma) {
+                b.on_charger_currents(t - 500, rb);
+            }
+        }
+        measured = draw;
+        let distrusted = b.readback_distrusted();
+        b.on_reading(t - 200, [Some(i), Some(0), Some(0)]);
+        let d = b.tick(t);
+        out.push((i, d, distrusted));
+        sent_hist.push(d.sent_ma);
+    }
+    out
+}
+
+/// What the meter alone allows a raise (stepped mode's rule for state 1): at most 1020
+/// (1 A by default), on a reading at or below the lower limit (19 A by default).
+fn meter_alone_allows(before: &Decision, i: i32, now: &Decision) -> bool {
+    now.limit_ma <= before.limit_ma || (now.limit_ma - before.limit_ma <= 1000 && i <= 19 * A)
+}
+
+#[test]
+fn an_absurd_read_back_never_raises_the_limit() {
+    // Issue 14: a charger reporting 0xFFFF_FFFF mA on a house at 20 A made headroom
+    // mode jump to 16 A. It stays at 0 (20 A is above the lower limit: no room).
+    let c = cfg(&[(1023, 1)]);
+    let run = bus_loop(c, |_| 20 * A, 2, 60, |_, _, _| Some([Some(u32::MAX); 3]));
+    for (k, (_, d, _)) in run.iter().enumerate() {
+        assert_eq!(d.limit_ma, 0, "second {}", k + 1);
+    }
+    let mut b = Balancer::new(c, 0);
+    b.on_charger_currents(100, [Some(0), Some(u32::MAX), None]);
+    assert!(b.readback_distrusted());
+    assert_eq!(b.implausible_readbacks(), 1);
+}
+
+#[test]
+fn a_lagging_read_back_does_not_cut_a_car_that_follows_its_raise() {
+    // Issue 14's limit cycle: 12 A of house, 10 A of room; the car follows 2 s late and
+    // the read-back lags the meter. The raise holds: no cut below the minimum.
+    let c = cfg(&[(1023, 1)]);
+    let run = bus_loop(
+        c,
+        |_| 12 * A,
+        2,
+        60,
+        |_, draw, _| Some([Some(draw.max(0) as u32); 3]),
+    );
+    let first = run
+        .iter()
+        .position(|(_, d, _)| d.sent_ma > 0)
+        .expect("raised");
+    for (k, (_, d, _)) in run.iter().enumerate().skip(first) {
+        assert!(d.sent_ma >= 9 * A as u32, "second {}: {d:?}", k + 1);
+    }
+}
+
+#[test]
+fn a_read_back_contradicting_the_meter_is_flagged_and_the_meter_alone_decides() {
+    // The charger claims the car follows every raise; the meter shows nothing of it.
+    let c = cfg(&[(1023, 1)]);
+    let run = bus_loop(c, |_| 8 * A, 2, 120, |_, _, sent| Some([Some(sent); 3]));
+    assert!(
+        run.iter().any(|(_, _, distrusted)| *distrusted),
+        "never flagged"
+    );
+    for w in run.windows(2) {
+        let ((_, before, _), (i, now, distrusted)) = (w[0], w[1]);
+        if distrusted {
+            assert!(
+                meter_alone_allows(&before, i, &now),
+                "{before:?} -> {now:?}"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// No read-back — any u32 on any phase, absent or stale, or claiming the car drew
+    /// what the meter did not see — makes the limit rise faster than the meter alone
+    /// allows while it cannot be trusted; and while it is fresh and trusted, a raise
+    /// never goes past the room the meter's reading leaves for the car it claims.
+    #[test]
+    fn no_read_back_raises_faster_than_the_meter_alone_rule(
+        base in 0i32..18_000,
+        steps in proptest::collection::vec((0u64..150, -6_000i32..10_000), 0..4),
+        kinds in proptest::collection::vec((0u8..4, any::<u32>(), 0usize..3), 75),
+        delay in 1usize..4,
+    ) {
+        let house = |s: u64| base + steps.iter().filter(|&&(at, _)| s >= at).map(|&(_, a)| a).sum::<i32>();
+        let c = cfg(&[(1023, 1)]);
+        // Per read-back: honest, absurd (above 1010 + slack), silent (stale), or a lie
+        // that the car draws what it was sent.
+        let rb = |s: u64, draw: i32, sent: u32| {
+            let (kind, v, phase) = kinds[(s as usize / 2) % kinds.len()];
+            let mut out = [Some(draw.max(0) as u32); 3];
+            match kind {
+                0 => Some(out),
+                1 => {
+                    out[phase] = Some(v.max(16_000 + 1_501));
+                    Some(out)
+                }
+                2 => None,
+                _ => Some([Some(sent); 3]),
+            }
+        };
+        let run = bus_loop(c, house, delay, 150, rb);
+        for (k, w) in run.windows(2).enumerate() {
+            let ((_, before, _), (i, now, distrusted)) = (w[0], w[1]);
+            let s = k as u64 + 2;
+            // Stale: no read-back for more than 3 s before this tick.
+            let last_rb = (1..=s).rev().find(|&x| x % 2 == 0 && rb(x, 0, 0).is_some());
+            let stale = last_rb.is_none_or(|x| (s - x) * 1000 + 500 >= 3000);
+            if distrusted || stale {
+                prop_assert!(meter_alone_allows(&before, i, &now), "second {s}: {before:?} -> {now:?}");
+            }
+            prop_assert!(now.limit_ma <= 16_000);
+        }
+    }
+}

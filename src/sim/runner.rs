@@ -60,6 +60,11 @@ pub struct Metrics {
     /// [`CAUSAL_BOUND`]): perfect knowledge of the house as of each telegram, the same
     /// car, delay and rules, no margin.
     pub causal_bound_pct: f64,
+    /// The same yardstick with headroom mode's 0.3 A margin below the upper limit, % of
+    /// the oracle ([`CAUSAL_BOUND_MARGIN`]).
+    pub causal_bound_margin_pct: f64,
+    /// Charger read-backs the balancer found implausible.
+    pub implausible_readbacks: u32,
     /// Time the highest phase current (configured phases) was above the upper limit, s.
     pub seconds_over_upper: f64,
     /// Time any phase was above the fuse rating, s.
@@ -111,16 +116,22 @@ pub struct Metrics {
 pub const YARDSTICK_HOLD_S: u32 = p1lb_core::balancer::HEADROOM_HOLD_S as u32;
 
 /// The reactive yardsticks run beside every run, `(hold s, margin mA)`: [0] rides every
-/// gap with no margin, [1] holds the peak as headroom mode does with no margin, [2] rides
-/// every gap with headroom mode's margin ([`p1lb_core::balancer::HEADROOM_MARGIN_MA`]).
-pub const YARDSTICKS: [(u32, u32); 3] = [
+/// gap with no margin, [1] holds the peak as headroom mode does with no margin (the
+/// causal bound, [`CAUSAL_BOUND`]), [2] rides every gap with headroom mode's margin
+/// ([`p1lb_core::balancer::HEADROOM_MARGIN_MA`]), [3] holds the peak with that margin
+/// ([`CAUSAL_BOUND_MARGIN`]).
+pub const YARDSTICKS: [(u32, u32); 4] = [
     (0, 0),
     (YARDSTICK_HOLD_S, 0),
     (0, p1lb_core::balancer::HEADROOM_MARGIN_MA),
+    (YARDSTICK_HOLD_S, p1lb_core::balancer::HEADROOM_MARGIN_MA),
 ];
 
 /// The yardstick that is the causal bound (`causal_bound_pct`): hold the peak, no margin.
 pub const CAUSAL_BOUND: usize = 1;
+
+/// The causal bound with headroom mode's margin (`causal_bound_margin_pct`).
+pub const CAUSAL_BOUND_MARGIN: usize = 3;
 
 /// What a reactive yardstick's car got, and what it cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -383,6 +394,8 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
         ym.oracle_pct = pct(ym.energy_kwh, m.oracle_energy_kwh);
     }
     m.causal_bound_pct = m.reactive[CAUSAL_BOUND].oracle_pct;
+    m.causal_bound_margin_pct = m.reactive[CAUSAL_BOUND_MARGIN].oracle_pct;
+    m.implausible_readbacks = balancer.implausible_readbacks();
     m.limit_changes_per_hour = f64::from(m.limit_changes) * 3600.0 / f64::from(s.duration_s);
     m.trips = fuse.trips();
     m.max_fuse_heat_pct = fuse.max_heat_pct();
