@@ -27,6 +27,13 @@
 //! or more (an oven's thermostat, a kettle switching off), never into the seconds-long
 //! gaps of a pulsing load (an induction hob), which it cannot see coming to an end.
 //!
+//! The charger's reading is what a real bus gives: measured by the charger, read every
+//! 2 s, of a car that follows a new limit 1–3 s late. It lags the meter, so while the
+//! car may be climbing the meter's rise counts as the car's (within what the car may
+//! draw); and it is input like any other: a value the car cannot draw, or a rise the
+//! meter did not see, is refused ([`Balancer::on_charger_currents`]) and headroom mode
+//! falls back to the meter alone, raising no faster than stepped mode.
+//!
 //! Never panics; all arithmetic saturates.
 
 use crate::config::{Config, ControlMode};
@@ -613,7 +620,8 @@ impl Balancer {
             && self
                 .prev_sent
                 .is_none_or(|(_, at)| now_ms.saturating_sub(at) >= HEADROOM_DROP_MS);
-        let steady = (self.charger_hist[1].is_some() || resting) && hi - lo <= STEADY_MA;
+        let steady =
+            (self.charger_hist[1].is_some() || resting) && hi.saturating_sub(lo) <= STEADY_MA;
         // A rise of the meter while the car is below its limit may be the car (its
         // read-back lags by seconds) or the house: until the read-back tells, count it
         // as the car's as far as the car may draw (cuts still act on the measured

@@ -722,6 +722,19 @@ fn bus_loop(
     secs: u64,
     readback: impl Fn(u64, i32, u32) -> Option<[Option<u32>; 3]>,
 ) -> Vec<(i32, Decision, bool)> {
+    bus_loop_car(c, house, delay, 4 * A, 16 * A, secs, readback)
+}
+
+/// [`bus_loop`] with a car that climbs at `ramp` mA/s and draws at most `car_max` mA.
+fn bus_loop_car(
+    c: Config,
+    house: impl Fn(u64) -> i32,
+    delay: usize,
+    ramp: i32,
+    car_max: i32,
+    secs: u64,
+    readback: impl Fn(u64, i32, u32) -> Option<[Option<u32>; 3]>,
+) -> Vec<(i32, Decision, bool)> {
     let mut b = Balancer::new(c, 0);
     b.tick(0);
     let mut sent_hist: Vec<u32> = Vec::new();
@@ -732,9 +745,9 @@ fn bus_loop(
         let allowed = sent_hist
             .len()
             .checked_sub(delay + 1)
-            .map_or(0, |k| (sent_hist[k] as i32).min(16 * A));
+            .map_or(0, |k| (sent_hist[k] as i32).min(car_max));
         draw = if allowed > draw {
-            (draw + 4 * A).min(allowed)
+            (draw + ramp).min(allowed)
         } else {
             allowed
         };
@@ -793,6 +806,35 @@ fn a_lagging_read_back_does_not_cut_a_car_that_follows_its_raise() {
         .expect("raised");
     for (k, (_, d, _)) in run.iter().enumerate().skip(first) {
         assert!(d.sent_ma >= 9 * A as u32, "second {}: {d:?}", k + 1);
+    }
+}
+
+#[test]
+fn a_car_that_climbs_slowly_or_not_at_all_keeps_its_limit() {
+    // 12 A of house, 10 A of room. A car climbing at 1 A/s (10 s to its limit), one
+    // that draws only 3 A (a battery nearly full), one that draws nothing: none is cut.
+    let c = cfg(&[(1023, 1)]);
+    for (ramp, car_max) in [(A, 16 * A), (4 * A, 3 * A), (4 * A, 0)] {
+        let run = bus_loop_car(
+            c,
+            |_| 12 * A,
+            2,
+            ramp,
+            car_max,
+            90,
+            |_, draw, _| Some([Some(draw.max(0) as u32); 3]),
+        );
+        let first = run
+            .iter()
+            .position(|(_, d, _)| d.sent_ma > 0)
+            .expect("raised");
+        for (k, (_, d, distrusted)) in run.iter().enumerate().skip(first) {
+            assert!(
+                d.sent_ma >= 9 * A as u32 && !distrusted,
+                "ramp {ramp}, car {car_max}: second {}: {d:?}",
+                k + 1
+            );
+        }
     }
 }
 

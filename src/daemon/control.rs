@@ -134,6 +134,18 @@ pub async fn run(shared: Arc<Shared>, notifier: Arc<Notifier>, first_tick: onesh
             "telegrams rejected (CRC or framing) in the last minute",
             "no rejected telegram for a minute",
         );
+        if !last_flags.contains(Flags::READBACK_IMPLAUSIBLE)
+            && flags.contains(Flags::READBACK_IMPLAUSIBLE)
+        {
+            tracing::warn!(
+                count = shared.core().balancer.implausible_readbacks(),
+                "charger read-back implausible (above what the car can draw, or not seen by                  the meter): headroom mode uses the meter alone"
+            );
+        } else if last_flags.contains(Flags::READBACK_IMPLAUSIBLE)
+            && !flags.contains(Flags::READBACK_IMPLAUSIBLE)
+        {
+            tracing::info!("charger read-back plausible again");
+        }
         last_flags = flags;
         let status = Status {
             state: d.state,

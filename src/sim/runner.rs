@@ -144,6 +144,10 @@ pub struct Yardstick {
     pub seconds_over_upper: f64,
     /// Time any phase of its grid was above the fuse rating, s.
     pub seconds_over_fuse: f64,
+    /// The longest stretch above the fuse rating (faults included), s.
+    pub longest_over_fuse_s: f64,
+    /// The stretch above the fuse rating going on, s.
+    stretch_s: f64,
 }
 
 /// One second of a run, for the plot.
@@ -297,6 +301,10 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
                 }
                 if grid.iter().any(|a| a.abs() > s.fuse_a) {
                     ym.seconds_over_fuse += DT_S;
+                    ym.stretch_s += DT_S;
+                    ym.longest_over_fuse_s = ym.longest_over_fuse_s.max(ym.stretch_s);
+                } else {
+                    ym.stretch_s = 0.0;
                 }
             }
             let c = car.currents();
