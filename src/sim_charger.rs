@@ -40,6 +40,9 @@ pub struct SimChargerArgs {
     pub chunk_gap_ms: u64,
 }
 
+/// The charger's rating (0x4006, the installer's maximum), mA: it holds no higher limit.
+pub const RATING_MA: u32 = 32_000;
+
 /// The most the simulated car draws, mA.
 pub const CAR_MAX_MA: u32 = 16_000;
 
@@ -102,7 +105,7 @@ impl TerraSim {
         Some(match addr {
             0x4000..=0x4003 => [0x0122, 0x0001, 0x2625, 0x0001][usize::from(addr - 0x4000)],
             0x4004 | 0x4005 => pair(0x4004, 0x0108_0000),
-            0x4006 | 0x4007 => pair(0x4006, 32_000),
+            0x4006 | 0x4007 => pair(0x4006, RATING_MA),
             0x4008 | 0x4009 => 0,
             0x400A | 0x400B => pair(0x400A, 0x0111),
             0x400C => 0,
@@ -222,7 +225,8 @@ impl TerraSim {
                 match (start, values.get(0), values.get(1), values.len()) {
                     (0x4100, Some(hi), Some(lo), 2) => {
                         let v = (u32::from(hi) << 16) | u32::from(lo);
-                        self.limit_ma = v;
+                        // As a real Terra AC: it holds no more than its rating.
+                        self.limit_ma = v.min(RATING_MA);
                         *log = Some(format!("write 0x4100 = {v} mA"));
                     }
                     (0x4100, ..) => return Err(Exception::IllegalDataValue),

@@ -40,6 +40,9 @@ pub const POLL_MS: u64 = 2000;
 /// The communication timeout we configure in the charger (0x4106): well above our
 /// polling, short enough that the charger falls back soon if we die.
 pub const COMM_TIMEOUT_S: u16 = 30;
+/// The charger's read-back of our limit (0x4022) may differ from what it holds by its
+/// rounding (whole amps at most): only a difference of this much means it was lost, mA.
+pub const LIMIT_READBACK_TOLERANCE_MA: u32 = 1000;
 /// Failed exchanges in a row before the charger counts as not answering.
 pub const FAILURES_TO_FLAG: u8 = 3;
 /// After a failure, wait this long before trying again.
@@ -269,10 +272,17 @@ impl TerraAc {
             applied_limit_ma: long(0x400E),
             read_at_ms: Some(now_ms),
         };
-        // A rebooted charger reads back 32 A and fallback 256: configure it again.
+        // A rebooted charger reads back 32 A and fallback 256: configure it again. It
+        // holds no more than its own maximum (0x4006, set by the installer) and may
+        // round what it holds: only a read-back a whole step away from that is lost.
         let limit_back = long(0x4022);
         let fallback_back = word(0x4024);
-        let limit_lost = matches!((self.written, limit_back), (Some((v, _)), Some(b)) if v != b);
+        let rating = long(0x4006).filter(|&r| r > 0);
+        let held = |v: u32| rating.map_or(v, |r| v.min(r));
+        let limit_lost = matches!(
+            (self.written, limit_back),
+            (Some((v, _)), Some(b)) if held(v).abs_diff(b) >= LIMIT_READBACK_TOLERANCE_MA
+        );
         let fallback_lost = fallback_back.is_some_and(|f| f != self.fallback_amps());
         if limit_lost || fallback_lost {
             self.setup = Setup::WriteTimeout;

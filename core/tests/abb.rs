@@ -90,6 +90,7 @@ fn start_configures_timeout_and_fallback_then_the_limit() {
 #[test]
 fn limit_written_on_change_and_every_refresh_period() {
     let mut c = Charger::new();
+    c.rating_ma = u32::MAX; // holds any 32-bit value, to check the encoding
     let mut d = TerraAc::new(cfg(), 0);
     let sent = |t: u64| if t < 25_000 { 16_000 } else { 70_000 };
     let log = run(&mut d, &mut c, 0, 40_000, sent);
@@ -160,6 +161,31 @@ fn a_rebooted_charger_is_configured_again() {
         ]
     );
     assert_eq!((c.fallback_a, c.limit_ma), (6, 10_000));
+}
+
+#[test]
+fn a_charger_that_clamps_or_rounds_the_limit_is_configured_once() {
+    // Rated 16 A by its installer (0x4006), holding whole amps: asked for 20 A it holds
+    // 16 A, asked for 10.55 A it holds 10 A. Neither is a reboot.
+    for (sent, rating, step) in [(20_000, 16_000, 1), (10_550, 32_000, 1000)] {
+        let mut c = Charger::new();
+        c.rating_ma = rating;
+        c.step_ma = step;
+        let mut d = TerraAc::new(cfg(), 0);
+        run(&mut d, &mut c, 0, 30_000, |_| sent);
+        let setups = c
+            .writes
+            .iter()
+            .filter(|w| matches!(w, Request::WriteOne { .. }))
+            .count();
+        assert_eq!(
+            setups, 2,
+            "sent {sent}, rating {rating}, step {step}: {:?}",
+            c.writes
+        );
+        // The limit still goes out on its refresh period, not on every poll.
+        assert!(limit_writes(&run(&mut d, &mut c, 30_000, 20_000, |_| sent)).len() <= 3);
+    }
 }
 
 #[test]

@@ -11,6 +11,10 @@ pub struct Charger {
     pub fallback_a: u16,
     pub timeout_s: u16,
     pub current_ma: [u32; 3],
+    /// 0x4006: the installer's maximum; the charger holds no more than this.
+    pub rating_ma: u32,
+    /// The charger keeps the limit rounded down to this step (1 = exactly).
+    pub step_ma: u32,
     pub state: u8,
     pub silent: bool,
     pub writes: Vec<Request>,
@@ -24,6 +28,8 @@ impl Charger {
             fallback_a: 256,
             timeout_s: 60,
             current_ma: [0; 3],
+            rating_ma: 32_000,
+            step_ma: 1,
             state: 0,
             silent: false,
             writes: Vec::new(),
@@ -42,6 +48,7 @@ impl Charger {
             r[i] = (v >> 16) as u16;
             r[i + 1] = v as u16;
         };
+        put2(0x4006, self.rating_ma);
         put2(0x400E, self.limit_ma.min(32_000));
         put2(0x4010, self.current_ma[0]);
         put2(0x4012, self.current_ma[1]);
@@ -84,7 +91,9 @@ impl Charger {
                 values,
             } => {
                 self.writes.push(req);
-                self.limit_ma = (u32::from(values[0]) << 16) | u32::from(values[1]);
+                let v = (u32::from(values[0]) << 16) | u32::from(values[1]);
+                let v = v.min(self.rating_ma);
+                self.limit_ma = v - v % self.step_ma.max(1);
                 Ok(vec![])
             }
             _ => Err(Some(2)),
