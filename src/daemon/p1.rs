@@ -7,7 +7,8 @@
 //! ([`crate::sim`]) in real time, one telegram of real DSMR 5 bytes a second, the car
 //! following the value the balancer sends (1001). A device or connection that fails
 //! is reopened with backoff (1 s doubling to 30 s); one log line when it goes, one
-//! when it is back.
+//! when it is back. A save that changes the line settings (1034/1035) reopens it at
+//! once with them (the firmware rebuilds its UART the same way).
 //!
 //! [`Balancer::on_reading`]: p1lb_core::balancer::Balancer::on_reading
 //! [`Config::grid_source`]: p1lb_core::config::Config::grid_source
@@ -177,6 +178,13 @@ fn open_serial(path: &str, config: &Config) -> Result<Box<dyn AsyncRead + Unpin 
 }
 
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// How often a quiet line looks at the saved line settings.
+const LINE_CHECK: Duration = Duration::from_secs(1);
+
+/// True when the saved P1 line settings (1034/1035) differ from `opened_with`'s.
+fn line_changed(shared: &Shared, opened_with: &Config) -> bool {
+    shared.core().map.saved().p1_line() != opened_with.p1_line()
+}
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 async fn run_reconnecting<F, Fut>(shared: &Shared, feeder: &mut Feeder, name: &str, open: F)
@@ -197,16 +205,29 @@ where
                 backoff = BACKOFF_MIN;
                 failing = false;
                 loop {
-                    match line.read(&mut buf).await {
-                        Ok(0) => {
+                    let read = tokio::select! {
+                        r = line.read(&mut buf) => Some(r),
+                        // A quiet line: look at the saved line settings once a second.
+                        () = tokio::time::sleep(LINE_CHECK) => None,
+                    };
+                    match read {
+                        Some(Ok(0)) => {
                             tracing::warn!("P1: {name} closed; reopening");
                             break;
                         }
-                        Ok(n) => feeder.feed(&buf[..n]),
-                        Err(e) => {
+                        Some(Ok(n)) => feeder.feed(&buf[..n]),
+                        Some(Err(e)) => {
                             tracing::warn!("P1: reading {name} failed: {e}; reopening");
                             break;
                         }
+                        None => {}
+                    }
+                    // A save (Modbus TCP, RS485) changed the line (1034/1035): reopen
+                    // with it at once, as the RS485 port does for 1031/1032.
+                    if line_changed(shared, &config) {
+                        tracing::info!("P1: line settings changed (1034/1035); reopening {name}");
+                        backoff = Duration::ZERO;
+                        break;
                     }
                 }
             }
@@ -220,18 +241,22 @@ where
             }
         }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        backoff = (backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
     }
 }
 
 async fn run_sim(shared: &Shared, feeder: &mut Feeder) {
-    let config = *shared.core().map.saved();
+    let mut config = *shared.core().map.saved();
     feeder.restart(&config);
     let mut sim = SimHouse::new(&config);
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
+        if line_changed(shared, &config) {
+            config = *shared.core().map.saved();
+            feeder.restart(&config);
+        }
         let sent_ma = u32::from(shared.core().map.status().sent_ma);
         let bytes = sim.second(sent_ma);
         feeder.feed(&bytes);
