@@ -1,7 +1,9 @@
 //! `p1lb run`: the gateway daemon. Finds and checks the configuration, then wires the
 //! tasks of [`crate::daemon`] together on a single-threaded tokio runtime and runs
-//! until SIGTERM or Ctrl-C (or until a task fails, for example the Modbus TCP port is
-//! taken: then it exits non-zero).
+//! until SIGTERM or Ctrl-C. Every task runs for as long as the daemon: when one ends or
+//! panics (or the Modbus TCP port is taken) the daemon logs which, says so in
+//! `STATUS=` and exits non-zero, and systemd restarts it (`Restart=on-failure`) — the
+//! control loop never goes on feeding the watchdog with a dead part beside it.
 //!
 //! Which file: `--config FILE`; else `--state-dir DIR`/p1lb.toml (created from the
 //! commented example when missing); else `/etc/p1lb/p1lb.toml` when it exists; else
@@ -234,20 +236,23 @@ async fn serve(plan: Plan) -> Result<()> {
         }
     );
 
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks = Tasks::default();
     let (first_tick, ticked) = tokio::sync::oneshot::channel();
-    tasks.spawn(control::run(shared.clone(), notifier.clone(), first_tick));
+    tasks.spawn(
+        "control",
+        control::run(shared.clone(), notifier.clone(), first_tick),
+    );
     let forward = match p1_forward {
         Some(addr) => {
             let listener = p1_forward::bind(addr).await?;
             tracing::info!("P1 forward: re-emitting the raw P1 bytes on {addr}");
             let forward = Arc::new(p1_forward::Forward::new());
-            tasks.spawn(p1_forward::run(forward.clone(), listener));
+            tasks.spawn("P1 forward", p1_forward::run(forward.clone(), listener));
             Some(forward)
         }
         None => None,
     };
-    tasks.spawn(p1::run_forwarding(shared.clone(), p1, forward));
+    tasks.spawn("P1", p1::run_forwarding(shared.clone(), p1, forward));
     let mut gateway_tx = None;
     if file.rs485.path == "sim" {
         tracing::warn!(
@@ -263,16 +268,19 @@ async fn serve(plan: Plan) -> Result<()> {
         } else {
             None
         };
-        tasks.spawn(rs485::run(
-            shared.clone(),
-            file.rs485.path.clone(),
-            file.rs485.role,
-            file.rs485.kernel_rs485,
-            gateway_rx,
-        ));
+        tasks.spawn(
+            "RS485",
+            rs485::run(
+                shared.clone(),
+                file.rs485.path.clone(),
+                file.rs485.role,
+                file.rs485.kernel_rs485,
+                gateway_rx,
+            ),
+        );
     }
     if file.led.enabled {
-        tasks.spawn(led::run(shared.clone(), file.led.bcm_pin));
+        tasks.spawn("LED", led::run(shared.clone(), file.led.bcm_pin));
     }
     let server = tokio::spawn(modbus_tcp::run(
         shared.clone(),
@@ -303,6 +311,15 @@ async fn serve(plan: Plan) -> Result<()> {
                 Err(e) => Err(anyhow::anyhow!("Modbus TCP task: {e}")),
             };
         }
+        ended = tasks.first_end() => {
+            // Every task runs for as long as the daemon: one that ended leaves a part
+            // of it dead while the rest (and the watchdog) would go on. Exit non-zero:
+            // systemd restarts the daemon (Restart=on-failure).
+            tracing::error!("{ended:#}; exiting so that the service is restarted");
+            notifier.status(&format!("{ended}; exiting"));
+            tasks.abort_all();
+            return Err(ended);
+        }
     };
     tracing::info!("{why}: stopping");
     notifier.stopping(why).await;
@@ -310,9 +327,57 @@ async fn serve(plan: Plan) -> Result<()> {
     Ok(())
 }
 
+/// The daemon's tasks, each with its name: every one runs for as long as the daemon.
+#[derive(Default)]
+struct Tasks {
+    set: tokio::task::JoinSet<()>,
+    names: std::collections::HashMap<tokio::task::Id, &'static str>,
+}
+
+impl Tasks {
+    fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        let id = self.set.spawn(task).id();
+        self.names.insert(id, name);
+    }
+
+    /// Waits until a task ends (returns or panics) and says which and how; never
+    /// resolves while every task runs (or when there is none).
+    async fn first_end(&mut self) -> anyhow::Error {
+        let Some(ended) = self.set.join_next_with_id().await else {
+            return std::future::pending().await;
+        };
+        let (id, how) = match ended {
+            Ok((id, ())) => (id, "ended".to_owned()),
+            Err(e) if e.is_panic() => (e.id(), "panicked".to_owned()),
+            Err(e) => (e.id(), format!("stopped ({e})")),
+        };
+        let name = self.names.get(&id).copied().unwrap_or("a task");
+        anyhow::anyhow!("the {name} task {how}")
+    }
+
+    fn abort_all(&mut self) {
+        self.set.abort_all();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_ends_or_panics_is_named() {
+        let mut tasks = Tasks::default();
+        tasks.spawn("forever", std::future::pending());
+        tasks.spawn("P1", async {});
+        let e = tasks.first_end().await;
+        assert_eq!(e.to_string(), "the P1 task ended");
+        tasks.spawn("RS485", async { panic!("boom") });
+        let e = tasks.first_end().await;
+        assert_eq!(e.to_string(), "the RS485 task panicked");
+        // Only the one that runs is left: nothing ends.
+        let wait = tokio::time::timeout(std::time::Duration::from_millis(50), tasks.first_end());
+        assert!(wait.await.is_err());
+    }
 
     fn tmp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("p1lb-run-{name}-{}", std::process::id()));

@@ -8,13 +8,14 @@ use p1lb_core::led;
 
 use super::shared::Shared;
 
-/// Runs forever, or returns at once when there is no GPIO.
+/// Runs forever (without a GPIO, idle: no LED is a steady state, not a task that
+/// ended).
 pub async fn run(shared: Arc<Shared>, bcm_pin: u8) {
     let mut pin = match rppal::gpio::Gpio::new().and_then(|g| g.get(bcm_pin)) {
         Ok(p) => p.into_output_low(),
         Err(e) => {
             tracing::warn!("LED: no GPIO here ({e}); running without the status LED");
-            return;
+            return std::future::pending().await;
         }
     };
     tracing::info!("LED: on BCM pin {bcm_pin}");

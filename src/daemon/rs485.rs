@@ -42,7 +42,7 @@ use p1lb_core::modbus::{
     SilenceFramer, Words, exception_reply,
 };
 use p1lb_core::registers::{Exception, WriteOutcome};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
@@ -58,6 +58,31 @@ use super::shared::{PortState, Shared};
 /// 3.5-character silence, so a reply is never cut between two chunks; the next frame
 /// on the bus is ours, so this costs only latency.
 pub const READ_LATENCY_US: u32 = 20_000;
+
+/// The longest one frame's write may take before the port counts as wedged: the
+/// longest frame (256 bytes) takes 2.3 s on the wire at the slowest line (1200 baud).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Writes `bytes` and flushes within [`WRITE_TIMEOUT`]. A wedged adapter (a USB
+/// serial converter whose driver stopped draining) is an error — the caller reopens
+/// the port — never a task blocked for ever.
+pub async fn write_bounded<W: AsyncWrite + Unpin>(port: &mut W, bytes: &[u8]) -> io::Result<()> {
+    let write = async {
+        port.write_all(bytes).await?;
+        port.flush().await
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "a {}-byte write did not complete in {} s (adapter wedged?)",
+                bytes.len(),
+                WRITE_TIMEOUT.as_secs()
+            ),
+        )),
+    }
+}
 
 /// The serial line of the saved settings 1031 (baud / 100) and 1032 (parity).
 pub fn line_config(config: &Config) -> LineConfig {
@@ -374,8 +399,7 @@ async fn serve_frame(
                     None
                 }
             };
-            port.write_all(&out[..len]).await?;
-            port.flush().await?;
+            write_bounded(port, &out[..len]).await?;
             if let Some(u) = new_unit {
                 shared.set_unit(u);
             }
@@ -394,8 +418,7 @@ async fn serve_frame(
             if meter_unit != 0 && u16::from(to) == meter_unit {
                 meter.refresh(shared);
                 if let Some(len) = meter.answer(to, frame, &mut out) {
-                    port.write_all(&out[..len]).await?;
-                    port.flush().await?;
+                    write_bounded(port, &out[..len]).await?;
                 }
             } else {
                 counts.not_for_us = counts.not_for_us.saturating_add(1);
@@ -461,8 +484,7 @@ async fn drive_port(
         }
         if let Some(tx) = master.poll_transmit(now, sent_ma) {
             let tx = tx.to_vec();
-            port.write_all(&tx).await?;
-            port.flush().await?;
+            write_bounded(&mut port, &tx).await?;
         }
         match master.poll(clock.now(), &mut out) {
             Some(MasterEvent::Charger { fresh }) => {
@@ -532,6 +554,24 @@ async fn recv(rx: Option<&mut GatewayRx>) -> Option<Forward> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_to_a_wedged_port_fails_in_bounded_time() {
+        // A port that takes 16 bytes and then nothing more (nobody drains it).
+        let (mut port, _wedged) = tokio::io::duplex(16);
+        let started = tokio::time::Instant::now();
+        let e = write_bounded(&mut port, &[0x55; 64])
+            .await
+            .expect_err("must not complete");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), WRITE_TIMEOUT);
+        // A port that drains writes at once.
+        let (mut port, mut other) = tokio::io::duplex(256);
+        write_bounded(&mut port, &[1, 2, 3]).await.expect("written");
+        let mut got = [0u8; 3];
+        other.read_exact(&mut got).await.expect("read");
+        assert_eq!(got, [1, 2, 3]);
+    }
     use p1lb_core::meter_emulation::MeterSnapshot;
 
     #[test]
