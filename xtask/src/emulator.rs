@@ -31,7 +31,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let elf = if build {
         firmware::build()?
     } else {
-        firmware::elf_path()
+        firmware::elf_path()?
     };
     if !elf.exists() {
         bail!("no firmware ELF at {}", elf.display());

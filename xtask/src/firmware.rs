@@ -18,9 +18,48 @@ pub const FLASH_BUDGET: u64 = 128 * 1024;
 /// Static RAM budget (issue 6).
 pub const RAM_BUDGET: u64 = 32 * 1024;
 
-/// The release ELF's path.
-pub fn elf_path() -> PathBuf {
-    root().join("firmware/target/thumbv6m-none-eabi/release/p1lb-firmware")
+/// The release ELF's path: under the firmware workspace's target directory, as cargo
+/// reports it (`CARGO_TARGET_DIR` and `build.target-dir` honoured).
+pub fn elf_path() -> Result<PathBuf> {
+    let out = Command::new(env_cargo())
+        .current_dir(root().join("firmware"))
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .output()
+        .context("cannot start cargo metadata")?;
+    if !out.status.success() {
+        bail!(
+            "cargo metadata in firmware/ failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dir = json_string(&text, "target_directory")
+        .context("cargo metadata named no target_directory")?;
+    Ok(PathBuf::from(dir).join("thumbv6m-none-eabi/release/p1lb-firmware"))
+}
+
+/// The string value of the first `"key":"…"` in a line of JSON (cargo's output), with
+/// its escapes undone.
+fn json_string(json: &str, key: &str) -> Option<String> {
+    let start = json.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let mut out = String::new();
+    let mut chars = json[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'u' => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                }
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
 }
 
 /// Entry point of `cargo xtask firmware`.
@@ -58,7 +97,7 @@ pub fn build() -> Result<PathBuf> {
             .current_dir(&dir)
             .args(["build", "--release"]),
     )?;
-    Ok(elf_path())
+    elf_path()
 }
 
 fn env_cargo() -> String {
@@ -168,6 +207,20 @@ pub fn check_uf2(path: &Path) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_strings_are_read_with_their_escapes() {
+        let line = r#"{"packages":[],"target_directory":"/tmp/a \"b\"\\c\u00e9","version":1}"#;
+        assert_eq!(
+            json_string(line, "target_directory").as_deref(),
+            Some("/tmp/a \"b\"\\cé")
+        );
+        assert_eq!(json_string(line, "workspace_root"), None);
+        assert_eq!(
+            json_string(r#"{"target_directory":"/unterminated"#, "target_directory"),
+            None
+        );
+    }
 
     /// A minimal ELF32 with the given (type, flags, addr, size) sections.
     fn elf(sections: &[(u32, u32, u32, u32)]) -> Vec<u8> {
