@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use p1lb_core::config::Config;
 use p1lb_core::modbus::{
-    Client, ClientConfig, Direction, LengthFramer, MAX_ADU, Reply, Request as OurRequest,
-    ServerAction, Words, serve,
+    Client, ClientConfig, Direction, LengthFramer, MAX_ADU, Reply, Request as OurRequest, Words,
 };
 use p1lb_core::registers::RegisterMap;
+use p1lb_core::server::{ServerAction, serve};
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::net::{TcpListener, TcpStream};

@@ -24,6 +24,8 @@
 //!
 //! Never writes 0x4105 (stop) or 0x4103 (lock). Never panics.
 
+use crate::modbus;
+
 /// The status block read every poll: 0x4000 ..= 0x4024.
 pub const STATUS_START: u16 = 0x4000;
 /// Registers in the status block.
@@ -74,16 +76,7 @@ pub enum Request {
     },
 }
 
-/// How an exchange ended, as the Modbus client reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome<'a> {
-    /// A good reply; for a read, the registers.
-    Ok(&'a [u16]),
-    /// An exception reply with this code.
-    Exception(u8),
-    /// No (valid) reply in time, after the client's retries.
-    NoReply,
-}
+pub use crate::modbus::Outcome;
 
 /// What the charger reports (registers 1110–1114).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -307,5 +300,25 @@ impl TerraAc {
     /// The limit the charger last confirmed (our write), mA.
     pub fn written_ma(&self) -> Option<u32> {
         self.written.map(|(v, _)| v)
+    }
+}
+
+impl<'a> From<&'a Request> for modbus::Request<'a> {
+    /// The Terra AC driver's exchange as a request: reads are FC 03.
+    fn from(r: &'a Request) -> Self {
+        match r {
+            Request::Read { start, len } => modbus::Request::ReadHolding {
+                start: *start,
+                quantity: *len,
+            },
+            Request::WriteOne { address, value } => modbus::Request::WriteSingle {
+                address: *address,
+                value: *value,
+            },
+            Request::WriteTwo { address, values } => modbus::Request::WriteMultiple {
+                start: *address,
+                values: modbus::Words::Native(values),
+            },
+        }
     }
 }

@@ -67,6 +67,7 @@ const fn s(
     }
 }
 
+use crate::modbus::{LineConfig, Parity};
 use Range::{OneOf, Span};
 
 /// Every saved setting, in address order. The registers.md contract, as data.
@@ -432,5 +433,20 @@ mod serde_impl {
         fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Config, D::Error> {
             deserializer.deserialize_map(ConfigVisitor)
         }
+    }
+}
+
+/// The RS485 line from the settings (the codec's [`LineConfig`] knows nothing of them).
+impl LineConfig {
+    /// The RS485 line of the saved settings 1031 (baud / 100) and 1032 (0 none, 1
+    /// odd, 2 even parity): 8 data bits, 1 stop bit.
+    pub fn rs485(config: &Config) -> Self {
+        let baud = u32::from(config.get(1031).unwrap_or(96)) * 100;
+        let parity = match config.get(1032) {
+            Some(1) => Parity::Odd,
+            Some(2) => Parity::Even,
+            _ => Parity::None,
+        };
+        LineConfig::new(baud, parity, 1)
     }
 }

@@ -10,9 +10,10 @@ use crate::abb::TerraAc;
 use crate::balancer::{Balancer, Decision};
 use crate::config::Config;
 use crate::meter_emulation::MeterSnapshot;
-use crate::modbus::{MAX_ADU, ServerAction, serve};
+use crate::modbus::MAX_ADU;
 use crate::p1::{ReaderStats, Reading};
 use crate::registers::{Flags, RegisterMap, WriteOutcome};
+use crate::server::{ServerAction, serve};
 
 /// A rejected telegram keeps 1003 bit 1 set this long.
 pub const CRC_FLAG_MS: u64 = 60_000;

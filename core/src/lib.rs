@@ -18,8 +18,9 @@
 //! - [`meter_emulation`]: an ABB EV3-style meter served from P1 readings (server role).
 //! - [`registers`]: the public Modbus register map as data, with the read and write
 //!   entry points (staged settings, save, override cap, status).
-//! - [`modbus`]: the Modbus RTU codec: frames, framers, a server over the register map
-//!   and a sans-IO client.
+//! - [`modbus`]: the Modbus RTU codec: frames, exceptions, framers, a sans-IO client and
+//!   the gateway; it depends on nothing else here.
+//! - [`server`]: the register map's Modbus server (one frame in, the reply out).
 //!
 //! `no_std`, no heap. Nothing in this crate panics on input from outside: every parser
 //! here takes arbitrary bytes and answers with a value or an error (fuzzed, see
@@ -43,3 +44,4 @@ pub mod meter_emulation;
 pub mod modbus;
 pub mod p1;
 pub mod registers;
+pub mod server;

@@ -8,6 +8,7 @@ use p1lb_core::abb;
 use p1lb_core::config::Config;
 use p1lb_core::modbus::*;
 use p1lb_core::registers::{Exception, RegisterMap};
+use p1lb_core::server::{Ignored, ServerAction, serve};
 use proptest::prelude::*;
 
 /// The default server address (register 1090).

@@ -14,9 +14,10 @@ use p1lb_core::config::Config;
 use p1lb_core::config_store::ConfigStore;
 use p1lb_core::modbus::{
     BROADCAST, Direction, GATEWAY_NO_RESPONSE, LengthFramer, LineConfig, MAX_ADU, Response,
-    ServerAction, exception_reply,
+    exception_reply,
 };
 use p1lb_core::registers::{Exception, WriteOutcome};
+use p1lb_core::server::ServerAction;
 
 use crate::shared::{Shared, frame_buf, now_us};
 use crate::store::{self, StoreFlash};

@@ -38,10 +38,11 @@ use p1lb_core::bus_master::{BusMaster, MasterEvent};
 use p1lb_core::config::Config;
 use p1lb_core::meter_emulation::EmulatedMeter;
 use p1lb_core::modbus::{
-    Frame, LineConfig, MAX_ADU, MAX_READ_QUANTITY, Parity, Request, Response, ServerAction,
-    SilenceFramer, Words, exception_reply,
+    Frame, LineConfig, MAX_ADU, MAX_READ_QUANTITY, Parity, Request, Response, SilenceFramer, Words,
+    exception_reply,
 };
 use p1lb_core::registers::{Exception, WriteOutcome};
+use p1lb_core::server::ServerAction;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::time::Instant;

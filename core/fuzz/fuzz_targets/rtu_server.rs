@@ -6,7 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use p1lb_core::config::Config;
-use p1lb_core::modbus::{Frame, MAX_ADU, Response, ServerAction, crc16_modbus, serve};
+use p1lb_core::modbus::{Frame, MAX_ADU, Response, crc16_modbus};
+use p1lb_core::server::{ServerAction, serve};
 use p1lb_core::registers::RegisterMap;
 
 const UNIT: u8 = 10;

@@ -1,8 +1,8 @@
 //! The client side (master): one outstanding request at a time, without a port or a
 //! clock (quinn-proto's shape). The driver moves bytes and time:
 //!
-//! 1. [`Client::start`] a request (or an [`abb::Request`](crate::abb::Request) via
-//!    `Request::from`);
+//! 1. [`Client::start`] a request (the Terra AC driver's exchanges become one with
+//!    `Request::from`, in `abb`);
 //! 2. send what [`Client::poll_transmit`] returns;
 //! 3. hand received bytes to [`Client::on_bytes`] (a stream: framed here by length
 //!    and CRC) or whole frames to [`Client::on_frame`] (from a
@@ -21,7 +21,6 @@ use super::frame::{
     BROADCAST, Frame, MAX_ADU, MAX_READ_QUANTITY, PduError, Request, Response, WRITE_SINGLE,
 };
 use super::framer::{Direction, LengthFramer};
-use crate::abb::Outcome;
 
 /// Timing and retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -393,4 +392,16 @@ impl Client {
             Done::Invalid(e) => Reply::Invalid(e),
         })
     }
+}
+
+/// How an exchange ended: what a [`Reply`] comes to for the one who asked (the Terra
+/// AC driver takes it as is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    /// A good reply; for a read, the registers.
+    Ok(&'a [u16]),
+    /// An exception reply with this code.
+    Exception(u8),
+    /// No (valid) reply in time, after the client's retries.
+    NoReply,
 }

@@ -3,7 +3,7 @@
 //! (smoltcp's `Packet` / `Repr` split).
 
 use super::crc::{append_crc, crc16_modbus};
-use crate::registers::Exception;
+use super::exception::Exception;
 
 /// The longest RTU frame (address, PDU of at most 253 bytes, CRC).
 pub const MAX_ADU: usize = 256;
@@ -397,26 +397,6 @@ impl<'a> Request<'a> {
     }
 }
 
-impl<'a> From<&'a crate::abb::Request> for Request<'a> {
-    /// The Terra AC driver's exchange as a request: reads are FC 03.
-    fn from(r: &'a crate::abb::Request) -> Self {
-        match r {
-            crate::abb::Request::Read { start, len } => Request::ReadHolding {
-                start: *start,
-                quantity: *len,
-            },
-            crate::abb::Request::WriteOne { address, value } => Request::WriteSingle {
-                address: *address,
-                value: *value,
-            },
-            crate::abb::Request::WriteTwo { address, values } => Request::WriteMultiple {
-                start: *address,
-                values: Words::Native(values),
-            },
-        }
-    }
-}
-
 /// A reply PDU of the supported function codes, or an exception reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Response<'a> {
@@ -561,4 +541,18 @@ impl<'a> Response<'a> {
     pub fn emit_frame(&self, unit: u8, out: &mut [u8]) -> Result<usize, PduError> {
         emit_frame(unit, out, |rest| self.emit(rest))
     }
+}
+
+/// Writes the exception reply of server `unit` to a request with `function` into
+/// `out`; returns its length (5). Also what the driver sends when a save failed (04).
+pub fn exception_reply(unit: u8, function: u8, e: Exception, out: &mut [u8; MAX_ADU]) -> usize {
+    let r = Response::Exception {
+        function: function & !EXCEPTION_BIT,
+        code: e.code(),
+    };
+    // Only a function of 0 can fail; answer it as 0x80 by hand.
+    r.emit_frame(unit, out).unwrap_or_else(|_| {
+        out[..3].copy_from_slice(&[unit, EXCEPTION_BIT, e.code()]);
+        super::crc::append_crc(out, 3).unwrap_or(3)
+    })
 }

@@ -44,18 +44,6 @@ impl LineConfig {
     /// The silence above 19200 baud: 1750 µs.
     pub const FIXED_SILENCE_US: u32 = 1_750;
 
-    /// The RS485 line of the saved settings 1031 (baud / 100) and 1032 (0 none, 1
-    /// odd, 2 even parity): 8 data bits, 1 stop bit.
-    pub fn rs485(config: &crate::config::Config) -> Self {
-        let baud = u32::from(config.get(1031).unwrap_or(96)) * 100;
-        let parity = match config.get(1032) {
-            Some(1) => Parity::Odd,
-            Some(2) => Parity::Even,
-            _ => Parity::None,
-        };
-        LineConfig::new(baud, parity, 1)
-    }
-
     /// 8 data bits with the given baud rate, parity and stop bits.
     pub const fn new(baud: u32, parity: Parity, stop_bits: u8) -> Self {
         LineConfig {

@@ -18,9 +18,9 @@
 //! client's validated result.
 
 use super::client::{Client, Reply, StartError};
+use super::exception::Exception;
+use super::frame::exception_reply;
 use super::frame::{BROADCAST, Frame, MAX_ADU, Request, Response, Words};
-use super::server::exception_reply;
-use crate::registers::Exception;
 
 /// Exception 0x0B: gateway target device failed to respond.
 pub const GATEWAY_NO_RESPONSE: u8 = 0x0B;

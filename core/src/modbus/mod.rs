@@ -10,14 +10,17 @@
 //! 3. [`SilenceFramer`] (UART: a frame ends at 3.5 characters of silence) and
 //!    [`LengthFramer`] (streams: function-code length rules, CRC, resync after
 //!    garbage): chunks of bytes in, frames out, in bounded buffers.
-//! 4. [`serve`]: a server over the [`RegisterMap`](crate::registers::RegisterMap)
-//!    (FC 03/04 read, 06/16 write, exceptions, broadcast, other addresses);
-//!    [`Client`]: a sans-IO client with response timeout, retries and strict reply
-//!    validation, whose [`Reply`] becomes the Terra AC driver's
-//!    [`Outcome`](crate::abb::Outcome).
+//! 4. [`Client`]: a sans-IO client with response timeout, retries and strict reply
+//!    validation, whose [`Reply`] comes to an [`Outcome`] (the Terra AC driver's);
+//!    [`exception_reply`] and [`Exception`] for servers (the register map's server is
+//!    [`crate::server`], above this layer).
 //! 5. [`Gateway`]: requests from the USB port for other units go on the RS485 bus
 //!    between the driver's exchanges (never interleaved); replies, or exception 0x0B,
 //!    go back.
+//!
+//! The codec knows frames, exceptions and lines, nothing of the register map, the
+//! settings or the Terra AC: it imports nothing from the rest of the crate
+//! (`core/tests/layers.rs` checks it).
 //!
 //! Never panics: every function here takes arbitrary bytes, chunkings and times and
 //! answers with a value, an error or silence — never a panic, an overflow or an
@@ -27,18 +30,18 @@
 
 mod client;
 mod crc;
+mod exception;
 mod frame;
 mod framer;
 mod gateway;
-mod server;
 
-pub use client::{Client, ClientConfig, ClientStats, Reply, ResponseError, StartError};
+pub use client::{Client, ClientConfig, ClientStats, Outcome, Reply, ResponseError, StartError};
 pub use crc::{append_crc, crc_ok, crc16_modbus};
+pub use exception::Exception;
 pub use frame::{
     BROADCAST, EXCEPTION_BIT, Frame, FrameError, MAX_ADU, MAX_READ_QUANTITY, MAX_WRITE_QUANTITY,
     MIN_ADU, PduError, READ_HOLDING, READ_INPUT, Request, Response, WRITE_MULTIPLE, WRITE_SINGLE,
-    Words,
+    Words, exception_reply,
 };
 pub use framer::{Direction, FramerStats, LengthFramer, LineConfig, Parity, SilenceFramer};
 pub use gateway::{GATEWAY_NO_RESPONSE, Gateway, SERVER_BUSY, Submitted, Turn};
-pub use server::{Ignored, ServerAction, exception_reply, serve};

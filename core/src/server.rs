@@ -1,11 +1,12 @@
-//! The server side: one received frame in, the register map read or written, the
-//! reply frame out.
+//! The Modbus server of the register map: one received frame in, the map read or
+//! written, the reply frame out. Above the codec ([`crate::modbus`]), which knows
+//! frames and exceptions and nothing of the map.
 
-use super::frame::{
-    BROADCAST, EXCEPTION_BIT, Frame, FrameError, MAX_ADU, MAX_READ_QUANTITY, Request, Response,
-    Words,
+use crate::modbus::{
+    BROADCAST, EXCEPTION_BIT, Exception, Frame, FrameError, MAX_ADU, MAX_READ_QUANTITY, Request,
+    Response, Words, exception_reply,
 };
-use crate::registers::{Exception, RegisterMap, WriteOutcome};
+use crate::registers::{RegisterMap, WriteOutcome};
 
 /// What [`serve`] did with a frame, and what the caller must do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,20 +107,6 @@ fn exception_action(unit: u8, function: u8, e: Exception, out: &mut [u8; MAX_ADU
         outcome: WriteOutcome::default(),
         exception: Some(e),
     }
-}
-
-/// Writes the exception reply of server `unit` to a request with `function` into
-/// `out`; returns its length (5). Also what the driver sends when a save failed (04).
-pub fn exception_reply(unit: u8, function: u8, e: Exception, out: &mut [u8; MAX_ADU]) -> usize {
-    let r = Response::Exception {
-        function: function & !EXCEPTION_BIT,
-        code: e.code(),
-    };
-    // Only a function of 0 can fail; answer it as 0x80 by hand.
-    r.emit_frame(unit, out).unwrap_or_else(|_| {
-        out[..3].copy_from_slice(&[unit, EXCEPTION_BIT, e.code()]);
-        super::crc::append_crc(out, 3).unwrap_or(3)
-    })
 }
 
 fn write_words(
