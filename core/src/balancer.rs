@@ -113,6 +113,15 @@ pub const HEADROOM_MIN_DELAY_MS: u64 = 1000;
 /// beyond it is not the car's.
 pub const HEADROOM_MAX_RAMP_MA_PER_S: u64 = 10_000;
 
+/// The slowest climb a transit waits for, mA/s: a car climbing slower is taken as
+/// settled where the read-back then shows it.
+pub const HEADROOM_SLOWEST_RAMP_MA_PER_S: u64 = 1000;
+
+/// A raise's answer in which the car rose by no more than this beyond the meter's rise
+/// confirms the read-back, mA (and clears what earlier raises left unexplained); one
+/// whose rise the meter did not see at all (no more than this) adds to it.
+pub const CONFIRMED_MA: i32 = 500;
+
 /// After the value sent drops, the car may go on drawing the old value this long (its
 /// delay, a second to come down, the charger's measurement).
 pub const HEADROOM_DROP_MS: u64 = 5000;
@@ -208,6 +217,9 @@ pub struct Balancer {
     prev_phases: [Option<i32>; 3],
     /// Implausible read-backs since boot.
     implausible: u32,
+    /// The car's rise the meter did not confirm, added up over raises since the last
+    /// raise it confirmed, mA.
+    unexplained_ma: i32,
     /// Plausible read-backs still needed before the read-back is used again (0: used).
     distrust: u8,
     /// Highest house load (grid minus car) per second, the last `HEADROOM_HOLD_S` s.
@@ -245,6 +257,7 @@ impl Balancer {
             phases_now: [None; 3],
             prev_phases: [None; 3],
             implausible: 0,
+            unexplained_ma: 0,
             distrust: 0,
             hold: PeakHold::new(),
             gaps: GapTracker::new(),
@@ -303,6 +316,14 @@ impl Balancer {
                 for p in &mut self.phases_now[phases..] {
                     *p = None;
                 }
+                if let Some(tr) = &mut self.transit {
+                    for (peak, now) in tr.phases_peak.iter_mut().zip(self.phases_now) {
+                        *peak = match (*peak, now) {
+                            (Some(p), Some(n)) => Some(p.max(n)),
+                            (p, n) => p.or(n),
+                        };
+                    }
+                }
                 self.last_valid_ms = now_ms;
                 self.unseen_reading = true;
                 self.next_tick_ms = self.next_tick_ms.min(now_ms);
@@ -337,19 +358,35 @@ impl Balancer {
         let mut checkable = true;
         if let (true, Some(v), Some(tr)) = (plausible, highest, self.transit) {
             let c = to_i32(v).min(to_i32(self.draw_bound(now_ms)));
-            match meter_now {
+            // (and one taken after the raise: an older one cannot show the car's rise)
+            match meter_now.filter(|&(t, _)| t > tr.since_ms) {
                 Some((_, i_now)) if tr.raised && reached(c) => {
                     // The raise's answer: the car's rise against the meter's.
                     let car_rise = c.saturating_sub(tr.draw_before);
-                    let meter_rise = self
-                        .phases_now
+                    // The highest the meter showed on any phase since the raise: a house
+                    // load that dropped since cannot hide a rise it once showed.
+                    let meter_rise = tr
+                        .phases_peak
                         .iter()
                         .zip(tr.phases_before)
                         .filter_map(|(now, before)| Some(now.as_ref()?.saturating_sub(before?)))
                         .max()
                         .unwrap_or(i_now.saturating_sub(tr.i_before));
-                    plausible = car_rise <= READBACK_CONTRADICTION_MA
-                        || car_rise <= meter_rise.saturating_add(READBACK_CONTRADICTION_MA);
+                    // What the meter did not confirm adds up over raises until a raise
+                    // the meter does confirm: small claims each, a large one together.
+                    let excess = car_rise.saturating_sub(meter_rise);
+                    self.unexplained_ma = if excess > CONFIRMED_MA && meter_rise <= CONFIRMED_MA {
+                        self.unexplained_ma.saturating_add(excess)
+                    } else {
+                        0
+                    };
+                    plausible = self.unexplained_ma <= READBACK_CONTRADICTION_MA;
+                    if !plausible {
+                        // The raise was sized on the claim: take it back.
+                        self.limit_ma = self.limit_ma.min(tr.limit_before);
+                        self.changed_ms = Some(now_ms);
+                        self.next_tick_ms = self.next_tick_ms.min(now_ms);
+                    }
                 }
                 None => checkable = false,
                 _ => {}
@@ -363,8 +400,17 @@ impl Balancer {
             self.transit = None;
             return;
         }
-        self.distrust = self.distrust.saturating_sub(1);
-        if self.charger.is_none() && highest.is_some() && self.distrust == 0 {
+        if highest.is_some() {
+            self.distrust = self.distrust.saturating_sub(1);
+        }
+        // Reads from before a silence say nothing of the car now.
+        let usable = self
+            .charger
+            .is_some_and(|(t, _)| now_ms.saturating_sub(t) < FRESH_MS);
+        if !usable {
+            self.charger_hist = [None; CHARGER_HISTORY];
+        }
+        if !usable && highest.is_some() && self.distrust == 0 {
             // The first usable read-back (at boot, or after a silent or distrusted
             // charger): headroom mode may size a raise from the last reading now.
             self.first_readback = true;
@@ -375,7 +421,8 @@ impl Balancer {
         self.charger_hist[0] = self.charger;
         if let Some(tr) = self.transit {
             // Over when the car is seen at its limit, or two read-backs taken after it
-            // can have answered agree: what the meter shows beyond them is the house.
+            // can have answered agree (what the meter shows beyond them is the house),
+            // or at the latest when even the slowest car would have got there.
             let answer_ms = tr.since_ms.saturating_add(HEADROOM_FOLLOW_MS);
             let late = |r: Option<(u64, i32)>| r.filter(|&(t, _)| t >= answer_ms);
             let steady = match (late(self.charger_hist[0]), late(self.charger_hist[1])) {
@@ -383,7 +430,7 @@ impl Balancer {
                 _ => false,
             };
             let seen = self.charger.is_some_and(|(_, c)| reached(c));
-            if checkable && (seen || steady) {
+            if (checkable && (seen || steady)) || now_ms >= tr.expires_ms {
                 self.transit = None;
             }
         }
@@ -454,9 +501,12 @@ impl Balancer {
         // tick for a new cap leaves the schedule as it is. Never after the moment
         // fallback is due.
         if self.unseen_reading {
-            self.next_tick_ms = now_ms + TICK_MS + TELEGRAM_GRACE_MS;
+            self.next_tick_ms = now_ms.saturating_add(TICK_MS + TELEGRAM_GRACE_MS);
         } else if due {
-            self.next_tick_ms = (self.next_tick_ms + TICK_MS).max(now_ms + 1);
+            self.next_tick_ms = self
+                .next_tick_ms
+                .saturating_add(TICK_MS)
+                .max(now_ms.saturating_add(1));
         }
         self.cap_changed = false;
         let fallback_at = self
@@ -499,7 +549,10 @@ impl Balancer {
     }
 
     fn waited(&self, now_ms: u64, wait_s: u32) -> bool {
-        now_ms.saturating_sub(self.timer_ms) + WAIT_TOLERANCE_MS >= u64::from(wait_s) * 1000
+        now_ms
+            .saturating_sub(self.timer_ms)
+            .saturating_add(WAIT_TOLERANCE_MS)
+            >= u64::from(wait_s) * 1000
     }
 
     fn step(&mut self, now_ms: u64) {
@@ -627,18 +680,23 @@ impl Balancer {
         // as the car's as far as the car may draw (cuts still act on the measured
         // current, never later than stepped mode).
         let new_reading = self.unseen_reading;
-        if let (None, Some(p)) = (self.transit, self.prev_i)
-            && new_reading
-            && c < sent.saturating_sub(STEADY_MA)
-            && i.saturating_sub(p) >= HEADROOM_EDGE_MA
-        {
+        let rise_from = match (self.transit, self.prev_i) {
+            (None, Some(p)) if new_reading => Some(p),
+            _ => None,
+        };
+        if let Some(p) = rise_from.filter(|&p| {
+            c < sent.saturating_sub(STEADY_MA) && i.saturating_sub(p) >= HEADROOM_EDGE_MA
+        }) {
             self.transit = Some(Transit {
                 since_ms: now_ms,
                 house: p.saturating_sub(c),
                 i_before: p,
                 phases_before: self.prev_phases,
+                phases_peak: self.phases_now,
                 draw_before: c,
                 raised: false,
+                limit_before: self.limit_ma,
+                expires_ms: transit_end(now_ms, c, bound),
             });
         }
         if new_reading {
@@ -668,7 +726,19 @@ impl Balancer {
                 };
                 i.saturating_sub(tr.house).min(bound).min(reach).max(c)
             }
-            _ => hi.max(c),
+            // Otherwise the charger's read nearest to when the meter measured (a read
+            // arrives up to a second after the charger measured): with telegrams lost
+            // the meter's reading is older than the last read, and the car may have
+            // moved since; reads much older than the reading would count against a
+            // load that came on since a draw the car has left.
+            _ => {
+                let at = self.reading.map_or(now_ms, |(t, _)| t).saturating_add(500);
+                self.charger_hist
+                    .iter()
+                    .flatten()
+                    .min_by_key(|&&(t, _)| t.abs_diff(at))
+                    .map_or(c, |&(_, v)| v.min(bound).max(0))
+            }
         };
         let house = i.saturating_sub(draw);
         // The charger reads kept go back to when the meter's reading was taken (no
@@ -722,7 +792,7 @@ impl Balancer {
         }
         if worst > upper {
             let due = if i > upper {
-                self.state == State::Upper
+                matches!(self.state, State::Upper | State::Alarm)
                     && self.waited(now_ms, cfg.upper_wait_s().min(HEADROOM_UPPER_WAIT_S))
             } else {
                 true // only the projection: withdraw the unused allowance now
@@ -744,7 +814,12 @@ impl Balancer {
         let settled = self
             .changed_ms
             .is_none_or(|t| now_ms.saturating_sub(t) >= HEADROOM_SETTLE_MS);
-        if !settled || !steady || !following || self.transit.is_some() {
+        if !settled
+            || !steady
+            || !following
+            || self.transit.is_some()
+            || !self.waited(now_ms, cfg.lower_wait_s())
+        {
             return;
         }
         let held = match self.gaps.long_gap_since() {
@@ -769,8 +844,11 @@ impl Balancer {
                 house,
                 i_before: i,
                 phases_before: self.phases_now,
+                phases_peak: self.phases_now,
                 draw_before: c,
                 raised: true,
+                limit_before: self.limit_ma,
+                expires_ms: transit_end(now_ms, c, to_i32(new)),
             });
             self.limit_ma = new;
             self.changed_ms = Some(now_ms);
@@ -819,6 +897,17 @@ impl Balancer {
     }
 }
 
+/// When a transit that began at `since_ms` with the car at `from` mA, allowed `to` mA,
+/// ends at the latest: the car's answer ([`HEADROOM_FOLLOW_MS`]), the climb at
+/// [`HEADROOM_SLOWEST_RAMP_MA_PER_S`], and two polls of the charger.
+fn transit_end(since_ms: u64, from: i32, to: i32) -> u64 {
+    let climb = u64::from(to.saturating_sub(from).max(0).unsigned_abs());
+    since_ms
+        .saturating_add(HEADROOM_FOLLOW_MS)
+        .saturating_add(climb.saturating_mul(1000) / HEADROOM_SLOWEST_RAMP_MA_PER_S)
+        .saturating_add(2 * crate::abb::POLL_MS)
+}
+
 /// The car may be on its way up to its limit (after a raise, or a rise of the meter
 /// while it draws less than allowed), and the charger's read-back cannot show it yet.
 #[derive(Debug, Clone, Copy)]
@@ -831,11 +920,17 @@ struct Transit {
     i_before: i32,
     /// The meter's currents per phase then.
     phases_before: [Option<i32>; 3],
+    /// The highest of the meter's currents per phase since.
+    phases_peak: [Option<i32>; 3],
     /// The car's draw as read back then.
     draw_before: i32,
     /// It began with a raise: the read-back showing the car at its new limit is
     /// checked against the meter's rise.
     raised: bool,
+    /// The limit before the raise (restored if the raise's answer is implausible).
+    limit_before: u32,
+    /// It ends by then whatever the read-back shows.
+    expires_ms: u64,
 }
 
 /// The highest value per second over the last [`HEADROOM_HOLD_S`] seconds.

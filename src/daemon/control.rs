@@ -139,7 +139,7 @@ pub async fn run(shared: Arc<Shared>, notifier: Arc<Notifier>, first_tick: onesh
         {
             tracing::warn!(
                 count = shared.core().balancer.implausible_readbacks(),
-                "charger read-back implausible (above what the car can draw, or not seen by                  the meter): headroom mode uses the meter alone"
+                "charger read-back implausible (above what the car can draw, or not seen by the meter): headroom mode uses the meter alone"
             );
         } else if last_flags.contains(Flags::READBACK_IMPLAUSIBLE)
             && !flags.contains(Flags::READBACK_IMPLAUSIBLE)

@@ -103,18 +103,15 @@ impl ChargerBus {
         loop {
             let now = self.now_us;
             // Deliveries due.
-            if let Some((at, _)) = self.to_charger
-                && at <= now
-                && let Some((_, bytes)) = self.to_charger.take()
-            {
+            if let Some((at, bytes)) = self.to_charger.take_if(|(at, _)| *at <= now) {
                 let before = self.charger.limit_ma;
                 let mut reply = [0u8; MAX_ADU];
                 let mut log = None;
-                if let Some(n) = self
+                let answered = self
                     .charger
                     .answer(self.address, &bytes, &mut reply, &mut log)
-                    && n > 0
-                {
+                    .filter(|&n| n > 0);
+                if let Some(n) = answered {
                     let end = at + TURNAROUND_US + n as u64 * self.char_us;
                     self.to_master = Some((end, reply[..n].to_vec()));
                 }
@@ -125,10 +122,7 @@ impl ChargerBus {
                     });
                 }
             }
-            if let Some((at, _)) = self.to_master
-                && at <= now
-                && let Some((_, bytes)) = self.to_master.take()
-            {
+            if let Some((at, bytes)) = self.to_master.take_if(|(at, _)| *at <= now) {
                 self.master.on_bytes(at, &bytes);
             }
             while let Some(ev) = self.master.poll(now, &mut out) {

@@ -93,6 +93,9 @@ pub struct Reactive {
     gap: Option<(u64, bool)>,
     /// How long the last closed gap lasted.
     last_gap_ms: Option<u64>,
+    /// Since when a raise has been wanted (the rules raise only once the room has
+    /// held for 1019 s, as state 1's wait).
+    raise_since_ms: Option<u64>,
 }
 
 impl Reactive {
@@ -103,7 +106,8 @@ impl Reactive {
     /// (the load that dropped was on for `HEADROOM_LONG_MS` or more and the last gap
     /// lasted as long), where only the readings since the gap opened count: headroom
     /// mode's policy, with perfect knowledge. It aims `margin_ma` below the upper limit
-    /// (headroom mode keeps [`balancer::HEADROOM_MARGIN_MA`]).
+    /// (headroom mode keeps [`balancer::HEADROOM_MARGIN_MA`]). Like the balancer it
+    /// raises only once the room has held for state 1's wait (1019).
     pub fn new(cfg: &Config, cap_ma: u32, car_phases: Phases, hold_s: u32, margin_ma: u32) -> Self {
         Reactive {
             cfg: *cfg,
@@ -117,6 +121,7 @@ impl Reactive {
             rise_ms: None,
             gap: None,
             last_gap_ms: None,
+            raise_since_ms: None,
         }
     }
 
@@ -168,10 +173,17 @@ impl Reactive {
                         .map(|r| r.1)
                         .fold(f64::NEG_INFINITY, f64::max);
                     let want = limit_for(&self.cfg, self.cap_ma, self.margin_ma, peak);
-                    if now_ms.saturating_sub(t) < balancer::FRESH_MS {
+                    if want <= self.limit_ma {
+                        self.raise_since_ms = None;
                         want
+                    } else if now_ms.saturating_sub(t) >= balancer::FRESH_MS {
+                        self.limit_ma
                     } else {
-                        want.min(self.limit_ma)
+                        // A raise once the room has held for state 1's wait (1019).
+                        let since = *self.raise_since_ms.get_or_insert(now_ms);
+                        let waited = now_ms.saturating_sub(since) + balancer::WAIT_TOLERANCE_MS
+                            >= u64::from(self.cfg.lower_wait_s()) * 1000;
+                        if waited { want } else { self.limit_ma }
                     }
                 }
             }
