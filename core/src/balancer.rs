@@ -122,6 +122,14 @@ pub const HEADROOM_SLOWEST_RAMP_MA_PER_S: u64 = 1000;
 /// whose rise the meter did not see at all (no more than this) adds to it.
 pub const CONFIRMED_MA: i32 = 500;
 
+/// A single raise whose answer claims this much more than the meter showed makes the
+/// read-back implausible at once, mA.
+pub const READBACK_LIE_MA: i32 = 6000;
+
+/// Raises in a row whose rise the meter did not show before their unexplained rise
+/// (over [`READBACK_CONTRADICTION_MA`]) makes the read-back implausible.
+pub const UNCONFIRMED_RAISES: u8 = 2;
+
 /// After the value sent drops, the car may go on drawing the old value this long (its
 /// delay, a second to come down, the charger's measurement).
 pub const HEADROOM_DROP_MS: u64 = 5000;
@@ -220,6 +228,8 @@ pub struct Balancer {
     /// The car's rise the meter did not confirm, added up over raises since the last
     /// raise it confirmed, mA.
     unexplained_ma: i32,
+    /// Raises in a row whose rise the meter did not show.
+    unconfirmed: u8,
     /// Plausible read-backs still needed before the read-back is used again (0: used).
     distrust: u8,
     /// Highest house load (grid minus car) per second, the last `HEADROOM_HOLD_S` s.
@@ -258,6 +268,7 @@ impl Balancer {
             prev_phases: [None; 3],
             implausible: 0,
             unexplained_ma: 0,
+            unconfirmed: 0,
             distrust: 0,
             hold: PeakHold::new(),
             gaps: GapTracker::new(),
@@ -374,15 +385,24 @@ impl Balancer {
                         .unwrap_or(i_now.saturating_sub(tr.i_before));
                     // What the meter did not confirm adds up over raises until a raise
                     // the meter does confirm: small claims each, a large one together.
+                    // A load that dropped just as the car rose looks the same to the
+                    // meter once; two such raises in a row are a read-back that lies.
                     let excess = car_rise.saturating_sub(meter_rise);
-                    self.unexplained_ma = if excess > CONFIRMED_MA && meter_rise <= CONFIRMED_MA {
-                        self.unexplained_ma.saturating_add(excess)
+                    if excess > CONFIRMED_MA && meter_rise <= CONFIRMED_MA {
+                        self.unexplained_ma = self.unexplained_ma.saturating_add(excess);
+                        self.unconfirmed = self.unconfirmed.saturating_add(1);
                     } else {
-                        0
-                    };
-                    plausible = self.unexplained_ma <= READBACK_CONTRADICTION_MA;
-                    if !plausible {
-                        // The raise was sized on the claim: take it back.
+                        self.unexplained_ma = 0;
+                        self.unconfirmed = 0;
+                    }
+                    plausible = excess <= READBACK_LIE_MA
+                        && (self.unexplained_ma <= READBACK_CONTRADICTION_MA
+                            || self.unconfirmed < UNCONFIRMED_RAISES);
+                    if !plausible && self.unconfirmed >= UNCONFIRMED_RAISES {
+                        // Raises sized on claims the meter never confirmed, one after the
+                        // other: take the last back. (One alone may be a load that went off
+                        // or the sun that came out as the car rose: the meter alone then
+                        // judges the limit as it stands.)
                         self.limit_ma = self.limit_ma.min(tr.limit_before);
                         self.changed_ms = Some(now_ms);
                         self.next_tick_ms = self.next_tick_ms.min(now_ms);
