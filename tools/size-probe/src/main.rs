@@ -1,7 +1,7 @@
 //! A bare-metal binary that uses parts of the core the way the firmware will, so
 //! `llvm-size` shows what each costs in flash on the RP2040 (thumbv6m-none-eabi).
 //! Features pick the parts: `reader` (P1 reader + model), `smarty` (AES-GCM frames),
-//! `modbus` (RTU framers, server on the register map, client, gateway), `store`
+//! `modbus` (RTU framers, the register map's server, client, gateway), `store`
 //! (configuration store on flash). Not meant to run.
 #![no_std]
 #![no_main]
@@ -61,9 +61,10 @@ mod modbus_parts {
     use p1lb_core::config::Config;
     use p1lb_core::modbus::{
         Client, ClientConfig, Direction, Gateway, LengthFramer, LineConfig, MAX_ADU, Parity,
-        SilenceFramer, serve,
+        SilenceFramer,
     };
     use p1lb_core::registers::RegisterMap;
+    use p1lb_core::server::serve;
 
     pub struct Parts {
         map: RegisterMap,
