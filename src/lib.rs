@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod home_assistant;
 pub mod monitor;
 pub mod parse;
+pub mod rtu_io;
 pub mod run;
 pub mod sim;
 pub mod sim_charger;

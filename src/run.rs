@@ -23,7 +23,7 @@
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 
@@ -32,6 +32,7 @@ use crate::daemon::notify::Notifier;
 use crate::daemon::p1::Source;
 use crate::daemon::shared::Shared;
 use crate::daemon::{control, gateway, led, modbus_tcp, p1, p1_forward, rs485};
+use crate::sim::charger::TerraSim;
 
 /// The default configuration file.
 pub const DEFAULT_CONFIG: &str = "/etc/p1lb/p1lb.toml";
@@ -55,7 +56,8 @@ pub struct RunArgs {
     /// Modbus TCP server address.
     #[arg(long, value_name = "ADDR:PORT")]
     pub modbus_tcp: Option<SocketAddr>,
-    /// RS485 HAT serial device, or sim (not simulated yet: a warning).
+    /// RS485 HAT serial device, or sim: a simulated Terra AC with a car on an
+    /// in-process bus, driven in the master role (the default without a configuration).
     #[arg(long, value_name = "PATH|sim")]
     pub rs485: Option<String>,
     /// Re-emit the raw P1 stream, byte for byte, to every TCP client of this address
@@ -252,12 +254,27 @@ async fn serve(plan: Plan) -> Result<()> {
         }
         None => None,
     };
-    tasks.spawn("P1", p1::run_forwarding(shared.clone(), p1, forward));
+    // `--rs485 sim` (and the built-in simulation): a simulated Terra AC on an
+    // in-process bus, driven in the master role; the simulated house's car is behind it.
+    let sim_charger =
+        (file.rs485.path == rs485::SIM_PATH).then(|| Arc::new(Mutex::new(TerraSim::new())));
+    tasks.spawn(
+        "P1",
+        p1::run_forwarding(shared.clone(), p1, forward, sim_charger.clone()),
+    );
     let mut gateway_tx = None;
-    if file.rs485.path == "sim" {
-        tracing::warn!(
-            "RS485: none (path \"sim\"; role {} not used)",
-            file.rs485.role.name()
+    if let Some(charger) = sim_charger {
+        if file.rs485.role != Rs485Role::Master {
+            tracing::info!(
+                "RS485: the simulated charger is driven in the master role (role {} not used)",
+                file.rs485.role.name()
+            );
+        }
+        let (tx, rx) = gateway::channel();
+        gateway_tx = Some(tx);
+        tasks.spawn(
+            "RS485",
+            rs485::run_simulated(shared.clone(), charger, Some(rx)),
         );
     } else {
         // The master role is also the Modbus TCP gateway to the bus.
@@ -393,6 +410,8 @@ mod tests {
         assert!(r.path.starts_with(std::env::temp_dir()));
         let p = plan(&RunArgs::default(), &none).unwrap();
         assert_eq!(p.p1, Source::Sim);
+        // The simulated charger on the in-process bus: the whole loop.
+        assert_eq!(p.file.rs485.path, rs485::SIM_PATH);
     }
 
     #[test]

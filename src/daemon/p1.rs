@@ -5,7 +5,10 @@
 //! Sources ([`Source`]): a serial device (115200 8N1, or 9600 7E1 when setting 1035 is
 //! 1), `tcp://host:port`, or `sim`: the simulator's house, car and meter
 //! ([`crate::sim`]) in real time, one telegram of real DSMR 5 bytes a second, the car
-//! following the value the balancer sends (1001). A device or connection that fails
+//! behind the simulated Terra AC on the in-process RS485 bus when there is one
+//! (`--rs485 sim`, [`crate::sim::charger`]): it follows the limit the charger applies
+//! and the charger measures it; else the car follows the value the balancer sends
+//! (1001). A device or connection that fails
 //! is reopened with backoff (1 s doubling to 30 s); one log line when it goes, one
 //! when it is back. A save that changes the line settings (1034/1035) reopens it at
 //! once with them (the firmware rebuilds its UART the same way).
@@ -13,7 +16,7 @@
 //! [`Balancer::on_reading`]: p1lb_core::balancer::Balancer::on_reading
 //! [`Config::grid_source`]: p1lb_core::config::Config::grid_source
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -24,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use super::p1_forward::Forward;
 use super::shared::Shared;
 use crate::sim::car::{Car, Dynamics};
+use crate::sim::charger::TerraSim;
 use crate::sim::house::House;
 use crate::sim::meter::Meter;
 use crate::sim::scenario::{self, Load, Scenario};
@@ -131,15 +135,22 @@ impl Feeder {
 
 /// Runs forever.
 pub async fn run(shared: Arc<Shared>, source: Source) {
-    run_forwarding(shared, source, None).await
+    run_forwarding(shared, source, None, None).await
 }
 
 /// Runs forever, handing every byte read to `forward` (`--p1-forward`) when given.
-pub async fn run_forwarding(shared: Arc<Shared>, source: Source, forward: Option<Arc<Forward>>) {
+/// `charger`: the simulated charger on the in-process RS485 bus, which the simulated
+/// house's car is behind (source `sim` only).
+pub async fn run_forwarding(
+    shared: Arc<Shared>,
+    source: Source,
+    forward: Option<Arc<Forward>>,
+    charger: Option<Arc<Mutex<TerraSim>>>,
+) {
     let mut feeder = Feeder::new(shared.clone());
     feeder.forward = forward;
     match source {
-        Source::Sim => run_sim(&shared, &mut feeder).await,
+        Source::Sim => run_sim(&shared, &mut feeder, charger).await,
         Source::Serial(path) => {
             run_reconnecting(&shared, &mut feeder, &path, |config| {
                 let path = path.clone();
@@ -245,10 +256,11 @@ where
     }
 }
 
-async fn run_sim(shared: &Shared, feeder: &mut Feeder) {
+async fn run_sim(shared: &Shared, feeder: &mut Feeder, charger: Option<Arc<Mutex<TerraSim>>>) {
     let mut config = *shared.core().map.saved();
     feeder.restart(&config);
     let mut sim = SimHouse::new(&config);
+    sim.charger = charger;
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -263,9 +275,13 @@ async fn run_sim(shared: &Shared, feeder: &mut Feeder) {
     }
 }
 
-/// The simulator's house, car and meter (scenario `evening-peak`, looped), in real
-/// time: each call is one second and returns that second's telegram bytes.
+/// The simulator's house, car and meter (scenario `evening-peak` with the car plugged
+/// in from the start, looped), in real time: each call is one second and returns that
+/// second's telegram bytes.
 pub struct SimHouse {
+    /// The charger the car is behind, when it is simulated (`--rs485 sim`): the car
+    /// follows the limit it applies, and it measures the car.
+    pub charger: Option<Arc<Mutex<TerraSim>>>,
     scenario: Scenario,
     house: Option<House>,
     car: Car,
@@ -278,9 +294,14 @@ pub struct SimHouse {
 impl SimHouse {
     /// From the start of the scenario; the car's minimum current from `config`.
     pub fn new(config: &Config) -> SimHouse {
-        let scenario = scenario::by_name(scenario::DEFAULT)
+        let mut scenario = scenario::by_name(scenario::DEFAULT)
             .or_else(|| scenario::all().into_iter().next())
             .expect("the simulator has scenarios");
+        // The car is plugged in when the daemon starts: whoever runs it sees the loop
+        // close at once, not after the scenario's first minutes.
+        if let Some(first) = scenario.car.sessions.first_mut() {
+            first.arrive_s = 0;
+        }
         let house = match &scenario.load {
             Load::Model(spec) => Some(House::new(
                 spec,
@@ -292,6 +313,7 @@ impl SimHouse {
         };
         let min_a = f64::from(config.charger_min_ma()) / 1000.0;
         SimHouse {
+            charger: None,
             car: Car::new(&scenario.car, Dynamics::real(min_a, scenario.car.delay_ms)),
             meter: Meter::new(&scenario.meter, scenario.start, scenario.seed),
             house,
@@ -302,15 +324,25 @@ impl SimHouse {
         }
     }
 
-    /// One second with the charger told `sent_ma`: the telegram's bytes.
+    /// One second with the balancer sending `sent_ma`: the telegram's bytes. The car
+    /// follows what the simulated charger applies when there is one, else `sent_ma`.
     pub fn second(&mut self, sent_ma: u32) -> Vec<u8> {
         if self.t >= self.scenario.duration_s {
-            // Start the evening again.
+            // Start the evening again (with the same charger).
+            let charger = self.charger.take();
             *self = SimHouse::new(&self.config);
+            self.charger = charger;
         }
         let t = self.t;
         let now = u64::from(t) * 1000;
-        self.car.command(now, sent_ma);
+        let setpoint_ma = match &self.charger {
+            Some(c) => c
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .applied_ma(),
+            None => sent_ma,
+        };
+        self.car.command(now, setpoint_ma);
         let house_a = match (&mut self.house, &self.scenario.load) {
             (Some(h), _) => h.load(t),
             (None, Load::Recorded(r)) => r.load(t).0,
@@ -325,6 +357,13 @@ impl SimHouse {
                 let c = self.car.currents();
                 measured = [0, 1, 2].map(|p| house_a[p] + c[p]);
                 self.volts = self.meter.voltages(measured, None);
+            }
+            if k == STEPS / 2 {
+                // The charger's own meter measures the car once a second.
+                if let Some(c) = &self.charger {
+                    c.lock().unwrap_or_else(PoisonError::into_inner).measured_ma =
+                        Some(self.car.measured_ma());
+                }
             }
         }
         self.t += 1;

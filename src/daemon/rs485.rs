@@ -30,7 +30,7 @@
 //! [`Device::serve`]: p1lb_core::device::Device::serve
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use p1lb_core::balancer::State;
@@ -43,15 +43,18 @@ use p1lb_core::modbus::{
 };
 use p1lb_core::registers::{Exception, WriteOutcome};
 use p1lb_core::server::ServerAction;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, DuplexStream};
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
+
+pub use crate::rtu_io::{Micros, WRITE_TIMEOUT, feed_frames, write_bounded};
 
 use super::file::Rs485Role;
 use super::gateway::{Forward, GatewayRx, Next, next_live, refuse_for};
 use super::modbus_tcp::persist_save;
 use super::shared::{PortState, Shared};
+use crate::sim;
+use crate::sim::charger::{ServeOptions, TerraSim};
 
 /// How late bytes can reach the daemon after they crossed the wire: a USB-serial
 /// adapter hands them over in chunks (FTDI's latency timer: 16 ms), the kernel in
@@ -59,31 +62,6 @@ use super::shared::{PortState, Shared};
 /// 3.5-character silence, so a reply is never cut between two chunks; the next frame
 /// on the bus is ours, so this costs only latency.
 pub const READ_LATENCY_US: u32 = 20_000;
-
-/// The longest one frame's write may take before the port counts as wedged: the
-/// longest frame (256 bytes) takes 2.3 s on the wire at the slowest line (1200 baud).
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Writes `bytes` and flushes within [`WRITE_TIMEOUT`]. A wedged adapter (a USB
-/// serial converter whose driver stopped draining) is an error — the caller reopens
-/// the port — never a task blocked for ever.
-pub async fn write_bounded<W: AsyncWrite + Unpin>(port: &mut W, bytes: &[u8]) -> io::Result<()> {
-    let write = async {
-        port.write_all(bytes).await?;
-        port.flush().await
-    };
-    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-        Ok(r) => r,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!(
-                "a {}-byte write did not complete in {} s (adapter wedged?)",
-                bytes.len(),
-                WRITE_TIMEOUT.as_secs()
-            ),
-        )),
-    }
-}
 
 /// The serial line of the saved settings 1031 (baud / 100) and 1032 (parity).
 pub fn line_config(config: &Config) -> LineConfig {
@@ -158,73 +136,106 @@ pub fn set_kernel_rs485(port: &SerialStream) -> io::Result<()> {
     }
 }
 
-/// A monotonic microsecond clock for the framer and the client.
-#[derive(Debug, Clone, Copy)]
-pub struct Micros(Instant);
-
-impl Micros {
-    /// Starting now.
-    pub fn new() -> Micros {
-        Micros(Instant::now())
-    }
-
-    /// Microseconds since start.
-    pub fn now(&self) -> u64 {
-        u64::try_from(self.0.elapsed().as_micros()).unwrap_or(u64::MAX)
-    }
-
-    /// The instant of `us`.
-    pub fn instant(&self, us: u64) -> Instant {
-        self.0 + Duration::from_micros(us)
-    }
-}
-
-impl Default for Micros {
-    fn default() -> Self {
-        Micros::new()
-    }
-}
-
-/// Feeds `bytes` (received at `now_us`) to `framer`, pushing each frame a silence
-/// completed onto `frames`.
-pub fn feed_frames(
-    framer: &mut SilenceFramer,
-    now_us: u64,
-    bytes: &[u8],
-    frames: &mut Vec<Vec<u8>>,
-) {
-    loop {
-        let (_, frame) = framer.feed(now_us, bytes);
-        match frame {
-            // No byte was taken: feed them again after the frame.
-            Some(f) => frames.push(f.to_vec()),
-            None => break,
-        }
-    }
-}
-
-/// Runs forever: opens the port (with backoff) and serves its role. `gateway`: the
-/// Modbus TCP requests to forward (master role). `kernel_rs485`: switch the port to
-/// the kernel's RS485 mode after opening (a warning when refused).
+/// Runs forever on the serial device `path`: opens it (with backoff) and serves its
+/// role. `gateway`: the Modbus TCP requests to forward (master role). `kernel_rs485`:
+/// switch the port to the kernel's RS485 mode after opening (a warning when refused).
 pub async fn run(
     shared: Arc<Shared>,
     path: String,
     role: Rs485Role,
     kernel_rs485: bool,
-    mut gateway: Option<GatewayRx>,
+    gateway: Option<GatewayRx>,
 ) {
+    let name = path.clone();
+    let open = move |line: LineConfig| -> io::Result<SerialStream> {
+        let port = open(&path, line).map_err(io::Error::from)?;
+        if kernel_rs485 {
+            match set_kernel_rs485(&port) {
+                Ok(()) => tracing::info!("RS485: {path} in kernel RS485 mode (RTS on send)"),
+                Err(e) => tracing::warn!(
+                    "RS485: kernel RS485 mode refused on {path}: {e}; using the port as it is"
+                ),
+            }
+        }
+        Ok(port)
+    };
+    run_on(shared, &name, open, role, gateway).await
+}
+
+/// The port name that means the in-process bus to the simulated charger.
+pub const SIM_PATH: &str = "sim";
+
+/// The simulated charger's turnaround on the in-process bus (a Terra AC answers in
+/// tens of milliseconds).
+pub const SIM_TURNAROUND: Duration = Duration::from_millis(20);
+
+/// Runs forever in the master role on an in-process bus to `charger` (a simulated
+/// Terra AC at the configured address 1030), which answers on the other end of the
+/// bus from a task of its own; the Modbus TCP gateway reaches it as it would a real
+/// one. Each opening of the port is a new bus (a save of 1031/1032 reopens it).
+pub async fn run_simulated(
+    shared: Arc<Shared>,
+    charger: Arc<Mutex<TerraSim>>,
+    gateway: Option<GatewayRx>,
+) {
+    let config_of = shared.clone();
+    let open = move |line: LineConfig| -> io::Result<DuplexStream> {
+        // The charger answers at the address saved when the bus opens.
+        let address = p1lb_core::bus_master::charger_address(config_of.core().map.saved());
+        let (ours, theirs) = tokio::io::duplex(MAX_ADU * 4);
+        let charger = charger.clone();
+        let options = ServeOptions {
+            address,
+            line,
+            turnaround: SIM_TURNAROUND,
+            chunk_gap: Duration::ZERO,
+        };
+        // Ends when our end is dropped (the port is reopened or the task stops).
+        tokio::spawn(async move {
+            let _ = sim::charger::serve(theirs, &charger, options, |w| {
+                tracing::debug!("simulated charger: {w}");
+            })
+            .await;
+        });
+        Ok(ours)
+    };
+    run_on(
+        shared,
+        "the simulated charger's bus",
+        open,
+        Rs485Role::Master,
+        gateway,
+    )
+    .await
+}
+
+/// Runs forever on the ports `open` gives (any byte stream: a serial device, or one end
+/// of the in-process bus to the simulated charger): opens one with the saved line
+/// settings, serves `role` on it until it fails or a save changes the line, and opens
+/// again (with backoff after a failure: 1 s doubling to 30 s). `name` names the port in
+/// the log.
+pub async fn run_on<P, F>(
+    shared: Arc<Shared>,
+    name: &str,
+    mut open: F,
+    role: Rs485Role,
+    mut gateway: Option<GatewayRx>,
+) where
+    P: AsyncRead + AsyncWrite + Unpin,
+    F: FnMut(LineConfig) -> io::Result<P>,
+{
     let mut backoff = Duration::from_secs(1);
     let mut failing = false;
     loop {
         shared.set_rs485(PortState::Closed);
         let config = *shared.core().map.saved();
         let line = line_config(&config);
-        let port = match open(&path, line) {
+        let port = match open(line) {
             Ok(p) => p,
             Err(e) => {
                 if !failing {
                     tracing::error!(
-                        "RS485: cannot open {path}: {e}; retrying with backoff (the rest runs on)"
+                        "RS485: cannot open {name}: {e}; retrying with backoff (the rest runs on)"
                     );
                     failing = true;
                 }
@@ -234,19 +245,11 @@ pub async fn run(
             }
         };
         tracing::info!(
-            "RS485: {path} open at {} baud, parity {:?}, as {}",
+            "RS485: {name} open at {} baud, parity {:?}, as {}",
             line.baud,
             line.parity,
             role.name()
         );
-        if kernel_rs485 {
-            match set_kernel_rs485(&port) {
-                Ok(()) => tracing::info!("RS485: {path} in kernel RS485 mode (RTS on send)"),
-                Err(e) => tracing::warn!(
-                    "RS485: kernel RS485 mode refused on {path}: {e}; using the port as it is"
-                ),
-            }
-        }
         failing = false;
         backoff = Duration::from_secs(1);
         shared.set_rs485(PortState::Open);
@@ -256,7 +259,7 @@ pub async fn run(
         };
         shared.set_rs485(PortState::Closed);
         if let Err(e) = result {
-            tracing::error!("RS485: {path} failed: {e}; reopening");
+            tracing::error!("RS485: {name} failed: {e}; reopening");
             refuse_for(gateway.as_mut(), backoff).await;
         }
     }
@@ -341,7 +344,11 @@ async fn apply_outcome(shared: &Shared, outcome: WriteOutcome) -> Result<Option<
 }
 
 /// The server role on an open port, until it fails.
-async fn serve_port(shared: &Shared, mut port: SerialStream, line: LineConfig) -> io::Result<()> {
+async fn serve_port<P: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    mut port: P,
+    line: LineConfig,
+) -> io::Result<()> {
     let clock = Micros::new();
     let mut framer: SilenceFramer = SilenceFramer::new(line);
     let mut meter = Meter::default();
@@ -378,9 +385,9 @@ async fn serve_port(shared: &Shared, mut port: SerialStream, line: LineConfig) -
     }
 }
 
-async fn serve_frame(
+async fn serve_frame<P: AsyncWrite + Unpin>(
     shared: &Shared,
-    port: &mut SerialStream,
+    port: &mut P,
     meter: &mut Meter,
     counts: &mut ServerCounts,
     frame: &[u8],
@@ -431,9 +438,9 @@ async fn serve_frame(
 
 /// The master role on an open port, until it fails: the core's [`BusMaster`] moved
 /// by the port's bytes and the clock.
-async fn drive_port(
+async fn drive_port<P: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
-    mut port: SerialStream,
+    mut port: P,
     line: LineConfig,
     mut requests: Option<&mut GatewayRx>,
 ) -> io::Result<()> {
@@ -556,24 +563,108 @@ async fn recv(rx: Option<&mut GatewayRx>) -> Option<Forward> {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn a_write_to_a_wedged_port_fails_in_bounded_time() {
-        // A port that takes 16 bytes and then nothing more (nobody drains it).
-        let (mut port, _wedged) = tokio::io::duplex(16);
-        let started = tokio::time::Instant::now();
-        let e = write_bounded(&mut port, &[0x55; 64])
-            .await
-            .expect_err("must not complete");
-        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-        assert_eq!(started.elapsed(), WRITE_TIMEOUT);
-        // A port that drains writes at once.
-        let (mut port, mut other) = tokio::io::duplex(256);
-        write_bounded(&mut port, &[1, 2, 3]).await.expect("written");
-        let mut got = [0u8; 3];
-        other.read_exact(&mut got).await.expect("read");
-        assert_eq!(got, [1, 2, 3]);
-    }
     use p1lb_core::meter_emulation::MeterSnapshot;
+    use tokio::io::AsyncWriteExt;
+    use tokio_modbus::Response as TcpResponse;
+
+    use crate::daemon::gateway::{self, response_of};
+
+    fn lock(c: &Mutex<TerraSim>) -> std::sync::MutexGuard<'_, TerraSim> {
+        c.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The master loop on the in-process bus, in paused time: it configures the
+    /// simulated charger, writes the balancer's value, reads the charger's currents
+    /// into 1110–1112 and forwards a gateway request to it.
+    #[tokio::test(start_paused = true)]
+    async fn the_master_drives_the_simulated_charger_on_an_in_process_bus() {
+        // A fallback limit of 10 A: the value without a meter.
+        let mut config = Config::default();
+        config.set(1021, 10_000).expect("a valid fallback");
+        let shared = Arc::new(Shared::new(config, "unused".into()));
+        let charger = Arc::new(Mutex::new(TerraSim::new()));
+        lock(&charger).measured_ma = Some([7000, 7100, 7200]);
+        let (tx, rx) = gateway::channel();
+        let task = tokio::spawn(run_simulated(shared.clone(), charger.clone(), Some(rx)));
+        // The control task's part: the balancer ticks (no meter: fallback after 1022).
+        for _ in 0..40 {
+            let now = shared.now_ms();
+            shared.core().tick(now);
+            shared.decision.notify_one();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        {
+            let c = lock(&charger);
+            // Rebooted at 32 A / 256: reconfigured; no meter yet: the fallback, 10 A.
+            assert_eq!((c.limit_ma, c.fallback_a), (10_000, 10), "{c:?}");
+            assert_ne!(c.timeout_s, 60, "{c:?}");
+        }
+        assert_eq!(shared.core().map.status().charger_ca, [700, 710, 720]);
+        assert_eq!(shared.rs485(), PortState::Open);
+        lock(&charger).measured_ma = Some([0; 3]);
+        let frame =
+            gateway::request_frame(1, &tokio_modbus::Request::ReadHoldingRegisters(0x4000, 2))
+                .expect("a request the gateway forwards");
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let (forward, _claim) = Forward::new(frame, reply_tx);
+        tx.send(forward).await.expect("queued");
+        let reply = tokio::time::timeout(Duration::from_secs(3), reply_rx)
+            .await
+            .expect("answered in time")
+            .expect("a reply, not 0x0B");
+        match response_of(&reply) {
+            Ok(TcpResponse::ReadHoldingRegisters(words)) => assert_eq!(words, [0x0122, 0x0001]),
+            other => panic!("{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(shared.core().map.status().charger_ca, [0; 3]);
+        task.abort();
+    }
+
+    /// The server role on a byte stream of the test's own, in paused time: a request
+    /// for the server address is answered; when the stream closes the port is opened
+    /// again.
+    #[tokio::test(start_paused = true)]
+    async fn the_server_role_answers_on_any_byte_stream_and_reopens_a_closed_one() {
+        let shared = Arc::new(Shared::new(Config::default(), "unused".into()));
+        let (ends_tx, mut ends) = tokio::sync::mpsc::unbounded_channel();
+        let open = move |_line: LineConfig| -> io::Result<DuplexStream> {
+            let (ours, theirs) = tokio::io::duplex(MAX_ADU);
+            let _ = ends_tx.send(theirs);
+            Ok(ours)
+        };
+        let task = tokio::spawn(run_on(
+            shared.clone(),
+            "test",
+            open,
+            Rs485Role::Server,
+            None,
+        ));
+        let mut bus = ends.recv().await.expect("opened");
+        let mut req = [0u8; MAX_ADU];
+        let n = Request::ReadHolding {
+            start: 1010,
+            quantity: 2,
+        }
+        .emit_frame(10, &mut req)
+        .expect("fits");
+        bus.write_all(&req[..n]).await.expect("sent");
+        let mut reply = [0u8; 9];
+        tokio::time::timeout(Duration::from_secs(1), bus.read_exact(&mut reply))
+            .await
+            .expect("answered")
+            .expect("read");
+        let frame = Frame::new_checked(&reply[..]).expect("a valid frame");
+        assert_eq!((frame.unit(), frame.function()), (10, 3));
+        // 1010 = 16000 mA, 1011 = 3 phases.
+        assert_eq!(&reply[2..7], &[4, 0x3E, 0x80, 0, 3]);
+        drop(bus);
+        let _again = tokio::time::timeout(Duration::from_secs(5), ends.recv())
+            .await
+            .expect("reopened after the backoff")
+            .expect("a new stream");
+        task.abort();
+    }
 
     #[test]
     fn line_settings_come_from_1031_and_1032() {

@@ -17,7 +17,7 @@ use p1lb_core::bus_master::{BusMaster, MasterEvent};
 use p1lb_core::config::Config;
 use p1lb_core::modbus::{LineConfig, MAX_ADU, Parity};
 
-use crate::sim_charger::TerraSim;
+use super::charger::TerraSim;
 
 /// The charger's reply starts this long after the end of the request (its Modbus
 /// turnaround), µs.

@@ -3,6 +3,7 @@
 //! ([`p1lb_core::balancer`]) and the real P1 reader ([`p1lb_core::p1`]).
 //!
 //! - [`house`]: base load, appliances per phase, solar export.
+//! - [`charger`]: the Terra AC (registers, Modbus RTU server) the car is behind.
 //! - [`car`]: follows the charger's setpoint with delay and ramp; pauses; 1 or 3 phases.
 //! - [`meter`]: real DSMR 5 / e-MUCS telegram bytes with CRC; silence, corruption.
 //! - [`fuse`]: the main breaker's thermal model (IEC 60898-1 points).
@@ -13,6 +14,7 @@
 
 pub mod bus;
 pub mod car;
+pub mod charger;
 pub mod fuse;
 pub mod house;
 pub mod meter;

@@ -1,0 +1,107 @@
+//! The core's Modbus RTU codec on a tokio byte stream: the microsecond clock its
+//! framers and clients run on, feeding a [`SilenceFramer`], and bounded writes. Shared by
+//! the daemon's RS485 task and the simulated charger, so that both frame a bus the
+//! same way. Never panics; a write that cannot complete is an error, never a task
+//! blocked for ever.
+
+use std::io;
+use std::time::Duration;
+
+use p1lb_core::modbus::SilenceFramer;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+/// The longest one frame's write may take before the port counts as wedged: the
+/// longest frame (256 bytes) takes 2.3 s on the wire at the slowest line (1200 baud).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Writes `bytes` and flushes within [`WRITE_TIMEOUT`]. A wedged adapter (a USB
+/// serial converter whose driver stopped draining) is an error — the caller reopens
+/// the port — never a task blocked for ever.
+pub async fn write_bounded<W: AsyncWrite + Unpin>(port: &mut W, bytes: &[u8]) -> io::Result<()> {
+    let write = async {
+        port.write_all(bytes).await?;
+        port.flush().await
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "a {}-byte write did not complete in {} s (adapter wedged?)",
+                bytes.len(),
+                WRITE_TIMEOUT.as_secs()
+            ),
+        )),
+    }
+}
+
+/// A monotonic microsecond clock for the framer and the client (tokio's clock, so
+/// that a test with paused time moves it).
+#[derive(Debug, Clone, Copy)]
+pub struct Micros(Instant);
+
+impl Micros {
+    /// Starting now.
+    pub fn new() -> Micros {
+        Micros(Instant::now())
+    }
+
+    /// Microseconds since start.
+    pub fn now(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// The instant of `us`.
+    pub fn instant(&self, us: u64) -> Instant {
+        self.0 + Duration::from_micros(us)
+    }
+}
+
+impl Default for Micros {
+    fn default() -> Self {
+        Micros::new()
+    }
+}
+
+/// Feeds `bytes` (received at `now_us`) to `framer`, pushing each frame a silence
+/// completed onto `frames`.
+pub fn feed_frames(
+    framer: &mut SilenceFramer,
+    now_us: u64,
+    bytes: &[u8],
+    frames: &mut Vec<Vec<u8>>,
+) {
+    loop {
+        let (_, frame) = framer.feed(now_us, bytes);
+        match frame {
+            // No byte was taken: feed them again after the frame.
+            Some(f) => frames.push(f.to_vec()),
+            None => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_to_a_wedged_port_fails_in_bounded_time() {
+        // A port that takes 16 bytes and then nothing more (nobody drains it).
+        let (mut port, _wedged) = tokio::io::duplex(16);
+        let started = tokio::time::Instant::now();
+        let e = write_bounded(&mut port, &[0x55; 64])
+            .await
+            .expect_err("must not complete");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), WRITE_TIMEOUT);
+        // A port that drains writes at once.
+        let (mut port, mut other) = tokio::io::duplex(256);
+        write_bounded(&mut port, &[1, 2, 3]).await.expect("written");
+        let mut got = [0u8; 3];
+        other.read_exact(&mut got).await.expect("read");
+        assert_eq!(got, [1, 2, 3]);
+    }
+}
