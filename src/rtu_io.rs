@@ -7,8 +7,8 @@
 use std::io;
 use std::time::Duration;
 
-use p1lb_core::modbus::SilenceFramer;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use p1lb_core::modbus::{LineConfig, SilenceFramer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 /// The longest one frame's write may take before the port counts as wedged: the
@@ -82,10 +82,56 @@ pub fn feed_frames(
     }
 }
 
+/// Frames off a byte stream, each ended by the line's silence (a server's requests).
+#[derive(Debug)]
+pub struct FrameReceiver {
+    clock: Micros,
+    framer: SilenceFramer,
+    buf: [u8; 512],
+}
+
+impl FrameReceiver {
+    /// For a line of `line`, its clock starting now.
+    pub fn new(line: LineConfig) -> FrameReceiver {
+        FrameReceiver {
+            clock: Micros::new(),
+            framer: SilenceFramer::new(line),
+            buf: [0; 512],
+        }
+    }
+
+    /// Waits for bytes or for the silence that ends a frame, at most `idle`, and
+    /// pushes every frame completed onto `frames`. `Ok(false)`: the stream closed.
+    pub async fn receive<P: AsyncRead + Unpin>(
+        &mut self,
+        port: &mut P,
+        idle: Duration,
+        frames: &mut Vec<Vec<u8>>,
+    ) -> io::Result<bool> {
+        let deadline = self.framer.deadline();
+        tokio::select! {
+            r = port.read(&mut self.buf) => {
+                let n = r?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                let bytes = self.buf.get(..n).unwrap_or_default();
+                feed_frames(&mut self.framer, self.clock.now(), bytes, frames);
+            }
+            () = tokio::time::sleep_until(self.clock.instant(deadline.unwrap_or(0))), if deadline.is_some() => {
+                if let Some(f) = self.framer.poll(self.clock.now()) {
+                    frames.push(f.to_vec());
+                }
+            }
+            () = tokio::time::sleep(idle) => {}
+        }
+        Ok(true)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
 
     #[tokio::test(start_paused = true)]
     async fn a_write_to_a_wedged_port_fails_in_bounded_time() {

@@ -38,7 +38,7 @@ use p1lb_core::bus_master::{BusMaster, MasterEvent};
 use p1lb_core::config::Config;
 use p1lb_core::meter_emulation::EmulatedMeter;
 use p1lb_core::modbus::{
-    Frame, LineConfig, MAX_ADU, MAX_READ_QUANTITY, Parity, Request, Response, SilenceFramer, Words,
+    Frame, LineConfig, MAX_ADU, MAX_READ_QUANTITY, Parity, Request, Response, Words,
     exception_reply,
 };
 use p1lb_core::registers::{Exception, WriteOutcome};
@@ -47,7 +47,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, DuplexStream};
 use tokio::sync::oneshot;
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
 
-pub use crate::rtu_io::{Micros, WRITE_TIMEOUT, feed_frames, write_bounded};
+use crate::rtu_io::{FrameReceiver, Micros, write_bounded};
 
 use super::file::Rs485Role;
 use super::gateway::{Forward, GatewayRx, Next, next_live, refuse_for};
@@ -349,29 +349,17 @@ async fn serve_port<P: AsyncRead + AsyncWrite + Unpin>(
     mut port: P,
     line: LineConfig,
 ) -> io::Result<()> {
-    let clock = Micros::new();
-    let mut framer: SilenceFramer = SilenceFramer::new(line);
+    let mut receiver = FrameReceiver::new(line);
     let mut meter = Meter::default();
     let mut counts = ServerCounts::default();
-    let mut buf = [0u8; 512];
     let mut frames = Vec::new();
     loop {
-        let deadline = framer.deadline();
-        tokio::select! {
-            r = port.read(&mut buf) => {
-                let n = r?;
-                if n == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "port closed"));
-                }
-                feed_frames(&mut framer, clock.now(), &buf[..n], &mut frames);
-            }
-            () = tokio::time::sleep_until(clock.instant(deadline.unwrap_or(0))), if deadline.is_some() => {
-                if let Some(f) = framer.poll(clock.now()) {
-                    frames.push(f.to_vec());
-                }
-            }
-            // A quiet bus: look at the saved line settings once a second.
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        // A quiet bus: look at the saved line settings once a second.
+        if !receiver
+            .receive(&mut port, Duration::from_secs(1), &mut frames)
+            .await?
+        {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "port closed"));
         }
         for frame in frames.drain(..) {
             serve_frame(shared, &mut port, &mut meter, &mut counts, &frame).await?;

@@ -20,11 +20,11 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use p1lb_core::modbus::{
-    Exception, Frame, LineConfig, MAX_ADU, Request, Response, SilenceFramer, Words, exception_reply,
+    Exception, Frame, LineConfig, MAX_ADU, Request, Response, Words, exception_reply,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::rtu_io::{Micros, feed_frames, write_bounded};
+use crate::rtu_io::{FrameReceiver, write_bounded};
 
 /// The charger's rating (0x4006, the installer's maximum), mA: it holds no higher limit.
 pub const RATING_MA: u32 = 32_000;
@@ -276,25 +276,14 @@ where
     P: AsyncRead + AsyncWrite + Unpin,
     W: FnMut(&str),
 {
-    let clock = Micros::new();
-    let mut framer: SilenceFramer = SilenceFramer::new(options.line);
-    let mut buf = [0u8; 512];
+    let mut receiver = FrameReceiver::new(options.line);
     let mut frames = Vec::new();
     loop {
-        let deadline = framer.deadline();
-        tokio::select! {
-            r = port.read(&mut buf) => {
-                let n = r?;
-                if n == 0 {
-                    return Ok(());
-                }
-                feed_frames(&mut framer, clock.now(), &buf[..n], &mut frames);
-            }
-            () = tokio::time::sleep_until(clock.instant(deadline.unwrap_or(0))), if deadline.is_some() => {
-                if let Some(f) = framer.poll(clock.now()) {
-                    frames.push(f.to_vec());
-                }
-            }
+        if !receiver
+            .receive(&mut port, Duration::from_secs(3600), &mut frames)
+            .await?
+        {
+            return Ok(());
         }
         for frame in frames.drain(..) {
             let mut out = [0u8; MAX_ADU];
