@@ -81,8 +81,8 @@ pub async fn led(shared: &'static Shared, mut pin: Output<'static>) {
         } else {
             pin.set_low();
         }
-        // The next edge of this state's frame; a new state shows within a slot.
-        let next = led::next_change_ms(state, now).min(now + led::SLOT_MS);
+        // The next slot: the next edge of the frame, and a new state within a slot.
+        let next = led::next_look_ms(now);
         Timer::at(Instant::from_millis(next)).await;
     }
 }

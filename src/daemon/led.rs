@@ -23,7 +23,8 @@ pub async fn run(shared: Arc<Shared>, bcm_pin: u8) {
         let now = shared.now_ms();
         let state = shared.core().map.status().state;
         pin.write(led::is_on(state, now).into());
-        let next = led::next_change_ms(state, now).max(now + 1);
+        // The next slot: the next edge of the frame, and a new state within a slot.
+        let next = led::next_look_ms(now);
         tokio::time::sleep_until(shared.instant(next)).await;
     }
 }
