@@ -37,6 +37,7 @@
 //! Never panics; all arithmetic saturates.
 
 use crate::config::{Config, ControlMode};
+pub use crate::registers::State;
 
 /// The control tick.
 pub const TICK_MS: u64 = 1000;
@@ -153,29 +154,6 @@ pub const READBACK_PAIR_MS: u64 = 1500;
 /// Charger reads kept: the meter's reading (up to 3 s old and still fresh) was taken
 /// while one of these was current.
 const CHARGER_HISTORY: usize = 3;
-
-/// Balancer state, as in register 1002.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum State {
-    /// 0: between lower and upper limit (or at the charger maximum); the limit holds.
-    Normal = 0,
-    /// 1: at or below the lower limit and the limit can still rise.
-    Lower = 1,
-    /// 2: above the upper limit.
-    Upper = 2,
-    /// 3: above the alarm limit.
-    Alarm = 3,
-    /// 4: no valid meter data for the fallback time.
-    Fallback = 4,
-}
-
-impl State {
-    /// The register 1002 value.
-    pub fn code(self) -> u16 {
-        self as u16
-    }
-}
 
 /// What the tick decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -81,7 +81,15 @@ impl Device {
             .last_rejected_ms
             .is_some_and(|t| now_ms.saturating_sub(t) < CRC_FLAG_MS);
         let status = self.map.status_mut();
-        status.set_balancer(&self.balancer, now_ms);
+        let b = &self.balancer;
+        let decision = b.decision();
+        status.sent_ma = u16::try_from(decision.sent_ma).unwrap_or(u16::MAX);
+        status.state = decision.state;
+        status.flags.set(Flags::METER_STALE, b.is_stale(now_ms));
+        status
+            .flags
+            .set(Flags::READBACK_IMPLAUSIBLE, b.readback_distrusted());
+        status.seconds_since_telegram = b.seconds_since_reading(now_ms);
         status.flags.set(Flags::CRC_FAILURES, crc);
         status.uptime_s = u32::try_from(now_ms / 1000).unwrap_or(u32::MAX);
         d

@@ -40,7 +40,6 @@
 //! value or an [`Exception`]. A rejected request changes nothing: a multi-register
 //! write is checked as a whole before any of it is applied. No heap.
 
-use crate::balancer::{Balancer, Decision, State};
 use crate::config::{Config, Range, SETTINGS, Setting};
 
 /// The first address of the map.
@@ -295,7 +294,7 @@ impl Flags {
     pub const WATCHDOG_RESET: Flags = Flags(1 << 6);
     /// Bit 7: the charger's read-back of its currents was implausible (above what the
     /// car can draw, or contradicting the meter): headroom mode uses the meter alone
-    /// until it is plausible again (see `Balancer::on_charger_currents`).
+    /// until it is plausible again (see the balancer's `on_charger_currents`).
     pub const READBACK_IMPLAUSIBLE: Flags = Flags(1 << 7);
 
     /// No flag.
@@ -335,6 +334,30 @@ impl core::ops::BitOr for Flags {
     }
 }
 
+/// The balancer's state, as register 1002 shows it (and the LED). Defined with the
+/// map, below the balancer, which re-exports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum State {
+    /// 0: between lower and upper limit (or at the charger maximum); the limit holds.
+    Normal = 0,
+    /// 1: at or below the lower limit and the limit can still rise.
+    Lower = 1,
+    /// 2: above the upper limit.
+    Upper = 2,
+    /// 3: above the alarm limit.
+    Alarm = 3,
+    /// 4: no valid meter data for the fallback time.
+    Fallback = 4,
+}
+
+impl State {
+    /// The register 1002 value.
+    pub fn code(self) -> u16 {
+        self as u16
+    }
+}
+
 /// The read-only values the driver fills in (1001–1004, 1100–1120). Units as in the
 /// register table; values the meter or charger does not send stay 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -370,7 +393,7 @@ pub struct Status {
 }
 
 impl Default for Status {
-    /// At boot: everything 0, the balancer in state 1 (as [`Balancer::new`]), no
+    /// At boot: everything 0, the balancer in state 1 (as the balancer starts), no
     /// telegram yet (1004 = 65535).
     fn default() -> Self {
         Status {
@@ -392,28 +415,11 @@ impl Default for Status {
     }
 }
 
-impl Status {
-    /// 1001 and 1002 from a tick's decision.
-    pub fn set_decision(&mut self, d: &Decision) {
-        self.sent_ma = u16::try_from(d.sent_ma).unwrap_or(u16::MAX);
-        self.state = d.state;
-    }
-
-    /// 1001, 1002, 1003 bit 0 and 1004 from the balancer at `now_ms`.
-    pub fn set_balancer(&mut self, b: &Balancer, now_ms: u64) {
-        self.set_decision(&b.decision());
-        self.flags.set(Flags::METER_STALE, b.is_stale(now_ms));
-        self.flags
-            .set(Flags::READBACK_IMPLAUSIBLE, b.readback_distrusted());
-        self.seconds_since_telegram = b.seconds_since_reading(now_ms);
-    }
-}
-
 /// What the driver must do after a successful write. Small and `Copy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WriteOutcome {
     /// Register 1000 was written: pass this cap (mA) to
-    /// [`Balancer::set_cap`]; it takes effect at the next tick. Not saved.
+    /// the balancer (`Balancer::set_cap`); it takes effect at the next tick. Not saved.
     pub cap_ma: Option<u16>,
     /// 1091 or 1092 was written with 1 and the staged set is consistent: persist it,
     /// then confirm with [`RegisterMap::commit_saved`].
@@ -490,7 +496,7 @@ impl RegisterMap {
 
     /// Confirms that `config` (from a [`Save`]) was persisted: it becomes the saved
     /// configuration. Staged changes made since stay staged. As in
-    /// [`Balancer::apply_config`], an override cap equal to the old charger maximum
+    /// the balancer's `apply_config`, an override cap equal to the old charger maximum
     /// follows the new one, so that 1000 reads the cap the balancer uses.
     pub fn commit_saved(&mut self, config: Config) {
         if self.cap_ma == charger_max(&self.saved) {

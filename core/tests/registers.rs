@@ -3,8 +3,10 @@
 //! writes, refused requests change nothing (also under random write sequences),
 //! staged settings, save (1091), restore defaults (1092), server address, override cap.
 
-use p1lb_core::balancer::{Balancer, State};
+use p1lb_core::balancer::Balancer;
 use p1lb_core::config::{Config, Range, SETTINGS, setting};
+use p1lb_core::device::Device;
+use p1lb_core::registers::State;
 use p1lb_core::registers::{
     Access, Exception, FIRMWARE_VERSION, Flags, REGISTERS, RegisterMap, Save, Type, WriteOutcome,
     markdown_table, register,
@@ -642,24 +644,27 @@ fn status_values_read_with_their_types() {
 #[test]
 fn status_from_the_balancer() {
     let cfg = Config::default();
-    let mut b = Balancer::new(cfg, 0);
-    let mut map = RegisterMap::new(cfg);
+    let mut d = Device::new(cfg, 0);
     // At boot, no telegram yet.
-    assert_eq!(read1(&map, 1004), u16::MAX);
-    assert_eq!(read1(&map, 1002), State::Lower.code());
-    b.on_reading(1000, [Some(5000), Some(5000), Some(5000)]);
+    assert_eq!(read1(&d.map, 1004), u16::MAX);
+    assert_eq!(read1(&d.map, 1002), State::Lower.code());
+    d.balancer
+        .on_reading(1000, [Some(5000), Some(5000), Some(5000)]);
     for t in (0..=10_000).step_by(1000) {
-        b.tick(t);
+        d.tick(t);
     }
-    map.status_mut().set_balancer(&b, 10_500);
-    assert_eq!(u32::from(read1(&map, 1001)), b.decision().sent_ma);
-    assert_eq!(read1(&map, 1002), b.decision().state.code());
-    assert_eq!(read1(&map, 1003) & 1, 1, "stale after 9.5 s");
-    assert_eq!(read1(&map, 1004), 9);
-    b.on_reading(11_000, [Some(5000), None, None]);
-    map.status_mut().set_balancer(&b, 11_200);
-    assert_eq!(read1(&map, 1003) & 1, 0);
-    assert_eq!(read1(&map, 1004), 0);
+    d.tick(10_500);
+    assert_eq!(
+        u32::from(read1(&d.map, 1001)),
+        d.balancer.decision().sent_ma
+    );
+    assert_eq!(read1(&d.map, 1002), d.balancer.decision().state.code());
+    assert_eq!(read1(&d.map, 1003) & 1, 1, "stale after 9.5 s");
+    assert_eq!(read1(&d.map, 1004), 9);
+    d.balancer.on_reading(11_000, [Some(5000), None, None]);
+    d.tick(11_200);
+    assert_eq!(read1(&d.map, 1003) & 1, 0);
+    assert_eq!(read1(&d.map, 1004), 0);
 }
 
 #[test]
