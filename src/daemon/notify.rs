@@ -16,6 +16,25 @@
 //! The socket is non-blocking: a full queue at systemd drops a watchdog feed or a
 //! status (and warns, once until a send succeeds again) rather than stalling the
 //! runtime; `READY=1` and `STOPPING=1` are tried again for up to [`RETRY_FOR`].
+//!
+//! Why not the `sd-notify` crate (0.5.0, the latest; checked against its source and
+//! with a probe): its `notify` cannot do two things this daemon needs, and those two are
+//! the whole of the sending.
+//! - Abstract sockets: it hands `$NOTIFY_SOCKET` to `UnixDatagram::connect` as a path,
+//!   so `@name` is looked up as a file called `@name` (`NotFound`); `sd_notify(3)`
+//!   defines a leading `@` as an abstract name (older systemd handed out
+//!   `@/org/freedesktop/systemd1/notify`), and `tests/systemd_notify.rs` checks them.
+//! - Not blocking: it sends on a fresh blocking socket, with no timeout. With systemd's
+//!   queue full (`net.unix.max_dgram_qlen`, 10 by default: the probe's eleventh
+//!   `WATCHDOG=1` blocked until killed) the send waits for as long as systemd does not
+//!   read, and since the daemon runs on one thread that would stop the balancer, which
+//!   must keep the fuse safe whatever systemd does. Here a feed is dropped (and warned),
+//!   and `READY=1`/`STOPPING=1` are retried for [`RETRY_FOR`] without holding the thread.
+//!
+//! Its `watchdog_enabled` does not fit either: it takes `WATCHDOG_USEC=0` (a zero
+//! feeding interval) and silently ignores values that do not parse, where
+//! [`watchdog_interval`] refuses them with a warning. What it would add, the
+//! `KEY=VALUE` text of four messages, is not worth a dependency on Linux only.
 
 use std::ffi::OsStr;
 use std::io;
