@@ -306,8 +306,7 @@ async fn serve(plan: Plan) -> Result<()> {
         gateway_tx,
     ));
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
+    let mut term = sigterm().context("installing the SIGTERM handler")?;
     // Every task spawned above runs up to its first wait (the server accepts, the P1 and
     // RS485 tasks have tried their ports) and the balancer has ticked once before
     // systemd hears that the daemon is up.
@@ -342,6 +341,30 @@ async fn serve(plan: Plan) -> Result<()> {
     notifier.stopping(why).await;
     tasks.abort_all();
     Ok(())
+}
+
+/// SIGTERM (systemd's stop, `kill`).
+#[cfg(unix)]
+fn sigterm() -> std::io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+}
+
+/// No SIGTERM outside unix: Ctrl-C stops the daemon there.
+#[cfg(not(unix))]
+fn sigterm() -> std::io::Result<NoSigterm> {
+    Ok(NoSigterm)
+}
+
+/// A SIGTERM that never comes (not unix).
+#[cfg(not(unix))]
+struct NoSigterm;
+
+#[cfg(not(unix))]
+impl NoSigterm {
+    /// Never returns.
+    async fn recv(&mut self) -> Option<()> {
+        std::future::pending().await
+    }
 }
 
 /// The daemon's tasks, each with its name: every one runs for as long as the daemon.

@@ -273,64 +273,30 @@ pub fn register(address: u16) -> Option<&'static Register> {
     REGISTERS.iter().find(|r| r.covers(address))
 }
 
-/// Register 1003 flags (a small bitflags-like set).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Flags(u16);
-
-impl Flags {
-    /// Bit 0: meter data stale.
-    pub const METER_STALE: Flags = Flags(1 << 0);
-    /// Bit 1: telegram CRC failures in the last minute.
-    pub const CRC_FAILURES: Flags = Flags(1 << 1);
-    /// Bit 2: charger not answering.
-    pub const CHARGER_SILENT: Flags = Flags(1 << 2);
-    /// Bit 3: charger answered with an exception.
-    pub const CHARGER_EXCEPTION: Flags = Flags(1 << 3);
-    /// Bit 4: saved configuration was invalid, defaults in use.
-    pub const DEFAULTS_IN_USE: Flags = Flags(1 << 4);
-    /// Bit 5: staged changes not yet saved (computed by the map).
-    pub const UNSAVED_CHANGES: Flags = Flags(1 << 5);
-    /// Bit 6: last reset was by the watchdog.
-    pub const WATCHDOG_RESET: Flags = Flags(1 << 6);
-    /// Bit 7: the charger's read-back of its currents was implausible (above what the
-    /// car can draw, or contradicting the meter): headroom mode uses the meter alone
-    /// until it is plausible again (see the balancer's `on_charger_currents`).
-    pub const READBACK_IMPLAUSIBLE: Flags = Flags(1 << 7);
-
-    /// No flag.
-    pub const fn empty() -> Self {
-        Flags(0)
-    }
-
-    /// The register value.
-    pub const fn bits(self) -> u16 {
-        self.0
-    }
-
-    /// The flags of a register value, undefined bits kept.
-    pub const fn from_bits_retain(bits: u16) -> Self {
-        Flags(bits)
-    }
-
-    /// True when every flag of `other` is set.
-    pub const fn contains(self, other: Flags) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// Sets or clears the flags of `other`.
-    pub fn set(&mut self, other: Flags, on: bool) {
-        if on {
-            self.0 |= other.0;
-        } else {
-            self.0 &= !other.0;
-        }
-    }
-}
-
-impl core::ops::BitOr for Flags {
-    type Output = Flags;
-    fn bitor(self, rhs: Flags) -> Flags {
-        Flags(self.0 | rhs.0)
+bitflags::bitflags! {
+    /// Register 1003 flags: the register value is [`Flags::bits`], bit numbers as in
+    /// the register table. Bits 8–15 are reserved (0); a value read back keeps them
+    /// ([`Flags::from_bits_retain`]).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub struct Flags: u16 {
+        /// Bit 0: meter data stale.
+        const METER_STALE = 1 << 0;
+        /// Bit 1: telegram CRC failures in the last minute.
+        const CRC_FAILURES = 1 << 1;
+        /// Bit 2: charger not answering.
+        const CHARGER_SILENT = 1 << 2;
+        /// Bit 3: charger answered with an exception.
+        const CHARGER_EXCEPTION = 1 << 3;
+        /// Bit 4: saved configuration was invalid, defaults in use.
+        const DEFAULTS_IN_USE = 1 << 4;
+        /// Bit 5: staged changes not yet saved (computed by the map).
+        const UNSAVED_CHANGES = 1 << 5;
+        /// Bit 6: last reset was by the watchdog.
+        const WATCHDOG_RESET = 1 << 6;
+        /// Bit 7: the charger's read-back of its currents was implausible (above what
+        /// the car can draw, or contradicting the meter): headroom mode uses the meter
+        /// alone until it is plausible again (see the balancer's `on_charger_currents`).
+        const READBACK_IMPLAUSIBLE = 1 << 7;
     }
 }
 

@@ -775,3 +775,27 @@ proptest! {
         }
     }
 }
+
+/// 1003's bit numbers are public (the README's register table): each flag pinned to
+/// its bit, nothing defined above bit 7, and reserved bits kept in a value read back.
+#[test]
+fn status_flag_bits_are_the_documented_ones() {
+    let documented = [
+        (Flags::METER_STALE, 0),
+        (Flags::CRC_FAILURES, 1),
+        (Flags::CHARGER_SILENT, 2),
+        (Flags::CHARGER_EXCEPTION, 3),
+        (Flags::DEFAULTS_IN_USE, 4),
+        (Flags::UNSAVED_CHANGES, 5),
+        (Flags::WATCHDOG_RESET, 6),
+        (Flags::READBACK_IMPLAUSIBLE, 7),
+    ];
+    for (flag, bit) in documented {
+        assert_eq!(flag.bits(), 1 << bit, "{flag:?}");
+    }
+    assert_eq!(Flags::all().bits(), 0xff);
+    let mut f = Flags::from_bits_retain(0x8001);
+    f.set(Flags::CHARGER_SILENT, true);
+    f.set(Flags::METER_STALE, false);
+    assert_eq!(f.bits(), 0x8004);
+}

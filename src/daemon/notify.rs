@@ -11,15 +11,38 @@
 //!   stops feeding it and systemd restarts the service (`WatchdogSec=` in the unit).
 //! - Without `$NOTIFY_SOCKET` (run by hand, tests) nothing is sent and nothing logged.
 //!   A socket that cannot be used is logged once as a warning and never stops the daemon.
+//! - Linux only (systemd is): elsewhere a set `$NOTIFY_SOCKET` is that one warning.
 //!
 //! The socket is non-blocking: a full queue at systemd drops a watchdog feed or a
 //! status (and warns, once until a send succeeds again) rather than stalling the
 //! runtime; `READY=1` and `STOPPING=1` are tried again for up to [`RETRY_FOR`].
+//!
+//! Why not the `sd-notify` crate (0.5.0, the latest; checked against its source and
+//! with a probe): its `notify` cannot do two things this daemon needs, and those two are
+//! the whole of the sending.
+//! - Abstract sockets: it hands `$NOTIFY_SOCKET` to `UnixDatagram::connect` as a path,
+//!   so `@name` is looked up as a file called `@name` (`NotFound`); `sd_notify(3)`
+//!   defines a leading `@` as an abstract name (older systemd handed out
+//!   `@/org/freedesktop/systemd1/notify`), and `tests/systemd_notify.rs` checks them.
+//! - Not blocking: it sends on a fresh blocking socket, with no timeout. With systemd's
+//!   queue full (`net.unix.max_dgram_qlen`, 10 by default: the probe's eleventh
+//!   `WATCHDOG=1` blocked until killed) the send waits for as long as systemd does not
+//!   read, and since the daemon runs on one thread that would stop the balancer, which
+//!   must keep the fuse safe whatever systemd does. Here a feed is dropped (and warned),
+//!   and `READY=1`/`STOPPING=1` are retried for [`RETRY_FOR`] without holding the thread.
+//!
+//! Its `watchdog_enabled` does not fit either: it takes `WATCHDOG_USEC=0` (a zero
+//! feeding interval) and silently ignores values that do not parse, where
+//! [`watchdog_interval`] refuses them with a warning. What it would add, the
+//! `KEY=VALUE` text of four messages, is not worth a dependency on Linux only.
 
 use std::ffi::OsStr;
 use std::io;
+#[cfg(target_os = "linux")]
 use std::os::linux::net::SocketAddrExt;
+#[cfg(target_os = "linux")]
 use std::os::unix::ffi::OsStrExt;
+#[cfg(target_os = "linux")]
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +60,9 @@ pub struct Notifier {
     status: Mutex<String>,
 }
 
+/// Where notifications go: an unbound non-blocking datagram socket and the address of
+/// `$NOTIFY_SOCKET`.
+#[cfg(target_os = "linux")]
 #[derive(Debug)]
 struct Target {
     socket: UnixDatagram,
@@ -44,8 +70,57 @@ struct Target {
     name: String,
 }
 
+#[cfg(target_os = "linux")]
+impl Target {
+    /// The socket `name` (`$NOTIFY_SOCKET`) names, `shown` in logs.
+    fn open(name: &OsStr, shown: String) -> io::Result<Target> {
+        let addr = socket_addr(name)?;
+        let socket = UnixDatagram::unbound()?;
+        socket.set_nonblocking(true)?;
+        Ok(Target {
+            socket,
+            addr,
+            name: shown,
+        })
+    }
+
+    /// One datagram, without waiting (`WouldBlock` on a full queue).
+    fn send(&self, message: &str) -> io::Result<usize> {
+        self.socket.send_to_addr(message.as_bytes(), &self.addr)
+    }
+
+    /// `$NOTIFY_SOCKET` as shown in logs.
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// No notification target outside Linux: systemd (and abstract sockets) are Linux only.
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug)]
+enum Target {}
+
+#[cfg(not(target_os = "linux"))]
+impl Target {
+    fn open(_name: &OsStr, _shown: String) -> io::Result<Target> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "systemd notifications are Linux only",
+        ))
+    }
+
+    fn send(&self, _message: &str) -> io::Result<usize> {
+        match *self {}
+    }
+
+    fn name(&self) -> &str {
+        match *self {}
+    }
+}
+
 /// `$NOTIFY_SOCKET`'s value as a socket address: `@name` is the abstract name `name`,
 /// anything else must be an absolute path.
+#[cfg(target_os = "linux")]
 pub fn socket_addr(name: &OsStr) -> io::Result<SocketAddr> {
     let bytes = name.as_bytes();
     match bytes.first() {
@@ -111,16 +186,7 @@ impl Notifier {
         };
         let mut n = Notifier::disabled();
         let shown = name.to_string_lossy().into_owned();
-        let target = socket_addr(&name).and_then(|addr| {
-            let socket = UnixDatagram::unbound()?;
-            socket.set_nonblocking(true)?;
-            Ok(Target {
-                socket,
-                addr,
-                name: shown.clone(),
-            })
-        });
-        match target {
+        match Target::open(&name, shown.clone()) {
             Ok(t) => n.target = Some(t),
             Err(e) => {
                 n.warn(format_args!(
@@ -172,11 +238,7 @@ impl Notifier {
         let Some(t) = &self.target else {
             return false;
         };
-        self.sent(
-            t,
-            message,
-            t.socket.send_to_addr(message.as_bytes(), &t.addr),
-        )
+        self.sent(t, message, t.send(message))
     }
 
     /// Sends `message`, trying again for up to [`RETRY_FOR`] while systemd's queue is
@@ -187,7 +249,7 @@ impl Notifier {
         };
         let end = tokio::time::Instant::now() + RETRY_FOR;
         loop {
-            match t.socket.send_to_addr(message.as_bytes(), &t.addr) {
+            match t.send(message) {
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock
                         && tokio::time::Instant::now() < end =>
@@ -204,14 +266,14 @@ impl Notifier {
         match result {
             Ok(n) if n == message.len() => {
                 if self.warned.swap(false, Ordering::Relaxed) {
-                    tracing::info!("systemd: notifications reach {} again", t.name);
+                    tracing::info!("systemd: notifications reach {} again", t.name());
                 }
                 true
             }
             Ok(n) => {
                 self.warn(format_args!(
                     "systemd: notification to {} cut short ({n} of {} bytes); going on",
-                    t.name,
+                    t.name(),
                     message.len()
                 ));
                 false
@@ -220,7 +282,7 @@ impl Notifier {
                 self.warn(format_args!(
                     "systemd: cannot notify {} ({e}); going on without (logged once until \
                      it works again)",
-                    t.name
+                    t.name()
                 ));
                 false
             }
@@ -271,6 +333,7 @@ mod tests {
         OsStr::new(s)
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn socket_names_paths_and_abstract_names() {
         let a = socket_addr(os("/run/systemd/notify")).unwrap();
@@ -311,6 +374,7 @@ mod tests {
         assert!(watchdog_interval(Some(os("2000000")), Some(os("x")), 7).is_err());
     }
 
+    #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn messages_reach_the_socket_statuses_only_on_change_errors_are_not_fatal() {
         let dir = std::env::temp_dir().join(format!("p1lb-notify-unit-{}", std::process::id()));
@@ -350,6 +414,7 @@ mod tests {
         assert!(!off.warned.load(Ordering::Relaxed));
     }
 
+    #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn ready_waits_out_a_full_queue_and_a_warning_clears_once_sends_work() {
         let dir = std::env::temp_dir().join(format!("p1lb-notify-full-{}", std::process::id()));
