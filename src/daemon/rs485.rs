@@ -415,8 +415,8 @@ async fn serve_frame(
             tracing::debug!(ignored = counts.ignored, "RS485: frame ignored");
         }
         ServerAction::NotForUs { unit: to } => {
-            let meter_unit = shared.core().map.saved().get(1036).unwrap_or(0);
-            if meter_unit != 0 && u16::from(to) == meter_unit {
+            let meter_unit = shared.core().map.saved().meter_emulation_unit();
+            if meter_unit == Some(to) {
                 meter.refresh(shared);
                 if let Some(len) = meter.answer(to, frame, &mut out) {
                     write_bounded(port, &out[..len]).await?;
@@ -579,8 +579,8 @@ mod tests {
     fn line_settings_come_from_1031_and_1032() {
         let mut c = Config::default();
         assert_eq!(line_config(&c), LineConfig::new(9600, Parity::None, 1));
-        c.set(1031, 192).unwrap();
-        c.set(1032, 2).unwrap();
+        c.set_rs485_baud(19_200).unwrap();
+        c.set_rs485_parity(Parity::Even).unwrap();
         assert_eq!(line_config(&c), LineConfig::new(19_200, Parity::Even, 1));
     }
 
