@@ -2,8 +2,14 @@
 //! validation shared by the register map (write 1 to 1091), the daemon's TOML file and
 //! the firmware's flash store.
 //!
-//! A setting is defined once, in [`SETTINGS`]: address, name, unit, range, default.
-//! [`Config`] stores the values by address; typed accessors give them meaning.
+//! A setting is defined once, in the table given to the `settings!` macro below:
+//! address, name, title, default, range, rule and the kind of its value
+//! ([`SettingKind`]: mA, seconds, a flag, an enum, ...; the unit comes from the kind).
+//! From that one table the macro generates [`SETTINGS`] (the data the README table,
+//! Home Assistant, the CLI and the TOML file use), the [`address`] constants
+//! (`address::CHARGER_MAX_CURRENT`), and [`Config`]'s typed getters and setters
+//! (`charger_max_ma() -> u32`, `set_rs485_parity(Parity::Even)`). Code names a
+//! setting, never its number: `tests/settings_by_name.rs` fails on `get(1036)`.
 //! Never panics: any `u16` may be offered for any setting and is answered with
 //! [`ConfigError`] when it does not fit.
 
@@ -554,7 +560,10 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The value of the setting at `address`.
+    /// The register word of the setting at `address` (`None`: not a setting). For the
+    /// register map and the generic consumers (TOML, CLI, flash record) that go
+    /// through [`SETTINGS`]; code that wants one setting uses its typed getter, or
+    /// names it with an [`address`] constant.
     pub fn get(&self, address: u16) -> Option<u16> {
         let i = SETTINGS.iter().position(|s| s.address == address)?;
         Some(self.values[i])

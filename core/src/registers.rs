@@ -52,6 +52,7 @@ pub const MAX_READ: usize = 125;
 /// The most registers one write may carry (FC 16).
 pub const MAX_WRITE: usize = 123;
 
+// The commands and the override cap, at the paths they always had.
 pub use address::{OVERRIDE_CAP, RESTORE_DEFAULTS, SAVE};
 
 /// Register 1121: major × 256 + minor of this crate's version.
