@@ -324,7 +324,9 @@ pub fn format_value(reg: &Register, raw: i64) -> String {
                 format!("0x{raw:04x} ({})", names.join(", "))
             }
         }
-        "" if reg.address == 1002 => format!("{raw} ({})", state_name(raw as u16)),
+        "" if reg.address == p1lb_core::registers::address::BALANCER_STATE => {
+            format!("{raw} ({})", state_name(raw as u16))
+        }
         "" => raw.to_string(),
         unit => format!("{raw} {unit}"),
     }

@@ -187,13 +187,7 @@ pub fn config_for(
     for (setting, value) in overrides {
         cfg.set(setting.address, *value)?;
     }
-    cfg.set(
-        1023,
-        match mode {
-            ControlMode::Stepped => 0,
-            ControlMode::Headroom => 1,
-        },
-    )?;
+    cfg.set_mode(mode)?;
     cfg.validate()?;
     Ok(cfg)
 }

@@ -85,8 +85,8 @@ pub fn longest_exchange_us(line: LineConfig) -> u64 {
 }
 
 /// The charger's Modbus address (register 1030).
-pub fn charger_address(config: &Config) -> u8 {
-    u8::try_from(config.get(1030).unwrap_or(1)).unwrap_or(1)
+fn charger_address(config: &Config) -> u8 {
+    config.charger_address()
 }
 
 impl BusMaster {

@@ -2,8 +2,14 @@
 //! validation shared by the register map (write 1 to 1091), the daemon's TOML file and
 //! the firmware's flash store.
 //!
-//! A setting is defined once, in [`SETTINGS`]: address, name, unit, range, default.
-//! [`Config`] stores the values by address; typed accessors give them meaning.
+//! A setting is defined once, in the table given to the `settings!` macro below:
+//! address, name, title, default, range, rule and the kind of its value
+//! ([`SettingKind`]: mA, seconds, a flag, an enum, ...; the unit comes from the kind).
+//! From that one table the macro generates [`SETTINGS`] (the data the README table,
+//! Home Assistant, the CLI and the TOML file use), the [`address`] constants
+//! (`address::CHARGER_MAX_CURRENT`), and [`Config`]'s typed getters and setters
+//! (`charger_max_ma() -> u32`, `set_rs485_parity(Parity::Even)`). Code names a
+//! setting, never its number: `tests/settings_by_name.rs` fails on `get(1036)`.
 //! Never panics: any `u16` may be offered for any setting and is answered with
 //! [`ConfigError`] when it does not fit.
 
@@ -47,57 +53,423 @@ pub struct Setting {
     pub rule: Option<&'static str>,
 }
 
-const fn s(
-    address: u16,
-    name: &'static str,
-    title: &'static str,
-    unit: &'static str,
-    default: u16,
-    range: Range,
-    rule: Option<&'static str>,
-) -> Setting {
-    Setting {
-        address,
-        name,
-        title,
-        unit,
-        default,
-        range,
-        rule,
+use crate::modbus::{LineConfig, Parity};
+use crate::p1::GridSource;
+use Range::{OneOf, Span};
+
+/// How a setting's register value reads as a Rust value: the "type and meaning" column
+/// of the settings table. The generated accessors of [`Config`] convert with it, so that
+/// code names a setting and gets a typed value instead of a register word by address.
+///
+/// Every kind names its unit (the table's unit column comes from here, so a setting's
+/// unit and its accessor's type cannot disagree) and the suffix the getter's name must
+/// end with (checked at compile time: `upper_ma` is mA, `upper_wait_s` seconds), which
+/// keeps milliamps and seconds apart at every call site without a newtype refactor.
+pub trait SettingKind {
+    /// The accessors' value type.
+    type Value;
+    /// The unit shown in the register table (`mA`, `s`, or empty).
+    const UNIT: &'static str;
+    /// What the getter's name must end with (empty: anything).
+    const SUFFIX: &'static str;
+    /// The value of a register word. Total: a stored word is always in its setting's
+    /// range (every write goes through [`Config::set`]), but no word panics.
+    fn decode(raw: u16) -> Self::Value;
+    /// The register word of a value, or `None` when no word stands for it (the
+    /// setter then answers [`ConfigError::OutOfRange`]).
+    fn encode(value: Self::Value) -> Option<u16>;
+}
+
+/// A current in milliamps (`u32`, getter names end in `_ma`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ma;
+
+impl SettingKind for Ma {
+    type Value = u32;
+    const UNIT: &'static str = "mA";
+    const SUFFIX: &'static str = "_ma";
+    fn decode(raw: u16) -> u32 {
+        u32::from(raw)
+    }
+    fn encode(value: u32) -> Option<u16> {
+        u16::try_from(value).ok()
     }
 }
 
-use crate::modbus::{LineConfig, Parity};
-use Range::{OneOf, Span};
+/// A duration in whole seconds (`u32`, getter names end in `_s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Secs;
 
-/// Every saved setting, in address order. The registers.md contract, as data.
-#[rustfmt::skip]
-pub const SETTINGS: &[Setting] = &[
-    s(1010, "charger_max_current", "Maximum current of the charger", "mA", 16000, Span(6000, 63000), None),
-    s(1011, "phases", "Number of phases of the connection", "", 3, OneOf(&[1, 3]), None),
-    s(1012, "alarm_current", "Alarm limit current", "mA", 24000, Span(0, 65535), Some("> upper_current")),
-    s(1013, "alarm_wait", "Alarm limit wait time", "s", 1, Span(1, 255), None),
-    s(1014, "alarm_step", "Alarm limit change amount (decrease)", "mA", 12500, Span(1, 65535), None),
-    s(1015, "upper_current", "Upper limit current", "mA", 22000, Span(0, 65535), Some("> lower_current")),
-    s(1016, "upper_wait", "Upper limit wait time", "s", 5, Span(1, 255), None),
-    s(1017, "upper_step", "Upper limit change amount (decrease)", "mA", 1000, Span(1, 65535), None),
-    s(1018, "lower_current", "Lower limit current", "mA", 19000, Span(0, 65535), Some("< upper_current")),
-    s(1019, "lower_wait", "Lower limit wait time", "s", 1, Span(1, 255), None),
-    s(1020, "lower_step", "Lower limit change amount (increase)", "mA", 1000, Span(1, 65535), None),
-    s(1021, "fallback_current", "Fallback limit", "mA", 0, Span(0, 63000), Some("≤ charger_max_current")),
-    s(1022, "fallback_time", "Fallback limit time (no valid meter data for this long)", "s", 30, Span(1, 255), None),
-    s(1023, "control_mode", "Control mode: 0 stepped, 1 headroom", "", 0, OneOf(&[0, 1]), None),
-    s(1024, "grid_source", "Grid current source: 0 auto, 1 current objects only", "", 0, OneOf(&[0, 1]), None),
-    s(1025, "charger_min_current", "Charger minimum current; below it the charger is sent 0", "mA", 6000, Span(0, 63000), Some("≤ charger_max_current")),
-    s(1030, "charger_address", "Charger Modbus address on RS485 (master role)", "", 1, Span(1, 247), None),
-    s(1031, "rs485_baud", "RS485 baud rate / 100", "", 96, OneOf(&[12, 24, 48, 96, 192, 384, 576, 1152]), None),
-    s(1032, "rs485_parity", "RS485 parity: 0 none, 1 odd, 2 even", "", 0, Span(0, 2), None),
-    s(1033, "setpoint_refresh", "Charger setpoint refresh period", "s", 10, Span(1, 255), None),
-    s(1034, "p1_polarity", "P1 input polarity: 0 inverted by the board, 1 invert in the pad", "", 0, OneOf(&[0, 1]), None),
-    s(1035, "p1_serial", "P1 serial settings: 0 115200 8N1, 1 9600 7E1", "", 0, OneOf(&[0, 1]), None),
-    s(1036, "meter_emulation_address", "Unit address of the emulated ABB EV3 meter; 0 off", "", 0, Span(0, 247), Some("≠ server_address")),
-    s(1090, "server_address", "Modbus server address of the device", "", 10, Span(1, 247), None),
-];
+impl SettingKind for Secs {
+    type Value = u32;
+    const UNIT: &'static str = "s";
+    const SUFFIX: &'static str = "_s";
+    fn decode(raw: u16) -> u32 {
+        u32::from(raw)
+    }
+    fn encode(value: u32) -> Option<u16> {
+        u16::try_from(value).ok()
+    }
+}
+
+/// A Modbus unit address (`u8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unit;
+
+impl SettingKind for Unit {
+    type Value = u8;
+    const UNIT: &'static str = "";
+    const SUFFIX: &'static str = "";
+    fn decode(raw: u16) -> u8 {
+        u8::try_from(raw).unwrap_or(u8::MAX)
+    }
+    fn encode(value: u8) -> Option<u16> {
+        Some(u16::from(value))
+    }
+}
+
+/// A Modbus unit address where 0 means "off" (`Option<u8>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnitOrOff;
+
+impl SettingKind for UnitOrOff {
+    type Value = Option<u8>;
+    const UNIT: &'static str = "";
+    const SUFFIX: &'static str = "";
+    fn decode(raw: u16) -> Option<u8> {
+        match raw {
+            0 => None,
+            a => Some(u8::try_from(a).unwrap_or(u8::MAX)),
+        }
+    }
+    fn encode(value: Option<u8>) -> Option<u16> {
+        match value {
+            None => Some(0),
+            Some(0) => None,
+            Some(a) => Some(u16::from(a)),
+        }
+    }
+}
+
+/// A 0/1 switch (`bool`, 1 is `true`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flag;
+
+impl SettingKind for Flag {
+    type Value = bool;
+    const UNIT: &'static str = "";
+    const SUFFIX: &'static str = "";
+    fn decode(raw: u16) -> bool {
+        raw == 1
+    }
+    fn encode(value: bool) -> Option<u16> {
+        Some(u16::from(value))
+    }
+}
+
+/// The number of phases, 1 or 3 (`u8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhaseCount;
+
+impl SettingKind for PhaseCount {
+    type Value = u8;
+    const UNIT: &'static str = "";
+    const SUFFIX: &'static str = "";
+    fn decode(raw: u16) -> u8 {
+        if raw == 1 { 1 } else { 3 }
+    }
+    fn encode(value: u8) -> Option<u16> {
+        matches!(value, 1 | 3).then_some(u16::from(value))
+    }
+}
+
+/// A baud rate in bits per second, stored as bits per second / 100 (`u32`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Baud;
+
+impl SettingKind for Baud {
+    type Value = u32;
+    const UNIT: &'static str = "";
+    const SUFFIX: &'static str = "_baud";
+    fn decode(raw: u16) -> u32 {
+        u32::from(raw) * 100
+    }
+    fn encode(value: u32) -> Option<u16> {
+        if value % 100 != 0 {
+            return None;
+        }
+        u16::try_from(value / 100).ok()
+    }
+}
+
+impl SettingKind for ControlMode {
+    type Value = ControlMode;
+    const UNIT: &'static str = "";
+    const SUFFIX: &'static str = "";
+    fn decode(raw: u16) -> ControlMode {
+        if raw == 1 {
+            ControlMode::Headroom
+        } else {
+            ControlMode::Stepped
+        }
+    }
+    fn encode(value: ControlMode) -> Option<u16> {
+        Some(match value {
+            ControlMode::Stepped => 0,
+            ControlMode::Headroom => 1,
+        })
+    }
+}
+
+impl SettingKind for GridSource {
+    type Value = GridSource;
+    const UNIT: &'static str = "";
+    const SUFFIX: &'static str = "";
+    fn decode(raw: u16) -> GridSource {
+        if raw == 1 {
+            GridSource::CurrentObjects
+        } else {
+            GridSource::Auto
+        }
+    }
+    fn encode(value: GridSource) -> Option<u16> {
+        Some(match value {
+            GridSource::Auto => 0,
+            GridSource::CurrentObjects => 1,
+        })
+    }
+}
+
+impl SettingKind for Parity {
+    type Value = Parity;
+    const UNIT: &'static str = "";
+    const SUFFIX: &'static str = "";
+    fn decode(raw: u16) -> Parity {
+        match raw {
+            1 => Parity::Odd,
+            2 => Parity::Even,
+            _ => Parity::None,
+        }
+    }
+    fn encode(value: Parity) -> Option<u16> {
+        Some(match value {
+            Parity::None => 0,
+            Parity::Odd => 1,
+            Parity::Even => 2,
+        })
+    }
+}
+
+/// The position of the setting at `address` in [`SETTINGS`]; a compile error when
+/// there is none (used in constants only).
+const fn index_of(address: u16) -> usize {
+    let mut i = 0;
+    while i < SETTINGS.len() {
+        if SETTINGS[i].address == address {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("not a setting's address")
+}
+
+/// `a` equals `b` ignoring ASCII case (const, for the table's compile-time checks).
+pub(crate) const fn eq_ignore_case(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if !a[i].eq_ignore_ascii_case(&b[i]) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// `s` ends with `suffix` (const).
+const fn ends_with(s: &str, suffix: &str) -> bool {
+    let (s, x) = (s.as_bytes(), suffix.as_bytes());
+    if x.len() > s.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < x.len() {
+        if s[s.len() - x.len() + i] != x[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// `setter` is `set_` followed by `getter` (const).
+const fn is_setter_of(setter: &str, getter: &str) -> bool {
+    let (s, g) = (setter.as_bytes(), getter.as_bytes());
+    if s.len() != g.len() + 4 || !ends_with(setter, getter) {
+        return false;
+    }
+    s[0] == b's' && s[1] == b'e' && s[2] == b't' && s[3] == b'_'
+}
+
+/// The settings table, written once: generates [`SETTINGS`], the [`address`]
+/// constants, the typed getters and setters of [`Config`], and compile-time checks
+/// that tie them together (addresses strictly ascending; each constant is its
+/// setting's name in capitals; each setter is `set_` + its getter; each getter's name
+/// ends with its kind's unit suffix).
+///
+/// One row: `address, CONSTANT, "name", "title", Kind: value type, getter / setter,
+/// default, range, rule;`. The unit comes from the kind ([`SettingKind::UNIT`]).
+macro_rules! settings {
+    ($(
+        $address:literal, $konst:ident, $name:literal, $title:literal,
+        $kind:ident : $value:ty, $getter:ident / $setter:ident,
+        $default:literal, $range:expr, $rule:expr;
+    )*) => {
+        /// Every saved setting, in address order. The registers.md contract, as data.
+        pub const SETTINGS: &[Setting] = &[$(
+            Setting {
+                address: $address,
+                name: $name,
+                title: $title,
+                unit: <$kind as SettingKind>::UNIT,
+                default: $default,
+                range: $range,
+                rule: $rule,
+            },
+        )*];
+
+        /// The register address of every setting, by name: code names a setting with
+        /// these (or with [`Config`]'s typed accessors), never with a number, so a typo
+        /// does not compile.
+        pub mod address {
+            $(
+                #[doc = concat!("Register ", stringify!($address), ", `", $name, "`: ", $title, ".")]
+                pub const $konst: u16 = $address;
+            )*
+        }
+
+        $(
+            const _: () = {
+                assert!(
+                    eq_ignore_case(stringify!($konst), $name),
+                    concat!("the constant of ", $name, " is not its name in capitals")
+                );
+                assert!(
+                    is_setter_of(stringify!($setter), stringify!($getter)),
+                    concat!(stringify!($setter), " is not set_", stringify!($getter))
+                );
+                assert!(
+                    ends_with(stringify!($getter), <$kind as SettingKind>::SUFFIX),
+                    concat!(stringify!($getter), " does not end with its unit's suffix")
+                );
+            };
+        )*
+
+        /// The typed accessors, one getter and one setter per setting.
+        impl Config {
+            $(
+                #[doc = concat!(
+                    "Setting ", stringify!($address), " (`", $name, "`): ", $title,
+                    ". As [`", stringify!($kind), "`]."
+                )]
+                pub fn $getter(&self) -> $value {
+                    const I: usize = index_of($address);
+                    <$kind as SettingKind>::decode(self.values[I])
+                }
+
+                #[doc = concat!(
+                    "Sets setting ", stringify!($address), " (`", $name, "`) after checking ",
+                    "it against its own range, as [`Config::set`]."
+                )]
+                pub fn $setter(&mut self, value: $value) -> Result<(), ConfigError> {
+                    const I: usize = index_of($address);
+                    self.set_at(I, <$kind as SettingKind>::encode(value))
+                }
+            )*
+        }
+
+        /// Every row's identifiers as written, for the tests of the table.
+        #[cfg(test)]
+        const ACCESSORS: &[(u16, &str, &str, &str, &str)] = &[$(
+            (address::$konst, stringify!($konst), $name, stringify!($getter), stringify!($setter)),
+        )*];
+
+        /// A copy of `from` made through the typed accessors only: every getter read,
+        /// every setter written (the round-trip test of the generated accessors).
+        #[cfg(test)]
+        fn through_accessors(from: &Config) -> Result<Config, ConfigError> {
+            let mut to = Config::default();
+            $( to.$setter(from.$getter())?; )*
+            Ok(to)
+        }
+    };
+}
+
+settings! {
+    1010, CHARGER_MAX_CURRENT, "charger_max_current", "Maximum current of the charger",
+        Ma: u32, charger_max_ma / set_charger_max_ma, 16000, Span(6000, 63000), None;
+    1011, PHASES, "phases", "Number of phases of the connection",
+        PhaseCount: u8, phases / set_phases, 3, OneOf(&[1, 3]), None;
+    1012, ALARM_CURRENT, "alarm_current", "Alarm limit current",
+        Ma: u32, alarm_ma / set_alarm_ma, 24000, Span(0, 65535), Some("> upper_current");
+    1013, ALARM_WAIT, "alarm_wait", "Alarm limit wait time",
+        Secs: u32, alarm_wait_s / set_alarm_wait_s, 1, Span(1, 255), None;
+    1014, ALARM_STEP, "alarm_step", "Alarm limit change amount (decrease)",
+        Ma: u32, alarm_step_ma / set_alarm_step_ma, 12500, Span(1, 65535), None;
+    1015, UPPER_CURRENT, "upper_current", "Upper limit current",
+        Ma: u32, upper_ma / set_upper_ma, 22000, Span(0, 65535), Some("> lower_current");
+    1016, UPPER_WAIT, "upper_wait", "Upper limit wait time",
+        Secs: u32, upper_wait_s / set_upper_wait_s, 5, Span(1, 255), None;
+    1017, UPPER_STEP, "upper_step", "Upper limit change amount (decrease)",
+        Ma: u32, upper_step_ma / set_upper_step_ma, 1000, Span(1, 65535), None;
+    1018, LOWER_CURRENT, "lower_current", "Lower limit current",
+        Ma: u32, lower_ma / set_lower_ma, 19000, Span(0, 65535), Some("< upper_current");
+    1019, LOWER_WAIT, "lower_wait", "Lower limit wait time",
+        Secs: u32, lower_wait_s / set_lower_wait_s, 1, Span(1, 255), None;
+    1020, LOWER_STEP, "lower_step", "Lower limit change amount (increase)",
+        Ma: u32, lower_step_ma / set_lower_step_ma, 1000, Span(1, 65535), None;
+    1021, FALLBACK_CURRENT, "fallback_current", "Fallback limit",
+        Ma: u32, fallback_ma / set_fallback_ma, 0, Span(0, 63000), Some("≤ charger_max_current");
+    1022, FALLBACK_TIME, "fallback_time", "Fallback limit time (no valid meter data for this long)",
+        Secs: u32, fallback_s / set_fallback_s, 30, Span(1, 255), None;
+    1023, CONTROL_MODE, "control_mode", "Control mode: 0 stepped, 1 headroom",
+        ControlMode: ControlMode, mode / set_mode, 0, OneOf(&[0, 1]), None;
+    1024, GRID_SOURCE, "grid_source", "Grid current source: 0 auto, 1 current objects only",
+        GridSource: GridSource, grid_source / set_grid_source, 0, OneOf(&[0, 1]), None;
+    1025, CHARGER_MIN_CURRENT, "charger_min_current", "Charger minimum current; below it the charger is sent 0",
+        Ma: u32, charger_min_ma / set_charger_min_ma, 6000, Span(0, 63000), Some("≤ charger_max_current");
+    1030, CHARGER_ADDRESS, "charger_address", "Charger Modbus address on RS485 (master role)",
+        Unit: u8, charger_address / set_charger_address, 1, Span(1, 247), None;
+    1031, RS485_BAUD, "rs485_baud", "RS485 baud rate / 100",
+        Baud: u32, rs485_baud / set_rs485_baud, 96, OneOf(&[12, 24, 48, 96, 192, 384, 576, 1152]), None;
+    1032, RS485_PARITY, "rs485_parity", "RS485 parity: 0 none, 1 odd, 2 even",
+        Parity: Parity, rs485_parity / set_rs485_parity, 0, Span(0, 2), None;
+    1033, SETPOINT_REFRESH, "setpoint_refresh", "Charger setpoint refresh period",
+        Secs: u32, setpoint_refresh_s / set_setpoint_refresh_s, 10, Span(1, 255), None;
+    1034, P1_POLARITY, "p1_polarity", "P1 input polarity: 0 inverted by the board, 1 invert in the pad",
+        Flag: bool, p1_invert / set_p1_invert, 0, OneOf(&[0, 1]), None;
+    1035, P1_SERIAL, "p1_serial", "P1 serial settings: 0 115200 8N1, 1 9600 7E1",
+        Flag: bool, p1_dsmr3 / set_p1_dsmr3, 0, OneOf(&[0, 1]), None;
+    1036, METER_EMULATION_ADDRESS, "meter_emulation_address", "Unit address of the emulated ABB EV3 meter; 0 off",
+        UnitOrOff: Option<u8>, meter_emulation_unit / set_meter_emulation_unit, 0, Span(0, 247), Some("≠ server_address");
+    1090, SERVER_ADDRESS, "server_address", "Modbus server address of the device",
+        Unit: u8, server_address / set_server_address, 10, Span(1, 247), None;
+}
+
+// The table is in address order, each address once (the register map relies on it).
+const _: () = {
+    let mut i = 1;
+    while i < SETTINGS.len() {
+        assert!(
+            SETTINGS[i - 1].address < SETTINGS[i].address,
+            "SETTINGS is not in strictly ascending address order"
+        );
+        i += 1;
+    }
+};
 
 /// The setting at `address`, if it is one.
 pub fn setting(address: u16) -> Option<&'static Setting> {
@@ -188,7 +560,10 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The value of the setting at `address`.
+    /// The register word of the setting at `address` (`None`: not a setting). For the
+    /// register map and the generic consumers (TOML, CLI, flash record) that go
+    /// through [`SETTINGS`]; code that wants one setting uses its typed getter, or
+    /// names it with an [`address`] constant.
     pub fn get(&self, address: u16) -> Option<u16> {
         let i = SETTINGS.iter().position(|s| s.address == address)?;
         Some(self.values[i])
@@ -201,12 +576,23 @@ impl Config {
             .iter()
             .position(|s| s.address == address)
             .ok_or(ConfigError::UnknownAddress(address))?;
+        self.set_at(i, Some(value))
+    }
+
+    /// Sets the value of `SETTINGS[i]` if it is in range; `None` is a typed value that
+    /// no register word stands for (reported as the word 65535, out of range).
+    fn set_at(&mut self, i: usize, value: Option<u16>) -> Result<(), ConfigError> {
         let setting = &SETTINGS[i];
-        if !setting.range.contains(value) {
-            return Err(ConfigError::OutOfRange { setting, value });
+        match value {
+            Some(value) if setting.range.contains(value) => {
+                self.values[i] = value;
+                Ok(())
+            }
+            value => Err(ConfigError::OutOfRange {
+                setting,
+                value: value.unwrap_or(u16::MAX),
+            }),
         }
-        self.values[i] = value;
-        Ok(())
     }
 
     /// Every `(setting, value)` in address order.
@@ -228,113 +614,28 @@ impl Config {
             Err(ConfigError::Inconsistent { setting, rule })
         };
         if self.lower_ma() >= self.upper_ma() {
-            return fail(1018, "< upper_current (1015)");
+            return fail(address::LOWER_CURRENT, "< upper_current (1015)");
         }
         if self.upper_ma() >= self.alarm_ma() {
-            return fail(1012, "> upper_current (1015)");
+            return fail(address::ALARM_CURRENT, "> upper_current (1015)");
         }
         if self.fallback_ma() > self.charger_max_ma() {
-            return fail(1021, "≤ charger_max_current (1010)");
+            return fail(address::FALLBACK_CURRENT, "≤ charger_max_current (1010)");
         }
         if self.charger_min_ma() > self.charger_max_ma() {
-            return fail(1025, "≤ charger_max_current (1010)");
+            return fail(address::CHARGER_MIN_CURRENT, "≤ charger_max_current (1010)");
         }
-        let emu = self.raw(1036);
-        if emu != 0 && emu == self.raw(1090) {
-            return fail(1036, "≠ server_address (1090)");
+        if self.meter_emulation_unit() == Some(self.server_address()) {
+            return fail(address::METER_EMULATION_ADDRESS, "≠ server_address (1090)");
         }
         Ok(())
     }
 
-    fn raw(&self, address: u16) -> u16 {
-        self.get(address).unwrap_or(0)
-    }
-
-    /// 1010, mA.
-    pub fn charger_max_ma(&self) -> u32 {
-        u32::from(self.raw(1010))
-    }
-    /// 1011: 1 or 3.
-    pub fn phases(&self) -> u8 {
-        if self.raw(1011) == 1 { 1 } else { 3 }
-    }
-    /// 1012, mA.
-    pub fn alarm_ma(&self) -> u32 {
-        u32::from(self.raw(1012))
-    }
-    /// 1013, s.
-    pub fn alarm_wait_s(&self) -> u32 {
-        u32::from(self.raw(1013))
-    }
-    /// 1014, mA.
-    pub fn alarm_step_ma(&self) -> u32 {
-        u32::from(self.raw(1014))
-    }
-    /// 1015, mA.
-    pub fn upper_ma(&self) -> u32 {
-        u32::from(self.raw(1015))
-    }
-    /// 1016, s.
-    pub fn upper_wait_s(&self) -> u32 {
-        u32::from(self.raw(1016))
-    }
-    /// 1017, mA.
-    pub fn upper_step_ma(&self) -> u32 {
-        u32::from(self.raw(1017))
-    }
-    /// 1018, mA.
-    pub fn lower_ma(&self) -> u32 {
-        u32::from(self.raw(1018))
-    }
-    /// 1019, s.
-    pub fn lower_wait_s(&self) -> u32 {
-        u32::from(self.raw(1019))
-    }
-    /// 1020, mA.
-    pub fn lower_step_ma(&self) -> u32 {
-        u32::from(self.raw(1020))
-    }
-    /// 1021, mA.
-    pub fn fallback_ma(&self) -> u32 {
-        u32::from(self.raw(1021))
-    }
-    /// 1022, s.
-    pub fn fallback_s(&self) -> u32 {
-        u32::from(self.raw(1022))
-    }
-    /// 1023.
-    pub fn mode(&self) -> ControlMode {
-        if self.raw(1023) == 1 {
-            ControlMode::Headroom
-        } else {
-            ControlMode::Stepped
-        }
-    }
-    /// 1024.
-    pub fn grid_source(&self) -> crate::p1::GridSource {
-        if self.raw(1024) == 1 {
-            crate::p1::GridSource::CurrentObjects
-        } else {
-            crate::p1::GridSource::Auto
-        }
-    }
-    /// 1025, mA.
-    pub fn charger_min_ma(&self) -> u32 {
-        u32::from(self.raw(1025))
-    }
-    /// 1033, s.
-    pub fn setpoint_refresh_s(&self) -> u32 {
-        u32::from(self.raw(1033))
-    }
-    /// 1090.
-    pub fn server_address(&self) -> u8 {
-        u8::try_from(self.raw(1090)).unwrap_or(10)
-    }
-    /// 1034 and 1035: the P1 serial line.
+    /// Settings 1034 and 1035: the P1 serial line.
     pub fn p1_line(&self) -> P1Line {
         P1Line {
-            dsmr3: self.raw(1035) == 1,
-            invert: self.raw(1034) == 1,
+            dsmr3: self.p1_dsmr3(),
+            invert: self.p1_invert(),
         }
     }
 }
@@ -441,12 +742,142 @@ impl LineConfig {
     /// The RS485 line of the saved settings 1031 (baud / 100) and 1032 (0 none, 1
     /// odd, 2 even parity): 8 data bits, 1 stop bit.
     pub fn rs485(config: &Config) -> Self {
-        let baud = u32::from(config.get(1031).unwrap_or(96)) * 100;
-        let parity = match config.get(1032) {
-            Some(1) => Parity::Odd,
-            Some(2) => Parity::Even,
-            _ => Parity::None,
+        LineConfig::new(config.rs485_baud(), config.rs485_parity(), 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every value a setting accepts, or a spread of them for a wide span.
+    fn some_values(range: Range, out: &mut [u16; 8]) -> usize {
+        match range {
+            Range::OneOf(list) => {
+                out[..list.len()].copy_from_slice(list);
+                list.len()
+            }
+            Range::Span(lo, hi) => {
+                let mid = lo + (hi - lo) / 2;
+                let picks = [
+                    lo,
+                    lo.saturating_add(1).min(hi),
+                    mid,
+                    hi.saturating_sub(1).max(lo),
+                    hi,
+                ];
+                out[..picks.len()].copy_from_slice(&picks);
+                picks.len()
+            }
+        }
+    }
+
+    #[test]
+    fn every_setting_has_exactly_one_constant_and_one_accessor_pair() {
+        assert_eq!(ACCESSORS.len(), SETTINGS.len());
+        for (setting, &(address, konst, name, getter, setter)) in SETTINGS.iter().zip(ACCESSORS) {
+            assert_eq!(address, setting.address, "{konst}");
+            assert_eq!(name, setting.name);
+            assert!(konst.eq_ignore_ascii_case(name), "{konst} vs {name}");
+            assert_eq!(setter.strip_prefix("set_"), Some(getter));
+            assert_eq!(
+                ACCESSORS.iter().filter(|a| a.3 == getter).count(),
+                1,
+                "{getter}"
+            );
+            assert_eq!(
+                ACCESSORS.iter().filter(|a| a.0 == address).count(),
+                1,
+                "{address}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_constants_are_the_table_addresses() {
+        assert_eq!(address::CHARGER_MAX_CURRENT, 1010);
+        assert_eq!(address::CONTROL_MODE, 1023);
+        assert_eq!(address::METER_EMULATION_ADDRESS, 1036);
+        assert_eq!(address::SERVER_ADDRESS, 1090);
+        for &(address, _, name, _, _) in ACCESSORS {
+            assert_eq!(setting_named(name).map(|s| s.address), Some(address));
+        }
+    }
+
+    #[test]
+    fn units_come_from_the_accessor_kind() {
+        for &(_, _, name, getter, _) in ACCESSORS {
+            let unit = setting_named(name).map_or("?", |s| s.unit);
+            match unit {
+                "mA" => assert!(getter.ends_with("_ma"), "{getter}"),
+                "s" => assert!(getter.ends_with("_s"), "{getter}"),
+                "" => assert!(
+                    !getter.ends_with("_ma") && !getter.ends_with("_s"),
+                    "{getter}"
+                ),
+                other => panic!("unexpected unit {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_round_trip_through_the_typed_accessors() {
+        let d = Config::default();
+        assert_eq!(through_accessors(&d), Ok(d));
+        assert_eq!(d.charger_max_ma(), 16_000);
+        assert_eq!(d.phases(), 3);
+        assert_eq!(d.alarm_wait_s(), 1);
+        assert_eq!(d.mode(), ControlMode::Stepped);
+        assert_eq!(d.grid_source(), GridSource::Auto);
+        assert_eq!(d.charger_address(), 1);
+        assert_eq!(d.rs485_baud(), 9600);
+        assert_eq!(d.rs485_parity(), Parity::None);
+        assert!(!d.p1_invert() && !d.p1_dsmr3());
+        assert_eq!(d.meter_emulation_unit(), None);
+        assert_eq!(d.server_address(), 10);
+        for (setting, value) in d.iter() {
+            assert_eq!(value, setting.default, "{}", setting.name);
+        }
+    }
+
+    #[test]
+    fn every_accepted_word_round_trips_through_the_typed_accessors() {
+        for (i, setting) in SETTINGS.iter().enumerate() {
+            let mut values = [0; 8];
+            let n = some_values(setting.range, &mut values);
+            for &v in &values[..n] {
+                let mut c = Config::default();
+                assert_eq!(c.set(setting.address, v), Ok(()), "{} = {v}", setting.name);
+                let copy = through_accessors(&c);
+                assert_eq!(copy, Ok(c), "{} = {v}", setting.name);
+                assert_eq!(copy.map(|c| c.values[i]), Ok(v));
+            }
+        }
+    }
+
+    #[test]
+    fn typed_setters_check_the_range_and_refuse_what_no_word_means() {
+        let mut c = Config::default();
+        let out_of_range = |c: Result<(), ConfigError>| match c {
+            Err(ConfigError::OutOfRange { setting, value }) => (setting.address, value),
+            other => panic!("{other:?}"),
         };
-        LineConfig::new(baud, parity, 1)
+        assert_eq!(out_of_range(c.set_charger_max_ma(70_000)), (1010, u16::MAX));
+        assert_eq!(out_of_range(c.set_charger_max_ma(5_000)), (1010, 5_000));
+        assert_eq!(out_of_range(c.set_phases(2)), (1011, u16::MAX));
+        assert_eq!(out_of_range(c.set_rs485_baud(9_650)), (1031, u16::MAX));
+        assert_eq!(out_of_range(c.set_rs485_baud(4_000)), (1031, 40));
+        assert_eq!(
+            out_of_range(c.set_meter_emulation_unit(Some(0))),
+            (1036, u16::MAX)
+        );
+        assert_eq!(out_of_range(c.set_server_address(0)), (1090, 0));
+        assert_eq!(c, Config::default(), "a refused value changes nothing");
+        c.set_mode(ControlMode::Headroom).unwrap();
+        c.set_rs485_parity(Parity::Even).unwrap();
+        c.set_meter_emulation_unit(Some(5)).unwrap();
+        assert_eq!(c.get(address::CONTROL_MODE), Some(1));
+        assert_eq!(c.get(address::RS485_PARITY), Some(2));
+        assert_eq!(c.get(address::METER_EMULATION_ADDRESS), Some(5));
     }
 }

@@ -51,12 +51,8 @@ pub const MAX_READ: usize = 125;
 /// The most registers one write may carry (FC 16).
 pub const MAX_WRITE: usize = 123;
 
-/// Register 1091: write 1 to validate, save and apply the staged configuration.
-pub const SAVE: u16 = 1091;
-/// Register 1092: write 1 to restore the defaults, save and apply them.
-pub const RESTORE_DEFAULTS: u16 = 1092;
-/// Register 1000: the override cap.
-pub const OVERRIDE_CAP: u16 = 1000;
+// The commands and the override cap, at the paths they always had.
+pub use address::{OVERRIDE_CAP, RESTORE_DEFAULTS, SAVE};
 
 /// Register 1121: major × 256 + minor of this crate's version.
 pub const FIRMWARE_VERSION: u16 = (parse_u8(env!("CARGO_PKG_VERSION_MAJOR")) as u16) << 8
@@ -163,56 +159,104 @@ impl Register {
     }
 }
 
-const fn r(
-    address: u16,
-    name: &'static str,
-    access: Access,
-    ty: Type,
-    unit: &'static str,
-    title: &'static str,
-) -> Register {
-    Register {
-        address,
-        name,
-        title,
-        unit,
-        access,
-        ty,
-        setting: None,
-    }
+/// The registers that are not saved settings, written once: generates [`OTHERS`] and
+/// their [`address`] constants (each the register's name in capitals, checked at
+/// compile time). One row: `address, CONSTANT, "name", access, type, "unit", "title";`.
+macro_rules! others {
+    ($(
+        $address:literal, $konst:ident, $name:literal, $access:ident, $ty:ident,
+        $unit:literal, $title:literal;
+    )*) => {
+        /// The registers that are not saved settings, in address order.
+        const OTHERS: &[Register] = &[$(
+            Register {
+                address: $address,
+                name: $name,
+                title: $title,
+                unit: $unit,
+                access: $access,
+                ty: $ty,
+                setting: None,
+            },
+        )*];
+
+        /// The address of every register of the map, by name: the saved settings'
+        /// (from [`config::address`](crate::config::address)) and the others'. Code
+        /// names registers with these, never with a number.
+        pub mod address {
+            pub use crate::config::address::*;
+            $(
+                #[doc = concat!("Register ", stringify!($address), ", `", $name, "`.")]
+                pub const $konst: u16 = $address;
+            )*
+        }
+
+        /// Every row's constant and name, for the tests of the table.
+        #[cfg(test)]
+        const OTHER_NAMES: &[(u16, &str)] = &[$( (address::$konst, $name), )*];
+
+        $(
+            const _: () = assert!(
+                crate::config::eq_ignore_case(stringify!($konst), $name),
+                concat!("the constant of ", $name, " is not its name in capitals")
+            );
+        )*
+    };
 }
 
 use Access::{Read as R, ReadWrite as RW, Write as W};
 use Type::{I16, U16, U32};
 
-/// The registers that are not saved settings, in address order.
-#[rustfmt::skip]
-const OTHERS: &[Register] = &[
-    r(1000, "override_cap", RW, U16, "mA", "Current cap set by an outside system (\"override\"), 0 … 65535. Takes effect at the next control tick. Not saved; after boot it equals 1010"),
-    r(1001, "sent_current", R, U16, "mA", "Charging current limit decided by the balancer (the value sent to the charger)"),
-    r(1002, "balancer_state", R, U16, "", "Balancer state 0–4, see below"),
-    r(1003, "status_flags", R, U16, "bits", "Fault and status flags: bit 0 meter data stale; bit 1 telegram CRC failures in the last minute; bit 2 charger not answering; bit 3 charger answered with an exception; bit 4 saved configuration was invalid, defaults in use; bit 5 staged changes not yet saved; bit 6 last reset was by the watchdog; bit 7 charger read-back implausible, headroom mode uses the meter alone"),
-    r(1004, "seconds_since_telegram", R, U16, "s", "Seconds since the last valid telegram (saturates at 65535)"),
-    r(1091, "save", W, U16, "", "Write 1: validate, save and apply the staged configuration"),
-    r(1092, "restore_defaults", W, U16, "", "Write 1: restore defaults, save and apply"),
-    r(1100, "grid_current_l1", R, I16, "0.01 A", "Grid current L1 as used by the balancer (import positive)"),
-    r(1101, "grid_current_l2", R, I16, "0.01 A", "Grid current L2 as used by the balancer (import positive)"),
-    r(1102, "grid_current_l3", R, I16, "0.01 A", "Grid current L3 as used by the balancer (import positive)"),
-    r(1103, "voltage_l1", R, U16, "0.1 V", "Voltage L1"),
-    r(1104, "voltage_l2", R, U16, "0.1 V", "Voltage L2"),
-    r(1105, "voltage_l3", R, U16, "0.1 V", "Voltage L3"),
-    r(1106, "import_power", R, U32, "W", "Total import power"),
-    r(1108, "export_power", R, U32, "W", "Total export power"),
-    r(1110, "charger_current_l1", R, U16, "0.01 A", "Charger's own current L1, as read back from the charger"),
-    r(1111, "charger_current_l2", R, U16, "0.01 A", "Charger's own current L2, as read back from the charger"),
-    r(1112, "charger_current_l3", R, U16, "0.01 A", "Charger's own current L3, as read back from the charger"),
-    r(1113, "charger_state", R, U16, "", "Charger charging state as reported by the charger"),
-    r(1114, "charger_error", R, U16, "", "Charger error code as reported by the charger"),
-    r(1115, "telegrams_valid", R, U32, "", "Valid telegrams since boot"),
-    r(1117, "telegrams_rejected", R, U32, "", "Telegrams rejected (CRC or framing) since boot"),
-    r(1119, "uptime", R, U32, "s", "Uptime"),
-    r(1121, "firmware_version", R, U16, "", "Firmware version: major × 256 + minor"),
-];
+others! {
+    1000, OVERRIDE_CAP, "override_cap", RW, U16, "mA",
+        "Current cap set by an outside system (\"override\"), 0 … 65535. Takes effect at the next control tick. Not saved; after boot it equals 1010";
+    1001, SENT_CURRENT, "sent_current", R, U16, "mA",
+        "Charging current limit decided by the balancer (the value sent to the charger)";
+    1002, BALANCER_STATE, "balancer_state", R, U16, "",
+        "Balancer state 0–4, see below";
+    1003, STATUS_FLAGS, "status_flags", R, U16, "bits",
+        "Fault and status flags: bit 0 meter data stale; bit 1 telegram CRC failures in the last minute; bit 2 charger not answering; bit 3 charger answered with an exception; bit 4 saved configuration was invalid, defaults in use; bit 5 staged changes not yet saved; bit 6 last reset was by the watchdog; bit 7 charger read-back implausible, headroom mode uses the meter alone";
+    1004, SECONDS_SINCE_TELEGRAM, "seconds_since_telegram", R, U16, "s",
+        "Seconds since the last valid telegram (saturates at 65535)";
+    1091, SAVE, "save", W, U16, "",
+        "Write 1: validate, save and apply the staged configuration";
+    1092, RESTORE_DEFAULTS, "restore_defaults", W, U16, "",
+        "Write 1: restore defaults, save and apply";
+    1100, GRID_CURRENT_L1, "grid_current_l1", R, I16, "0.01 A",
+        "Grid current L1 as used by the balancer (import positive)";
+    1101, GRID_CURRENT_L2, "grid_current_l2", R, I16, "0.01 A",
+        "Grid current L2 as used by the balancer (import positive)";
+    1102, GRID_CURRENT_L3, "grid_current_l3", R, I16, "0.01 A",
+        "Grid current L3 as used by the balancer (import positive)";
+    1103, VOLTAGE_L1, "voltage_l1", R, U16, "0.1 V",
+        "Voltage L1";
+    1104, VOLTAGE_L2, "voltage_l2", R, U16, "0.1 V",
+        "Voltage L2";
+    1105, VOLTAGE_L3, "voltage_l3", R, U16, "0.1 V",
+        "Voltage L3";
+    1106, IMPORT_POWER, "import_power", R, U32, "W",
+        "Total import power";
+    1108, EXPORT_POWER, "export_power", R, U32, "W",
+        "Total export power";
+    1110, CHARGER_CURRENT_L1, "charger_current_l1", R, U16, "0.01 A",
+        "Charger's own current L1, as read back from the charger";
+    1111, CHARGER_CURRENT_L2, "charger_current_l2", R, U16, "0.01 A",
+        "Charger's own current L2, as read back from the charger";
+    1112, CHARGER_CURRENT_L3, "charger_current_l3", R, U16, "0.01 A",
+        "Charger's own current L3, as read back from the charger";
+    1113, CHARGER_STATE, "charger_state", R, U16, "",
+        "Charger charging state as reported by the charger";
+    1114, CHARGER_ERROR, "charger_error", R, U16, "",
+        "Charger error code as reported by the charger";
+    1115, TELEGRAMS_VALID, "telegrams_valid", R, U32, "",
+        "Valid telegrams since boot";
+    1117, TELEGRAMS_REJECTED, "telegrams_rejected", R, U32, "",
+        "Telegrams rejected (CRC or framing) since boot";
+    1119, UPTIME, "uptime", R, U32, "s",
+        "Uptime";
+    1121, FIRMWARE_VERSION, "firmware_version", R, U16, "",
+        "Firmware version: major × 256 + minor";
+}
 
 const fn from_setting(s: &'static Setting) -> Register {
     Register {
@@ -539,32 +583,51 @@ impl RegisterMap {
 
     /// The value of one address of 1000–1199.
     fn word(&self, address: u16) -> u16 {
+        use self::address::*;
         let s = &self.status;
         match address {
-            1000 => self.cap_ma,
-            1001 => s.sent_ma,
-            1002 => s.state.code(),
-            1003 => self.flags().bits(),
-            1004 => s.seconds_since_telegram,
-            1100..=1102 => s.grid_ca[usize::from(address - 1100)] as u16,
-            1103..=1105 => s.voltage_dv[usize::from(address - 1103)],
-            1106 => high(s.import_w),
-            1107 => low(s.import_w),
-            1108 => high(s.export_w),
-            1109 => low(s.export_w),
-            1110..=1112 => s.charger_ca[usize::from(address - 1110)],
-            1113 => s.charger_state,
-            1114 => s.charger_error,
-            1115 => high(s.telegrams_valid),
-            1116 => low(s.telegrams_valid),
-            1117 => high(s.telegrams_rejected),
-            1118 => low(s.telegrams_rejected),
-            1119 => high(s.uptime_s),
-            1120 => low(s.uptime_s),
-            1121 => FIRMWARE_VERSION,
-            // Settings read staged; commands and reserved addresses read 0.
-            _ => self.staged.get(address).unwrap_or(0),
+            OVERRIDE_CAP => self.cap_ma,
+            SENT_CURRENT => s.sent_ma,
+            BALANCER_STATE => s.state.code(),
+            STATUS_FLAGS => self.flags().bits(),
+            SECONDS_SINCE_TELEGRAM => s.seconds_since_telegram,
+            GRID_CURRENT_L1..=GRID_CURRENT_L3 => {
+                s.grid_ca[usize::from(address - GRID_CURRENT_L1)] as u16
+            }
+            VOLTAGE_L1..=VOLTAGE_L3 => s.voltage_dv[usize::from(address - VOLTAGE_L1)],
+            CHARGER_CURRENT_L1..=CHARGER_CURRENT_L3 => {
+                s.charger_ca[usize::from(address - CHARGER_CURRENT_L1)]
+            }
+            CHARGER_STATE => s.charger_state,
+            CHARGER_ERROR => s.charger_error,
+            // The register (address::FIRMWARE_VERSION) shows the value (self::).
+            FIRMWARE_VERSION => self::FIRMWARE_VERSION,
+            _ => match self.long(address) {
+                // A 32-bit value: high word first.
+                Some((first, v)) if address == first => high(v),
+                Some((_, v)) => low(v),
+                // Settings read staged; commands and reserved addresses read 0.
+                None => self.staged.get(address).unwrap_or(0),
+            },
         }
+    }
+
+    /// The 32-bit register one of whose words is `address`: its first address and
+    /// its value.
+    fn long(&self, address: u16) -> Option<(u16, u32)> {
+        use self::address::{
+            EXPORT_POWER, IMPORT_POWER, TELEGRAMS_REJECTED, TELEGRAMS_VALID, UPTIME,
+        };
+        let s = &self.status;
+        [
+            (IMPORT_POWER, s.import_w),
+            (EXPORT_POWER, s.export_w),
+            (TELEGRAMS_VALID, s.telegrams_valid),
+            (TELEGRAMS_REJECTED, s.telegrams_rejected),
+            (UPTIME, s.uptime_s),
+        ]
+        .into_iter()
+        .find(|&(first, _)| address == first || address == first + 1)
     }
 }
 
@@ -647,5 +710,74 @@ fn cell(out: &mut impl core::fmt::Write, text: &str) -> core::fmt::Result {
         out.write_str(" |")
     } else {
         write!(out, " {text} |")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_register_has_its_constant_and_the_constants_are_the_map() {
+        assert_eq!(OTHER_NAMES.len(), OTHERS.len());
+        for (reg, &(address, name)) in OTHERS.iter().zip(OTHER_NAMES) {
+            assert_eq!((reg.address, reg.name), (address, name));
+            assert_eq!(register(address).map(|r| r.name), Some(name));
+        }
+        assert_eq!(address::OVERRIDE_CAP, 1000);
+        assert_eq!(address::CHARGER_CURRENT_L1, 1110);
+        assert_eq!(address::FIRMWARE_VERSION, 1121);
+        // The settings' constants are re-exported: one namespace for the whole map.
+        assert_eq!(address::SERVER_ADDRESS, 1090);
+    }
+
+    #[test]
+    fn every_status_word_reads_its_field() {
+        let mut map = RegisterMap::new(Config::default());
+        let s = map.status_mut();
+        s.sent_ma = 1;
+        s.seconds_since_telegram = 4;
+        s.grid_ca = [100, -2, 102];
+        s.voltage_dv = [103, 104, 105];
+        s.import_w = 0x0001_0002;
+        s.export_w = 0x0003_0004;
+        s.charger_ca = [110, 111, 112];
+        s.charger_state = 113;
+        s.charger_error = 114;
+        s.telegrams_valid = 0x0005_0006;
+        s.telegrams_rejected = 0x0007_0008;
+        s.uptime_s = 0x0009_000A;
+        let mut words = [0u16; 22];
+        assert_eq!(map.read(1100, &mut words), Ok(()));
+        assert_eq!(
+            words,
+            [
+                100,
+                0xFFFE,
+                102,
+                103,
+                104,
+                105,
+                1,
+                2,
+                3,
+                4,
+                110,
+                111,
+                112,
+                113,
+                114,
+                5,
+                6,
+                7,
+                8,
+                9,
+                10,
+                FIRMWARE_VERSION
+            ]
+        );
+        let mut head = [0u16; 5];
+        assert_eq!(map.read(1000, &mut head), Ok(()));
+        assert_eq!(head, [16_000, 1, State::Lower.code(), 0, 4]);
     }
 }

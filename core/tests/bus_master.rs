@@ -7,7 +7,7 @@ mod common;
 use common::terra::Charger;
 use p1lb_core::abb::{REG_LIMIT, Request as AbbRequest, STATUS_LEN, STATUS_START};
 use p1lb_core::bus_master::{BusMaster, MasterEvent, longest_exchange_us};
-use p1lb_core::config::Config;
+use p1lb_core::config::{Config, address};
 use p1lb_core::device::Device;
 use p1lb_core::modbus::{
     Frame, GATEWAY_NO_RESPONSE, LineConfig, MAX_ADU, Request, Response, SERVER_BUSY, Words,
@@ -153,7 +153,7 @@ fn the_master_writes_the_limit_and_publishes_the_charger_status() {
 fn a_silent_exchange_ends_within_the_longest_exchange() {
     for baud100 in [12u16, 24, 48, 96, 192, 384, 576, 1152] {
         let mut config = Config::default();
-        config.set(1031, baud100).unwrap();
+        config.set(address::RS485_BAUD, baud100).unwrap();
         let mut bus = Bus::new(config);
         bus.run_until(3_000_000);
         // The charger silent from now on: only the forwarded request is timed.
@@ -232,7 +232,7 @@ fn forwarded_requests_never_starve_the_charger_s_limit() {
 fn every_allowed_baud_rate_reads_the_charger() {
     for baud100 in [12u16, 24, 48, 96, 192, 384, 576, 1152] {
         let mut config = Config::default();
-        config.set(1031, baud100).unwrap();
+        config.set(address::RS485_BAUD, baud100).unwrap();
         let mut bus = Bus::new(config);
         bus.charger.current_ma = [7_000; 3];
         bus.run_until(20_000_000);

@@ -1,7 +1,7 @@
 //! The settings table and `Config`: ranges, cross-checks, and the TOML form (serde,
 //! `std` feature) the daemon's configuration file uses.
 
-use p1lb_core::config::{Config, ConfigError, Range, SETTINGS, setting, setting_named};
+use p1lb_core::config::{Config, ConfigError, Range, SETTINGS, address, setting, setting_named};
 
 #[test]
 fn defaults_are_valid_and_match_the_contract() {
@@ -73,8 +73,10 @@ fn every_setting_refuses_values_outside_its_range() {
             assert_eq!(c, Config::default(), "nothing changed");
         }
     }
+    // A register of the map that is not a setting (1005, reserved).
+    let reserved = p1lb_core::registers::address::SECONDS_SINCE_TELEGRAM + 1;
     assert_eq!(
-        Config::default().set(1005, 1),
+        Config::default().set(reserved, 1),
         Err(ConfigError::UnknownAddress(1005))
     );
 }
@@ -104,8 +106,8 @@ fn cross_checks_name_the_setting() {
 #[test]
 fn toml_round_trip_and_clear_errors() {
     let mut c = Config::default();
-    c.set(1015, 21000).unwrap();
-    c.set(1023, 1).unwrap();
+    c.set(address::UPPER_CURRENT, 21000).unwrap();
+    c.set(address::CONTROL_MODE, 1).unwrap();
     let text = toml::to_string(&c).unwrap();
     assert!(text.starts_with("charger_max_current = 16000\n"), "{text}");
     assert!(text.contains("upper_current = 21000\n"));

@@ -9,7 +9,7 @@ use embassy_futures::block_on;
 use embedded_storage_async::nor_flash::{
     ErrorType, MultiwriteNorFlash, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
-use p1lb_core::config::Config;
+use p1lb_core::config::{Config, address};
 use p1lb_core::config_store::{
     ConfigStore, DecodeError, Loaded, MAX_RECORD, RECORD_VERSION, decode, encode,
 };
@@ -136,8 +136,9 @@ fn store<const W: usize>(flash: MockFlash<W>) -> ConfigStore<MockFlash<W>> {
 /// A sequence of distinct valid configurations.
 fn nth_config(n: usize) -> Config {
     let mut c = Config::default();
-    c.set(1015, 20_000 + (n % 1000) as u16).unwrap();
-    c.set(1013, 1 + (n % 200) as u16).unwrap();
+    c.set(address::UPPER_CURRENT, 20_000 + (n % 1000) as u16)
+        .unwrap();
+    c.set(address::ALARM_WAIT, 1 + (n % 200) as u16).unwrap();
     c.validate().unwrap();
     c
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use p1lb_core::config::Config;
+use p1lb_core::config::{Config, address};
 use p1lb_core::device::{CRC_FLAG_MS, Device};
 use p1lb_core::p1::{Event, Reading, TelegramReader};
 use p1lb_core::registers::Flags;
@@ -78,10 +78,13 @@ fn a_rejected_telegram_sets_bit_1_for_a_minute() {
 fn a_committed_save_reaches_the_balancer_and_boot_flags_show() {
     let mut device = Device::new(Config::default(), 0);
     let mut config = Config::default();
-    config.set(1010, 20_000).unwrap();
+    config.set(address::CHARGER_MAX_CURRENT, 20_000).unwrap();
     device.commit_save(config);
     assert_eq!(device.balancer.config().charger_max_ma(), 20_000);
-    assert_eq!(device.map.saved().get(1010), Some(20_000));
+    assert_eq!(
+        device.map.saved().get(address::CHARGER_MAX_CURRENT),
+        Some(20_000)
+    );
     device.set_boot_flags(true, true);
     let flags = device.map.flags();
     assert!(flags.contains(Flags::WATCHDOG_RESET));

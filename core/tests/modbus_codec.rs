@@ -5,7 +5,7 @@
 //! while every reply the server emits is a well-formed frame.
 
 use p1lb_core::abb;
-use p1lb_core::config::Config;
+use p1lb_core::config::{Config, address};
 use p1lb_core::modbus::*;
 use p1lb_core::registers::{Exception, RegisterMap};
 use p1lb_core::server::{Ignored, ServerAction, serve};
@@ -528,7 +528,7 @@ fn server_broadcast_writes_apply_without_reply() {
         serve(&mut m, UNIT, &w6, &mut out),
         ServerAction::Broadcast(Ok(_))
     ));
-    assert_eq!(m.staged().get(1013), Some(7));
+    assert_eq!(m.staged().get(address::ALARM_WAIT), Some(7));
     // Broadcast read, or refused write: silence too.
     let r = req_frame(
         BROADCAST,
@@ -870,7 +870,7 @@ fn client_read_against_the_server() {
         c.poll_result(6_000).unwrap().outcome(),
         abb::Outcome::Ok(&[])
     );
-    assert_eq!(m.staged().get(1015), Some(20000));
+    assert_eq!(m.staged().get(address::UPPER_CURRENT), Some(20000));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! staged settings, save (1091), restore defaults (1092), server address, override cap.
 
 use p1lb_core::balancer::Balancer;
-use p1lb_core::config::{Config, Range, SETTINGS, setting};
+use p1lb_core::config::{Config, Range, SETTINGS, address, setting};
 use p1lb_core::device::Device;
 use p1lb_core::registers::State;
 use p1lb_core::registers::{
@@ -520,8 +520,8 @@ fn commands_take_only_1() {
 #[test]
 fn restore_defaults_stages_the_defaults_and_asks_to_save_them() {
     let mut custom = Config::default();
-    custom.set(1010, 32000).unwrap();
-    custom.set(1090, 33).unwrap();
+    custom.set(address::CHARGER_MAX_CURRENT, 32000).unwrap();
+    custom.set(address::SERVER_ADDRESS, 33).unwrap();
     let mut map = RegisterMap::new(custom);
     map.write(1013, &[200]).unwrap();
     let out = map.write(1092, &[1]).unwrap();
@@ -568,7 +568,7 @@ fn a_new_server_address_is_reported_by_1091() {
 #[test]
 fn the_override_cap_boots_at_1010_is_written_at_once_and_never_saved() {
     let mut custom = Config::default();
-    custom.set(1010, 20000).unwrap();
+    custom.set(address::CHARGER_MAX_CURRENT, 20000).unwrap();
     let mut map = RegisterMap::new(custom);
     assert_eq!(read1(&map, 1000), 20000);
     assert_eq!(map.cap_ma(), 20000);

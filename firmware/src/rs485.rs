@@ -84,7 +84,7 @@ async fn drive(
     loop {
         let saved = shared.saved();
         if saved != config {
-            if (saved.get(1031), saved.get(1032)) != (config.get(1031), config.get(1032)) {
+            if LineConfig::rs485(&saved) != LineConfig::rs485(&config) {
                 return;
             }
             config = saved;

@@ -311,8 +311,8 @@ mod tests {
     fn update_keeps_comments_and_other_sections() {
         let text = "# top\n[p1]\nsource = \"sim\" # here\n\n[settings]\n# the charger\ncharger_max_current = 16000 # mA\nphases = 3\n";
         let mut c = Config::default();
-        c.set(1010, 20000).unwrap();
-        c.set(1016, 7).unwrap();
+        c.set_charger_max_ma(20000).unwrap();
+        c.set_upper_wait_s(7).unwrap();
         let out = update_settings(text, &c).unwrap();
         assert!(
             out.contains("# top\n[p1]\nsource = \"sim\" # here\n"),
@@ -341,7 +341,7 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("p1lb.toml");
         let mut c = Config::default();
-        c.set(1013, 9).unwrap();
+        c.set_alarm_wait_s(9).unwrap();
         save_settings(&path, &c).unwrap();
         assert_eq!(load(&path).unwrap().settings, c);
         let leftovers = fs::read_dir(&dir).unwrap().count();

@@ -181,7 +181,7 @@ pub async fn run_simulated(
     let config_of = shared.clone();
     let open = move |line: LineConfig| -> io::Result<DuplexStream> {
         // The charger answers at the address saved when the bus opens.
-        let address = p1lb_core::bus_master::charger_address(config_of.core().map.saved());
+        let address = config_of.core().map.saved().charger_address();
         let (ours, theirs) = tokio::io::duplex(MAX_ADU * 4);
         let charger = charger.clone();
         let options = ServeOptions {
@@ -410,8 +410,8 @@ async fn serve_frame<P: AsyncWrite + Unpin>(
             tracing::debug!(ignored = counts.ignored, "RS485: frame ignored");
         }
         ServerAction::NotForUs { unit: to } => {
-            let meter_unit = shared.core().map.saved().get(1036).unwrap_or(0);
-            if meter_unit != 0 && u16::from(to) == meter_unit {
+            let meter_unit = shared.core().map.saved().meter_emulation_unit();
+            if meter_unit == Some(to) {
                 meter.refresh(shared);
                 if let Some(len) = meter.answer(to, frame, &mut out) {
                     write_bounded(port, &out[..len]).await?;
@@ -568,7 +568,7 @@ mod tests {
     async fn the_master_drives_the_simulated_charger_on_an_in_process_bus() {
         // A fallback limit of 10 A: the value without a meter.
         let mut config = Config::default();
-        config.set(1021, 10_000).expect("a valid fallback");
+        config.set_fallback_ma(10_000).expect("a valid fallback");
         let shared = Arc::new(Shared::new(config, "unused".into()));
         let charger = Arc::new(Mutex::new(TerraSim::new()));
         lock(&charger).measured_ma = Some([7000, 7100, 7200]);
@@ -658,8 +658,8 @@ mod tests {
     fn line_settings_come_from_1031_and_1032() {
         let mut c = Config::default();
         assert_eq!(line_config(&c), LineConfig::new(9600, Parity::None, 1));
-        c.set(1031, 192).unwrap();
-        c.set(1032, 2).unwrap();
+        c.set_rs485_baud(19_200).unwrap();
+        c.set_rs485_parity(Parity::Even).unwrap();
         assert_eq!(line_config(&c), LineConfig::new(19_200, Parity::Even, 1));
     }
 

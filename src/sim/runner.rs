@@ -460,13 +460,14 @@ fn pct(part: f64, whole: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::sim::scenario;
+    use p1lb_core::config::address;
 
     fn config(s: &Scenario, mode: u16) -> Config {
         let mut c = Config::default();
         for &(a, v) in &s.settings {
             c.set(a, v).expect("scenario setting");
         }
-        c.set(1023, mode).expect("mode");
+        c.set(address::CONTROL_MODE, mode).expect("mode");
         c.validate().expect("valid");
         c
     }

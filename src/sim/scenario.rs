@@ -6,6 +6,7 @@ use super::house::{Event, HouseSpec, Kind, Pattern, Phases, Solar};
 use super::meter::{Flavour, MeterSpec};
 use super::replay::Recording;
 use super::time::DateTime;
+use p1lb_core::config::address;
 
 /// Where the house load comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -377,11 +378,11 @@ fn single_phase_home() -> Scenario {
         meter: MeterSpec::healthy(Flavour::Dsmr5, 1),
         fuse_a: 40.0,
         settings: vec![
-            (1010, 32_000),
-            (1011, 1),
-            (1012, 38_000),
-            (1015, 36_000),
-            (1018, 33_000),
+            (address::CHARGER_MAX_CURRENT, 32_000),
+            (address::PHASES, 1),
+            (address::ALARM_CURRENT, 38_000),
+            (address::UPPER_CURRENT, 36_000),
+            (address::LOWER_CURRENT, 33_000),
         ],
     }
 }

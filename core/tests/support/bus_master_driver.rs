@@ -12,8 +12,8 @@ pub fn run(data: &[u8]) {
     let mut config = Config::default();
     if let Some(&b) = data.first() {
         // Charger address and line speed vary too.
-        let _ = config.set(1030, u16::from(b % 4) + 1);
-        let _ = config.set(1031, [12, 96, 1152][usize::from(b >> 6) % 3]);
+        let _ = config.set(p1lb_core::config::address::CHARGER_ADDRESS, u16::from(b % 4) + 1);
+        let _ = config.set(p1lb_core::config::address::RS485_BAUD, [12, 96, 1152][usize::from(b >> 6) % 3]);
     }
     let mut master = BusMaster::new(&config, LineConfig::rs485(&config), 0);
     let mut now: u64 = 0;
