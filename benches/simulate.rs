@@ -7,8 +7,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use p1lb::cli::simulate::config_for;
 use p1lb::sim::{runner, scenario};
-use p1lb::simulate::config_for;
 use p1lb_core::config::ControlMode;
 
 fn main() {

@@ -8,11 +8,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
-use p1lb::parse::{self, ParseOptions};
-use p1lb::run::RunArgs;
+use p1lb::cli::parse::{self, ParseOptions};
+use p1lb::cli::sim_charger::SimChargerArgs;
+use p1lb::cli::simulate::{self, ModeChoice};
+use p1lb::daemon::run::RunArgs;
 use p1lb::sim::scenario;
-use p1lb::sim_charger::SimChargerArgs;
-use p1lb::simulate::{self, ModeChoice};
 use p1lb_core::p1::smarty::SmartyKeys;
 
 /// Dynamic load balancer for EV chargers, driven by a P1 smart meter.
@@ -32,9 +32,9 @@ enum Command {
     /// Read and change the settings of a daemon or device over Modbus, by register name
     /// and unit (`set upper-current 22A`). Exit 1 on a device error or exception, 2 on
     /// a usage error.
-    Config(p1lb::cli_config::ConfigArgs),
+    Config(p1lb::cli::config::ConfigArgs),
     /// Live state of a daemon or device over Modbus: state, limit, flags, phases.
-    Monitor(p1lb::monitor::MonitorArgs),
+    Monitor(p1lb::cli::monitor::MonitorArgs),
     /// Print the Home Assistant package (integrations/home-assistant/p1lb.yaml).
     #[command(hide = true)]
     HomeAssistant {
@@ -120,17 +120,17 @@ fn main() -> ExitCode {
 fn run() -> Result<ExitCode> {
     match Cli::parse().command {
         Command::Run(args) => {
-            p1lb::run::run(&args)?;
+            p1lb::daemon::run::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::SimCharger(args) => {
-            p1lb::sim_charger::run(&args)?;
+            p1lb::cli::sim_charger::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Config(args) => Ok(ExitCode::from(p1lb::cli_config::main(&args))),
-        Command::Monitor(args) => Ok(ExitCode::from(p1lb::monitor::main(&args))),
+        Command::Config(args) => Ok(ExitCode::from(p1lb::cli::config::main(&args))),
+        Command::Monitor(args) => Ok(ExitCode::from(p1lb::cli::monitor::main(&args))),
         Command::HomeAssistant { host, port, unit } => {
-            print!("{}", p1lb::home_assistant::yaml_for(&host, port, unit));
+            print!("{}", p1lb::cli::home_assistant::yaml_for(&host, port, unit));
             Ok(ExitCode::SUCCESS)
         }
         Command::Parse {

@@ -1,5 +1,5 @@
 //! `integrations/home-assistant/p1lb.yaml` is generated from the register map
-//! (`p1lb::home_assistant::yaml`): this test regenerates it and checks the committed
+//! (`p1lb::cli::home_assistant::yaml`): this test regenerates it and checks the committed
 //! file matches, and that `p1lb home-assistant` prints the same.
 //!
 //! After changing a register or a setting, run
@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use p1lb::home_assistant;
+use p1lb::cli::home_assistant;
 
 #[test]
 fn committed_package_is_generated_from_the_register_map() {

@@ -24,7 +24,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{Daemon, Guard, free_port, temp_dir};
-use p1lb::home_assistant;
+use p1lb::cli::home_assistant;
 use p1lb_core::config::{Range, SETTINGS};
 use p1lb_core::registers::{Access, REGISTERS, Register};
 use serde_json::{Value, json};

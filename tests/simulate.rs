@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use p1lb::cli::simulate::config_for;
 use p1lb::sim::runner::{self, Metrics};
 use p1lb::sim::scenario;
-use p1lb::simulate::config_for;
 use p1lb_core::config::ControlMode;
 use serde_json::Value;
 

@@ -1,6 +1,6 @@
 //! The daemon's parts (`p1lb run`): one small tokio task per concern around the
 //! sans-IO core. The tasks move bytes and time; every decision stays in
-//! [`p1lb_core`]. [`crate::run`] only wires them.
+//! [`p1lb_core`]. [`crate::daemon::run`] only wires them.
 //!
 //! - [`file`](mod@file): the TOML file (`/etc/p1lb/p1lb.toml`): its sections, loading with clear
 //!   errors, and persisting the `[settings]` table atomically with comments kept.
@@ -27,4 +27,5 @@ pub mod notify;
 pub mod p1;
 pub mod p1_forward;
 pub mod rs485;
+pub mod run;
 pub mod shared;

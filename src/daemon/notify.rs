@@ -2,7 +2,7 @@
 //! one datagram of `KEY=VALUE` lines to the unix socket named by `$NOTIFY_SOCKET` (a
 //! path, or an abstract name written with a leading `@`).
 //!
-//! - `READY=1`: sent by [`crate::run`] once the daemon serves (see there for exactly
+//! - `READY=1`: sent by [`crate::daemon::run`] once the daemon serves (see there for exactly
 //!   when); `STOPPING=1` on SIGTERM or Ctrl-C; `STATUS=…` from the control task, only
 //!   when the text changes (balancer state, meter data fresh or stale).
 //! - `WATCHDOG=1`: sent by the control task's own loop ([`super::control`]) every

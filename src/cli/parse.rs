@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use p1lb_core::p1::smarty::{SmartyEvent, SmartyKeys, SmartyReader, SmartyStats};
 use p1lb_core::p1::{CrcStatus, Event, GridSource, ReaderStats, Reading, TelegramReader};
 
-use crate::telegram_json;
+use crate::cli::telegram_json;
 
 /// How to print.
 #[derive(Debug, Clone, Copy, Default)]

@@ -9,7 +9,8 @@ use std::time::Duration;
 use p1lb_core::registers::{FIRST, REGISTERS, Register};
 use serde_json::{Value, json};
 
-use crate::cli_config::{self, DeviceArgs, Failure, flag_names, parse_duration, state_name};
+use crate::cli::device::{self, DeviceArgs, Failure, parse_duration};
+use crate::cli::units::{self, flag_names, state_name};
 
 /// `p1lb monitor`'s arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -32,7 +33,7 @@ fn value(words: &[u16], name: &str) -> i64 {
     REGISTERS
         .iter()
         .find(|r| r.name == name)
-        .map_or(0, |r: &Register| cli_config::raw_value(r, words))
+        .map_or(0, |r: &Register| units::raw_value(r, words))
 }
 
 /// One sample as JSON, from the words read at 1000 onwards.
@@ -129,14 +130,14 @@ pub fn table(words: &[u16], device: &str) -> String {
 /// Runs `p1lb monitor`; output to `out`.
 pub async fn run(args: &MonitorArgs, out: &mut impl Write) -> Result<(), Failure> {
     let dev = &args.device;
-    let mut ctx = cli_config::connect(dev).await?;
+    let mut ctx = device::connect(dev).await?;
     let io = |e: std::io::Error| Failure::device(format!("writing the output: {e}"));
     let mut ticker = tokio::time::interval(args.interval.max(Duration::from_millis(10)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut n = 0u64;
     while args.count.is_none_or(|c| n < c) {
         ticker.tick().await;
-        let words = cli_config::read_all(&mut ctx, dev).await?;
+        let words = device::read_all(&mut ctx, dev).await?;
         debug_assert_eq!(usize::from(REGISTERS[0].address - FIRST), 0);
         if args.json {
             writeln!(out, "{}", sample(&words)).map_err(io)?;
@@ -151,7 +152,7 @@ pub async fn run(args: &MonitorArgs, out: &mut impl Write) -> Result<(), Failure
 
 /// Runs `p1lb monitor` on a fresh runtime; returns the exit code.
 pub fn main(args: &MonitorArgs) -> u8 {
-    cli_config::block_on(async {
+    device::block_on(async {
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
         run(args, &mut out).await

@@ -1,0 +1,327 @@
+//! `p1lb config`: read and change the register map of a running daemon (Modbus TCP) or
+//! of the Pico firmware (Modbus RTU on a serial device) by register name and unit, with
+//! tokio-modbus's client.
+//!
+//! - `list`: every register of [`REGISTERS`]: address, name, value with its unit, access.
+//! - `get NAME`, `set NAME VALUE`: names as in [`REGISTERS`], `-` or `_` between words
+//!   (`upper-current`, `upper_current`; `upper-limit` is taken for `upper-current`), or
+//!   the address. Values take the register's unit: `22A`, `22000mA`, `22000` (the
+//!   register's own unit), `5s`, `2min`; a unit that does not fit the register is
+//!   refused before anything is sent.
+//! - `save` writes 1 to 1091, `defaults` writes 1 to 1092.
+//!
+//! Exit codes ([`Failure::code`]): 0 ok, 1 device error or Modbus exception (shown as a
+//! message: exception 03 names the allowed range from [`SETTINGS`]), 2 usage.
+//!
+//! [`SETTINGS`]: p1lb_core::config::SETTINGS
+
+use std::io::Write;
+
+use p1lb_core::config::{Config, SETTINGS};
+use p1lb_core::registers::{Access, FIRST, REGISTERS, RESTORE_DEFAULTS, Register, SAVE, register};
+use tokio_modbus::client::Context;
+use tokio_modbus::prelude::*;
+
+use super::device::{
+    DeviceArgs, Failure, block_on, connect, exception_text, read, read_all, transport,
+};
+use super::units::{find_register, format_value, parse_value, range_text, raw_value, unit_suffix};
+
+/// `p1lb config`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// The device.
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+/// `p1lb config` actions.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Action {
+    /// Every register: address, name, value with unit, access.
+    List,
+    /// One register's value.
+    Get {
+        /// Register name (`upper-current` or `upper_current`) or address.
+        name: String,
+    },
+    /// Stage a setting (`set upper-current 22A`); `save` makes it last.
+    Set {
+        /// Register name or address.
+        name: String,
+        /// Value with or without unit: 22A, 22000mA, 22000, 5s.
+        value: String,
+    },
+    /// Validate, save and apply the staged settings (writes 1 to 1091).
+    Save,
+    /// Restore the defaults, save and apply them (writes 1 to 1092).
+    Defaults,
+}
+
+async fn write(
+    ctx: &mut Context,
+    dev: &DeviceArgs,
+    reg: &Register,
+    value: u16,
+) -> Result<(), Failure> {
+    let answer = tokio::time::timeout(dev.timeout, ctx.write_single_register(reg.address, value))
+        .await
+        .map_err(|_| {
+            Failure::device(format!(
+                "{}: no answer from unit {} within {:?}",
+                dev.device, dev.unit, dev.timeout
+            ))
+        })?
+        .map_err(|e| transport(dev, e))?;
+    match answer {
+        Ok(()) => Ok(()),
+        Err(code) => Err(write_failure(ctx, dev, reg, value, code).await),
+    }
+}
+
+/// A clear message for an exception answered to a write.
+async fn write_failure(
+    ctx: &mut Context,
+    dev: &DeviceArgs,
+    reg: &Register,
+    value: u16,
+    code: ExceptionCode,
+) -> Failure {
+    let what = exception_text(code);
+    let message = match code {
+        ExceptionCode::IllegalDataValue if reg.address == SAVE => {
+            // The staged set is inconsistent: read it back and say which rule fails.
+            let detail = match staged_config(ctx, dev).await {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => "the staged settings were refused".to_owned(),
+                Err(e) => format!("the staged settings were refused ({e})"),
+            };
+            format!("save refused: {detail} ({what})")
+        }
+        ExceptionCode::IllegalDataValue => match range_text(reg) {
+            Some(range) => format!(
+                "value out of range: {} ({}) = {value}{} is not allowed; allowed {range} ({what})",
+                reg.name,
+                reg.address,
+                unit_suffix(reg.unit)
+            ),
+            None => format!(
+                "value out of range: {} ({}) = {value} was refused ({what})",
+                reg.name, reg.address
+            ),
+        },
+        ExceptionCode::IllegalDataAddress => format!(
+            "{} ({}) is not writable on this device ({what})",
+            reg.name, reg.address
+        ),
+        ExceptionCode::IllegalFunction => {
+            format!("the device refuses writes (read only?) ({what})")
+        }
+        ExceptionCode::ServerDeviceFailure => {
+            format!("the device could not carry out the write (saving failed?) ({what})")
+        }
+        _ => format!("writing {} ({}): {what}", reg.name, reg.address),
+    };
+    Failure::device(message)
+}
+
+/// Reads the staged settings and validates them: `Ok(Err(reason))` when inconsistent.
+async fn staged_config(ctx: &mut Context, dev: &DeviceArgs) -> Result<Result<(), String>, Failure> {
+    let words = read_all(ctx, dev).await?;
+    let mut config = Config::default();
+    for s in SETTINGS {
+        let v = words
+            .get(usize::from(s.address - FIRST))
+            .copied()
+            .unwrap_or(0);
+        if let Err(e) = config.set(s.address, v) {
+            return Ok(Err(e.to_string()));
+        }
+    }
+    Ok(config.validate().map_err(|e| e.to_string()))
+}
+
+fn line(reg: &Register, words: &[u16]) -> String {
+    let value = if reg.access == Access::Write {
+        "(write only)".to_owned()
+    } else {
+        format_value(reg, raw_value(reg, words))
+    };
+    format!(
+        "{:<5} {:<24} {:<28} {}",
+        reg.address,
+        reg.name,
+        value,
+        reg.access.as_str()
+    )
+}
+
+/// Runs `p1lb config`; output to `out`.
+pub async fn run(args: &ConfigArgs, out: &mut impl Write) -> Result<(), Failure> {
+    let dev = &args.device;
+    // Check the names and values before touching the device.
+    let target = match &args.action {
+        Action::Get { name } => Some((find_register(name)?, None)),
+        Action::Set { name, value } => {
+            let reg = find_register(name)?;
+            if reg.access == Access::Read {
+                return Err(Failure::usage(format!(
+                    "{} ({}) is read only",
+                    reg.name, reg.address
+                )));
+            }
+            Some((reg, Some(parse_value(reg, value)?)))
+        }
+        _ => None,
+    };
+    let mut ctx = connect(dev).await?;
+    let io = |e: std::io::Error| Failure::device(format!("writing the output: {e}"));
+    match &args.action {
+        Action::List => {
+            let words = read_all(&mut ctx, dev).await?;
+            writeln!(out, "{:<5} {:<24} {:<28} access", "reg", "name", "value").map_err(io)?;
+            for reg in REGISTERS {
+                writeln!(out, "{}", line(reg, &words)).map_err(io)?;
+            }
+        }
+        Action::Get { .. } => {
+            let (reg, _) = target.expect("checked above");
+            if reg.access == Access::Write {
+                return Err(Failure::usage(format!(
+                    "{} ({}) is write only",
+                    reg.name, reg.address
+                )));
+            }
+            let words = read(&mut ctx, dev, reg.address, reg.ty.words()).await?;
+            let mut padded = vec![0u16; usize::from(reg.address - FIRST)];
+            padded.extend(words);
+            let value = format_value(reg, raw_value(reg, &padded));
+            writeln!(out, "{} = {value}", reg.name).map_err(io)?;
+        }
+        Action::Set { .. } => {
+            let (reg, value) = target.expect("checked above");
+            let value = value.expect("parsed above");
+            write(&mut ctx, dev, reg, value).await?;
+            let staged = if reg.setting.is_some() {
+                " (staged: `p1lb config save` makes it last)"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "{} = {}{staged}",
+                reg.name,
+                format_value(reg, i64::from(value))
+            )
+            .map_err(io)?;
+        }
+        Action::Save | Action::Defaults => {
+            let address = if matches!(args.action, Action::Save) {
+                SAVE
+            } else {
+                RESTORE_DEFAULTS
+            };
+            let reg = register(address).expect("1091 and 1092 are registers");
+            write(&mut ctx, dev, reg, 1).await?;
+            writeln!(
+                out,
+                "{}",
+                if address == SAVE {
+                    "saved"
+                } else {
+                    "defaults restored and saved"
+                }
+            )
+            .map_err(io)?;
+        }
+    }
+    let _ = ctx.disconnect().await;
+    Ok(())
+}
+
+/// Runs `p1lb config` on a fresh single-threaded runtime; returns the exit code.
+pub fn main(args: &ConfigArgs) -> u8 {
+    block_on(async {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        run(args, &mut out).await
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    use crate::cli::device::parse_duration;
+
+    fn reg(name: &str) -> &'static Register {
+        find_register(name).unwrap()
+    }
+
+    #[test]
+    fn names_take_either_separator_and_the_limit_alias() {
+        assert_eq!(reg("upper-current").address, 1015);
+        assert_eq!(reg("upper_current").address, 1015);
+        assert_eq!(reg("Upper-Limit").address, 1015);
+        assert_eq!(reg("1010").name, "charger_max_current");
+        assert_eq!(find_register("nope").unwrap_err().code, 2);
+        assert_eq!(find_register("1107").unwrap_err().code, 2);
+    }
+
+    #[test]
+    fn values_convert_units_and_refuse_the_wrong_ones() {
+        let up = reg("upper_current");
+        assert_eq!(parse_value(up, "22A").unwrap(), 22000);
+        assert_eq!(parse_value(up, "6.5 A").unwrap(), 6500);
+        assert_eq!(parse_value(up, "22000mA").unwrap(), 22000);
+        assert_eq!(parse_value(up, "22000").unwrap(), 22000);
+        assert_eq!(parse_value(up, "5s").unwrap_err().code, 2);
+        assert_eq!(parse_value(up, "70A").unwrap_err().code, 2);
+        assert_eq!(parse_value(up, "1.0001A").unwrap_err().code, 2);
+        let wait = reg("upper_wait");
+        assert_eq!(parse_value(wait, "5s").unwrap(), 5);
+        assert_eq!(parse_value(wait, "2min").unwrap(), 120);
+        assert!(
+            parse_value(wait, "5A")
+                .unwrap_err()
+                .message
+                .contains("does not fit")
+        );
+        let phases = reg("phases");
+        assert_eq!(parse_value(phases, "3").unwrap(), 3);
+        assert_eq!(parse_value(phases, "3A").unwrap_err().code, 2);
+        assert_eq!(parse_value(phases, "-1").unwrap_err().code, 2);
+    }
+
+    #[test]
+    fn values_show_scaled_with_units() {
+        assert_eq!(format_value(reg("grid_current_l1"), -123), "-1.23 A");
+        assert_eq!(format_value(reg("voltage_l1"), 2301), "230.1 V");
+        assert_eq!(format_value(reg("upper_current"), 22000), "22000 mA");
+        assert_eq!(format_value(reg("balancer_state"), 4), "4 (fallback)");
+        assert_eq!(
+            format_value(reg("status_flags"), 0x21),
+            "0x0021 (meter_stale, unsaved_changes)"
+        );
+        let mut words = vec![0u16; 122];
+        words[106] = 1;
+        words[107] = 2;
+        assert_eq!(raw_value(reg("import_power"), &words), 65538);
+        assert_eq!(
+            range_text(reg("charger_max_current")).unwrap(),
+            "6000 … 63000 mA (6 A … 63 A)"
+        );
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("x").is_err());
+    }
+}
