@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use p1lb::cli::simulate::config_for;
-use p1lb::sim::{runner, scenario};
 use p1lb_core::config::ControlMode;
+use p1lb_sim::{runner, scenario};
 
 fn main() {
     let s = scenario::by_name("long-day").expect("the long-day scenario");

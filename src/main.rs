@@ -12,8 +12,8 @@ use p1lb::cli::parse::{self, ParseOptions};
 use p1lb::cli::sim_charger::SimChargerArgs;
 use p1lb::cli::simulate::{self, ModeChoice};
 use p1lb::daemon::run::RunArgs;
-use p1lb::sim::scenario;
 use p1lb_core::p1::smarty::SmartyKeys;
+use p1lb_sim::scenario;
 
 /// Dynamic load balancer for EV chargers, driven by a P1 smart meter.
 #[derive(Parser)]

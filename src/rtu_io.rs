@@ -1,15 +1,16 @@
-//! The core's Modbus RTU codec on a tokio byte stream: the microsecond clock its
-//! framers and clients run on, feeding a [`SilenceFramer`], and bounded writes. Shared by
-//! the daemon's RS485 task and the simulated charger, so that both frame a bus the
-//! same way. Never panics; a write that cannot complete is an error, never a task
+//! The core's Modbus RTU codec on a tokio byte stream: opening a serial port, the
+//! microsecond clock its framers and clients run on, feeding a [`SilenceFramer`], bounded
+//! writes and a simple server for simulated devices ([`serve`]). Shared by the daemon's
+//! RS485 task and `p1lb sim-charger`, so that both frame a bus the same way. Never panics; a write that cannot complete is an error, never a task
 //! blocked for ever.
 
 use std::io;
 use std::time::Duration;
 
-use p1lb_core::modbus::{LineConfig, SilenceFramer};
+use p1lb_core::modbus::{LineConfig, MAX_ADU, Parity, SilenceFramer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
+use tokio_serial::{SerialPortBuilderExt, SerialStream};
 
 /// The longest one frame's write may take before the port counts as wedged: the
 /// longest frame (256 bytes) takes 2.3 s on the wire at the slowest line (1200 baud).
@@ -126,6 +127,71 @@ impl FrameReceiver {
             () = tokio::time::sleep(idle) => {}
         }
         Ok(true)
+    }
+}
+
+/// Opens `path` with `line` (8 data bits, 1 stop bit).
+pub fn open_serial(path: &str, line: LineConfig) -> tokio_serial::Result<SerialStream> {
+    let parity = match line.parity {
+        Parity::None => tokio_serial::Parity::None,
+        Parity::Odd => tokio_serial::Parity::Odd,
+        Parity::Even => tokio_serial::Parity::Even,
+    };
+    tokio_serial::new(path, line.baud)
+        .data_bits(tokio_serial::DataBits::Eight)
+        .stop_bits(tokio_serial::StopBits::One)
+        .parity(parity)
+        .flow_control(tokio_serial::FlowControl::None)
+        .open_native_async()
+}
+
+/// How [`serve`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// The line (its silence ends a request).
+    pub line: LineConfig,
+    /// The time between a request's end and the reply (a Terra AC's turnaround).
+    pub turnaround: Duration,
+    /// Send each reply in two halves this far apart, as a USB-serial adapter hands
+    /// bytes over in chunks (FTDI's latency timer: 16 ms). Zero: in one piece.
+    pub chunk_gap: Duration,
+}
+
+/// A simple Modbus RTU server (a simulated device): frames the requests on `port` by
+/// the line's silence and writes what `answer` puts in its buffer (its length; `None`
+/// or 0: silence), until the port closes (`Ok`) or fails.
+pub async fn serve<P, A>(mut port: P, options: ServeOptions, mut answer: A) -> io::Result<()>
+where
+    P: AsyncRead + AsyncWrite + Unpin,
+    A: FnMut(&[u8], &mut [u8; MAX_ADU]) -> Option<usize>,
+{
+    let mut receiver = FrameReceiver::new(options.line);
+    let mut frames = Vec::new();
+    loop {
+        if !receiver
+            .receive(&mut port, Duration::from_secs(3600), &mut frames)
+            .await?
+        {
+            return Ok(());
+        }
+        for frame in frames.drain(..) {
+            let mut out = [0u8; MAX_ADU];
+            let reply = match answer(&frame, &mut out) {
+                Some(len) if len > 0 => out.get(..len).unwrap_or_default(),
+                _ => continue,
+            };
+            if !options.turnaround.is_zero() {
+                tokio::time::sleep(options.turnaround).await;
+            }
+            if options.chunk_gap.is_zero() {
+                write_bounded(&mut port, reply).await?;
+            } else {
+                let (first, second) = reply.split_at(reply.len() / 2);
+                write_bounded(&mut port, first).await?;
+                tokio::time::sleep(options.chunk_gap).await;
+                write_bounded(&mut port, second).await?;
+            }
+        }
     }
 }
 

@@ -53,13 +53,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::{Daemon, Pty, have_socat, temp_dir};
-use p1lb::sim::meter::{Flavour, MeterValues, PhaseValues, write_telegram};
-use p1lb::sim::time::DateTime;
 use p1lb_core::config::Config;
 use p1lb_core::modbus::{
     Frame, LineConfig, MAX_ADU, Parity, Request, Response, SilenceFramer, Words, exception_reply,
 };
 use p1lb_core::registers::Exception;
+use p1lb_sim::meter::{Flavour, MeterValues, PhaseValues, write_telegram};
+use p1lb_sim::time::DateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;

@@ -7,9 +7,9 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use p1lb::cli::simulate::config_for;
-use p1lb::sim::runner::{self, Metrics};
-use p1lb::sim::scenario;
 use p1lb_core::config::ControlMode;
+use p1lb_sim::runner::{self, Metrics};
+use p1lb_sim::scenario;
 use serde_json::Value;
 
 /// The contract's keys, in order, at the start of every entry.
@@ -424,7 +424,7 @@ fn headroom_metrics_at(delay_ms: u64) -> Vec<(&'static str, Metrics)> {
 /// [`headroom_metrics_at`] with the scenarios' own delay (2 s), once for all tests.
 fn headroom_metrics() -> &'static Vec<(&'static str, Metrics)> {
     static RUNS: OnceLock<Vec<(&'static str, Metrics)>> = OnceLock::new();
-    RUNS.get_or_init(|| headroom_metrics_at(p1lb::sim::car::DEFAULT_DELAY_MS))
+    RUNS.get_or_init(|| headroom_metrics_at(p1lb_sim::car::DEFAULT_DELAY_MS))
 }
 
 /// What no balancer can beat, and why 97 % is out of reach in some scenarios.
@@ -521,7 +521,7 @@ fn the_yardsticks_bound_what_a_causal_balancer_can_reach() {
 #[test]
 fn headroom_reaches_the_causal_bound_on_a_real_bus_for_every_car_delay() {
     for delay_ms in [1000, 2000, 3000] {
-        let runs = if delay_ms == p1lb::sim::car::DEFAULT_DELAY_MS {
+        let runs = if delay_ms == p1lb_sim::car::DEFAULT_DELAY_MS {
             headroom_metrics().clone()
         } else {
             headroom_metrics_at(delay_ms)

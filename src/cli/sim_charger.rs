@@ -1,17 +1,16 @@
-//! `p1lb sim-charger`: the simulated ABB Terra AC ([`crate::sim::charger`]) on a serial
+//! `p1lb sim-charger`: the simulated ABB Terra AC ([`p1lb_sim::charger`]) on a serial
 //! port. For tests and for people without a charger. Prints one line per write it
 //! receives on stdout, e.g. `write 0x4100 = 16000 mA`.
 
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use p1lb_core::modbus::{LineConfig, Parity};
+use p1lb_core::modbus::{LineConfig, MAX_ADU, Parity};
 
-use crate::daemon::rs485;
-use crate::sim::charger::{self, ServeOptions, TerraSim};
+use crate::rtu_io::{self, ServeOptions};
+use p1lb_sim::charger::TerraSim;
 
 /// `p1lb sim-charger`'s flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -43,27 +42,32 @@ pub fn run(args: &SimChargerArgs) -> Result<()> {
 async fn serve(args: &SimChargerArgs) -> Result<()> {
     let line = LineConfig::new(args.baud, Parity::None, 1);
     let path = args.serial.to_string_lossy().into_owned();
-    let port =
-        rs485::open(&path, line).with_context(|| format!("opening {}", args.serial.display()))?;
+    let port = rtu_io::open_serial(&path, line)
+        .with_context(|| format!("opening {}", args.serial.display()))?;
     eprintln!(
         "sim-charger: simulated Terra AC at address {} on {path}, {} 8N1",
         args.address, args.baud
     );
-    let sim = Mutex::new(TerraSim::new());
+    let mut sim = TerraSim::new();
     let options = ServeOptions {
-        address: args.address,
         line,
         turnaround: Duration::ZERO,
         chunk_gap: Duration::from_millis(args.chunk_gap_ms),
     };
+    let address = args.address;
     let stdout = std::io::stdout();
-    let print = |line: &str| {
-        let mut lock = stdout.lock();
-        let _ = writeln!(lock, "{line}");
-        let _ = lock.flush();
+    let answer = |frame: &[u8], out: &mut [u8; MAX_ADU]| {
+        let mut log = None;
+        let len = sim.answer(address, frame, out, &mut log);
+        if let Some(line) = log {
+            let mut lock = stdout.lock();
+            let _ = writeln!(lock, "{line}");
+            let _ = lock.flush();
+        }
+        len
     };
     tokio::select! {
-        r = charger::serve(port, &sim, options, print) => r.context("serving the port"),
+        r = rtu_io::serve(port, options, answer) => r.context("serving the port"),
         _ = tokio::signal::ctrl_c() => Ok(()),
     }
 }

@@ -18,10 +18,10 @@ use p1lb_core::config::{
 };
 use serde_json::{Value, json};
 
-use crate::sim::plot;
-use crate::sim::replay::Recording;
-use crate::sim::runner::{self, RunResult, mode_name};
-use crate::sim::scenario::{self, Scenario};
+use p1lb_sim::plot;
+use p1lb_sim::replay::Recording;
+use p1lb_sim::runner::{self, RunResult, mode_name};
+use p1lb_sim::scenario::{self, Scenario};
 
 /// Which control modes to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

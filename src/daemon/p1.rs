@@ -4,9 +4,9 @@
 //!
 //! Sources ([`Source`]): a serial device (115200 8N1, or 9600 7E1 when setting 1035 is
 //! 1), `tcp://host:port`, or `sim`: the simulator's house, car and meter
-//! ([`crate::sim`]) in real time, one telegram of real DSMR 5 bytes a second, the car
+//! ([`p1lb_sim`]) in real time, one telegram of real DSMR 5 bytes a second, the car
 //! behind the simulated Terra AC on the in-process RS485 bus when there is one
-//! (`--rs485 sim`, [`crate::sim::charger`]): it follows the limit the charger applies
+//! (`--rs485 sim`, [`p1lb_sim::charger`]): it follows the limit the charger applies
 //! and the charger measures it; else the car follows the value the balancer sends
 //! (1001). A device or connection that fails
 //! is reopened with backoff (1 s doubling to 30 s); one log line when it goes, one
@@ -26,11 +26,11 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::p1_forward::Forward;
 use super::shared::Shared;
-use crate::sim::car::{Car, Dynamics};
-use crate::sim::charger::TerraSim;
-use crate::sim::house::House;
-use crate::sim::meter::Meter;
-use crate::sim::scenario::{self, Load, Scenario};
+use p1lb_sim::car::{Car, Dynamics};
+use p1lb_sim::charger::TerraSim;
+use p1lb_sim::house::House;
+use p1lb_sim::meter::Meter;
+use p1lb_sim::scenario::{self, Load, Scenario};
 
 /// Where telegrams come from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -30,7 +30,7 @@
 //! [`Device::serve`]: p1lb_core::device::Device::serve
 
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use p1lb_core::balancer::State;
@@ -38,14 +38,13 @@ use p1lb_core::bus_master::{BusMaster, MasterEvent};
 use p1lb_core::config::Config;
 use p1lb_core::meter_emulation::EmulatedMeter;
 use p1lb_core::modbus::{
-    Frame, LineConfig, MAX_ADU, MAX_READ_QUANTITY, Parity, Request, Response, Words,
-    exception_reply,
+    Frame, LineConfig, MAX_ADU, MAX_READ_QUANTITY, Request, Response, Words, exception_reply,
 };
 use p1lb_core::registers::{Exception, WriteOutcome};
 use p1lb_core::server::ServerAction;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, DuplexStream};
 use tokio::sync::oneshot;
-use tokio_serial::{SerialPortBuilderExt, SerialStream};
+use tokio_serial::SerialStream;
 
 use crate::rtu_io::{FrameReceiver, Micros, write_bounded};
 
@@ -53,8 +52,8 @@ use super::file::Rs485Role;
 use super::gateway::{Forward, GatewayRx, Next, next_live, refuse_for};
 use super::modbus_tcp::persist_save;
 use super::shared::{PortState, Shared};
-use crate::sim;
-use crate::sim::charger::{ServeOptions, TerraSim};
+use crate::rtu_io::{self, ServeOptions};
+use p1lb_sim::charger::TerraSim;
 
 /// How late bytes can reach the daemon after they crossed the wire: a USB-serial
 /// adapter hands them over in chunks (FTDI's latency timer: 16 ms), the kernel in
@@ -66,21 +65,6 @@ pub const READ_LATENCY_US: u32 = 20_000;
 /// The serial line of the saved settings 1031 (baud / 100) and 1032 (parity).
 pub fn line_config(config: &Config) -> LineConfig {
     LineConfig::rs485(config)
-}
-
-/// Opens `path` with `line` (8 data bits, 1 stop bit).
-pub fn open(path: &str, line: LineConfig) -> tokio_serial::Result<SerialStream> {
-    let parity = match line.parity {
-        Parity::None => tokio_serial::Parity::None,
-        Parity::Odd => tokio_serial::Parity::Odd,
-        Parity::Even => tokio_serial::Parity::Even,
-    };
-    tokio_serial::new(path, line.baud)
-        .data_bits(tokio_serial::DataBits::Eight)
-        .stop_bits(tokio_serial::StopBits::One)
-        .parity(parity)
-        .flow_control(tokio_serial::FlowControl::None)
-        .open_native_async()
 }
 
 /// Linux's `struct serial_rs485` (include/uapi/linux/serial.h): 32 bytes.
@@ -148,7 +132,7 @@ pub async fn run(
 ) {
     let name = path.clone();
     let open = move |line: LineConfig| -> io::Result<SerialStream> {
-        let port = open(&path, line).map_err(io::Error::from)?;
+        let port = rtu_io::open_serial(&path, line).map_err(io::Error::from)?;
         if kernel_rs485 {
             match set_kernel_rs485(&port) {
                 Ok(()) => tracing::info!("RS485: {path} in kernel RS485 mode (RTS on send)"),
@@ -185,17 +169,24 @@ pub async fn run_simulated(
         let (ours, theirs) = tokio::io::duplex(MAX_ADU * 4);
         let charger = charger.clone();
         let options = ServeOptions {
-            address,
             line,
             turnaround: SIM_TURNAROUND,
             chunk_gap: Duration::ZERO,
         };
         // Ends when our end is dropped (the port is reopened or the task stops).
         tokio::spawn(async move {
-            let _ = sim::charger::serve(theirs, &charger, options, |w| {
-                tracing::debug!("simulated charger: {w}");
-            })
-            .await;
+            let answer = |frame: &[u8], out: &mut [u8; MAX_ADU]| {
+                let mut log = None;
+                let len = charger
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .answer(address, frame, out, &mut log);
+                if let Some(w) = log {
+                    tracing::debug!("simulated charger: {w}");
+                }
+                len
+            };
+            let _ = rtu_io::serve(theirs, options, answer).await;
         });
         Ok(ours)
     };
@@ -552,6 +543,7 @@ mod tests {
     use super::*;
 
     use p1lb_core::meter_emulation::MeterSnapshot;
+    use p1lb_core::modbus::Parity;
     use tokio::io::AsyncWriteExt;
     use tokio_modbus::Response as TcpResponse;
 

@@ -32,7 +32,7 @@ use crate::daemon::notify::Notifier;
 use crate::daemon::p1::Source;
 use crate::daemon::shared::Shared;
 use crate::daemon::{control, gateway, led, modbus_tcp, p1, p1_forward, rs485};
-use crate::sim::charger::TerraSim;
+use p1lb_sim::charger::TerraSim;
 
 /// The default configuration file.
 pub const DEFAULT_CONFIG: &str = "/etc/p1lb/p1lb.toml";

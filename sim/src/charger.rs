@@ -1,8 +1,8 @@
 //! The simulated ABB Terra AC (charger as secondary): its registers as
-//! abb-terra-ac.md has them, and [`serve`], which answers them as a Modbus RTU server on
-//! any byte stream — a serial port (`p1lb sim-charger`) or one end of the daemon's
-//! in-process bus (`p1lb run --rs485 sim`, the default run). The simulator's bus
-//! ([`super::bus`]) drives the same model. One definition of the charger.
+//! abb-terra-ac.md has them, answering Modbus RTU frames ([`TerraSim::answer`]). Sans-IO:
+//! the simulator's bus ([`crate::bus`]) drives it on a byte-timed line, `p1lb
+//! sim-charger` serves it on a serial port and the daemon on its in-process bus (`p1lb
+//! run --rs485 sim`, the default run). One definition of the charger.
 //!
 //! Registers: the status block 0x4000–0x4024 (FC 03, and FC 04 as some integrations
 //! use), 0x4100 (limit, 0.001 A, 32 bits, FC 16 of two registers), 0x4103 (lock), 0x4105
@@ -15,17 +15,7 @@
 //! Never panics on any frame: a frame that is not for its address, or not a frame, is
 //! not answered (as a real charger); a bad request is answered with an exception.
 
-use std::io;
-use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
-
-use p1lb_core::modbus::{
-    Exception, Frame, LineConfig, MAX_ADU, Request, Response, Words, exception_reply,
-};
-use tokio::io::{AsyncRead, AsyncWrite};
-
-use crate::rtu_io::{FrameReceiver, write_bounded};
-
+use p1lb_core::modbus::{Exception, Frame, MAX_ADU, Request, Response, Words, exception_reply};
 /// The charger's rating (0x4006, the installer's maximum), mA: it holds no higher limit.
 pub const RATING_MA: u32 = 32_000;
 
@@ -246,72 +236,6 @@ enum Reply {
     Regs(Vec<u16>),
     Single { address: u16, value: u16 },
     Multiple { start: u16, quantity: u16 },
-}
-
-/// How [`serve`] answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServeOptions {
-    /// The charger's Modbus address.
-    pub address: u8,
-    /// The line (its silence ends a request).
-    pub line: LineConfig,
-    /// The time between a request's end and the reply (a Terra AC's turnaround).
-    pub turnaround: Duration,
-    /// Send each reply in two halves this far apart, as a USB-serial adapter hands
-    /// bytes over in chunks (FTDI's latency timer: 16 ms). Zero: in one piece.
-    pub chunk_gap: Duration,
-}
-
-/// Answers the requests on `port` from `charger` until the port closes (`Ok`) or fails.
-/// Every write the charger takes is described to `on_write` (e.g. `write 0x4100 =
-/// 16000 mA`). The lock on `charger` is held only while a request is handled, so a car
-/// model can read the applied limit and set the measured currents meanwhile.
-pub async fn serve<P, W>(
-    mut port: P,
-    charger: &Mutex<TerraSim>,
-    options: ServeOptions,
-    mut on_write: W,
-) -> io::Result<()>
-where
-    P: AsyncRead + AsyncWrite + Unpin,
-    W: FnMut(&str),
-{
-    let mut receiver = FrameReceiver::new(options.line);
-    let mut frames = Vec::new();
-    loop {
-        if !receiver
-            .receive(&mut port, Duration::from_secs(3600), &mut frames)
-            .await?
-        {
-            return Ok(());
-        }
-        for frame in frames.drain(..) {
-            let mut out = [0u8; MAX_ADU];
-            let mut log = None;
-            let answered = charger
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .answer(options.address, &frame, &mut out, &mut log);
-            if let Some(line) = log {
-                on_write(&line);
-            }
-            let reply = match answered {
-                Some(len) if len > 0 => &out[..len],
-                _ => continue,
-            };
-            if !options.turnaround.is_zero() {
-                tokio::time::sleep(options.turnaround).await;
-            }
-            if options.chunk_gap.is_zero() {
-                write_bounded(&mut port, reply).await?;
-            } else {
-                let (first, second) = reply.split_at(reply.len() / 2);
-                write_bounded(&mut port, first).await?;
-                tokio::time::sleep(options.chunk_gap).await;
-                write_bounded(&mut port, second).await?;
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -459,7 +459,7 @@ fn pct(part: f64, whole: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::scenario;
+    use crate::scenario;
     use p1lb_core::config::address;
 
     fn config(s: &Scenario, mode: u16) -> Config {
