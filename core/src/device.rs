@@ -9,9 +9,10 @@
 use crate::abb::TerraAc;
 use crate::balancer::{Balancer, Decision};
 use crate::config::Config;
+use crate::config::P1Line;
 use crate::meter_emulation::MeterSnapshot;
 use crate::modbus::MAX_ADU;
-use crate::p1::{ReaderStats, Reading};
+use crate::p1::{Event, ReaderStats, Reading, Rejection, TelegramReader};
 use crate::registers::{Flags, RegisterMap, WriteOutcome};
 use crate::server::{ServerAction, serve};
 
@@ -63,6 +64,24 @@ impl Device {
     /// The reader rejected a telegram (CRC, framing): 1003 bit 1 for a minute.
     pub fn on_rejected(&mut self, now_ms: u64) {
         self.last_rejected_ms = Some(now_ms);
+    }
+
+    /// What the P1 input found ([`P1Input::feed`]): a telegram to
+    /// [`Device::on_telegram`] (its result returned), a rejection to
+    /// [`Device::on_rejected`] (`true`), new counters to [`Device::on_reader_stats`]
+    /// (`true`).
+    pub fn on_p1(&mut self, now_ms: u64, event: &P1Event<'_>) -> bool {
+        match event {
+            P1Event::Telegram(reading) => self.on_telegram(now_ms, reading),
+            P1Event::Rejected(_) => {
+                self.on_rejected(now_ms);
+                true
+            }
+            P1Event::Counters(stats) => {
+                self.on_reader_stats(stats);
+                true
+            }
+        }
     }
 
     /// The reader's counters into 1115–1118.
@@ -157,4 +176,79 @@ fn clamp_i16(v: i32) -> i16 {
 
 fn clamp_u32(v: i64) -> u32 {
     u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
+
+/// What the meter's bytes gave, for [`Device::on_p1`]: one per telegram or rejection,
+/// then the reader's counters when they changed.
+#[derive(Debug, Clone, Copy)]
+pub enum P1Event<'a> {
+    /// A valid telegram, parsed.
+    Telegram(&'a Reading),
+    /// A refused telegram, and why.
+    Rejected(Rejection),
+    /// The reader's counters after a chunk that changed them.
+    Counters(ReaderStats),
+}
+
+/// The P1 input every product runs — the daemon's P1 task, the firmware's: meter bytes
+/// through the [`TelegramReader`] into [`P1Event`]s, with the line's CRC rule. Kept
+/// outside the [`Device`] (the reader's buffer is large and is fed without the
+/// device's lock); the product hands each event to [`Device::on_p1`] under its lock and
+/// adds what is its own (waking its control task, logging, a quiet-line signal).
+/// Never panics on any bytes.
+#[derive(Debug)]
+pub struct P1Input {
+    reader: TelegramReader,
+    /// The (valid, rejected) counters last reported (the registers start at 0).
+    reported: (u32, u32),
+}
+
+impl Default for P1Input {
+    fn default() -> Self {
+        P1Input::new()
+    }
+}
+
+impl P1Input {
+    /// An input with an empty reader (CRC required, as at 115200 baud).
+    pub fn new() -> P1Input {
+        let mut reader = TelegramReader::new();
+        reader.set_crc_required(true);
+        P1Input {
+            reader,
+            reported: (0, 0),
+        }
+    }
+
+    /// Starts over on a line (re)opened with `line`: what was received of a telegram
+    /// is dropped (the counters go on); the CRC is required unless the line is DSMR 2.2/3 (9600 7E1).
+    pub fn restart(&mut self, line: &P1Line) {
+        self.reader.reset();
+        self.reader.set_crc_required(line.crc_required());
+    }
+
+    /// The reader's counters.
+    pub fn stats(&self) -> &ReaderStats {
+        self.reader.stats()
+    }
+
+    /// Feeds `bytes`; `on` gets each telegram or rejection in order, then the counters
+    /// if they changed.
+    pub fn feed(&mut self, mut bytes: &[u8], mut on: impl FnMut(P1Event<'_>)) {
+        while !bytes.is_empty() {
+            let (used, event) = self.reader.feed(bytes);
+            bytes = bytes.get(used..).unwrap_or_default();
+            match event {
+                Some(Event::Telegram(t)) => on(P1Event::Telegram(&Reading::parse(&t))),
+                Some(Event::Rejected { reason, .. }) => on(P1Event::Rejected(reason)),
+                None => {}
+            }
+        }
+        let stats = *self.reader.stats();
+        let counts = (stats.valid, stats.rejected());
+        if self.reported != counts {
+            self.reported = counts;
+            on(P1Event::Counters(stats));
+        }
+    }
 }

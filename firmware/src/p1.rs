@@ -1,8 +1,8 @@
 //! The P1 task: UART0 RX (GPIO 17) → USB passthrough (every byte, unchanged) and the
-//! core's telegram reader → [`Device::on_telegram`]. The line follows 1034/1035
+//! core's P1 input ([`P1Input`]) → [`Device::on_p1`]. The line follows 1034/1035
 //! ([`P1Line`]) and is set up again when a save changes them.
 //!
-//! [`Device::on_telegram`]: p1lb_core::device::Device::on_telegram
+//! [`Device::on_p1`]: p1lb_core::device::Device::on_p1
 
 use embassy_futures::select::{Either, select};
 use embassy_rp::Peri;
@@ -11,7 +11,7 @@ use embassy_rp::uart::{self, BufferedUartRx, DataBits, Parity};
 use embassy_time::Timer;
 use embedded_io_async::Read;
 use p1lb_core::config::P1Line;
-use p1lb_core::p1::{Event, Reading, TelegramReader};
+use p1lb_core::device::{P1Event, P1Input};
 
 use crate::Irqs;
 use crate::shared::{Shared, now_ms};
@@ -24,7 +24,7 @@ pub async fn run(
     mut pin: Peri<'static, PIN_17>,
     rx_buf: &'static mut [u8],
 ) {
-    let mut reader: TelegramReader = TelegramReader::new();
+    let mut input = P1Input::new();
     let mut buf = [0u8; 64];
     loop {
         let line: P1Line = shared.saved().p1_line();
@@ -36,36 +36,27 @@ pub async fn run(
         cfg.invert_rx = line.invert;
         let (uart, pin) = (uart.reborrow(), pin.reborrow());
         let mut rx = BufferedUartRx::new(uart, Irqs, pin, &mut *rx_buf, cfg);
-        reader.reset();
-        reader.set_crc_required(line.crc_required());
+        input.restart(&line);
         while shared.saved().p1_line() == line {
             // Errors (framing, parity, overrun) lose bytes: the telegram fails its CRC.
             if let Either::First(Ok(n)) = select(rx.read(&mut buf), Timer::after_secs(1)).await {
-                feed(shared, &mut reader, &buf[..n]);
+                feed(shared, &mut input, &buf[..n]);
             }
         }
     }
 }
 
-fn feed(shared: &Shared, reader: &mut TelegramReader, mut bytes: &[u8]) {
+fn feed(shared: &Shared, input: &mut P1Input, bytes: &[u8]) {
     // A cable: every byte, also corrupt ones; dropped only when the host is not reading.
     let _ = shared.passthrough.try_write(bytes);
-    while !bytes.is_empty() {
-        let (used, event) = reader.feed(bytes);
-        bytes = bytes.get(used..).unwrap_or(&[]);
-        let now = now_ms();
+    input.feed(bytes, |event| {
+        shared.device(|d| d.on_p1(now_ms(), &event));
         match event {
-            Some(Event::Telegram(t)) => {
-                let reading = Reading::parse(&t);
-                shared.device(|d| d.on_telegram(now, &reading));
-                shared.wake_control.signal(());
-            }
-            Some(Event::Rejected { .. }) => shared.device(|d| d.on_rejected(now)),
-            None => continue,
+            P1Event::Telegram(_) => shared.wake_control.signal(()),
+            P1Event::Rejected(_) => {}
+            P1Event::Counters(_) => return,
         }
         // The line is quiet until the next telegram: the moment for flash work.
         shared.p1_quiet.signal(());
-    }
-    let stats = *reader.stats();
-    shared.device(|d| d.on_reader_stats(&stats));
+    });
 }

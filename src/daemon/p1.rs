@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use p1lb_core::config::Config;
-use p1lb_core::p1::{Event, Reading, TelegramReader};
+use p1lb_core::device::{P1Event, P1Input};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::p1_forward::Forward;
@@ -72,14 +72,12 @@ impl std::fmt::Display for Source {
     }
 }
 
-/// The reader and what it feeds.
+/// The core's P1 input and what it feeds.
 struct Feeder {
     shared: Arc<Shared>,
     /// `--p1-forward`: gets every byte read, before parsing.
     forward: Option<Arc<Forward>>,
-    reader: TelegramReader,
-    rejected: u32,
-    valid: u32,
+    input: P1Input,
 }
 
 impl Feeder {
@@ -87,49 +85,36 @@ impl Feeder {
         Feeder {
             shared,
             forward: None,
-            reader: TelegramReader::new(),
-            rejected: 0,
-            valid: 0,
+            input: P1Input::new(),
         }
     }
 
     /// Sets up the reader for a (re)opened line with the saved settings.
     fn restart(&mut self, config: &Config) {
-        self.reader.reset();
-        self.reader
-            .set_crc_required(config.p1_line().crc_required());
+        self.input.restart(&config.p1_line());
     }
 
-    fn feed(&mut self, mut bytes: &[u8]) {
+    fn feed(&mut self, bytes: &[u8]) {
         if let Some(forward) = &self.forward {
             forward.send(bytes);
         }
-        while !bytes.is_empty() {
-            let (used, event) = self.reader.feed(bytes);
-            bytes = &bytes[used..];
+        let shared = &self.shared;
+        self.input.feed(bytes, |event| {
+            let now = shared.now_ms();
+            let used = shared.core().on_p1(now, &event);
             match event {
-                Some(Event::Telegram(t)) => {
-                    let reading = Reading::parse(&t);
-                    let now = self.shared.now_ms();
-                    if !self.shared.core().on_telegram(now, &reading) {
+                P1Event::Telegram(_) => {
+                    if !used {
                         tracing::debug!("telegram without grid currents on the used phases");
                     }
-                    self.shared.wake_control.notify_one();
+                    shared.wake_control.notify_one();
                 }
-                Some(Event::Rejected { reason, .. }) => {
-                    let now = self.shared.now_ms();
-                    self.shared.core().on_rejected(now);
+                P1Event::Rejected(reason) => {
                     tracing::debug!("telegram rejected: {}", reason.name());
                 }
-                None => {}
+                P1Event::Counters(_) => {}
             }
-        }
-        let stats = self.reader.stats();
-        if (stats.valid, stats.rejected()) != (self.valid, self.rejected) {
-            self.valid = stats.valid;
-            self.rejected = stats.rejected();
-            self.shared.core().on_reader_stats(stats);
-        }
+        });
     }
 }
 
