@@ -45,3 +45,4 @@ pub mod modbus;
 pub mod p1;
 pub mod registers;
 pub mod server;
+pub mod write_path;

@@ -12,12 +12,11 @@ use embassy_usb::class::cdc_acm::CdcAcmClass;
 use p1lb_core::bus_master::longest_exchange_us;
 use p1lb_core::config::Config;
 use p1lb_core::config_store::ConfigStore;
+use p1lb_core::device::Device;
 use p1lb_core::modbus::{
     BROADCAST, Direction, GATEWAY_NO_RESPONSE, LengthFramer, LineConfig, MAX_ADU, Response,
-    exception_reply,
 };
-use p1lb_core::registers::{Exception, WriteOutcome};
-use p1lb_core::server::ServerAction;
+use p1lb_core::write_path::{self, Host, Served};
 
 use crate::shared::{Shared, frame_buf, now_us};
 use crate::store::{self, StoreFlash};
@@ -114,6 +113,27 @@ pub async fn modbus(shared: &'static Shared, class: Cdc, store: Option<ConfigSto
     }
 }
 
+/// The firmware's side of the core's write path: the shared device, the control
+/// task's signal and the flash store (a save waits for a quiet moment, [`store::save`]).
+struct WritePath<'a> {
+    shared: &'static Shared,
+    store: &'a mut Option<ConfigStore<StoreFlash>>,
+}
+
+impl Host for WritePath<'_> {
+    fn with_device<R>(&mut self, f: impl FnOnce(&mut Device) -> R) -> R {
+        self.shared.device(f)
+    }
+
+    fn wake_control(&mut self) {
+        self.shared.wake_control.signal(());
+    }
+
+    async fn persist(&mut self, config: &Config) -> bool {
+        store::save(self.shared, self.store, config).await
+    }
+}
+
 /// The Modbus server of the USB port.
 struct Server {
     shared: &'static Shared,
@@ -127,50 +147,22 @@ impl Server {
     /// One request: the reply's length in `out` (0: no reply).
     async fn handle(&mut self, frame: &[u8]) -> usize {
         let unit = self.shared.saved().server_address();
-        let out = &mut self.out;
-        let action = self.shared.device(|d| d.serve(unit, frame, out));
-        // A new cap (1000) takes effect at once, not at the next tick.
-        if let ServerAction::Reply { outcome, .. } | ServerAction::Broadcast(Ok(outcome)) = action
-            && outcome.cap_ma.is_some()
-        {
-            self.shared.wake_control.signal(());
-        }
-        match action {
-            ServerAction::Reply { len, outcome, .. } => {
-                if self.persist(&outcome).await {
-                    return len;
-                }
-                let function = frame.get(1).copied().unwrap_or(0);
-                exception_reply(
-                    unit,
-                    function,
-                    Exception::ServerDeviceFailure,
-                    &mut self.out,
-                )
-            }
-            ServerAction::Broadcast(result) => {
-                if let Ok(outcome) = result {
-                    self.persist(&outcome).await;
-                }
+        let mut host = WritePath {
+            shared: self.shared,
+            store: &mut self.store,
+        };
+        // The server address comes from the saved settings: a new one applies from the
+        // next request, after this reply.
+        match write_path::serve(&mut host, unit, frame, &mut self.out).await {
+            Served::Reply { len, .. } => len,
+            Served::Broadcast { .. } => {
                 // Also for the devices on the bus; nobody answers a broadcast.
                 self.forward(frame).await;
                 0
             }
-            ServerAction::NotForUs { .. } => self.forward(frame).await,
-            ServerAction::Ignored(_) => 0,
+            Served::NotForUs { .. } => self.forward(frame).await,
+            Served::Ignored(_) => 0,
         }
-    }
-
-    /// Persists a save in the outcome, if there is one; false when it failed.
-    async fn persist(&mut self, outcome: &WriteOutcome) -> bool {
-        let Some(save) = outcome.save else {
-            return true;
-        };
-        let ok = store::save(self.shared, &mut self.store, &save.config).await;
-        if ok {
-            self.shared.device(|d| d.commit_save(save.config));
-        }
-        ok
     }
 
     /// Sends `frame` on the RS485 bus through the gateway; the reply's length in `out`.

@@ -29,8 +29,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use p1lb_core::bus_master::longest_exchange_us;
+use p1lb_core::config::Config;
+use p1lb_core::device::Device;
 use p1lb_core::modbus::LineConfig;
-use p1lb_core::registers::{Exception, Save, WriteOutcome};
+use p1lb_core::registers::{Exception, WriteOutcome};
+use p1lb_core::write_path::{self, Host, SaveFailed};
 use tokio::net::TcpListener;
 use tokio_modbus::server::tcp::{Server, accept_tcp_connection};
 use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
@@ -87,21 +90,12 @@ impl MapService {
             core.on_write(&outcome);
             outcome
         };
-        if outcome.cap_ma.is_some() {
-            // A new cap (1000) takes effect at once, not at the next tick.
-            self.shared.wake_control.notify_one();
-        }
-        let Some(save) = outcome.save else {
-            return Ok(());
-        };
-        match persist_save(&self.shared, save).await {
-            Some(unit) => {
-                if let Some(unit) = unit {
-                    self.shared.set_unit(unit);
-                }
+        match write_path::apply(&mut WritePath(&self.shared), &outcome).await {
+            Ok(new_unit) => {
+                self.shared.switch_unit(new_unit);
                 Ok(())
             }
-            None => Err(ExceptionCode::ServerDeviceFailure),
+            Err(SaveFailed) => Err(ExceptionCode::ServerDeviceFailure),
         }
     }
 
@@ -153,30 +147,37 @@ impl tokio_modbus::server::Service for MapService {
     }
 }
 
-/// Persists a save (1091 or 1092 = 1) into the TOML file's `[settings]` (atomic, off
-/// the runtime thread), then commits it to the map and applies it to the balancer.
-/// `Some(new_unit)` when saved: the caller switches to `new_unit` (if any) once the
-/// reply to the write is on its way; `None` when the save failed (logged; the staged
-/// values stay): answer exception 04. Shared by the Modbus TCP and RTU servers.
-pub async fn persist_save(shared: &Shared, save: Save) -> Option<Option<u8>> {
-    let path = shared.settings_path.clone();
-    let config = save.config;
-    let saved = tokio::task::spawn_blocking(move || file::save_settings(&path, &config))
-        .await
-        .map_err(|e| anyhow::anyhow!("save task: {e}"))
-        .and_then(|r| r);
-    match saved {
-        Ok(()) => {
-            shared.core().commit_save(save.config);
-            tracing::info!("settings saved to {}", shared.settings_path.display());
-            if let Some(unit) = save.new_server_address {
-                tracing::info!("Modbus server address is now {unit}");
+/// The daemon's side of the core's write path ([`write_path`]): the shared device, the
+/// control task's wake, and the TOML file's `[settings]` as storage (written atomically,
+/// off the runtime thread; a failure is logged and answered 04). Shared by the Modbus
+/// TCP and RTU servers.
+pub struct WritePath<'a>(pub &'a Shared);
+
+impl Host for WritePath<'_> {
+    fn with_device<R>(&mut self, f: impl FnOnce(&mut Device) -> R) -> R {
+        f(&mut self.0.core())
+    }
+
+    fn wake_control(&mut self) {
+        self.0.wake_control.notify_one();
+    }
+
+    async fn persist(&mut self, config: &Config) -> bool {
+        let path = self.0.settings_path.clone();
+        let config = *config;
+        let saved = tokio::task::spawn_blocking(move || file::save_settings(&path, &config))
+            .await
+            .map_err(|e| anyhow::anyhow!("save task: {e}"))
+            .and_then(|r| r);
+        match saved {
+            Ok(()) => {
+                tracing::info!("settings saved to {}", self.0.settings_path.display());
+                true
             }
-            Some(save.new_server_address)
-        }
-        Err(e) => {
-            tracing::error!("saving the settings failed (staged values kept): {e:#}");
-            None
+            Err(e) => {
+                tracing::error!("saving the settings failed (staged values kept): {e:#}");
+                false
+            }
         }
     }
 }

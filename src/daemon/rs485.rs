@@ -40,8 +40,8 @@ use p1lb_core::meter_emulation::EmulatedMeter;
 use p1lb_core::modbus::{
     Frame, LineConfig, MAX_ADU, MAX_READ_QUANTITY, Request, Response, Words, exception_reply,
 };
-use p1lb_core::registers::{Exception, WriteOutcome};
-use p1lb_core::server::ServerAction;
+use p1lb_core::registers::Exception;
+use p1lb_core::write_path::{self, Served};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, DuplexStream};
 use tokio::sync::oneshot;
 use tokio_serial::SerialStream;
@@ -50,7 +50,7 @@ use crate::rtu_io::{FrameReceiver, Micros, write_bounded};
 
 use super::file::Rs485Role;
 use super::gateway::{Forward, GatewayRx, Next, next_live, refuse_for};
-use super::modbus_tcp::persist_save;
+use super::modbus_tcp::WritePath;
 use super::shared::{PortState, Shared};
 use crate::rtu_io::{self, ServeOptions};
 use p1lb_sim::charger::TerraSim;
@@ -321,19 +321,6 @@ impl Meter {
     }
 }
 
-/// Persists a save in a write's outcome (the cap was applied by `Device::serve`).
-/// `Err(())` when the save failed; `Ok(new unit)` otherwise.
-async fn apply_outcome(shared: &Shared, outcome: WriteOutcome) -> Result<Option<u8>, ()> {
-    if outcome.cap_ma.is_some() {
-        // A new cap (1000) takes effect at once, not at the next tick.
-        shared.wake_control.notify_one();
-    }
-    match outcome.save {
-        None => Ok(None),
-        Some(save) => persist_save(shared, save).await.ok_or(()),
-    }
-}
-
 /// The server role on an open port, until it fails.
 async fn serve_port<P: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
@@ -373,34 +360,22 @@ async fn serve_frame<P: AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     let unit = shared.unit();
     let mut out = [0u8; MAX_ADU];
-    let action = shared.core().serve(unit, frame, &mut out);
-    match action {
-        ServerAction::Reply {
-            mut len, outcome, ..
-        } => {
-            let new_unit = match apply_outcome(shared, outcome).await {
-                Ok(u) => u,
-                Err(()) => {
-                    let function = frame.get(1).copied().unwrap_or(0);
-                    len = exception_reply(unit, function, Exception::ServerDeviceFailure, &mut out);
-                    None
-                }
-            };
-            write_bounded(port, &out[..len]).await?;
-            if let Some(u) = new_unit {
-                shared.set_unit(u);
+    match write_path::serve(&mut WritePath(shared), unit, frame, &mut out).await {
+        Served::Reply { len, new_unit } => {
+            write_bounded(port, out.get(..len).unwrap_or_default()).await?;
+            shared.switch_unit(new_unit);
+        }
+        Served::Broadcast { new_unit, refused } => {
+            shared.switch_unit(new_unit);
+            if refused.is_some() {
+                counts.ignored = counts.ignored.saturating_add(1);
             }
         }
-        ServerAction::Broadcast(Ok(outcome)) => {
-            if let Ok(Some(u)) = apply_outcome(shared, outcome).await {
-                shared.set_unit(u);
-            }
-        }
-        ServerAction::Broadcast(Err(_)) | ServerAction::Ignored(_) => {
+        Served::Ignored(_) => {
             counts.ignored = counts.ignored.saturating_add(1);
             tracing::debug!(ignored = counts.ignored, "RS485: frame ignored");
         }
-        ServerAction::NotForUs { unit: to } => {
+        Served::NotForUs { unit: to } => {
             let meter_unit = shared.core().map.saved().meter_emulation_unit();
             if meter_unit == Some(to) {
                 meter.refresh(shared);

@@ -94,4 +94,13 @@ impl Shared {
     pub fn set_unit(&self, unit: u8) {
         self.unit.store(unit, Ordering::Relaxed);
     }
+
+    /// Switches to the new unit address a save gave, if any (after the reply to it),
+    /// and says so.
+    pub fn switch_unit(&self, new_unit: Option<u8>) {
+        if let Some(unit) = new_unit {
+            self.set_unit(unit);
+            tracing::info!("Modbus server address is now {unit}");
+        }
+    }
 }

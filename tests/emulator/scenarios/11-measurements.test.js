@@ -53,7 +53,7 @@ test('measurements: latency, busy fraction, cycles per P1 byte', (t) => {
   const finished = [];
   const ticks = [];
   m.onCall('TelegramReader$LT$_$GT$6finish', (ns) => finished.push(ns));
-  m.onCall('Status12set_balancer', (ns) => ticks.push(ns));
+  m.onCall('Device13update_status', (ns) => ticks.push(ns));
   b.meter.setCurrents([30, 5, 5]);
   b.until(() => b.charger.limitWrites.slice(n).some((w) => w.ma !== 32000), 5000, 'decrease');
   const w = b.charger.limitWrites.slice(n).find((x) => x.ma !== 32000);
