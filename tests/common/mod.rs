@@ -220,6 +220,16 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Its process id (for `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self._child.0.id()
+    }
+
+    /// `Some(status)` once it has exited (a dead task makes it exit non-zero).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self._child.0.try_wait().ok().flatten()
+    }
+
     /// `tcp://ADDR`: its Modbus TCP server as a `p1lb config`/`monitor` device.
     pub fn device(&self) -> String {
         format!("tcp://{}", self.addr)
