@@ -1,7 +1,7 @@
 //! A chaos run of the real `p1lb run` in the RS485 master role: about 90 s with P1 and
 //! RS485 on socat ptys and faults all the way, invariants checked every second.
 //!
-//! The daemon reads DSMR 5 telegrams (`p1lb::sim::meter::write_telegram`, a house of
+//! The daemon reads DSMR 5 telegrams (`p1lb_sim::meter::write_telegram`, a house of
 //! this test's own plus the car) from a pty and drives a Terra AC model of this test's
 //! own (unit 1030, status block 0x4000–0x4024, limit 0x4100, 0x4106/0x4109, a car
 //! behind it) on another. Faults, interleaved at random (seeded xorshift; the seed is
@@ -64,14 +64,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::{Daemon, have_socat, temp_dir};
-use p1lb::sim::meter::{Flavour, MeterValues, PhaseValues, write_telegram};
-use p1lb::sim::time::DateTime;
 use p1lb_core::bus_master::longest_exchange_us;
-use p1lb_core::config::Config;
+use p1lb_core::config::{Config, address};
 use p1lb_core::modbus::{
     Frame, LineConfig, MAX_ADU, Parity, Request, Response, SilenceFramer, Words, exception_reply,
 };
 use p1lb_core::registers::Exception;
+use p1lb_sim::meter::{Flavour, MeterValues, PhaseValues, write_telegram};
+use p1lb_sim::time::DateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_modbus::client::{Context, tcp};
 use tokio_modbus::prelude::{ExceptionCode, Reader, Slave, SlaveContext, Writer};
@@ -996,7 +996,8 @@ impl Chaos {
             w.line = line;
             w.line_gen += 1;
         }
-        lock(&self.world).address = u8::try_from(new.get(1030).unwrap_or(1)).unwrap_or(1);
+        lock(&self.world).address =
+            u8::try_from(new.get(address::CHARGER_ADDRESS).unwrap_or(1)).unwrap_or(1);
         // Nothing staged is left unsaved.
         self.poll().await;
         let flags = self.obs.last().map_or(0, |o| o.reg(1003));
@@ -1035,9 +1036,9 @@ impl Chaos {
             Action::P1LineSave => {
                 let c = *self.saved.last();
                 let (a, v) = if self.rng_act.chance(0.5) {
-                    (1034, 1 - c.get(1034).unwrap_or(0))
+                    (1034, 1 - c.get(address::P1_POLARITY).unwrap_or(0))
                 } else {
-                    (1035, 1 - c.get(1035).unwrap_or(0))
+                    (1035, 1 - c.get(address::P1_SERIAL).unwrap_or(0))
                 };
                 self.save(&[(a, v)]).await;
             }
@@ -1065,11 +1066,11 @@ impl Chaos {
                 } else {
                     self.rng_act.pick(&bauds[2..])
                 };
-                if Some(baud) != c.get(1031) {
+                if Some(baud) != c.get(address::RS485_BAUD) {
                     changes.push((1031, baud));
                 }
                 let parity = self.rng_act.below(3) as u16;
-                if Some(parity) != c.get(1032) {
+                if Some(parity) != c.get(address::RS485_PARITY) {
                     changes.push((1032, parity));
                 }
                 if changes.is_empty() {
@@ -1140,7 +1141,7 @@ impl Chaos {
                 }
                 1 => {
                     let fb = r.pick(&[0u16, 6000, 7000, 8000, 10_000]);
-                    let fb = fb.min(next.get(1010).unwrap_or(16_000));
+                    let fb = fb.min(next.get(address::CHARGER_MAX_CURRENT).unwrap_or(16_000));
                     put(&mut next, 1021, fb);
                 }
                 2 => {
@@ -1196,7 +1197,11 @@ impl Chaos {
             out.push((a, v));
         }
         if out.iter().all(|&(a, v)| c.get(a) == Some(v)) {
-            let v = if c.get(1033) == Some(5) { 6 } else { 5 };
+            let v = if c.get(address::SETPOINT_REFRESH) == Some(5) {
+                6
+            } else {
+                5
+            };
             out.push((1033, v));
         }
         out
@@ -1229,7 +1234,7 @@ impl Chaos {
             2 => {
                 // An inconsistent set (lower ≥ upper): staged, but 1091 answers 03 and
                 // nothing is saved; then the staged value is put back.
-                let upper = saved.get(1015).unwrap_or(22_000);
+                let upper = saved.get(address::UPPER_CURRENT).unwrap_or(22_000);
                 if let Err(e) = self.write(1018, &[upper]).await {
                     self.fail(&format!("staging 1018 = {upper} answered {e:?}"));
                 }
@@ -1240,7 +1245,7 @@ impl Chaos {
                     ));
                 }
                 self.check_toml();
-                let back = saved.get(1018).unwrap_or(19_000);
+                let back = saved.get(address::LOWER_CURRENT).unwrap_or(19_000);
                 if let Err(e) = self.write(1018, &[back]).await {
                     self.fail(&format!("staging 1018 = {back} back answered {e:?}"));
                 }
