@@ -37,8 +37,8 @@
 //! Never panics; all arithmetic saturates.
 
 use crate::config::{Config, ControlMode};
-use crate::time::{Duration, Instant};
 pub use crate::registers::State;
+use crate::time::{Duration, Instant};
 
 /// The control tick.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -342,9 +342,7 @@ impl Balancer {
         // The meter's reading to hold a raise's answer against: one taken about when
         // the charger measured (a telegram lost since leaves the check, and the raise's
         // transit, to the next read-back).
-        let meter_now = self
-            .reading
-            .filter(|&(t, _)| t + READBACK_PAIR >= now);
+        let meter_now = self.reading.filter(|&(t, _)| t + READBACK_PAIR >= now);
         let mut checkable = true;
         if let (true, Some(v), Some(tr)) = (plausible, highest, self.transit) {
             let c = to_i32(v).min(to_i32(self.draw_bound(now)));
@@ -403,9 +401,7 @@ impl Balancer {
             self.distrust = self.distrust.saturating_sub(1);
         }
         // Reads from before a silence say nothing of the car now.
-        let usable = self
-            .charger
-            .is_some_and(|(t, _)| (now - t) < FRESH);
+        let usable = self.charger.is_some_and(|(t, _)| (now - t) < FRESH);
         if !usable {
             self.charger_hist = [None; CHARGER_HISTORY];
         }
@@ -465,9 +461,7 @@ impl Balancer {
     /// Seconds since the last valid reading (register 1004), saturating.
     pub fn seconds_since_reading(&self, now: Instant) -> u16 {
         match self.reading {
-            Some(_) => {
-                u16::try_from((now - self.last_valid).secs()).unwrap_or(u16::MAX)
-            }
+            Some(_) => u16::try_from((now - self.last_valid).secs()).unwrap_or(u16::MAX),
             None => u16::MAX,
         }
     }
@@ -643,9 +637,7 @@ impl Balancer {
         let sent = to_i32(self.sent_ma);
         let bound = to_i32(self.draw_bound(now));
         let charger = match self.charger {
-            Some((t, c)) if self.distrust == 0 && (now - t) < FRESH => {
-                Some(c.min(bound).max(0))
-            }
+            Some((t, c)) if self.distrust == 0 && (now - t) < FRESH => Some(c.min(bound).max(0)),
             _ => None,
         };
         let Some(c) = charger else {
@@ -759,9 +751,7 @@ impl Balancer {
         let projected = house.saturating_add(sent);
         // Trust that the car comes down to the value sent only while it has had no
         // time to: a car that ignores its limit is judged by the meter alone.
-        let recently_changed = self
-            .changed
-            .is_some_and(|t| (now - t) < HEADROOM_DROP);
+        let recently_changed = self.changed.is_some_and(|t| (now - t) < HEADROOM_DROP);
         let worst = if following || recently_changed {
             projected
         } else {
@@ -798,16 +788,12 @@ impl Balancer {
         }
         // A raise is sized on a telegram that arrived since the previous tick — or, when
         // the first usable read-back just came, on the last one if it is that new.
-        let reading_new = self
-            .reading
-            .is_some_and(|(t, _)| (now - t) < TICK);
+        let reading_new = self.reading.is_some_and(|(t, _)| (now - t) < TICK);
         let current = self.unseen_reading || (self.first_readback && reading_new);
         if !fresh || !current || !matches!(self.state, State::Lower | State::Normal) {
             return;
         }
-        let settled = self
-            .changed
-            .is_none_or(|t| (now - t) >= HEADROOM_SETTLE);
+        let settled = self.changed.is_none_or(|t| (now - t) >= HEADROOM_SETTLE);
         if !settled
             || !steady
             || !following
@@ -1028,9 +1014,7 @@ impl GapTracker {
             } else if prev.saturating_sub(house) >= HEADROOM_EDGE_MA {
                 // The load that dropped had been on since the last rise (or for as long
                 // as we know of when none was seen).
-                let on_long = self
-                    .rise
-                    .is_some_and(|r| t - r >= HEADROOM_LONG);
+                let on_long = self.rise.is_some_and(|r| t - r >= HEADROOM_LONG);
                 let gaps_long = self.last_gap.is_none_or(|g| g >= HEADROOM_LONG);
                 let long = on_long && gaps_long;
                 // A second drop inside an open gap keeps its start.

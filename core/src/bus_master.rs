@@ -15,10 +15,10 @@
 
 use crate::abb::{self, DriverConfig, TerraAc};
 use crate::config::Config;
-use crate::time::{Duration, Instant};
 use crate::modbus::{
     Client, ClientConfig, Gateway, LineConfig, MAX_ADU, Request, SilenceFramer, Submitted, Turn,
 };
+use crate::time::{Duration, Instant};
 
 /// What finished on the bus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -78,9 +78,7 @@ impl Device {
     /// [`Balancer::next_tick`].
     pub fn tick(&mut self, now: Instant) -> Decision {
         let d = self.balancer.tick(now);
-        let crc = self
-            .last_rejected
-            .is_some_and(|t| now - t < CRC_FLAG);
+        let crc = self.last_rejected.is_some_and(|t| now - t < CRC_FLAG);
         let status = self.map.status_mut();
         let b = &self.balancer;
         let decision = b.decision();

@@ -218,7 +218,11 @@ impl Duration {
     /// so many mA/s, say), rounded down; saturating at `u64::MAX`.
     pub const fn accrued_at(self, per_sec: u64) -> u64 {
         let v = self.micros as u128 * per_sec as u128 / 1_000_000;
-        if v > u64::MAX as u128 { u64::MAX } else { v as u64 }
+        if v > u64::MAX as u128 {
+            u64::MAX
+        } else {
+            v as u64
+        }
     }
 
     /// How long `amount` takes to accrue at `per_sec` a second, rounded down (a rate
@@ -228,7 +232,11 @@ impl Duration {
         let per_sec = if per_sec == 0 { 1 } else { per_sec };
         let v = amount as u128 * 1_000_000 / per_sec as u128;
         Duration {
-            micros: if v > u64::MAX as u128 { u64::MAX } else { v as u64 },
+            micros: if v > u64::MAX as u128 {
+                u64::MAX
+            } else {
+                v as u64
+            },
         }
     }
 
@@ -418,7 +426,10 @@ mod tests {
         assert_eq!(b - a, Duration::from_millis(500));
         assert_eq!(a - b, Duration::ZERO);
         assert_eq!(a.checked_duration_since(b), None);
-        assert_eq!(b.checked_duration_since(a), Some(Duration::from_millis(500)));
+        assert_eq!(
+            b.checked_duration_since(a),
+            Some(Duration::from_millis(500))
+        );
         assert_eq!(Instant::MAX - Instant::ZERO, Duration::MAX);
         assert_eq!(Instant::ZERO - Instant::MAX, Duration::ZERO);
         assert_eq!(a.saturating_duration_since(b), Duration::ZERO);

@@ -213,10 +213,7 @@ impl<const N: usize> SilenceFramer<N> {
         if let Some(last) = self.last {
             let span = self.char_time.saturating_mul(bytes.len() as u64 - 1);
             let first = now - span;
-            if self.pending()
-                && first - last >= self.silence
-                && self.finish()
-            {
+            if self.pending() && first - last >= self.silence && self.finish() {
                 return (0, Some(&self.buf[..self.len]));
             }
         }
@@ -237,10 +234,7 @@ impl<const N: usize> SilenceFramer<N> {
     pub fn poll(&mut self, now: Instant) -> Option<&[u8]> {
         self.settle();
         let last = self.last?;
-        if self.pending()
-            && now - last >= self.silence
-            && self.finish()
-        {
+        if self.pending() && now - last >= self.silence && self.finish() {
             return Some(&self.buf[..self.len]);
         }
         None
