@@ -110,14 +110,14 @@ impl Feeder {
             match event {
                 Some(Event::Telegram(t)) => {
                     let reading = Reading::parse(&t);
-                    let now = self.shared.now_ms();
+                    let now = self.shared.now();
                     if !self.shared.core().on_telegram(now, &reading) {
                         tracing::debug!("telegram without grid currents on the used phases");
                     }
                     self.shared.wake_control.notify_one();
                 }
                 Some(Event::Rejected { reason, .. }) => {
-                    let now = self.shared.now_ms();
+                    let now = self.shared.now();
                     self.shared.core().on_rejected(now);
                     tracing::debug!("telegram rejected: {}", reason.name());
                 }
