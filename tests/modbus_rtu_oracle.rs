@@ -46,7 +46,8 @@ fn runtime() -> Runtime {
 
 /// Our server on one end of a duplex: until EOF; returns the map.
 async fn our_server(mut io: DuplexStream, mut map: RegisterMap) -> RegisterMap {
-    let mut framer = LengthFramer::<MAX_ADU>::new(Direction::Requests, CoreDuration::from_millis(50));
+    let mut framer =
+        LengthFramer::<MAX_ADU>::new(Direction::Requests, CoreDuration::from_millis(50));
     let mut buf = [0u8; 512];
     let mut out = [0u8; MAX_ADU];
     let clock = Clock::new();

@@ -14,7 +14,7 @@ use p1lb_core::config::P1Line;
 use p1lb_core::p1::{Event, Reading, TelegramReader};
 
 use crate::Irqs;
-use crate::shared::{Shared, now_ms};
+use crate::shared::{Shared, core_now};
 
 /// Runs forever.
 #[embassy_executor::task]
@@ -53,7 +53,7 @@ fn feed(shared: &Shared, reader: &mut TelegramReader, mut bytes: &[u8]) {
     while !bytes.is_empty() {
         let (used, event) = reader.feed(bytes);
         bytes = bytes.get(used..).unwrap_or(&[]);
-        let now = now_ms();
+        let now = core_now();
         match event {
             Some(Event::Telegram(t)) => {
                 let reading = Reading::parse(&t);

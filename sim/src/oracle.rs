@@ -181,7 +181,8 @@ impl Reactive {
                     } else {
                         // A raise once the room has held for state 1's wait (1019).
                         let since = *self.raise_since_ms.get_or_insert(now_ms);
-                        let waited = now_ms.saturating_sub(since) + balancer::WAIT_TOLERANCE.total_millis()
+                        let waited = now_ms.saturating_sub(since)
+                            + balancer::WAIT_TOLERANCE.total_millis()
                             >= u64::from(self.cfg.lower_wait_s()) * 1000;
                         if waited { want } else { self.limit_ma }
                     }

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use p1lb_core::balancer::{State, TICK};
-use p1lb_core::time::{Duration as CoreDuration, Instant};
 use p1lb_core::registers::Flags;
+use p1lb_core::time::{Duration as CoreDuration, Instant};
 
 use tokio::sync::oneshot;
 

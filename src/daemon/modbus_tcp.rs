@@ -112,8 +112,7 @@ impl MapService {
             return match &self.gateway {
                 Some(tx) => {
                     let line = LineConfig::rs485(self.shared.core().map.saved());
-                    let limit =
-                        Duration::from(longest_exchange(line)) + gateway::EXCHANGE_MARGIN;
+                    let limit = Duration::from(longest_exchange(line)) + gateway::EXCHANGE_MARGIN;
                     gateway::forward(tx, unit, &req.request, limit).await
                 }
                 None => Err(ExceptionCode::GatewayTargetDevice),

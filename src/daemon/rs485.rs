@@ -506,7 +506,9 @@ async fn drive_port<P: AsyncRead + AsyncWrite + Unpin>(
         // Wake on bytes, at the master's deadline (at least once a second), on a new
         // value for the charger or on a request to forward.
         let now = clock.now();
-        let wake = master.poll_timeout(now).min(now + CoreDuration::from_secs(1));
+        let wake = master
+            .poll_timeout(now)
+            .min(now + CoreDuration::from_secs(1));
         let bus_free = master.forward_goes_next(now, shared.core().balancer.decision().sent_ma);
         let receive = requests.is_some() && held.is_none() && bus_free;
         tokio::select! {

@@ -8,8 +8,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use p1lb_core::config::Config;
 use p1lb_core::device::Device;
-use tokio::sync::Notify;
 use p1lb_core::time::Instant as CoreInstant;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::rtu_io::Clock;
