@@ -107,7 +107,7 @@ pub const HEADROOM_LONG: Duration = Duration::from_secs(20);
 /// since the raise is the car's, as far as the car may draw.
 pub const HEADROOM_FOLLOW: Duration = Duration::from_secs(4);
 
-/// No car answers a new limit sooner than this after it was sent, ms: the meter's
+/// No car answers a new limit sooner than this after it was sent: the meter's
 /// rise before it is not the car's.
 pub const HEADROOM_MIN_DELAY: Duration = Duration::from_secs(1);
 

@@ -10,8 +10,10 @@
 //! 3. [`BusMaster::poll`]: what finished ([`MasterEvent`]);
 //! 4. sleep until [`BusMaster::poll_timeout`] or more bytes or a new request.
 //!
-//! Time is in microseconds since any fixed start (the driver uses it in ms). Never
-//! panics: every frame is checked by the client and the gateway.
+//! Time is a [`crate::time::Instant`] on any clock (the driver reads it to the
+//! millisecond, [`DRIVER_RESOLUTION`]). Never panics: every frame is checked by the
+//! client and the gateway; every time, however far it jumps, is taken (saturating
+//! arithmetic).
 
 use crate::abb::{self, DriverConfig, TerraAc};
 use crate::config::Config;
@@ -85,6 +87,17 @@ pub fn longest_exchange(line: LineConfig) -> Duration {
     client.response_timeout * (u32::from(client.retries) + 1)
 }
 
+/// The Terra AC driver's clock resolution: its schedule (polls, retries, refreshes) runs
+/// on whole milliseconds, as it always has, while the client and the framer see every
+/// microsecond (character timing). Its exchanges fall on the same instants as before
+/// the core had [`Instant`]s, so the simulator's results are unchanged.
+pub const DRIVER_RESOLUTION: Duration = Duration::from_millis(1);
+
+/// `now` on the driver's clock.
+fn driver_time(now: Instant) -> Instant {
+    now.round_down(DRIVER_RESOLUTION)
+}
+
 /// The charger's Modbus address (register 1030).
 fn charger_address(config: &Config) -> u8 {
     config.charger_address()
@@ -94,7 +107,7 @@ impl BusMaster {
     /// A master for the saved `config` on a line of `line`, started at `now`.
     pub fn new(config: &Config, line: LineConfig, now: Instant) -> Self {
         BusMaster {
-            driver: TerraAc::new(driver_config(config), now),
+            driver: TerraAc::new(driver_config(config), driver_time(now)),
             client: Client::new(client_config(line)),
             gateway: Gateway::new(),
             framer: SilenceFramer::new(line),
@@ -153,7 +166,11 @@ impl BusMaster {
         self.client.is_idle()
             && self.pending.is_none()
             && !self.gateway_busy()
-            && !(self.driver_next && self.driver.poll_request(now, sent_ma).is_some())
+            && !(self.driver_next
+                && self
+                    .driver
+                    .poll_request(driver_time(now), sent_ma)
+                    .is_some())
     }
 
     /// A request from the host for another unit. Exactly one
@@ -181,14 +198,14 @@ impl BusMaster {
     pub fn poll_transmit(&mut self, now: Instant, sent_ma: u32) -> Option<&[u8]> {
         if self.client.is_idle() && self.pending.is_none() {
             let due = if self.driver_next {
-                self.driver.poll_request(now, sent_ma)
+                self.driver.poll_request(driver_time(now), sent_ma)
             } else {
                 None
             };
             let req = match due {
                 Some(req) => Some(req),
                 None => match self.gateway.next_on_bus(&mut self.client) {
-                    Turn::Driver => self.driver.poll_request(now, sent_ma),
+                    Turn::Driver => self.driver.poll_request(driver_time(now), sent_ma),
                     Turn::Forwarded => {
                         self.driver_next = true;
                         None
@@ -237,7 +254,7 @@ impl BusMaster {
         let reply = self.client.poll_result(now)?;
         let outcome = reply.outcome();
         if let Some(req) = self.pending.take() {
-            self.driver.on_response(now, req, outcome);
+            self.driver.on_response(driver_time(now), req, outcome);
             let fresh = matches!(
                 (req, outcome),
                 (abb::Request::Read { .. }, abb::Outcome::Ok(_))
@@ -264,7 +281,9 @@ impl BusMaster {
             wake = wake.min(t);
         }
         if self.pending.is_none() && self.client.is_idle() {
-            wake = wake.min(self.driver.next_deadline().max(now));
+            // The driver's deadline is on its own clock: the wait from its `now`.
+            let wait = self.driver.next_deadline() - driver_time(now);
+            wake = wake.min(now + wait);
         }
         wake
     }

@@ -135,6 +135,18 @@ impl Instant {
         }
     }
 
+    /// The latest instant at or before `self` that is a whole multiple of `step` from
+    /// [`Instant::ZERO`] (`self` itself for a `step` of zero): a clock read with a
+    /// coarser resolution.
+    pub const fn round_down(self, step: Duration) -> Instant {
+        if step.micros == 0 {
+            return self;
+        }
+        Instant {
+            micros: self.micros - self.micros % step.micros,
+        }
+    }
+
     /// The span between `self` and `other`, whichever is later.
     pub const fn abs_diff(self, other: Instant) -> Duration {
         Duration {
@@ -454,6 +466,22 @@ mod tests {
         assert_eq!(e, Duration::MAX);
         e -= Duration::MAX;
         assert_eq!(e, Duration::ZERO);
+    }
+
+    #[test]
+    fn rounds_down_to_a_step() {
+        let t = Instant::from_micros(1_234_567);
+        assert_eq!(
+            t.round_down(Duration::from_millis(1)),
+            Instant::from_micros(1_234_000)
+        );
+        assert_eq!(t.round_down(Duration::from_secs(1)), Instant::from_secs(1));
+        assert_eq!(t.round_down(Duration::ZERO), t);
+        assert_eq!(Instant::MAX.round_down(Duration::MAX), Instant::MAX);
+        assert_eq!(
+            Instant::ZERO.round_down(Duration::from_millis(5)),
+            Instant::ZERO
+        );
     }
 
     #[test]

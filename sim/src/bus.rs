@@ -36,7 +36,8 @@ pub enum BusEvent {
     },
     /// The driver finished a status read at `at`: the charger's currents are new.
     StatusRead {
-        /// When the reply was taken.
+        /// When the reply was taken, to the millisecond (the simulator's time line, as
+        /// the balancer has always been given it).
         at: Instant,
     },
 }
@@ -127,7 +128,9 @@ impl ChargerBus {
             }
             while let Some(ev) = self.master.poll(now, &mut out) {
                 if let MasterEvent::Charger { fresh: true } = ev {
-                    events.push(BusEvent::StatusRead { at: now });
+                    events.push(BusEvent::StatusRead {
+                        at: now.round_down(Duration::from_millis(1)),
+                    });
                 }
             }
             if let Some(tx) = self.master.poll_transmit(now, sent_ma) {
