@@ -8,6 +8,7 @@ use std::io;
 use std::time::Duration;
 
 use p1lb_core::modbus::{LineConfig, MAX_ADU, Parity, SilenceFramer};
+use p1lb_core::time::{Duration as CoreDuration, Instant as CoreInstant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
@@ -37,44 +38,49 @@ pub async fn write_bounded<W: AsyncWrite + Unpin>(port: &mut W, bytes: &[u8]) ->
     }
 }
 
-/// A monotonic microsecond clock for the framer and the client (tokio's clock, so
-/// that a test with paused time moves it).
+/// The core's clock on tokio's (so that a test with paused time moves it): gives
+/// core [`CoreInstant`]s (microseconds since this clock started) and turns them back into
+/// tokio instants to sleep until.
 #[derive(Debug, Clone, Copy)]
-pub struct Micros(Instant);
+pub struct Clock(Instant);
 
-impl Micros {
+impl Clock {
     /// Starting now.
-    pub fn new() -> Micros {
-        Micros(Instant::now())
+    pub fn new() -> Clock {
+        Clock(Instant::now())
     }
 
-    /// Microseconds since start.
-    pub fn now(&self) -> u64 {
-        u64::try_from(self.0.elapsed().as_micros()).unwrap_or(u64::MAX)
+    /// Now, on the core's time line.
+    pub fn now(&self) -> CoreInstant {
+        CoreInstant::ZERO + CoreDuration::from(self.0.elapsed())
     }
 
-    /// The instant of `us`.
-    pub fn instant(&self, us: u64) -> Instant {
-        self.0 + Duration::from_micros(us)
+    /// The tokio instant of core time `t`; far in the future for an instant beyond
+    /// what tokio can hold ([`CoreInstant::MAX`] is "never").
+    pub fn instant(&self, t: CoreInstant) -> Instant {
+        let d = Duration::from(t - CoreInstant::ZERO);
+        self.0
+            .checked_add(d)
+            .unwrap_or_else(|| self.0 + Duration::from_secs(100 * 365 * 24 * 3600))
     }
 }
 
-impl Default for Micros {
+impl Default for Clock {
     fn default() -> Self {
-        Micros::new()
+        Clock::new()
     }
 }
 
-/// Feeds `bytes` (received at `now_us`) to `framer`, pushing each frame a silence
+/// Feeds `bytes` (received at `now`) to `framer`, pushing each frame a silence
 /// completed onto `frames`.
 pub fn feed_frames(
     framer: &mut SilenceFramer,
-    now_us: u64,
+    now: CoreInstant,
     bytes: &[u8],
     frames: &mut Vec<Vec<u8>>,
 ) {
     loop {
-        let (_, frame) = framer.feed(now_us, bytes);
+        let (_, frame) = framer.feed(now, bytes);
         match frame {
             // No byte was taken: feed them again after the frame.
             Some(f) => frames.push(f.to_vec()),
@@ -86,7 +92,7 @@ pub fn feed_frames(
 /// Frames off a byte stream, each ended by the line's silence (a server's requests).
 #[derive(Debug)]
 pub struct FrameReceiver {
-    clock: Micros,
+    clock: Clock,
     framer: SilenceFramer,
     buf: [u8; 512],
 }
@@ -95,7 +101,7 @@ impl FrameReceiver {
     /// For a line of `line`, its clock starting now.
     pub fn new(line: LineConfig) -> FrameReceiver {
         FrameReceiver {
-            clock: Micros::new(),
+            clock: Clock::new(),
             framer: SilenceFramer::new(line),
             buf: [0; 512],
         }
@@ -119,7 +125,7 @@ impl FrameReceiver {
                 let bytes = self.buf.get(..n).unwrap_or_default();
                 feed_frames(&mut self.framer, self.clock.now(), bytes, frames);
             }
-            () = tokio::time::sleep_until(self.clock.instant(deadline.unwrap_or(0))), if deadline.is_some() => {
+            () = tokio::time::sleep_until(self.clock.instant(deadline.unwrap_or(CoreInstant::ZERO))), if deadline.is_some() => {
                 if let Some(f) = self.framer.poll(self.clock.now()) {
                     frames.push(f.to_vec());
                 }

@@ -64,12 +64,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::{Daemon, have_socat, temp_dir};
-use p1lb_core::bus_master::longest_exchange_us;
+use p1lb_core::bus_master::longest_exchange;
 use p1lb_core::config::{Config, address};
 use p1lb_core::modbus::{
     Frame, LineConfig, MAX_ADU, Parity, Request, Response, SilenceFramer, Words, exception_reply,
 };
 use p1lb_core::registers::Exception;
+use p1lb_core::time::Instant as CoreInstant;
 use p1lb_sim::meter::{Flavour, MeterValues, PhaseValues, write_telegram};
 use p1lb_sim::time::DateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -470,13 +471,16 @@ async fn charger(path: PathBuf, world: Arc<Mutex<World>>) {
             }
         };
         let clock = Instant::now();
-        let now_us = || u64::try_from(clock.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let now_us = || {
+            CoreInstant::from_micros(u64::try_from(clock.elapsed().as_micros()).unwrap_or(u64::MAX))
+        };
         let mut framer: SilenceFramer = SilenceFramer::new(line);
         let mut buf = [0u8; 512];
         let mut frames: Vec<Vec<u8>> = Vec::new();
         'open: loop {
             let deadline = framer.deadline();
-            let wake = clock + Duration::from_micros(deadline.unwrap_or(0));
+            let wake =
+                clock + Duration::from_micros(deadline.unwrap_or(CoreInstant::ZERO).total_micros());
             tokio::select! {
                 r = port.read(&mut buf) => {
                     let n = match r {
@@ -730,7 +734,7 @@ fn grace_s(lines: &Timeline<LineConfig>, t: f64) -> f64 {
     let longest = lines
         .within(t - 40.0, t)
         .into_iter()
-        .map(longest_exchange_us)
+        .map(|line| longest_exchange(line).total_micros())
         .max()
         .unwrap_or(0);
     2.0 * longest as f64 / 1e6 + 1.5

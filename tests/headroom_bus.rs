@@ -53,11 +53,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::{Daemon, Pty, have_socat, temp_dir};
+use p1lb::rtu_io::Clock;
 use p1lb_core::config::Config;
 use p1lb_core::modbus::{
     Frame, LineConfig, MAX_ADU, Parity, Request, Response, SilenceFramer, Words, exception_reply,
 };
 use p1lb_core::registers::Exception;
+use p1lb_core::time::Instant as CoreInstant;
 use p1lb_sim::meter::{Flavour, MeterValues, PhaseValues, write_telegram};
 use p1lb_sim::time::DateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -573,28 +575,27 @@ async fn charger(path: PathBuf, world: Arc<Mutex<World>>) {
     let mut port = tokio_serial::new(path.to_string_lossy(), BAUD)
         .open_native_async()
         .expect("the charger's end of the pty opens");
-    let clock = Instant::now();
-    let now_us = || u64::try_from(clock.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let clock = Clock::new();
     let mut framer: SilenceFramer = SilenceFramer::new(line);
     let mut buf = [0u8; 512];
     let mut frames: Vec<Vec<u8>> = Vec::new();
     loop {
         let deadline = framer.deadline();
-        let wake = clock + Duration::from_micros(deadline.unwrap_or(0));
+        let wake = clock.instant(deadline.unwrap_or(CoreInstant::ZERO));
         tokio::select! {
             r = port.read(&mut buf) => {
                 let n = match r {
                     Ok(n) if n > 0 => n,
                     _ => return,
                 };
-                let now = now_us();
+                let now = clock.now();
                 // A frame returned took no byte: feed the same bytes again.
                 while let (_, Some(f)) = framer.feed(now, &buf[..n]) {
                     frames.push(f.to_vec());
                 }
             }
-            () = tokio::time::sleep_until(wake.into()), if deadline.is_some() => {
-                if let Some(f) = framer.poll(now_us()) {
+            () = tokio::time::sleep_until(wake), if deadline.is_some() => {
+                if let Some(f) = framer.poll(clock.now()) {
                     frames.push(f.to_vec());
                 }
             }

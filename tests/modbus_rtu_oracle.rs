@@ -17,12 +17,14 @@ use std::future::Ready;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use p1lb::rtu_io::Clock;
 use p1lb_core::config::Config;
 use p1lb_core::modbus::{
     Client, ClientConfig, Direction, LengthFramer, MAX_ADU, Reply, Request as OurRequest, Words,
 };
 use p1lb_core::registers::RegisterMap;
 use p1lb_core::server::{ServerAction, serve};
+use p1lb_core::time::Duration as CoreDuration;
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::net::{TcpListener, TcpStream};
@@ -44,16 +46,17 @@ fn runtime() -> Runtime {
 
 /// Our server on one end of a duplex: until EOF; returns the map.
 async fn our_server(mut io: DuplexStream, mut map: RegisterMap) -> RegisterMap {
-    let mut framer = LengthFramer::<MAX_ADU>::new(Direction::Requests, 50_000);
+    let mut framer =
+        LengthFramer::<MAX_ADU>::new(Direction::Requests, CoreDuration::from_millis(50));
     let mut buf = [0u8; 512];
     let mut out = [0u8; MAX_ADU];
-    let t0 = std::time::Instant::now();
+    let clock = Clock::new();
     loop {
         let n = match io.read(&mut buf).await {
             Ok(0) | Err(_) => return map,
             Ok(n) => n,
         };
-        let now = t0.elapsed().as_micros() as u64;
+        let now = clock.now();
         let mut rest = &buf[..n];
         while !rest.is_empty() {
             let (used, frame) = framer.feed(now, rest);
@@ -283,10 +286,10 @@ async fn our_exchange(
     req: &OurRequest<'_>,
 ) -> Option<Got> {
     client.start(unit, req).expect("start");
-    let t0 = tokio::time::Instant::now();
+    let clock = Clock::new();
     let mut buf = [0u8; 512];
     loop {
-        let now = t0.elapsed().as_micros() as u64;
+        let now = clock.now();
         if let Some(frame) = client.poll_transmit(now).map(<[u8]>::to_vec) {
             stream.write_all(&frame).await.expect("send");
         }
@@ -299,11 +302,11 @@ async fn our_exchange(
             };
         }
         let wake = client.poll_timeout().unwrap_or(now);
-        let wait = Duration::from_micros(wake.saturating_sub(now));
+        let wait = Duration::from(wake - now);
         if let Ok(read) = tokio::time::timeout(wait, stream.read(&mut buf)).await {
             let n = read.expect("read");
             assert!(n > 0, "server closed the connection");
-            client.on_bytes(t0.elapsed().as_micros() as u64, &buf[..n]);
+            client.on_bytes(clock.now(), &buf[..n]);
         }
     }
 }
@@ -389,9 +392,9 @@ fn reverse(r: &mut Reverse, unit: u8, op: &ClientOp) -> Result<(), TestCaseError
         },
     };
     let mut client = Client::new(ClientConfig {
-        response_timeout_us: 2_000_000,
+        response_timeout: CoreDuration::from_secs(2),
         retries: 0,
-        idle_us: 200_000,
+        idle: CoreDuration::from_millis(200),
     });
     *r.device.last.lock().unwrap() = None;
     let got =

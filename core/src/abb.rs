@@ -25,6 +25,7 @@
 //! Never writes 0x4105 (stop) or 0x4103 (lock). Never panics.
 
 use crate::modbus;
+use crate::time::{Duration, Instant};
 
 /// The status block read every poll: 0x4000 ..= 0x4024.
 pub const STATUS_START: u16 = 0x4000;
@@ -38,7 +39,7 @@ pub const REG_TIMEOUT: u16 = 0x4106;
 pub const REG_FALLBACK: u16 = 0x4109;
 
 /// How often the status block is read.
-pub const POLL_MS: u64 = 2000;
+pub const POLL: Duration = Duration::from_secs(2);
 /// The communication timeout we configure in the charger (0x4106): well above our
 /// polling, short enough that the charger falls back soon if we die.
 pub const COMM_TIMEOUT_S: u16 = 30;
@@ -48,7 +49,7 @@ pub const LIMIT_READBACK_TOLERANCE_MA: u32 = 1000;
 /// Failed exchanges in a row before the charger counts as not answering.
 pub const FAILURES_TO_FLAG: u8 = 3;
 /// After a failure, wait this long before trying again.
-pub const RETRY_MS: u64 = 1000;
+pub const RETRY: Duration = Duration::from_secs(1);
 
 /// One Modbus exchange the driver wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +91,7 @@ pub struct ChargerStatus {
     /// The limit the charger applies (0x400E–0x400F), mA.
     pub applied_limit_ma: Option<u32>,
     /// When the block was read.
-    pub read_at_ms: Option<u64>,
+    pub read_at: Option<Instant>,
 }
 
 /// The driver's settings (from the register map).
@@ -116,10 +117,10 @@ pub struct TerraAc {
     cfg: DriverConfig,
     setup: Setup,
     /// The limit last written successfully, and when.
-    written: Option<(u32, u64)>,
-    next_poll_ms: u64,
+    written: Option<(u32, Instant)>,
+    next_poll: Instant,
     /// No request before this (after a failure).
-    hold_until_ms: u64,
+    hold_until: Instant,
     failures: u8,
     exception: bool,
     status: ChargerStatus,
@@ -127,13 +128,13 @@ pub struct TerraAc {
 
 impl TerraAc {
     /// A driver that starts by configuring the charger.
-    pub fn new(cfg: DriverConfig, now_ms: u64) -> Self {
+    pub fn new(cfg: DriverConfig, now: Instant) -> Self {
         TerraAc {
             cfg,
             setup: Setup::WriteTimeout,
             written: None,
-            next_poll_ms: now_ms,
-            hold_until_ms: now_ms,
+            next_poll: now,
+            hold_until: now,
             failures: 0,
             exception: false,
             status: ChargerStatus::default(),
@@ -148,14 +149,19 @@ impl TerraAc {
         self.cfg = cfg;
     }
 
+    /// How often the limit is re-sent at least (register 1033, at least a second).
+    fn refresh(&self) -> Duration {
+        Duration::from_secs(u64::from(self.cfg.refresh_s.max(1)))
+    }
+
     /// The fallback current as the charger takes it: whole amps, rounded down.
     pub fn fallback_amps(&self) -> u16 {
         u16::try_from(self.cfg.fallback_ma / 1000).unwrap_or(u16::MAX)
     }
 
-    /// The next exchange due at `now_ms`, given the value the balancer wants sent.
-    pub fn poll_request(&self, now_ms: u64, sent_ma: u32) -> Option<Request> {
-        if now_ms < self.hold_until_ms {
+    /// The next exchange due at `now`, given the value the balancer wants sent.
+    pub fn poll_request(&self, now: Instant, sent_ma: u32) -> Option<Request> {
+        if now < self.hold_until {
             return None;
         }
         match self.setup {
@@ -173,10 +179,9 @@ impl TerraAc {
             }
             Setup::Done => {}
         }
-        let refresh_ms = u64::from(self.cfg.refresh_s.max(1)) * 1000;
         let due = match self.written {
             None => true,
-            Some((v, at)) => v != sent_ma || now_ms.saturating_sub(at) >= refresh_ms,
+            Some((v, at)) => v != sent_ma || now - at >= self.refresh(),
         };
         if due {
             return Some(Request::WriteTwo {
@@ -184,7 +189,7 @@ impl TerraAc {
                 values: [(sent_ma >> 16) as u16, (sent_ma & 0xFFFF) as u16],
             });
         }
-        if now_ms >= self.next_poll_ms {
+        if now >= self.next_poll {
             return Some(Request::Read {
                 start: STATUS_START,
                 len: STATUS_LEN,
@@ -195,29 +200,29 @@ impl TerraAc {
 
     /// When to ask [`poll_request`](Self::poll_request) again at the latest (a change
     /// of the value to send is due at once).
-    pub fn next_deadline(&self) -> u64 {
+    pub fn next_deadline(&self) -> Instant {
         if self.setup != Setup::Done {
-            return self.hold_until_ms;
+            return self.hold_until;
         }
         let refresh = match self.written {
-            Some((_, at)) => at + u64::from(self.cfg.refresh_s.max(1)) * 1000,
-            None => self.hold_until_ms,
+            Some((_, at)) => at + self.refresh(),
+            None => self.hold_until,
         };
-        refresh.min(self.next_poll_ms).max(self.hold_until_ms)
+        refresh.min(self.next_poll).max(self.hold_until)
     }
 
     /// The result of the exchange for `request`.
-    pub fn on_response(&mut self, now_ms: u64, request: Request, outcome: Outcome<'_>) {
+    pub fn on_response(&mut self, now: Instant, request: Request, outcome: Outcome<'_>) {
         match outcome {
             Outcome::NoReply => {
                 self.failures = self.failures.saturating_add(1);
-                self.hold_until_ms = now_ms + RETRY_MS;
+                self.hold_until = now + RETRY;
                 return;
             }
             Outcome::Exception(_) => {
                 self.failures = 0;
                 self.exception = true;
-                self.hold_until_ms = now_ms + RETRY_MS;
+                self.hold_until = now + RETRY;
                 return;
             }
             Outcome::Ok(_) => {
@@ -243,19 +248,19 @@ impl TerraAc {
                 values,
             } => {
                 let v = (u32::from(values[0]) << 16) | u32::from(values[1]);
-                self.written = Some((v, now_ms));
+                self.written = Some((v, now));
             }
             Request::Read { start, len } if start == STATUS_START && len == STATUS_LEN => {
                 if let Outcome::Ok(regs) = outcome {
-                    self.take_status(now_ms, regs);
+                    self.take_status(now, regs);
                 }
-                self.next_poll_ms = now_ms + POLL_MS;
+                self.next_poll = now + POLL;
             }
             _ => {}
         }
     }
 
-    fn take_status(&mut self, now_ms: u64, regs: &[u16]) {
+    fn take_status(&mut self, now: Instant, regs: &[u16]) {
         let word = |addr: u16| regs.get(usize::from(addr - STATUS_START)).copied();
         let long = |addr: u16| Some((u32::from(word(addr)?) << 16) | u32::from(word(addr + 1)?));
         self.status = ChargerStatus {
@@ -263,7 +268,7 @@ impl TerraAc {
             state: word(0x400D).map(|w| ((w >> 8) & 0x7F) as u8),
             error: long(0x4008),
             applied_limit_ma: long(0x400E),
-            read_at_ms: Some(now_ms),
+            read_at: Some(now),
         };
         // A rebooted charger reads back 32 A and fallback 256: configure it again. It
         // holds no more than its own maximum (0x4006, set by the installer) and may

@@ -5,7 +5,7 @@
 //! ([`Balancer::on_reading`]), the charger's own phase currents where known
 //! ([`Balancer::on_charger_currents`]), the override cap (register 1000,
 //! [`Balancer::set_cap`]) and the time, and calls [`Balancer::tick`] at
-//! [`Balancer::next_tick_ms`]; the tick returns the [`Decision`] to send.
+//! [`Balancer::next_tick`]; the tick returns the [`Decision`] to send.
 //!
 //! The rules (registers.md, "Balancer states" and "Control rules"):
 //! - State from the highest phase current `I` over the configured phases: alarm
@@ -23,7 +23,7 @@
 //! from the measurement and the charger's own reading of the car (see the private
 //! `headroom` method): it lowers no later than stepped mode, by the overshoot, and
 //! raises in one step into room that has been free for [`HEADROOM_HOLD_S`] seconds —
-//! at once into the gap of a load that was on, and last off, for [`HEADROOM_LONG_MS`]
+//! at once into the gap of a load that was on, and last off, for [`HEADROOM_LONG`]
 //! or more (an oven's thermostat, a kettle switching off), never into the seconds-long
 //! gaps of a pulsing load (an induction hob), which it cannot see coming to an end.
 //!
@@ -38,23 +38,24 @@
 
 use crate::config::{Config, ControlMode};
 pub use crate::registers::State;
+use crate::time::{Duration, Instant};
 
 /// The control tick.
-pub const TICK_MS: u64 = 1000;
+pub const TICK: Duration = Duration::from_secs(1);
 
 /// A wait of N s (1013, 1016, 1019) is over at N s less this: the ticks follow the
 /// telegrams, which come about a second apart, give or take a few ms. Without it a
 /// 1 s wait would take two telegrams whenever they come 999 ms apart, and an alarm
 /// would be cut half as fast.
-pub const WAIT_TOLERANCE_MS: u64 = 200;
+pub const WAIT_TOLERANCE: Duration = Duration::from_millis(200);
 
-/// After a tick on a telegram, the timer waits this much longer than [`TICK_MS`], so
+/// After a tick on a telegram, the timer waits this much longer than [`TICK`], so
 /// that the next telegram (a meter sends one a second, give or take) drives the next
 /// tick rather than racing the timer to it.
-pub const TELEGRAM_GRACE_MS: u64 = 250;
+pub const TELEGRAM_GRACE: Duration = Duration::from_millis(250);
 
 /// A reading older than this may lower the limit but never raise it.
-pub const FRESH_MS: u64 = 3000;
+pub const FRESH: Duration = Duration::from_secs(3);
 
 /// Headroom mode aims this far below the upper limit, so that meter resolution and
 /// small load changes do not push it into state 2.
@@ -63,7 +64,7 @@ pub const HEADROOM_MARGIN_MA: u32 = 300;
 /// Headroom mode lets the car settle this long after a change of the limit before it
 /// raises again (a car takes a second to react and a few to ramp; raising on a reading
 /// taken before it followed would overshoot).
-pub const HEADROOM_SETTLE_MS: u64 = 2000;
+pub const HEADROOM_SETTLE: Duration = Duration::from_secs(2);
 
 /// Headroom mode raises only into room that has been free for this long: it sizes a
 /// raise from the highest house load of the last `HEADROOM_HOLD_S` seconds, so that a
@@ -96,7 +97,7 @@ pub const HEADROOM_EDGE_MA: i32 = 2000;
 /// [`HEADROOM_HOLD_S`] peak hold, when the load that dropped had been on at least this
 /// long and the last gap seen (if any) lasted at least this long: an oven's thermostat,
 /// a kettle switching off — not a hob pulsing every few seconds.
-pub const HEADROOM_LONG_MS: u64 = 20_000;
+pub const HEADROOM_LONG: Duration = Duration::from_secs(20);
 
 /// After a raise, the car's answer shows in the charger's read-back only once the car
 /// has reacted (a Terra AC's car follows 1–3 s after the charger applied the limit), the
@@ -104,11 +105,11 @@ pub const HEADROOM_LONG_MS: u64 = 20_000;
 /// (every 2 s): two steady read-backs both taken at least this long after the raise
 /// (or one showing the car at its limit) are its answer. Until then the meter's rise
 /// since the raise is the car's, as far as the car may draw.
-pub const HEADROOM_FOLLOW_MS: u64 = 4000;
+pub const HEADROOM_FOLLOW: Duration = Duration::from_secs(4);
 
-/// No car answers a new limit sooner than this after it was sent, ms: the meter's
+/// No car answers a new limit sooner than this after it was sent: the meter's
 /// rise before it is not the car's.
-pub const HEADROOM_MIN_DELAY_MS: u64 = 1000;
+pub const HEADROOM_MIN_DELAY: Duration = Duration::from_secs(1);
 
 /// No car climbs faster than this, mA/s (real cars: about 4 A/s): the meter's rise
 /// beyond it is not the car's.
@@ -133,7 +134,7 @@ pub const UNCONFIRMED_RAISES: u8 = 2;
 
 /// After the value sent drops, the car may go on drawing the old value this long (its
 /// delay, a second to come down, the charger's measurement).
-pub const HEADROOM_DROP_MS: u64 = 5000;
+pub const HEADROOM_DROP: Duration = Duration::from_secs(5);
 
 /// A read-back above the most the car may draw (the charger maximum 1010, or more
 /// than it was allowed lately) by more than this is implausible, mA.
@@ -149,7 +150,7 @@ pub const READBACK_TRUST_READS: u8 = 3;
 pub const READBACK_CONTRADICTION_MA: i32 = 2500;
 
 /// A read-back is held against a meter reading taken no more than this before it.
-pub const READBACK_PAIR_MS: u64 = 1500;
+pub const READBACK_PAIR: Duration = Duration::from_millis(1500);
 
 /// Charger reads kept: the meter's reading (up to 3 s old and still fresh) was taken
 /// while one of these was current.
@@ -177,21 +178,21 @@ pub struct Balancer {
     sent_ma: u32,
     state: State,
     /// When the wait timer of the current state started.
-    timer_ms: u64,
+    timer: Instant,
     /// The last valid reading: when, and the highest phase current.
-    reading: Option<(u64, i32)>,
+    reading: Option<(Instant, i32)>,
     /// When the last valid reading arrived, or boot.
-    last_valid_ms: u64,
+    last_valid: Instant,
     /// The charger's own highest phase current and when it was read.
-    charger: Option<(u64, i32)>,
+    charger: Option<(Instant, i32)>,
     /// The charger's last reads, newest first (is the car still ramping? what did it
     /// draw when the meter measured?).
-    charger_hist: [Option<(u64, i32)>; CHARGER_HISTORY],
+    charger_hist: [Option<(Instant, i32)>; CHARGER_HISTORY],
     /// When the limit last changed (headroom settling).
-    changed_ms: Option<u64>,
+    changed: Option<Instant>,
     /// The value sent before the last change and when it changed: the car may still
-    /// draw it for [`HEADROOM_DROP_MS`].
-    prev_sent: Option<(u32, u64)>,
+    /// draw it for [`HEADROOM_DROP`].
+    prev_sent: Option<(u32, Instant)>,
     /// The car may be on its way up to its limit, not yet seen in the read-back.
     transit: Option<Transit>,
     /// The highest phase current of the last reading headroom mode acted on.
@@ -220,25 +221,25 @@ pub struct Balancer {
     first_readback: bool,
     /// The cap changed since the previous tick (the next call ticks, even early).
     cap_changed: bool,
-    next_tick_ms: u64,
+    next_tick: Instant,
 }
 
 impl Balancer {
-    /// A balancer at boot (`now_ms`): limit 0, stepping up as in state 1 once readings
+    /// A balancer at boot (`now`): limit 0, stepping up as in state 1 once readings
     /// arrive. The override cap starts at the charger maximum.
-    pub fn new(cfg: Config, now_ms: u64) -> Self {
+    pub fn new(cfg: Config, now: Instant) -> Self {
         Balancer {
             cap_ma: cfg.charger_max_ma(),
             cfg,
             limit_ma: 0,
             sent_ma: 0,
             state: State::Lower,
-            timer_ms: now_ms,
+            timer: now,
             reading: None,
-            last_valid_ms: now_ms,
+            last_valid: now,
             charger: None,
             charger_hist: [None; CHARGER_HISTORY],
-            changed_ms: None,
+            changed: None,
             prev_sent: None,
             transit: None,
             prev_i: None,
@@ -253,7 +254,7 @@ impl Balancer {
             unseen_reading: false,
             first_readback: false,
             cap_changed: false,
-            next_tick_ms: now_ms,
+            next_tick: now,
         }
     }
 
@@ -294,13 +295,13 @@ impl Balancer {
     ///
     /// A valid reading makes the tick due at once: the control tick follows the
     /// telegrams (the decision is sent milliseconds after the meter's data, not up to a
-    /// second later), and runs every [`TICK_MS`] from the last one when they stop.
-    pub fn on_reading(&mut self, now_ms: u64, grid_ma: [Option<i32>; 3]) -> bool {
+    /// second later), and runs every [`TICK`] from the last one when they stop.
+    pub fn on_reading(&mut self, now: Instant, grid_ma: [Option<i32>; 3]) -> bool {
         let phases = usize::from(self.cfg.phases());
         let highest = grid_ma[..phases].iter().flatten().copied().max();
         match highest {
             Some(i) => {
-                self.reading = Some((now_ms, i));
+                self.reading = Some((now, i));
                 self.phases_now = grid_ma;
                 for p in &mut self.phases_now[phases..] {
                     *p = None;
@@ -313,9 +314,9 @@ impl Balancer {
                         };
                     }
                 }
-                self.last_valid_ms = now_ms;
+                self.last_valid = now;
                 self.unseen_reading = true;
-                self.next_tick_ms = self.next_tick_ms.min(now_ms);
+                self.next_tick = self.next_tick.min(now);
                 true
             }
             None => false,
@@ -332,7 +333,7 @@ impl Balancer {
     /// ([`Balancer::implausible_readbacks`]), and headroom mode works from the meter
     /// alone until [`READBACK_TRUST_READS`] plausible ones in a row
     /// ([`Balancer::readback_distrusted`]).
-    pub fn on_charger_currents(&mut self, now_ms: u64, ma: [Option<u32>; 3]) {
+    pub fn on_charger_currents(&mut self, now: Instant, ma: [Option<u32>; 3]) {
         let highest = ma.iter().flatten().copied().max();
         let bound = self.cfg.charger_max_ma().saturating_add(READBACK_SLACK_MA);
         let mut plausible = highest.is_none_or(|v| v <= bound);
@@ -341,14 +342,12 @@ impl Balancer {
         // The meter's reading to hold a raise's answer against: one taken about when
         // the charger measured (a telegram lost since leaves the check, and the raise's
         // transit, to the next read-back).
-        let meter_now = self
-            .reading
-            .filter(|&(t, _)| t.saturating_add(READBACK_PAIR_MS) >= now_ms);
+        let meter_now = self.reading.filter(|&(t, _)| t + READBACK_PAIR >= now);
         let mut checkable = true;
         if let (true, Some(v), Some(tr)) = (plausible, highest, self.transit) {
-            let c = to_i32(v).min(to_i32(self.draw_bound(now_ms)));
+            let c = to_i32(v).min(to_i32(self.draw_bound(now)));
             // (and one taken after the raise: an older one cannot show the car's rise)
-            match meter_now.filter(|&(t, _)| t > tr.since_ms) {
+            match meter_now.filter(|&(t, _)| t > tr.since) {
                 Some((_, i_now)) if tr.raised && reached(c) => {
                     // The raise's answer: the car's rise against the meter's.
                     let car_rise = c.saturating_sub(tr.draw_before);
@@ -382,8 +381,8 @@ impl Balancer {
                         // or the sun that came out as the car rose: the meter alone then
                         // judges the limit as it stands.)
                         self.limit_ma = self.limit_ma.min(tr.limit_before);
-                        self.changed_ms = Some(now_ms);
-                        self.next_tick_ms = self.next_tick_ms.min(now_ms);
+                        self.changed = Some(now);
+                        self.next_tick = self.next_tick.min(now);
                     }
                 }
                 None => checkable = false,
@@ -402,9 +401,7 @@ impl Balancer {
             self.distrust = self.distrust.saturating_sub(1);
         }
         // Reads from before a silence say nothing of the car now.
-        let usable = self
-            .charger
-            .is_some_and(|(t, _)| now_ms.saturating_sub(t) < FRESH_MS);
+        let usable = self.charger.is_some_and(|(t, _)| (now - t) < FRESH);
         if !usable {
             self.charger_hist = [None; CHARGER_HISTORY];
         }
@@ -412,23 +409,23 @@ impl Balancer {
             // The first usable read-back (at boot, or after a silent or distrusted
             // charger): headroom mode may size a raise from the last reading now.
             self.first_readback = true;
-            self.next_tick_ms = self.next_tick_ms.min(now_ms);
+            self.next_tick = self.next_tick.min(now);
         }
-        self.charger = highest.map(|v| (now_ms, to_i32(v)));
+        self.charger = highest.map(|v| (now, to_i32(v)));
         self.charger_hist.rotate_right(1);
         self.charger_hist[0] = self.charger;
         if let Some(tr) = self.transit {
             // Over when the car is seen at its limit, or two read-backs taken after it
             // can have answered agree (what the meter shows beyond them is the house),
             // or at the latest when even the slowest car would have got there.
-            let answer_ms = tr.since_ms.saturating_add(HEADROOM_FOLLOW_MS);
-            let late = |r: Option<(u64, i32)>| r.filter(|&(t, _)| t >= answer_ms);
+            let answer = tr.since + HEADROOM_FOLLOW;
+            let late = |r: Option<(Instant, i32)>| r.filter(|&(t, _)| t >= answer);
             let steady = match (late(self.charger_hist[0]), late(self.charger_hist[1])) {
                 (Some((_, a)), Some((_, b))) => a.abs_diff(b) <= SETTLED_MA.unsigned_abs(),
                 _ => false,
             };
             let seen = self.charger.is_some_and(|(_, c)| reached(c));
-            if (checkable && (seen || steady)) || now_ms >= tr.expires_ms {
+            if (checkable && (seen || steady)) || now >= tr.expires {
                 self.transit = None;
             }
         }
@@ -436,9 +433,9 @@ impl Balancer {
 
     /// The most the car may draw now if it obeys, mA: the value sent, or the one before
     /// it while the car may not have come down yet; never above the charger maximum.
-    fn draw_bound(&self, now_ms: u64) -> u32 {
+    fn draw_bound(&self, now: Instant) -> u32 {
         let prev = match self.prev_sent {
-            Some((v, at)) if now_ms.saturating_sub(at) < HEADROOM_DROP_MS => v,
+            Some((v, at)) if (now - at) < HEADROOM_DROP => v,
             _ => 0,
         };
         self.sent_ma.max(prev).min(self.cfg.charger_max_ma())
@@ -457,24 +454,22 @@ impl Balancer {
     }
 
     /// When [`tick`](Self::tick) must be called next.
-    pub fn next_tick_ms(&self) -> u64 {
-        self.next_tick_ms
+    pub fn next_tick(&self) -> Instant {
+        self.next_tick
     }
 
     /// Seconds since the last valid reading (register 1004), saturating.
-    pub fn seconds_since_reading(&self, now_ms: u64) -> u16 {
+    pub fn seconds_since_reading(&self, now: Instant) -> u16 {
         match self.reading {
-            Some(_) => {
-                u16::try_from(now_ms.saturating_sub(self.last_valid_ms) / 1000).unwrap_or(u16::MAX)
-            }
+            Some(_) => u16::try_from((now - self.last_valid).secs()).unwrap_or(u16::MAX),
             None => u16::MAX,
         }
     }
 
-    /// True when the last valid reading is older than [`FRESH_MS`] (register 1003
+    /// True when the last valid reading is older than [`FRESH`] (register 1003
     /// bit 0).
-    pub fn is_stale(&self, now_ms: u64) -> bool {
-        !matches!(self.reading, Some((t, _)) if now_ms.saturating_sub(t) < FRESH_MS)
+    pub fn is_stale(&self, now: Instant) -> bool {
+        !matches!(self.reading, Some((t, _)) if (now - t) < FRESH)
     }
 
     /// The current decision without ticking.
@@ -487,10 +482,10 @@ impl Balancer {
         }
     }
 
-    /// One control tick. Call at [`next_tick_ms`](Self::next_tick_ms); an early call
+    /// One control tick. Call at [`next_tick`](Self::next_tick); an early call
     /// changes nothing, unless the cap (1000) changed since the last tick.
-    pub fn tick(&mut self, now_ms: u64) -> Decision {
-        let due = now_ms >= self.next_tick_ms;
+    pub fn tick(&mut self, now: Instant) -> Decision {
+        let due = now >= self.next_tick;
         if !due && !self.cap_changed {
             return self.decision();
         }
@@ -499,22 +494,22 @@ impl Balancer {
         // tick for a new cap leaves the schedule as it is. Never after the moment
         // fallback is due.
         if self.unseen_reading {
-            self.next_tick_ms = now_ms.saturating_add(TICK_MS + TELEGRAM_GRACE_MS);
+            self.next_tick = now + TICK + TELEGRAM_GRACE;
         } else if due {
-            self.next_tick_ms = self
-                .next_tick_ms
-                .saturating_add(TICK_MS)
-                .max(now_ms.saturating_add(1));
+            self.next_tick = self
+                .next_tick
+                .saturating_add(TICK)
+                .max(now + Duration::from_millis(1));
         }
         self.cap_changed = false;
         let fallback_at = self
-            .last_valid_ms
-            .saturating_add(u64::from(self.cfg.fallback_s()) * 1000);
-        if fallback_at > now_ms {
-            self.next_tick_ms = self.next_tick_ms.min(fallback_at);
+            .last_valid
+            .saturating_add(Duration::from_secs(u64::from(self.cfg.fallback_s())));
+        if fallback_at > now {
+            self.next_tick = self.next_tick.min(fallback_at);
         }
         let before = self.sent_ma;
-        self.step(now_ms);
+        self.step(now);
         self.unseen_reading = false;
         self.first_readback = false;
         self.limit_ma = self.limit_ma.min(self.cap());
@@ -524,7 +519,7 @@ impl Balancer {
             self.limit_ma
         };
         if self.sent_ma != before {
-            self.prev_sent = Some((before, now_ms));
+            self.prev_sent = Some((before, now));
         }
         Decision {
             changed: self.sent_ma != before,
@@ -536,38 +531,35 @@ impl Balancer {
         self.cap_ma.min(self.cfg.charger_max_ma())
     }
 
-    fn enter(&mut self, state: State, now_ms: u64) -> bool {
+    fn enter(&mut self, state: State, now: Instant) -> bool {
         if state != self.state {
             self.state = state;
-            self.timer_ms = now_ms;
+            self.timer = now;
             true
         } else {
             false
         }
     }
 
-    fn waited(&self, now_ms: u64, wait_s: u32) -> bool {
-        now_ms
-            .saturating_sub(self.timer_ms)
-            .saturating_add(WAIT_TOLERANCE_MS)
-            >= u64::from(wait_s) * 1000
+    fn waited(&self, now: Instant, wait_s: u32) -> bool {
+        (now - self.timer) + WAIT_TOLERANCE >= Duration::from_secs(u64::from(wait_s))
     }
 
-    fn step(&mut self, now_ms: u64) {
+    fn step(&mut self, now: Instant) {
         let cfg = self.cfg;
-        let fallback_ms = u64::from(cfg.fallback_s()) * 1000;
-        if now_ms.saturating_sub(self.last_valid_ms) >= fallback_ms {
-            if self.enter(State::Fallback, now_ms) || self.limit_ma != cfg.fallback_ma() {
+        let fallback_after = Duration::from_secs(u64::from(cfg.fallback_s()));
+        if now - self.last_valid >= fallback_after {
+            if self.enter(State::Fallback, now) || self.limit_ma != cfg.fallback_ma() {
                 self.limit_ma = cfg.fallback_ma();
             }
             return;
         }
         let Some((_, i)) = self.reading else {
             // Boot, no reading yet: state 1 at 0, nothing to raise on.
-            self.enter(State::Lower, now_ms);
+            self.enter(State::Lower, now);
             return;
         };
-        let fresh = !self.is_stale(now_ms);
+        let fresh = !self.is_stale(now);
         let cap = self.cap();
         let state = if i > to_i32(cfg.alarm_ma()) {
             State::Alarm
@@ -578,36 +570,36 @@ impl Balancer {
         } else {
             State::Normal
         };
-        let entered = self.enter(state, now_ms);
+        let entered = self.enter(state, now);
         match cfg.mode() {
-            ControlMode::Stepped => self.stepped(now_ms, fresh),
-            ControlMode::Headroom => self.headroom(now_ms, fresh, i, entered),
+            ControlMode::Stepped => self.stepped(now, fresh),
+            ControlMode::Headroom => self.headroom(now, fresh, i, entered),
         }
     }
 
-    fn stepped(&mut self, now_ms: u64, fresh: bool) {
+    fn stepped(&mut self, now: Instant, fresh: bool) {
         let cfg = self.cfg;
         match self.state {
-            State::Alarm if self.waited(now_ms, cfg.alarm_wait_s()) => {
-                self.lower_by(cfg.alarm_step_ma(), now_ms);
+            State::Alarm if self.waited(now, cfg.alarm_wait_s()) => {
+                self.lower_by(cfg.alarm_step_ma(), now);
             }
-            State::Upper if self.waited(now_ms, cfg.upper_wait_s()) => {
-                self.lower_by(cfg.upper_step_ma(), now_ms);
+            State::Upper if self.waited(now, cfg.upper_wait_s()) => {
+                self.lower_by(cfg.upper_step_ma(), now);
             }
-            State::Lower if fresh && self.waited(now_ms, cfg.lower_wait_s()) => {
+            State::Lower if fresh && self.waited(now, cfg.lower_wait_s()) => {
                 self.limit_ma = self
                     .limit_ma
                     .saturating_add(cfg.lower_step_ma())
                     .min(self.cap());
-                self.timer_ms = now_ms;
+                self.timer = now;
             }
             _ => {}
         }
     }
 
-    fn lower_by(&mut self, step: u32, now_ms: u64) {
+    fn lower_by(&mut self, step: u32, now: Instant) {
         self.limit_ma = self.limit_ma.saturating_sub(step);
-        self.timer_ms = now_ms;
+        self.timer = now;
     }
 
     /// Headroom mode: the same states, steps sized from the measurement.
@@ -617,7 +609,7 @@ impl Balancer {
     ///   may draw (the value sent, or the one before it while the car comes down). The
     ///   read-back lags the meter (read every 2 s, measured by the charger before that,
     ///   a car following 1–3 s late): after a raise, until a read-back can show the
-    ///   car's answer ([`HEADROOM_FOLLOW_MS`] and the ramp), the meter's rise since the
+    ///   car's answer ([`HEADROOM_FOLLOW`] and the ramp), the meter's rise since the
     ///   raise counts as the car's, as far as it may draw. Without a usable read-back,
     ///   headroom mode works from the meter alone (see `meter_alone`).
     /// - Where the grid is heading: the house load is the grid current less that draw;
@@ -630,7 +622,7 @@ impl Balancer {
     /// - Raising (fresh data, the car steady, the last change settled and its answer
     ///   seen in the read-back, 1019 s of the state): in one step to the target less
     ///   the highest house load of the last [`HEADROOM_HOLD_S`] seconds, or, in a gap
-    ///   that opened after a load had been on for [`HEADROOM_LONG_MS`] and that load's
+    ///   that opened after a load had been on for [`HEADROOM_LONG`] and that load's
     ///   last gap was as long, of the seconds since the gap opened. Only on a telegram
     ///   that arrived since the previous tick (a raise is one large step, and an older
     ///   reading may predate the load that is on now), by at least
@@ -639,19 +631,17 @@ impl Balancer {
     ///   steady, its last raise answered, and the charger reads kept reach back to when
     ///   the meter measured; a reading older than those (telegrams lost) is no ground
     ///   for another cut while the car follows its limit.
-    fn headroom(&mut self, now_ms: u64, fresh: bool, i: i32, entered: bool) {
+    fn headroom(&mut self, now: Instant, fresh: bool, i: i32, entered: bool) {
         let cfg = self.cfg;
         let target = to_i32(cfg.upper_ma().saturating_sub(HEADROOM_MARGIN_MA));
         let sent = to_i32(self.sent_ma);
-        let bound = to_i32(self.draw_bound(now_ms));
+        let bound = to_i32(self.draw_bound(now));
         let charger = match self.charger {
-            Some((t, c)) if self.distrust == 0 && now_ms.saturating_sub(t) < FRESH_MS => {
-                Some(c.min(bound).max(0))
-            }
+            Some((t, c)) if self.distrust == 0 && (now - t) < FRESH => Some(c.min(bound).max(0)),
             _ => None,
         };
         let Some(c) = charger else {
-            self.meter_alone(now_ms, fresh, i, entered, target);
+            self.meter_alone(now, fresh, i, entered, target);
             return;
         };
         // The meter and the charger are read at different moments; the meter's reading
@@ -670,7 +660,7 @@ impl Balancer {
             && c == 0
             && self
                 .prev_sent
-                .is_none_or(|(_, at)| now_ms.saturating_sub(at) >= HEADROOM_DROP_MS);
+                .is_none_or(|(_, at)| (now - at) >= HEADROOM_DROP);
         let steady =
             (self.charger_hist[1].is_some() || resting) && hi.saturating_sub(lo) <= STEADY_MA;
         // A rise of the meter while the car is below its limit may be the car (its
@@ -686,7 +676,7 @@ impl Balancer {
             c < sent.saturating_sub(STEADY_MA) && i.saturating_sub(p) >= HEADROOM_EDGE_MA
         }) {
             self.transit = Some(Transit {
-                since_ms: now_ms,
+                since: now,
                 house: p.saturating_sub(c),
                 i_before: p,
                 phases_before: self.prev_phases,
@@ -694,7 +684,7 @@ impl Balancer {
                 draw_before: c,
                 raised: false,
                 limit_before: self.limit_ma,
-                expires_ms: transit_end(now_ms, c, bound),
+                expires: transit_end(now, c, bound),
             });
         }
         if new_reading {
@@ -709,11 +699,9 @@ impl Balancer {
             // load came on too, and the read-back's lower draw is the safe side.
             Some(tr) if i <= alarm => {
                 // No car answers a new limit sooner, nor climbs faster, than this.
-                let reading_ms = self.reading.map_or(now_ms, |(t, _)| t);
-                let moving_ms = reading_ms
-                    .saturating_sub(tr.since_ms)
-                    .saturating_sub(HEADROOM_MIN_DELAY_MS);
-                let climbed = moving_ms.saturating_mul(HEADROOM_MAX_RAMP_MA_PER_S) / 1000;
+                let reading_at = self.reading.map_or(now, |(t, _)| t);
+                let moving = (reading_at - tr.since) - HEADROOM_MIN_DELAY;
+                let climbed = moving.accrued_at(HEADROOM_MAX_RAMP_MA_PER_S);
                 // (After a rise seen while the car was allowed more, it may have been
                 // on its way for a while already: only what it may draw bounds it.)
                 let reach = if tr.raised {
@@ -730,7 +718,7 @@ impl Balancer {
             // moved since; reads much older than the reading would count against a
             // load that came on since a draw the car has left.
             _ => {
-                let at = self.reading.map_or(now_ms, |(t, _)| t).saturating_add(500);
+                let at = self.reading.map_or(now, |(t, _)| t) + Duration::from_millis(500);
                 self.charger_hist
                     .iter()
                     .flatten()
@@ -741,31 +729,29 @@ impl Balancer {
         let house = i.saturating_sub(draw);
         // The charger reads kept go back to when the meter's reading was taken (no
         // telegram lost since): with the car steady, `house` is what the house drew then.
-        let reading_ms = self.reading.map_or(0, |(t, _)| t);
+        let reading_at = self.reading.map_or(Instant::ZERO, |(t, _)| t);
         let paired = self
             .charger_hist
             .iter()
             .flatten()
-            .any(|&(t, _)| t <= reading_ms);
+            .any(|&(t, _)| t <= reading_at);
         // The car is at or below its limit (a read-back above it is a car still coming
         // down after a cut, or one that ignores its limit: no ground for the house).
         let following = c <= sent.saturating_add(STEADY_MA);
         if fresh && steady && paired && following && self.transit.is_none() {
-            self.hold.record(now_ms, house);
-            self.gaps.record(reading_ms, house);
+            self.hold.record(now, house);
+            self.gaps.record(reading_at, house);
         } else if fresh {
             // While the car moves (climbing to a raise, coming down after a cut), the
             // house is at most the grid less the lower of what the read-back showed and
             // the value sent: the hold keeps that, so that a pulsing load's peaks stay
             // in it while the car moves through them.
-            self.hold.record(now_ms, i.saturating_sub(c.min(sent)));
+            self.hold.record(now, i.saturating_sub(c.min(sent)));
         }
         let projected = house.saturating_add(sent);
         // Trust that the car comes down to the value sent only while it has had no
         // time to: a car that ignores its limit is judged by the meter alone.
-        let recently_changed = self
-            .changed_ms
-            .is_some_and(|t| now_ms.saturating_sub(t) < HEADROOM_DROP_MS);
+        let recently_changed = self.changed.is_some_and(|t| (now - t) < HEADROOM_DROP);
         let worst = if following || recently_changed {
             projected
         } else {
@@ -780,51 +766,47 @@ impl Balancer {
         let upper = to_i32(cfg.upper_ma());
         if worst > alarm {
             let due = match self.state {
-                State::Alarm => entered || self.waited(now_ms, cfg.alarm_wait_s()),
+                State::Alarm => entered || self.waited(now, cfg.alarm_wait_s()),
                 _ => true,
             };
             if due && !unpaired {
-                self.cut(over, now_ms);
+                self.cut(over, now);
             }
             return;
         }
         if worst > upper {
             let due = if i > upper {
                 matches!(self.state, State::Upper | State::Alarm)
-                    && self.waited(now_ms, cfg.upper_wait_s().min(HEADROOM_UPPER_WAIT_S))
+                    && self.waited(now, cfg.upper_wait_s().min(HEADROOM_UPPER_WAIT_S))
             } else {
                 true // only the projection: withdraw the unused allowance now
             };
             if due && !unpaired {
-                self.cut(over, now_ms);
+                self.cut(over, now);
             }
             return;
         }
         // A raise is sized on a telegram that arrived since the previous tick — or, when
         // the first usable read-back just came, on the last one if it is that new.
-        let reading_new = self
-            .reading
-            .is_some_and(|(t, _)| now_ms.saturating_sub(t) < TICK_MS);
+        let reading_new = self.reading.is_some_and(|(t, _)| (now - t) < TICK);
         let current = self.unseen_reading || (self.first_readback && reading_new);
         if !fresh || !current || !matches!(self.state, State::Lower | State::Normal) {
             return;
         }
-        let settled = self
-            .changed_ms
-            .is_none_or(|t| now_ms.saturating_sub(t) >= HEADROOM_SETTLE_MS);
+        let settled = self.changed.is_none_or(|t| (now - t) >= HEADROOM_SETTLE);
         if !settled
             || !steady
             || !following
             || self.transit.is_some()
-            || !self.waited(now_ms, cfg.lower_wait_s())
+            || !self.waited(now, cfg.lower_wait_s())
         {
             return;
         }
         let held = match self.gaps.long_gap_since() {
             // A long gap: the load of the readings since it opened (each is recorded at
             // the first tick after it arrived).
-            Some(since_ms) => self.hold.max_since(now_ms, since_ms / 1000 + 1),
-            None => self.hold.max(now_ms),
+            Some(since) => self.hold.max_since(now, since.secs() + 1),
+            None => self.hold.max(now),
         };
         let house_peak = held.unwrap_or(house).max(house);
         let want = u32::try_from(target.saturating_sub(house_peak)).unwrap_or(0);
@@ -838,7 +820,7 @@ impl Balancer {
                 || new == self.cap())
         {
             self.transit = Some(Transit {
-                since_ms: now_ms,
+                since: now,
                 house,
                 i_before: i,
                 phases_before: self.phases_now,
@@ -846,11 +828,11 @@ impl Balancer {
                 draw_before: c,
                 raised: true,
                 limit_before: self.limit_ma,
-                expires_ms: transit_end(now_ms, c, to_i32(new)),
+                expires: transit_end(now, c, to_i32(new)),
             });
             self.limit_ma = new;
-            self.changed_ms = Some(now_ms);
-            self.timer_ms = now_ms;
+            self.changed = Some(now);
+            self.timer = now;
         }
     }
 
@@ -859,51 +841,51 @@ impl Balancer {
     /// the same moments as with a read-back (never later than stepped mode); raises
     /// follow stepped mode's rule for state 1 (1020 every 1019 s on fresh data), since
     /// nothing tells how much of the grid current is the car's.
-    fn meter_alone(&mut self, now_ms: u64, fresh: bool, i: i32, entered: bool, target: i32) {
+    fn meter_alone(&mut self, now: Instant, fresh: bool, i: i32, entered: bool, target: i32) {
         let cfg = self.cfg;
         self.transit = None;
         self.prev_i = Some(i);
         let over = u32::try_from(i.saturating_sub(target)).unwrap_or(0);
         match self.state {
-            State::Alarm if entered || self.waited(now_ms, cfg.alarm_wait_s()) => {
-                self.cut(over, now_ms);
+            State::Alarm if entered || self.waited(now, cfg.alarm_wait_s()) => {
+                self.cut(over, now);
             }
-            State::Upper if self.waited(now_ms, cfg.upper_wait_s().min(HEADROOM_UPPER_WAIT_S)) => {
-                self.cut(over, now_ms);
+            State::Upper if self.waited(now, cfg.upper_wait_s().min(HEADROOM_UPPER_WAIT_S)) => {
+                self.cut(over, now);
             }
             State::Lower
-                if fresh && self.unseen_reading && self.waited(now_ms, cfg.lower_wait_s()) =>
+                if fresh && self.unseen_reading && self.waited(now, cfg.lower_wait_s()) =>
             {
                 self.limit_ma = self
                     .limit_ma
                     .saturating_add(cfg.lower_step_ma())
                     .min(self.cap());
-                self.changed_ms = Some(now_ms);
-                self.timer_ms = now_ms;
+                self.changed = Some(now);
+                self.timer = now;
             }
             _ => {}
         }
     }
 
-    fn cut(&mut self, by: u32, now_ms: u64) {
+    fn cut(&mut self, by: u32, now: Instant) {
         if by > 0 && self.limit_ma > 0 {
-            self.lower_by(by, now_ms);
-            self.changed_ms = Some(now_ms);
+            self.lower_by(by, now);
+            self.changed = Some(now);
         } else {
-            self.timer_ms = now_ms;
+            self.timer = now;
         }
     }
 }
 
-/// When a transit that began at `since_ms` with the car at `from` mA, allowed `to` mA,
-/// ends at the latest: the car's answer ([`HEADROOM_FOLLOW_MS`]), the climb at
+/// When a transit that began at `since` with the car at `from` mA, allowed `to` mA,
+/// ends at the latest: the car's answer ([`HEADROOM_FOLLOW`]), the climb at
 /// [`HEADROOM_SLOWEST_RAMP_MA_PER_S`], and two polls of the charger.
-fn transit_end(since_ms: u64, from: i32, to: i32) -> u64 {
+fn transit_end(since: Instant, from: i32, to: i32) -> Instant {
     let climb = u64::from(to.saturating_sub(from).max(0).unsigned_abs());
-    since_ms
-        .saturating_add(HEADROOM_FOLLOW_MS)
-        .saturating_add(climb.saturating_mul(1000) / HEADROOM_SLOWEST_RAMP_MA_PER_S)
-        .saturating_add(2 * crate::abb::POLL_MS)
+    since
+        + HEADROOM_FOLLOW
+        + Duration::to_accrue(climb, HEADROOM_SLOWEST_RAMP_MA_PER_S)
+        + crate::abb::POLL * 2
 }
 
 /// The car may be on its way up to its limit (after a raise, or a rise of the meter
@@ -911,7 +893,7 @@ fn transit_end(since_ms: u64, from: i32, to: i32) -> u64 {
 #[derive(Debug, Clone, Copy)]
 struct Transit {
     /// When it began.
-    since_ms: u64,
+    since: Instant,
     /// The house load then (grid less the car's draw).
     house: i32,
     /// The meter's highest phase current then.
@@ -928,7 +910,7 @@ struct Transit {
     /// The limit before the raise (restored if the raise's answer is implausible).
     limit_before: u32,
     /// It ends by then whatever the read-back shows.
-    expires_ms: u64,
+    expires: Instant,
 }
 
 /// The highest value per second over the last [`HEADROOM_HOLD_S`] seconds.
@@ -949,8 +931,8 @@ impl PeakHold {
         }
     }
 
-    fn advance(&mut self, now_ms: u64) -> usize {
-        let sec = now_ms / 1000;
+    fn advance(&mut self, now: Instant) -> usize {
+        let sec = now.secs();
         let n = HEADROOM_HOLD_S as u64;
         match self.second {
             Some(last) if sec <= last => {}
@@ -966,13 +948,13 @@ impl PeakHold {
         (self.second.unwrap_or(sec) % n) as usize
     }
 
-    fn record(&mut self, now_ms: u64, v: i32) {
-        let k = self.advance(now_ms);
+    fn record(&mut self, now: Instant, v: i32) {
+        let k = self.advance(now);
         self.slots[k] = self.slots[k].max(v);
     }
 
-    fn max(&mut self, now_ms: u64) -> Option<i32> {
-        self.advance(now_ms);
+    fn max(&mut self, now: Instant) -> Option<i32> {
+        self.advance(now);
         self.slots
             .iter()
             .copied()
@@ -983,8 +965,8 @@ impl PeakHold {
 
 impl PeakHold {
     /// The highest value of the seconds from `since_s` on (within the window).
-    fn max_since(&mut self, now_ms: u64, since_s: u64) -> Option<i32> {
-        self.advance(now_ms);
+    fn max_since(&mut self, now: Instant, since_s: u64) -> Option<i32> {
+        self.advance(now);
         let newest = self.second?;
         let n = HEADROOM_HOLD_S as u64;
         (newest.saturating_sub(n - 1).max(since_s)..=newest)
@@ -999,54 +981,52 @@ impl PeakHold {
 #[derive(Debug, Clone)]
 struct GapTracker {
     /// The last reading recorded: when, and the house load.
-    last: Option<(u64, i32)>,
+    last: Option<(Instant, i32)>,
     /// The last rise.
-    rise_ms: Option<u64>,
+    rise: Option<Instant>,
     /// The open gap: when it began, and whether it may be ridden at once.
-    gap: Option<(u64, bool)>,
+    gap: Option<(Instant, bool)>,
     /// How long the last closed gap lasted.
-    last_gap_ms: Option<u64>,
+    last_gap: Option<Duration>,
 }
 
 impl GapTracker {
     fn new() -> Self {
         GapTracker {
             last: None,
-            rise_ms: None,
+            rise: None,
             gap: None,
-            last_gap_ms: None,
+            last_gap: None,
         }
     }
 
-    /// A reading taken at `t_ms` (each reading once; a repeat is ignored).
-    fn record(&mut self, t_ms: u64, house: i32) {
+    /// A reading taken at `t` (each reading once; a repeat is ignored).
+    fn record(&mut self, t: Instant, house: i32) {
         if let Some((prev_t, prev)) = self.last {
-            if t_ms <= prev_t {
+            if t <= prev_t {
                 return;
             }
             if house.saturating_sub(prev) >= HEADROOM_EDGE_MA {
                 if let Some((start, _)) = self.gap.take() {
-                    self.last_gap_ms = Some(t_ms.saturating_sub(start));
+                    self.last_gap = Some(t - start);
                 }
-                self.rise_ms = Some(t_ms);
+                self.rise = Some(t);
             } else if prev.saturating_sub(house) >= HEADROOM_EDGE_MA {
                 // The load that dropped had been on since the last rise (or for as long
                 // as we know of when none was seen).
-                let on_long = self
-                    .rise_ms
-                    .is_some_and(|r| t_ms.saturating_sub(r) >= HEADROOM_LONG_MS);
-                let gaps_long = self.last_gap_ms.is_none_or(|g| g >= HEADROOM_LONG_MS);
+                let on_long = self.rise.is_some_and(|r| t - r >= HEADROOM_LONG);
+                let gaps_long = self.last_gap.is_none_or(|g| g >= HEADROOM_LONG);
                 let long = on_long && gaps_long;
                 // A second drop inside an open gap keeps its start.
-                let start = self.gap.map_or(t_ms, |(s, _)| s);
+                let start = self.gap.map_or(t, |(s, _)| s);
                 self.gap = Some((start, long));
             }
         }
-        self.last = Some((t_ms, house));
+        self.last = Some((t, house));
     }
 
     /// When the open gap began, if it may be ridden at once.
-    fn long_gap_since(&self) -> Option<u64> {
+    fn long_gap_since(&self) -> Option<Instant> {
         match self.gap {
             Some((start, true)) => Some(start),
             _ => None,

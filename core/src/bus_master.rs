@@ -10,14 +10,17 @@
 //! 3. [`BusMaster::poll`]: what finished ([`MasterEvent`]);
 //! 4. sleep until [`BusMaster::poll_timeout`] or more bytes or a new request.
 //!
-//! Time is in microseconds since any fixed start (the driver uses it in ms). Never
-//! panics: every frame is checked by the client and the gateway.
+//! Time is a [`crate::time::Instant`] on any clock (the driver reads it to the
+//! millisecond, [`DRIVER_RESOLUTION`]). Never panics: every frame is checked by the
+//! client and the gateway; every time, however far it jumps, is taken (saturating
+//! arithmetic).
 
 use crate::abb::{self, DriverConfig, TerraAc};
 use crate::config::Config;
 use crate::modbus::{
     Client, ClientConfig, Gateway, LineConfig, MAX_ADU, Request, SilenceFramer, Submitted, Turn,
 };
+use crate::time::{Duration, Instant};
 
 /// What finished on the bus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,20 +71,31 @@ fn driver_config(config: &Config) -> DriverConfig {
 /// wire (at 1200 baud a Terra AC status reply alone takes 0.66 s).
 pub fn client_config(line: LineConfig) -> ClientConfig {
     let base = ClientConfig::default();
-    let longest_reply_us = u64::from(line.char_us()) * MAX_ADU as u64;
+    let longest_reply = line.char_time().saturating_mul(MAX_ADU as u64);
     ClientConfig {
-        response_timeout_us: base.response_timeout_us + longest_reply_us,
+        response_timeout: base.response_timeout + longest_reply,
         ..base
     }
 }
 
-/// The longest one exchange can take on `line`, µs: every attempt's reply timeout
+/// The longest one exchange can take on `line`: every attempt's reply timeout
 /// (each runs from the attempt's first byte; see [`client_config`]). A host whose
 /// request left its queue when [`BusMaster::forward_goes_next`] said so waits this
 /// long (and a margin) for its result rather than give up while its retries go out.
-pub fn longest_exchange_us(line: LineConfig) -> u64 {
+pub fn longest_exchange(line: LineConfig) -> Duration {
     let client = client_config(line);
-    (u64::from(client.retries) + 1).saturating_mul(client.response_timeout_us)
+    client.response_timeout * (u32::from(client.retries) + 1)
+}
+
+/// The Terra AC driver's clock resolution: its schedule (polls, retries, refreshes) runs
+/// on whole milliseconds, as it always has, while the client and the framer see every
+/// microsecond (character timing). Its exchanges fall on the same instants as before
+/// the core had [`Instant`]s, so the simulator's results are unchanged.
+pub const DRIVER_RESOLUTION: Duration = Duration::from_millis(1);
+
+/// `now` on the driver's clock.
+fn driver_time(now: Instant) -> Instant {
+    now.round_down(DRIVER_RESOLUTION)
 }
 
 /// The charger's Modbus address (register 1030).
@@ -90,10 +104,10 @@ fn charger_address(config: &Config) -> u8 {
 }
 
 impl BusMaster {
-    /// A master for the saved `config` on a line of `line`, started at `now_us`.
-    pub fn new(config: &Config, line: LineConfig, now_us: u64) -> Self {
+    /// A master for the saved `config` on a line of `line`, started at `now`.
+    pub fn new(config: &Config, line: LineConfig, now: Instant) -> Self {
         BusMaster {
-            driver: TerraAc::new(driver_config(config), now_us / 1000),
+            driver: TerraAc::new(driver_config(config), driver_time(now)),
             client: Client::new(client_config(line)),
             gateway: Gateway::new(),
             framer: SilenceFramer::new(line),
@@ -105,10 +119,10 @@ impl BusMaster {
         }
     }
 
-    /// Lengthens the silence that ends a reply by `extra_us`: the receive latency of a
-    /// UART that hands bytes over in FIFO chunks ([`LineConfig::fifo_latency_us`]).
-    pub fn widen_silence_us(&mut self, extra_us: u32) {
-        self.framer.widen_silence_us(extra_us);
+    /// Lengthens the silence that ends a reply by `extra`: the receive latency of a
+    /// UART that hands bytes over in FIFO chunks ([`LineConfig::fifo_latency`]).
+    pub fn widen_silence(&mut self, extra: Duration) {
+        self.framer.widen_silence(extra);
     }
 
     /// A new saved configuration (charger address, fallback, refresh period).
@@ -144,15 +158,19 @@ impl BusMaster {
     }
 
     /// True when a request submitted now would be the next on the bus, at
-    /// [`BusMaster::poll_transmit`] with the same `now_us` and `sent_ma`: the bus is
+    /// [`BusMaster::poll_transmit`] with the same `now` and `sent_ma`: the bus is
     /// free and the driver does not go first. A host's queue hands over its next request
     /// only then, so that a request is never held behind a driver exchange after it
     /// left the queue (while queued, its host can still give up on it).
-    pub fn forward_goes_next(&self, now_us: u64, sent_ma: u32) -> bool {
+    pub fn forward_goes_next(&self, now: Instant, sent_ma: u32) -> bool {
         self.client.is_idle()
             && self.pending.is_none()
             && !self.gateway_busy()
-            && !(self.driver_next && self.driver.poll_request(now_us / 1000, sent_ma).is_some())
+            && !(self.driver_next
+                && self
+                    .driver
+                    .poll_request(driver_time(now), sent_ma)
+                    .is_some())
     }
 
     /// A request from the host for another unit. Exactly one
@@ -177,18 +195,17 @@ impl BusMaster {
     /// writes `sent_ma` — the balancer's value — when it is due; but after a forwarded
     /// exchange the driver's due one goes first, so forwarded requests alternate with
     /// the driver's and can never starve it).
-    pub fn poll_transmit(&mut self, now_us: u64, sent_ma: u32) -> Option<&[u8]> {
+    pub fn poll_transmit(&mut self, now: Instant, sent_ma: u32) -> Option<&[u8]> {
         if self.client.is_idle() && self.pending.is_none() {
-            let now_ms = now_us / 1000;
             let due = if self.driver_next {
-                self.driver.poll_request(now_ms, sent_ma)
+                self.driver.poll_request(driver_time(now), sent_ma)
             } else {
                 None
             };
             let req = match due {
                 Some(req) => Some(req),
                 None => match self.gateway.next_on_bus(&mut self.client) {
-                    Turn::Driver => self.driver.poll_request(now_ms, sent_ma),
+                    Turn::Driver => self.driver.poll_request(driver_time(now), sent_ma),
                     Turn::Forwarded => {
                         self.driver_next = true;
                         None
@@ -207,22 +224,22 @@ impl BusMaster {
                 }
             }
         }
-        let tx = self.client.poll_transmit(now_us)?;
+        let tx = self.client.poll_transmit(now)?;
         // Our own echo and anything before it are not a reply.
         self.framer.clear();
         Some(tx)
     }
 
     /// Bytes read from the bus.
-    pub fn on_bytes(&mut self, now_us: u64, bytes: &[u8]) {
+    pub fn on_bytes(&mut self, now: Instant, bytes: &[u8]) {
         // The framer takes all the bytes, or none after ending the frame before them.
-        while let (_, Some(frame)) = self.framer.feed(now_us, bytes) {
-            self.client.on_frame(now_us, frame);
+        while let (_, Some(frame)) = self.framer.feed(now, bytes) {
+            self.client.on_frame(now, frame);
         }
     }
 
-    /// What finished by `now_us`, if anything. A gateway reply is written to `out`.
-    pub fn poll(&mut self, now_us: u64, out: &mut [u8; MAX_ADU]) -> Option<MasterEvent> {
+    /// What finished by `now`, if anything. A gateway reply is written to `out`.
+    pub fn poll(&mut self, now: Instant, out: &mut [u8; MAX_ADU]) -> Option<MasterEvent> {
         if let Some(n) = self.refused.take() {
             if n == 0 {
                 return Some(MasterEvent::GatewayDone);
@@ -231,13 +248,13 @@ impl BusMaster {
             out[..n].copy_from_slice(&self.answer[..n]);
             return Some(MasterEvent::GatewayReply(n));
         }
-        if let Some(frame) = self.framer.poll(now_us) {
-            self.client.on_frame(now_us, frame);
+        if let Some(frame) = self.framer.poll(now) {
+            self.client.on_frame(now, frame);
         }
-        let reply = self.client.poll_result(now_us)?;
+        let reply = self.client.poll_result(now)?;
         let outcome = reply.outcome();
         if let Some(req) = self.pending.take() {
-            self.driver.on_response(now_us / 1000, req, outcome);
+            self.driver.on_response(driver_time(now), req, outcome);
             let fresh = matches!(
                 (req, outcome),
                 (abb::Request::Read { .. }, abb::Outcome::Ok(_))
@@ -250,13 +267,13 @@ impl BusMaster {
         })
     }
 
-    /// When to call again at the latest (µs): the client's reply timeout, the end of
-    /// a reply (silence), or the driver's next exchange.
-    pub fn poll_timeout(&self, now_us: u64) -> u64 {
+    /// When to call again at the latest: the client's reply timeout, the end of
+    /// a reply (silence), or the driver's next exchange; [`Instant::MAX`] for never.
+    pub fn poll_timeout(&self, now: Instant) -> Instant {
         if self.refused.is_some() {
-            return now_us;
+            return now;
         }
-        let mut wake = u64::MAX;
+        let mut wake = Instant::MAX;
         if let Some(t) = self.client.poll_timeout() {
             wake = wake.min(t);
         }
@@ -264,8 +281,9 @@ impl BusMaster {
             wake = wake.min(t);
         }
         if self.pending.is_none() && self.client.is_idle() {
-            let in_ms = self.driver.next_deadline().saturating_sub(now_us / 1000);
-            wake = wake.min(now_us.saturating_add(in_ms.saturating_mul(1000)));
+            // The driver's deadline is on its own clock: the wait from its `now`.
+            let wait = self.driver.next_deadline() - driver_time(now);
+            wake = wake.min(now + wait);
         }
         wake
     }

@@ -3,7 +3,7 @@
 //! hold one [`Device`] behind a lock and call these entry points, so both products
 //! update the status registers (1001–1004, 1100–1120) in exactly the same way.
 //!
-//! Time is a parameter (ms since start). Nothing here panics: every value from
+//! Time is a parameter ([`Instant`], the product's monotonic clock). Nothing here panics: every value from
 //! outside is clamped into its register.
 
 use crate::abb::TerraAc;
@@ -15,9 +15,10 @@ use crate::modbus::MAX_ADU;
 use crate::p1::{Event, ReaderStats, Reading, Rejection, TelegramReader};
 use crate::registers::{Flags, RegisterMap, WriteOutcome};
 use crate::server::{ServerAction, serve};
+use crate::time::{Duration, Instant};
 
 /// A rejected telegram keeps 1003 bit 1 set this long.
-pub const CRC_FLAG_MS: u64 = 60_000;
+pub const CRC_FLAG: Duration = Duration::from_secs(60);
 
 /// The register map, the balancer and the latest facts from the meter.
 #[derive(Debug, Clone)]
@@ -26,19 +27,19 @@ pub struct Device {
     pub map: RegisterMap,
     /// The control law.
     pub balancer: Balancer,
-    /// When the reader last rejected a telegram (1003 bit 1), ms.
-    pub last_rejected_ms: Option<u64>,
+    /// When the reader last rejected a telegram (1003 bit 1).
+    pub last_rejected: Option<Instant>,
     /// The latest valid telegram as the emulated EV3 meter shows it (register 1036).
     pub last_reading: Option<MeterSnapshot>,
 }
 
 impl Device {
-    /// The state at boot (`now_ms`) with the saved configuration `config`.
-    pub fn new(config: Config, now_ms: u64) -> Self {
+    /// The state at boot (`now`) with the saved configuration `config`.
+    pub fn new(config: Config, now: Instant) -> Self {
         Device {
             map: RegisterMap::new(config),
-            balancer: Balancer::new(config, now_ms),
-            last_rejected_ms: None,
+            balancer: Balancer::new(config, now),
+            last_rejected: None,
             last_reading: None,
         }
     }
@@ -46,10 +47,10 @@ impl Device {
     /// A valid telegram: its grid currents to the balancer (per setting 1024), its
     /// measurements into 1100–1109. Returns `false` when the telegram had no current
     /// for some phase the balancer uses (the balancer then ignores it).
-    pub fn on_telegram(&mut self, now_ms: u64, reading: &Reading) -> bool {
+    pub fn on_telegram(&mut self, now: Instant, reading: &Reading) -> bool {
         self.last_reading = Some(MeterSnapshot::from_reading(reading));
         let grid = reading.grid_currents_ma(self.balancer.config().grid_source());
-        let used = self.balancer.on_reading(now_ms, grid);
+        let used = self.balancer.on_reading(now, grid);
         let status = self.map.status_mut();
         status.grid_ca = grid.map(|ma| ma.map_or(0, |ma| clamp_i16(ma / 10)));
         status.voltage_dv = reading.phases.each_ref().map(|p| {
@@ -62,19 +63,19 @@ impl Device {
     }
 
     /// The reader rejected a telegram (CRC, framing): 1003 bit 1 for a minute.
-    pub fn on_rejected(&mut self, now_ms: u64) {
-        self.last_rejected_ms = Some(now_ms);
+    pub fn on_rejected(&mut self, now: Instant) {
+        self.last_rejected = Some(now);
     }
 
     /// What the P1 input found ([`P1Input::feed`]): a telegram to
     /// [`Device::on_telegram`] (its result returned), a rejection to
     /// [`Device::on_rejected`] (`true`), new counters to [`Device::on_reader_stats`]
     /// (`true`).
-    pub fn on_p1(&mut self, now_ms: u64, event: &P1Event<'_>) -> bool {
+    pub fn on_p1(&mut self, now: Instant, event: &P1Event<'_>) -> bool {
         match event {
-            P1Event::Telegram(reading) => self.on_telegram(now_ms, reading),
+            P1Event::Telegram(reading) => self.on_telegram(now, reading),
             P1Event::Rejected(_) => {
-                self.on_rejected(now_ms);
+                self.on_rejected(now);
                 true
             }
             P1Event::Counters(stats) => {
@@ -93,10 +94,10 @@ impl Device {
 
     /// One control step: [`Balancer::tick`], then the status registers that follow
     /// from it (1001–1004, uptime, flag bits 0 and 1). Call at
-    /// [`Balancer::next_tick_ms`].
-    pub fn tick(&mut self, now_ms: u64) -> Decision {
-        let d = self.balancer.tick(now_ms);
-        self.update_status(now_ms);
+    /// [`Balancer::next_tick`].
+    pub fn tick(&mut self, now: Instant) -> Decision {
+        let d = self.balancer.tick(now);
+        self.update_status(now);
         d
     }
 
@@ -104,22 +105,20 @@ impl Device {
     /// emulator's measurement (tests/emulator, scenario 11) times the control tick by
     /// this call.
     #[inline(never)]
-    fn update_status(&mut self, now_ms: u64) {
-        let crc = self
-            .last_rejected_ms
-            .is_some_and(|t| now_ms.saturating_sub(t) < CRC_FLAG_MS);
+    fn update_status(&mut self, now: Instant) {
+        let crc = self.last_rejected.is_some_and(|t| now - t < CRC_FLAG);
         let b = &self.balancer;
         let decision = b.decision();
         let status = self.map.status_mut();
         status.sent_ma = u16::try_from(decision.sent_ma).unwrap_or(u16::MAX);
         status.state = decision.state;
-        status.flags.set(Flags::METER_STALE, b.is_stale(now_ms));
+        status.flags.set(Flags::METER_STALE, b.is_stale(now));
         status
             .flags
             .set(Flags::READBACK_IMPLAUSIBLE, b.readback_distrusted());
-        status.seconds_since_telegram = b.seconds_since_reading(now_ms);
+        status.seconds_since_telegram = b.seconds_since_reading(now);
         status.flags.set(Flags::CRC_FAILURES, crc);
-        status.uptime_s = u32::try_from(now_ms / 1000).unwrap_or(u32::MAX);
+        status.uptime_s = u32::try_from(now.secs()).unwrap_or(u32::MAX);
     }
 
     /// Serves one Modbus RTU request frame as server `unit` ([`serve`]) and applies
@@ -150,10 +149,10 @@ impl Device {
 
     /// The charger driver's view into 1110–1114 and flag bits 2 and 3; when `fresh`
     /// (a status read just succeeded) its measured currents go to the balancer.
-    pub fn on_charger(&mut self, now_ms: u64, driver: &TerraAc, fresh: bool) {
+    pub fn on_charger(&mut self, now: Instant, driver: &TerraAc, fresh: bool) {
         let st = *driver.status();
         if fresh {
-            self.balancer.on_charger_currents(now_ms, st.current_ma);
+            self.balancer.on_charger_currents(now, st.current_ma);
         }
         let status = self.map.status_mut();
         status.charger_ca = st

@@ -11,9 +11,12 @@
 //! | 4 fallback | `----____` |
 
 use crate::balancer::State;
+use crate::time::{Duration, Instant};
 
 /// Length of one slot.
-pub const SLOT_MS: u64 = 125;
+pub const SLOT: Duration = Duration::from_millis(125);
+/// Length of one frame: eight slots, starting on whole seconds of the clock.
+pub const FRAME: Duration = Duration::from_secs(1);
 
 /// The frame of a state: bit `n` set = LED on in slot `n`.
 pub fn frame(state: State) -> u8 {
@@ -26,34 +29,39 @@ pub fn frame(state: State) -> u8 {
     }
 }
 
-/// Whether the LED is lit at `now_ms` (frames start on whole seconds).
-pub fn is_on(state: State, now_ms: u64) -> bool {
-    let slot = (now_ms % 1000) / SLOT_MS;
+/// Whether the LED is lit at `now` (frames start on whole seconds).
+pub fn is_on(state: State, now: Instant) -> bool {
+    let slot = (now.total_micros() % FRAME.total_micros()) / SLOT.total_micros();
     frame(state) & (1 << slot) != 0
 }
 
-/// When the LED next changes, after `now_ms`, as long as the state stays `state`.
-/// Saturates at `u64::MAX`.
-pub fn next_change_ms(state: State, now_ms: u64) -> u64 {
-    let on = is_on(state, now_ms);
-    let mut t = next_look_ms(now_ms);
+/// When the LED next changes, after `now`, as long as the state stays `state`.
+/// Saturates at [`Instant::MAX`].
+pub fn next_change(state: State, now: Instant) -> Instant {
+    let on = is_on(state, now);
+    let mut t = next_look(now);
     // At most eight slots on: the frame repeats every second.
     for _ in 0..8 {
         if is_on(state, t) != on {
             return t;
         }
-        t = t.saturating_add(SLOT_MS);
+        t += SLOT;
     }
     t
 }
 
-/// When a driver that sleeps looks at the state again, after `now_ms`: the next slot's
+/// When a driver that sleeps looks at the state again, after `now`: the next slot's
 /// start. The LED only changes there, and a new state shows at once (within a slot,
-/// 125 ms) — a driver that slept until [`next_change_ms`] would show it up to a frame
+/// 125 ms) — a driver that slept until [`next_change`] would show it up to a frame
 /// late. The daemon's and the firmware's LED tasks both wake here. Saturates at
-/// `u64::MAX`.
-pub fn next_look_ms(now_ms: u64) -> u64 {
-    (now_ms / SLOT_MS).saturating_add(1).saturating_mul(SLOT_MS)
+/// [`Instant::MAX`].
+pub fn next_look(now: Instant) -> Instant {
+    let slot = SLOT.total_micros();
+    Instant::from_micros(
+        (now.total_micros() / slot)
+            .saturating_add(1)
+            .saturating_mul(slot),
+    )
 }
 
 /// The frame as text, `.`/`-` on and `_` off, as in the documentation.
@@ -72,6 +80,10 @@ pub fn pattern(state: State) -> [u8; 8] {
 mod tests {
     use super::*;
 
+    fn ms(t: u64) -> Instant {
+        Instant::from_millis(t)
+    }
+
     #[test]
     fn frames_match_the_register_table() {
         let cases = [
@@ -86,7 +98,7 @@ mod tests {
             for slot in 0..8u64 {
                 let lit = want[slot as usize] != b'_';
                 for t in [slot * 125, slot * 125 + 124, 7000 + slot * 125 + 60] {
-                    assert_eq!(is_on(state, t), lit, "{state:?} at {t} ms");
+                    assert_eq!(is_on(state, ms(t)), lit, "{state:?} at {t} ms");
                 }
             }
         }
@@ -94,14 +106,14 @@ mod tests {
 
     #[test]
     fn next_change_is_the_next_edge() {
-        assert_eq!(next_change_ms(State::Normal, 0), 125);
-        assert_eq!(next_change_ms(State::Normal, 130), 1000);
-        assert_eq!(next_change_ms(State::Fallback, 10), 500);
-        assert_eq!(next_change_ms(State::Alarm, 250), 375);
-        assert_eq!(next_change_ms(State::Alarm, u64::MAX), u64::MAX);
+        assert_eq!(next_change(State::Normal, ms(0)), ms(125));
+        assert_eq!(next_change(State::Normal, ms(130)), ms(1000));
+        assert_eq!(next_change(State::Fallback, ms(10)), ms(500));
+        assert_eq!(next_change(State::Alarm, ms(250)), ms(375));
+        assert_eq!(next_change(State::Alarm, Instant::MAX), Instant::MAX);
     }
 
-    /// A driver waking at [`next_look_ms`] misses no edge of any frame and shows a new
+    /// A driver waking at [`next_look`] misses no edge of any frame and shows a new
     /// state within a slot: sleeping to the old state's next edge showed a state
     /// change up to 875 ms late (normal → alarm just after the normal frame's blink).
     #[test]
@@ -113,20 +125,21 @@ mod tests {
             State::Alarm,
             State::Fallback,
         ];
-        for now in (0..3000).chain([u64::MAX - 200, u64::MAX - 1, u64::MAX]) {
-            let look = next_look_ms(now);
-            assert!(look > now || look == u64::MAX, "{now} → {look}");
-            assert!(look - now <= SLOT_MS, "{now} → {look}");
+        let near_end = [u64::MAX - 200_000, u64::MAX - 1, u64::MAX].map(Instant::from_micros);
+        for now in (0..3000).map(ms).chain(near_end) {
+            let look = next_look(now);
+            assert!(look > now || look == Instant::MAX, "{now} → {look}");
+            assert!(look - now <= SLOT, "{now} → {look}");
             for state in states {
                 // No edge is skipped: the LED is constant until the look.
-                assert!(next_change_ms(state, now) >= look, "{state:?} at {now}");
+                assert!(next_change(state, now) >= look, "{state:?} at {now}");
             }
         }
         // The state turns from normal to alarm at 130 ms: it shows at 250 ms (slot 2
         // is lit in alarm), not at 1000 ms, the normal frame's next edge.
-        let look = next_look_ms(130);
-        assert_eq!(look, 250);
+        let look = next_look(ms(130));
+        assert_eq!(look, ms(250));
         assert!(is_on(State::Alarm, look));
-        assert_eq!(next_change_ms(State::Normal, 130), 1000);
+        assert_eq!(next_change(State::Normal, ms(130)), ms(1000));
     }
 }

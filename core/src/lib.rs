@@ -4,6 +4,8 @@
 //! is tested on the host; the Linux daemon and the RP2040 firmware only move bytes and
 //! time in and out of it.
 //!
+//! - [`time`]: [`time::Instant`] and [`time::Duration`], the clock every entry point is
+//!   fed (microseconds, saturating arithmetic); it imports nothing from the core.
 //! - [`p1`]: the P1 smart-meter telegram reader (framing, CRC, syntax, dialects) and the
 //!   fixed-point model of one reading.
 //! - [`config`]: the saved settings as data (one table), with their validation.
@@ -45,4 +47,5 @@ pub mod modbus;
 pub mod p1;
 pub mod registers;
 pub mod server;
+pub mod time;
 pub mod write_path;

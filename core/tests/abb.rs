@@ -5,28 +5,36 @@ mod common;
 
 use common::terra::Charger;
 use p1lb_core::abb::{
-    COMM_TIMEOUT_S, DriverConfig, Outcome, POLL_MS, REG_FALLBACK, REG_LIMIT, REG_TIMEOUT, Request,
+    COMM_TIMEOUT_S, DriverConfig, Outcome, POLL, REG_FALLBACK, REG_LIMIT, REG_TIMEOUT, Request,
     STATUS_LEN, STATUS_START, TerraAc,
 };
+use p1lb_core::time::Instant;
 use proptest::prelude::*;
+
+/// The tests count time in milliseconds from the driver's start.
+fn ms(t: u64) -> Instant {
+    Instant::from_millis(t)
+}
+
+const POLL_MS: u64 = POLL.total_millis();
 
 /// Runs the driver for `ms` at 100 ms steps with `sent(t)`; returns the exchanges.
 fn run(
     d: &mut TerraAc,
     c: &mut Charger,
     from: u64,
-    ms: u64,
+    span: u64,
     sent: impl Fn(u64) -> u32,
 ) -> Vec<(u64, Request)> {
     let mut log = Vec::new();
     let mut t = from;
-    while t < from + ms {
-        while let Some(req) = d.poll_request(t, sent(t)) {
+    while t < from + span {
+        while let Some(req) = d.poll_request(ms(t), sent(t)) {
             log.push((t, req));
             match c.exchange(req) {
-                Ok(regs) => d.on_response(t, req, Outcome::Ok(&regs)),
-                Err(Some(code)) => d.on_response(t, req, Outcome::Exception(code)),
-                Err(None) => d.on_response(t, req, Outcome::NoReply),
+                Ok(regs) => d.on_response(ms(t), req, Outcome::Ok(&regs)),
+                Err(Some(code)) => d.on_response(ms(t), req, Outcome::Exception(code)),
+                Err(None) => d.on_response(ms(t), req, Outcome::NoReply),
             }
             t += 20; // one exchange at 9600 baud
         }
@@ -57,7 +65,7 @@ fn limit_writes(log: &[(u64, Request)]) -> Vec<(u64, u32)> {
 #[test]
 fn start_configures_timeout_and_fallback_then_the_limit() {
     let mut c = Charger::new();
-    let mut d = TerraAc::new(cfg(), 0);
+    let mut d = TerraAc::new(cfg(), ms(0));
     let log = run(&mut d, &mut c, 0, 500, |_| 6000);
     let first: Vec<Request> = log.iter().take(4).map(|(_, r)| *r).collect();
     assert_eq!(
@@ -91,7 +99,7 @@ fn start_configures_timeout_and_fallback_then_the_limit() {
 fn limit_written_on_change_and_every_refresh_period() {
     let mut c = Charger::new();
     c.rating_ma = u32::MAX; // holds any 32-bit value, to check the encoding
-    let mut d = TerraAc::new(cfg(), 0);
+    let mut d = TerraAc::new(cfg(), ms(0));
     let sent = |t: u64| if t < 25_000 { 16_000 } else { 70_000 };
     let log = run(&mut d, &mut c, 0, 40_000, sent);
     let writes = limit_writes(&log);
@@ -117,7 +125,7 @@ fn status_read_inside_the_timeout_and_parsed() {
     let mut c = Charger::new();
     c.current_ma = [15_900, 16_100, 0];
     c.state = 4 | 0x80; // charging, below the commanded value
-    let mut d = TerraAc::new(cfg(), 0);
+    let mut d = TerraAc::new(cfg(), ms(0));
     let log = run(&mut d, &mut c, 0, 20_000, |_| 16_000);
     let reads: Vec<u64> = log
         .iter()
@@ -138,7 +146,7 @@ fn status_read_inside_the_timeout_and_parsed() {
 #[test]
 fn a_rebooted_charger_is_configured_again() {
     let mut c = Charger::new();
-    let mut d = TerraAc::new(cfg(), 0);
+    let mut d = TerraAc::new(cfg(), ms(0));
     run(&mut d, &mut c, 0, 5_000, |_| 10_000);
     c.reboot();
     c.writes.clear();
@@ -171,7 +179,7 @@ fn a_charger_that_clamps_or_rounds_the_limit_is_configured_once() {
         let mut c = Charger::new();
         c.rating_ma = rating;
         c.step_ma = step;
-        let mut d = TerraAc::new(cfg(), 0);
+        let mut d = TerraAc::new(cfg(), ms(0));
         run(&mut d, &mut c, 0, 30_000, |_| sent);
         let setups = c
             .writes
@@ -191,7 +199,7 @@ fn a_charger_that_clamps_or_rounds_the_limit_is_configured_once() {
 #[test]
 fn three_failures_flag_the_charger_silent_and_a_reply_clears_it() {
     let mut c = Charger::new();
-    let mut d = TerraAc::new(cfg(), 0);
+    let mut d = TerraAc::new(cfg(), ms(0));
     run(&mut d, &mut c, 0, 3_000, |_| 10_000);
     c.silent = true;
     run(&mut d, &mut c, 3_000, 1_500, |_| 10_000);
@@ -205,13 +213,13 @@ fn three_failures_flag_the_charger_silent_and_a_reply_clears_it() {
 
 #[test]
 fn exception_is_flagged_until_a_good_exchange() {
-    let mut d = TerraAc::new(cfg(), 0);
-    let req = d.poll_request(0, 0).unwrap();
-    d.on_response(0, req, Outcome::Exception(4));
+    let mut d = TerraAc::new(cfg(), ms(0));
+    let req = d.poll_request(ms(0), 0).unwrap();
+    d.on_response(ms(0), req, Outcome::Exception(4));
     assert!(d.exception());
-    assert_eq!(d.poll_request(500, 0), None, "backs off after an error");
-    let req = d.poll_request(1000, 0).unwrap();
-    d.on_response(1000, req, Outcome::Ok(&[]));
+    assert_eq!(d.poll_request(ms(500), 0), None, "backs off after an error");
+    let req = d.poll_request(ms(1000), 0).unwrap();
+    d.on_response(ms(1000), req, Outcome::Ok(&[]));
     assert!(!d.exception());
 }
 
@@ -224,7 +232,7 @@ proptest! {
         events in proptest::collection::vec((0u8..4, prop_oneof![Just(0u32), 6000u32..32000]), 1..60),
     ) {
         let mut c = Charger::new();
-        let mut d = TerraAc::new(cfg(), 0);
+        let mut d = TerraAc::new(cfg(), ms(0));
         let mut t = 0;
         for (ev, sent) in events {
             match ev {
@@ -244,7 +252,7 @@ proptest! {
                 }
             }
             prop_assert!(!log.is_empty(), "no exchange in 3 s");
-            prop_assert!(d.next_deadline() <= t + 3_000 + POLL_MS + 1_000);
+            prop_assert!(d.next_deadline() <= ms(t + 3_000 + POLL_MS + 1_000));
             t += 3_000;
         }
     }

@@ -2,12 +2,26 @@
 //! and as properties over random inputs.
 
 use p1lb_core::balancer::{
-    Balancer, Decision, HEADROOM_HOLD_S, HEADROOM_MARGIN_MA, State, TELEGRAM_GRACE_MS, TICK_MS,
+    Balancer, Decision, HEADROOM_HOLD_S, HEADROOM_MARGIN_MA, State, TELEGRAM_GRACE, TICK,
 };
 use p1lb_core::config::Config;
+use p1lb_core::time::Instant;
 use proptest::prelude::*;
 
 const A: i32 = 1000; // mA
+
+/// The tests count time in milliseconds from the balancer's start.
+fn ms(t: u64) -> Instant {
+    Instant::from_millis(t)
+}
+
+/// When the balancer wants its next tick, ms.
+fn next_tick(b: &Balancer) -> u64 {
+    b.next_tick().total_millis()
+}
+
+const TICK_MS: u64 = TICK.total_millis();
+const TELEGRAM_GRACE_MS: u64 = TELEGRAM_GRACE.total_millis();
 
 fn cfg(pairs: &[(u16, u16)]) -> Config {
     let mut c = Config::default();
@@ -27,8 +41,8 @@ struct Run {
 
 impl Run {
     fn new(c: Config) -> Self {
-        let mut b = Balancer::new(c, 0);
-        let d = b.tick(0);
+        let mut b = Balancer::new(c, ms(0));
+        let d = b.tick(ms(0));
         Run {
             b,
             t: 0,
@@ -38,13 +52,13 @@ impl Run {
 
     /// One second with the highest phase current `ma` on L1 (None = meter silent),
     /// its telegram at the end of the second, ticked as a device does: at every
-    /// [`Balancer::next_tick_ms`] (right after each telegram, else by the timer). The
+    /// [`Balancer::next_tick`] (right after each telegram, else by the timer). The
     /// decision in force at the end of the second.
     fn sec(&mut self, ma: Option<i32>) -> Decision {
         let end = self.t + TICK_MS;
         if let Some(i) = ma {
             self.ticks_until(end - 1);
-            self.b.on_reading(end, [Some(i), Some(0), Some(0)]);
+            self.b.on_reading(ms(end), [Some(i), Some(0), Some(0)]);
         }
         self.ticks_until(end);
         self.t = end;
@@ -53,9 +67,9 @@ impl Run {
 
     /// Every tick due up to `until`, at its time.
     fn ticks_until(&mut self, until: u64) {
-        while self.b.next_tick_ms() <= until {
-            let at = self.b.next_tick_ms().max(self.t);
-            self.log.push(self.b.tick(at));
+        while next_tick(&self.b) <= until {
+            let at = next_tick(&self.b).max(self.t);
+            self.log.push(self.b.tick(ms(at)));
         }
     }
 
@@ -225,12 +239,12 @@ fn stale_data_lowers_but_never_raises() {
     // The reading of 5 A ages: after 3 s it no longer raises. It is ticked at once
     // (100 ms after the last step: too early for the next), then the timer ticks
     // 1.25 s, 2.25 s (raising) and 3.25 s after it (not any more).
-    r.b.on_reading(r.t + 100, [Some(5 * A), None, None]);
+    r.b.on_reading(ms(r.t + 100), [Some(5 * A), None, None]);
     let limits: Vec<u32> = (0..6).map(|_| r.sec(None).limit_ma).collect();
     assert_eq!(limits, [5000, 6000, 7000, 7000, 7000, 7000]);
     // A stale alarm still lowers.
     let mut r = at_max(Config::default());
-    r.b.on_reading(r.t + 100, [Some(30 * A), None, None]);
+    r.b.on_reading(ms(r.t + 100), [Some(30 * A), None, None]);
     let limits: Vec<u32> = (0..6).map(|_| r.sec(None).limit_ma).collect();
     assert_eq!(limits, [16000, 3500, 0, 0, 0, 0]);
 }
@@ -255,15 +269,15 @@ fn single_phase_uses_l1_only() {
     let c = cfg(&[(1011, 1)]);
     let mut r = Run::new(c);
     r.secs(3, Some(5 * A));
-    r.b.on_reading(r.t + 100, [Some(5 * A), Some(40 * A), Some(40 * A)]);
-    let d = r.b.tick(r.t + TICK_MS);
+    r.b.on_reading(ms(r.t + 100), [Some(5 * A), Some(40 * A), Some(40 * A)]);
+    let d = r.b.tick(ms(r.t + TICK_MS));
     assert_eq!(d.state, State::Lower);
-    let mut b = Balancer::new(Config::default(), 0);
-    b.on_reading(100, [Some(5 * A), Some(40 * A), None]);
-    assert_eq!(b.tick(1000).state, State::Alarm);
+    let mut b = Balancer::new(Config::default(), ms(0));
+    b.on_reading(ms(100), [Some(5 * A), Some(40 * A), None]);
+    assert_eq!(b.tick(ms(1000)).state, State::Alarm);
     // A reading without any configured phase is not a reading.
-    let mut b = Balancer::new(c, 0);
-    assert!(!b.on_reading(100, [None, Some(1), Some(1)]));
+    let mut b = Balancer::new(c, ms(0));
+    assert!(!b.on_reading(ms(100), [None, Some(1), Some(1)]));
 }
 
 #[test]
@@ -287,36 +301,36 @@ fn changed_flags_every_change_of_the_value_sent() {
 
 #[test]
 fn early_tick_changes_nothing() {
-    let mut b = Balancer::new(Config::default(), 0);
-    b.tick(0);
-    let d = b.tick(500);
+    let mut b = Balancer::new(Config::default(), ms(0));
+    b.tick(ms(0));
+    let d = b.tick(ms(500));
     assert!(!d.changed);
-    assert_eq!(b.next_tick_ms(), 1000);
+    assert_eq!(next_tick(&b), 1000);
 }
 
 #[test]
 fn a_valid_reading_brings_the_tick_forward_and_the_period_follows_it() {
-    let mut b = Balancer::new(Config::default(), 0);
-    b.tick(0);
-    assert!(b.on_reading(200, [Some(5 * A), None, None]));
-    assert_eq!(b.next_tick_ms(), 200, "due at once");
-    assert_eq!(b.tick(200).state, State::Lower);
+    let mut b = Balancer::new(Config::default(), ms(0));
+    b.tick(ms(0));
+    assert!(b.on_reading(ms(200), [Some(5 * A), None, None]));
+    assert_eq!(next_tick(&b), 200, "due at once");
+    assert_eq!(b.tick(ms(200)).state, State::Lower);
     // The next telegram is expected a second later: the timer gives it a grace.
-    assert_eq!(b.next_tick_ms(), 200 + TICK_MS + TELEGRAM_GRACE_MS);
-    assert!(b.on_reading(1190, [Some(5 * A), None, None]));
-    assert_eq!(b.tick(1190).limit_ma, 1000);
-    assert_eq!(b.next_tick_ms(), 1190 + TICK_MS + TELEGRAM_GRACE_MS);
+    assert_eq!(next_tick(&b), 200 + TICK_MS + TELEGRAM_GRACE_MS);
+    assert!(b.on_reading(ms(1190), [Some(5 * A), None, None]));
+    assert_eq!(b.tick(ms(1190)).limit_ma, 1000);
+    assert_eq!(next_tick(&b), 1190 + TICK_MS + TELEGRAM_GRACE_MS);
     // No telegram: the timer ticks after the grace, then every second.
-    assert_eq!(b.tick(2440).limit_ma, 2000);
-    assert_eq!(b.next_tick_ms(), 3440);
+    assert_eq!(b.tick(ms(2440)).limit_ma, 2000);
+    assert_eq!(next_tick(&b), 3440);
     // A reading without a current on any used phase is not one.
-    assert!(!b.on_reading(2500, [None; 3]));
-    assert_eq!(b.next_tick_ms(), 3440);
+    assert!(!b.on_reading(ms(2500), [None; 3]));
+    assert_eq!(next_tick(&b), 3440);
     // A telegram just after a timer tick: another tick at once; the wait timers are
     // times, so it steps nothing twice.
-    assert_eq!(b.tick(3440).limit_ma, 3000);
-    assert!(b.on_reading(3450, [Some(5 * A), None, None]));
-    let d = b.tick(3450);
+    assert_eq!(b.tick(ms(3440)).limit_ma, 3000);
+    assert!(b.on_reading(ms(3450), [Some(5 * A), None, None]));
+    let d = b.tick(ms(3450));
     assert_eq!(d.limit_ma, 3000);
     assert!(!d.changed);
 }
@@ -324,18 +338,18 @@ fn a_valid_reading_brings_the_tick_forward_and_the_period_follows_it() {
 /// A device's driver with telegrams `period_ms` apart (a meter's clock and the line
 /// are never exact): the highest phase current of each, the decisions after each.
 fn jittered(c: Config, period_ms: u64, currents: &[i32]) -> Vec<Decision> {
-    let mut b = Balancer::new(c, 0);
-    b.tick(0);
+    let mut b = Balancer::new(c, ms(0));
+    b.tick(ms(0));
     let mut t = 0;
     currents
         .iter()
         .map(|&i| {
             t += period_ms;
-            while b.next_tick_ms() < t {
-                b.tick(b.next_tick_ms());
+            while next_tick(&b) < t {
+                b.tick(ms(next_tick(&b)));
             }
-            assert!(b.on_reading(t, [Some(i), Some(0), Some(0)]));
-            b.tick(t)
+            assert!(b.on_reading(ms(t), [Some(i), Some(0), Some(0)]));
+            b.tick(ms(t))
         })
         .collect()
 }
@@ -387,18 +401,18 @@ fn closed_loop_lossy(
     secs: u64,
     lost: impl Fn(u64) -> bool,
 ) -> Vec<(i32, Decision)> {
-    let mut b = Balancer::new(c, 0);
+    let mut b = Balancer::new(c, ms(0));
     let mut draw = 0;
     let mut out = Vec::new();
-    b.tick(0);
+    b.tick(ms(0));
     for s in 1..=secs {
         let t = s * TICK_MS;
         let i = house(s) + draw;
         if !lost(s) {
-            b.on_reading(t - 200, [Some(i), Some(0), Some(0)]);
+            b.on_reading(ms(t - 200), [Some(i), Some(0), Some(0)]);
         }
-        b.on_charger_currents(t - 100, [Some(draw.max(0) as u32), None, None]);
-        let d = b.tick(t);
+        b.on_charger_currents(ms(t - 100), [Some(draw.max(0) as u32), None, None]);
+        let d = b.tick(ms(t));
         out.push((i, d));
         draw = (d.sent_ma as i32).min(car_max);
     }
@@ -468,8 +482,8 @@ proptest! {
         steps in proptest::collection::vec((prop::option::weighted(0.8, -20_000i32..40_000), 0u16..=65535, 0u8..20), 1..300),
     ) {
         let c = cfg(&[(1010, max), (1022, fallback_s), (1013, alarm_wait), (1021, fallback_ma), (1023, u16::from(headroom))]);
-        let mut b = Balancer::new(c, 0);
-        b.tick(0);
+        let mut b = Balancer::new(c, ms(0));
+        b.tick(ms(0));
         let mut t = 0u64;
         let mut last_valid = 0u64;
         let mut cap = u32::from(max);
@@ -477,7 +491,7 @@ proptest! {
         for (reading, new_cap, cap_every) in steps {
             t += TICK_MS;
             if let Some(i) = reading {
-                prop_assert!(b.on_reading(t - 300, [Some(i), Some(i / 2), None]));
+                prop_assert!(b.on_reading(ms(t - 300), [Some(i), Some(i / 2), None]));
                 last_valid = t - 300;
                 if i > 24_000 && alarm_since.is_none() {
                     alarm_since = Some((t - 300, b.decision().limit_ma));
@@ -489,7 +503,7 @@ proptest! {
                 cap = u32::from(new_cap);
                 b.set_cap(cap);
             }
-            let d = b.tick(t);
+            let d = b.tick(ms(t));
             prop_assert!(d.limit_ma <= cap.min(u32::from(max)), "{d:?} cap {cap}");
             prop_assert!(d.sent_ma == 0 || d.sent_ma >= 6000);
             prop_assert!(d.sent_ma == 0 || d.sent_ma == d.limit_ma);
@@ -549,8 +563,8 @@ fn headroom_does_not_raise_into_the_gaps_of_a_cycling_load() {
 #[test]
 fn headroom_keeps_cutting_when_the_car_ignores_its_limit() {
     let c = cfg(&[(1023, 1)]);
-    let mut b = Balancer::new(c, 0);
-    b.tick(0);
+    let mut b = Balancer::new(c, ms(0));
+    b.tick(ms(0));
     let mut t = 0;
     let mut last = b.decision();
     for s in 1..=40u64 {
@@ -561,9 +575,9 @@ fn headroom_keeps_cutting_when_the_car_ignores_its_limit() {
         } else {
             16 * A
         }; // ignores cuts
-        b.on_reading(t - 200, [Some(house + draw), None, None]);
-        b.on_charger_currents(t - 100, [Some(draw.max(0) as u32), None, None]);
-        last = b.tick(t);
+        b.on_reading(ms(t - 200), [Some(house + draw), None, None]);
+        b.on_charger_currents(ms(t - 100), [Some(draw.max(0) as u32), None, None]);
+        last = b.tick(ms(t));
     }
     // The projection (the car will come down) is trusted only for the settle time;
     // then the meter alone rules, and the limit goes to 0.
@@ -631,8 +645,8 @@ fn headroom_raises_only_on_the_last_telegram() {
     // The cap is raised while two telegrams in a row are lost: a reading 1.8 s old is
     // fresh enough to lower the limit but not to raise it in one step.
     let c = cfg(&[(1023, 1)]);
-    let mut b = Balancer::new(c, 0);
-    b.tick(0);
+    let mut b = Balancer::new(c, ms(0));
+    b.tick(ms(0));
     let mut draw = 0;
     let mut limit_at = Vec::new();
     for s in 1..=40u64 {
@@ -643,10 +657,10 @@ fn headroom_raises_only_on_the_last_telegram() {
             b.set_cap(8_000);
         }
         if !(29..=30).contains(&s) {
-            b.on_reading(t - 200, [Some(4 * A + draw), Some(0), Some(0)]);
+            b.on_reading(ms(t - 200), [Some(4 * A + draw), Some(0), Some(0)]);
         }
-        b.on_charger_currents(t - 100, [Some(draw.max(0) as u32), None, None]);
-        let d = b.tick(t);
+        b.on_charger_currents(ms(t - 100), [Some(draw.max(0) as u32), None, None]);
+        let d = b.tick(ms(t));
         draw = d.sent_ma as i32;
         limit_at.push(d.limit_ma);
     }
@@ -743,8 +757,8 @@ fn bus_loop_car(
     secs: u64,
     readback: impl Fn(u64, i32, u32) -> Option<[Option<u32>; 3]>,
 ) -> Vec<(i32, Decision, bool)> {
-    let mut b = Balancer::new(c, 0);
-    b.tick(0);
+    let mut b = Balancer::new(c, ms(0));
+    b.tick(ms(0));
     let mut sent_hist: Vec<u32> = Vec::new();
     let mut out = Vec::new();
     let (mut draw, mut measured) = (0i32, 0i32);
@@ -762,13 +776,13 @@ fn bus_loop_car(
         let i = house(s) + draw;
         if s % 2 == 0 {
             if let Some(rb) = readback(s, measured, b.decision().sent_ma) {
-                b.on_charger_currents(t - 500, rb);
+                b.on_charger_currents(ms(t - 500), rb);
             }
         }
         measured = draw;
         let distrusted = b.readback_distrusted();
-        b.on_reading(t - 200, [Some(i), Some(0), Some(0)]);
-        let d = b.tick(t);
+        b.on_reading(ms(t - 200), [Some(i), Some(0), Some(0)]);
+        let d = b.tick(ms(t));
         out.push((i, d, distrusted));
         sent_hist.push(d.sent_ma);
     }
@@ -790,8 +804,8 @@ fn an_absurd_read_back_never_raises_the_limit() {
     for (k, (_, d, _)) in run.iter().enumerate() {
         assert_eq!(d.limit_ma, 0, "second {}", k + 1);
     }
-    let mut b = Balancer::new(c, 0);
-    b.on_charger_currents(100, [Some(0), Some(u32::MAX), None]);
+    let mut b = Balancer::new(c, ms(0));
+    b.on_charger_currents(ms(100), [Some(0), Some(u32::MAX), None]);
     assert!(b.readback_distrusted());
     assert_eq!(b.implausible_readbacks(), 1);
 }
@@ -986,14 +1000,14 @@ fn a_jittering_read_back_does_not_block_raises_for_ever() {
 #[test]
 fn huge_and_backward_times_never_panic() {
     for mode in [0, 1] {
-        let mut b = Balancer::new(cfg(&[(1023, mode)]), 0);
-        b.tick(u64::MAX);
-        b.on_reading(u64::MAX, [Some(i32::MAX), Some(i32::MIN), None]);
-        b.on_charger_currents(u64::MAX, [Some(u32::MAX), None, Some(0)]);
-        b.tick(u64::MAX);
-        b.on_reading(5, [Some(30 * A), None, None]);
-        b.on_charger_currents(0, [Some(16_000); 3]);
-        b.tick(3);
-        b.tick(u64::MAX - 1);
+        let mut b = Balancer::new(cfg(&[(1023, mode)]), ms(0));
+        b.tick(ms(u64::MAX));
+        b.on_reading(ms(u64::MAX), [Some(i32::MAX), Some(i32::MIN), None]);
+        b.on_charger_currents(ms(u64::MAX), [Some(u32::MAX), None, Some(0)]);
+        b.tick(ms(u64::MAX));
+        b.on_reading(ms(5), [Some(30 * A), None, None]);
+        b.on_charger_currents(ms(0), [Some(16_000); 3]);
+        b.tick(ms(3));
+        b.tick(ms(u64::MAX - 1));
     }
 }

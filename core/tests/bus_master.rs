@@ -6,14 +6,20 @@ mod common;
 
 use common::terra::Charger;
 use p1lb_core::abb::{REG_LIMIT, Request as AbbRequest, STATUS_LEN, STATUS_START};
-use p1lb_core::bus_master::{BusMaster, MasterEvent, longest_exchange_us};
+use p1lb_core::bus_master::{BusMaster, MasterEvent, longest_exchange};
 use p1lb_core::config::{Config, address};
 use p1lb_core::device::Device;
 use p1lb_core::modbus::{
     Frame, GATEWAY_NO_RESPONSE, LineConfig, MAX_ADU, Request, Response, SERVER_BUSY, Words,
 };
 use p1lb_core::registers::Flags;
+use p1lb_core::time::Instant;
 use proptest::prelude::*;
+
+/// The bus's time line counts microseconds from the start.
+fn us(t: u64) -> Instant {
+    Instant::from_micros(t)
+}
 
 include!("support/bus_master_driver.rs");
 
@@ -39,9 +45,9 @@ impl Bus {
     fn new(config: Config) -> Bus {
         let line = LineConfig::rs485(&config);
         Bus {
-            master: BusMaster::new(&config, line, 0),
+            master: BusMaster::new(&config, line, us(0)),
             charger: Charger::new(),
-            device: Device::new(config, 0),
+            device: Device::new(config, us(0)),
             now_us: 0,
             sent: Vec::new(),
             gateway: Vec::new(),
@@ -56,7 +62,7 @@ impl Bus {
         let mut out = [0u8; MAX_ADU];
         while self.now_us < until_us {
             let sent_ma = self.device.balancer.decision().sent_ma;
-            if let Some(tx) = self.master.poll_transmit(self.now_us, sent_ma) {
+            if let Some(tx) = self.master.poll_transmit(us(self.now_us), sent_ma) {
                 let tx = tx.to_vec();
                 assert!(self.master.exchange_on_bus(), "a request is on the bus");
                 // The request on the wire, then the charger's reply after 5 ms,
@@ -66,13 +72,13 @@ impl Bus {
                     self.now_us += 5_000;
                     for b in reply {
                         self.now_us += self.char_us;
-                        self.master.on_bytes(self.now_us, &[b]);
+                        self.master.on_bytes(us(self.now_us), &[b]);
                     }
                 }
                 self.sent.push(tx);
             }
             let on_bus = self.master.exchange_on_bus();
-            let event = self.master.poll(self.now_us, &mut out);
+            let event = self.master.poll(us(self.now_us), &mut out);
             // An exchange's result ends it; an answer given without the bus (busy,
             // malformed) leaves an exchange on the bus as it was.
             match event {
@@ -89,7 +95,7 @@ impl Bus {
             match event {
                 Some(MasterEvent::Charger { fresh }) => {
                     self.device
-                        .on_charger(self.now_us / 1000, self.master.driver(), fresh);
+                        .on_charger(us(self.now_us), self.master.driver(), fresh);
                     continue;
                 }
                 Some(MasterEvent::GatewayReply(n)) => {
@@ -105,7 +111,7 @@ impl Bus {
                 }
                 None => {}
             }
-            let wake = self.master.poll_timeout(self.now_us);
+            let wake = self.master.poll_timeout(us(self.now_us)).total_micros();
             assert!(wake > self.now_us, "a deadline in the past would spin");
             self.now_us = wake.min(until_us).min(self.now_us + 100_000);
         }
@@ -147,7 +153,7 @@ fn the_master_writes_the_limit_and_publishes_the_charger_status() {
 }
 
 /// A forwarded request to a unit nobody answers, at every allowed baud rate: its 0x0B
-/// comes within [`longest_exchange_us`] of the moment it went on the bus (what a host
+/// comes within [`longest_exchange`] of the moment it went on the bus (what a host
 /// that forwarded it waits before it gives up on its result).
 #[test]
 fn a_silent_exchange_ends_within_the_longest_exchange() {
@@ -167,7 +173,7 @@ fn a_silent_exchange_ends_within_the_longest_exchange() {
         );
         bus.master.submit(&silent);
         let mut sent_at = None;
-        let limit = longest_exchange_us(LineConfig::rs485(&config));
+        let limit = longest_exchange(LineConfig::rs485(&config)).total_micros();
         while bus.gateway.is_empty() {
             let step = bus.now_us + 10_000;
             bus.run_until(step);

@@ -5,14 +5,22 @@ mod common;
 
 use p1lb_core::config::P1Line;
 use p1lb_core::config::{Config, address};
-use p1lb_core::device::{CRC_FLAG_MS, Device, P1Event, P1Input};
+use p1lb_core::device::{CRC_FLAG, Device, P1Event, P1Input};
 use p1lb_core::registers::Flags;
+use p1lb_core::time::Instant;
+
+/// The tests count time in milliseconds from the device's start.
+fn ms(t: u64) -> Instant {
+    Instant::from_millis(t)
+}
+
+const CRC_FLAG_MS: u64 = CRC_FLAG.total_millis();
 
 /// Feeds `bytes` at `now_ms` through the core's P1 input, as the daemon and the
 /// firmware do.
 fn feed(device: &mut Device, input: &mut P1Input, now_ms: u64, bytes: &[u8]) {
     input.feed(bytes, |event| {
-        device.on_p1(now_ms, &event);
+        device.on_p1(ms(now_ms), &event);
     });
 }
 
@@ -24,11 +32,11 @@ fn read(device: &Device, start: u16, n: usize) -> Vec<u16> {
 
 #[test]
 fn a_real_telegram_fills_the_measurement_registers() {
-    let mut device = Device::new(Config::default(), 0);
+    let mut device = Device::new(Config::default(), ms(0));
     let mut reader = P1Input::new();
     let sample = common::sample("nl-esmr50-sagemcom-t210d-seed.txt");
     feed(&mut device, &mut reader, 500, &sample);
-    device.tick(1000);
+    device.tick(ms(1000));
     // Voltages (0.1 V), import power (W, two words), counters.
     assert_eq!(read(&device, 1103, 1), [2340]);
     assert_eq!(read(&device, 1106, 2), [0, 258]);
@@ -47,7 +55,7 @@ fn a_real_telegram_fills_the_measurement_registers() {
 
 #[test]
 fn a_rejected_telegram_sets_bit_1_for_a_minute() {
-    let mut device = Device::new(Config::default(), 0);
+    let mut device = Device::new(Config::default(), ms(0));
     let mut reader = P1Input::new();
     let mut sample = common::sample("nl-esmr50-sagemcom-t210d-seed.txt");
     // One flipped bit in a value: the CRC fails.
@@ -57,18 +65,18 @@ fn a_rejected_telegram_sets_bit_1_for_a_minute() {
     // The footer of a damaged telegram is only known to be bad at the next header.
     feed(&mut device, &mut reader, 2_000, b"/");
     assert_eq!(device.map.status().telegrams_rejected, 1);
-    device.tick(2_500);
+    device.tick(ms(2_500));
     assert!(device.map.flags().contains(Flags::CRC_FAILURES));
-    device.tick(2_000 + CRC_FLAG_MS - 1);
+    device.tick(ms(2_000 + CRC_FLAG_MS - 1));
     assert!(device.map.flags().contains(Flags::CRC_FAILURES));
-    let next = device.balancer.next_tick_ms().max(2_000 + CRC_FLAG_MS);
+    let next = device.balancer.next_tick().max(ms(2_000 + CRC_FLAG_MS));
     device.tick(next);
     assert!(!device.map.flags().contains(Flags::CRC_FAILURES));
 }
 
 #[test]
 fn a_committed_save_reaches_the_balancer_and_boot_flags_show() {
-    let mut device = Device::new(Config::default(), 0);
+    let mut device = Device::new(Config::default(), ms(0));
     let mut config = Config::default();
     config.set(address::CHARGER_MAX_CURRENT, 20_000).unwrap();
     device.commit_save(config);
@@ -139,7 +147,7 @@ fn the_p1_input_is_the_same_in_any_chunks_and_follows_the_line_s_crc_rule() {
         strict.feed(&no_crc, |_| {});
         strict.feed(b"/", |_| {});
         assert_eq!(strict.stats().valid, 0);
-        let mut device = Device::new(Config::default(), 0);
+        let mut device = Device::new(Config::default(), ms(0));
         let mut input = P1Input::new();
         input.restart(&P1Line {
             dsmr3,

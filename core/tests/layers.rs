@@ -1,6 +1,6 @@
-//! Dependencies point one way inside the core, lowest first: the Modbus codec
-//! (`src/modbus/`) knows frames, exceptions and lines, and nothing of the application
-//! above it; the settings (`config`) and the register map (`registers`) know neither the
+//! Dependencies point one way inside the core, lowest first: time (`src/time.rs`)
+//! imports nothing from the core; the Modbus codec (`src/modbus/`) knows frames,
+//! exceptions and lines, and nothing of the application above it; the settings (`config`) and the register map (`registers`) know neither the
 //! balancer nor what drives them (the Terra AC driver, the device, the bus master, the
 //! register map's server).
 
@@ -37,6 +37,14 @@ fn assert_reaches_none_of(files: &[std::path::PathBuf], above: &[&str], what: &s
 
 fn src(rel: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(rel)
+}
+
+/// `time` is the lowest layer: everything that takes the clock builds on it.
+#[test]
+fn time_imports_nothing_from_the_core() {
+    let text = std::fs::read_to_string(src("time.rs")).expect("read");
+    let found: Vec<_> = text.lines().filter(|l| l.contains("crate::")).collect();
+    assert!(found.is_empty(), "time.rs reaches into the core: {found:?}");
 }
 
 #[test]

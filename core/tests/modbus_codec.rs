@@ -9,7 +9,13 @@ use p1lb_core::config::{Config, address};
 use p1lb_core::modbus::*;
 use p1lb_core::registers::{Exception, RegisterMap};
 use p1lb_core::server::{Ignored, ServerAction, serve};
+use p1lb_core::time::{Duration, Instant};
 use proptest::prelude::*;
+
+/// The bus's time line counts microseconds from the start.
+fn us(t: u64) -> Instant {
+    Instant::from_micros(t)
+}
 
 /// The default server address (register 1090).
 const UNIT: u8 = 10;
@@ -589,14 +595,32 @@ fn server_save_and_address_change_reach_the_caller() {
 fn line_timing() {
     let l = LineConfig::new(9600, Parity::Even, 1);
     assert_eq!(l.bits_per_char(), 11);
-    assert_eq!(l.char_us(), 1146); // 11 / 9600 s = 1145.8 µs
-    assert_eq!(l.silence_us(), 4011); // 3.5 × 1145.8 = 4010.4 µs
-    assert_eq!(LineConfig::new(9600, Parity::None, 1).silence_us(), 3646);
-    assert_eq!(LineConfig::new(9600, Parity::None, 2).silence_us(), 4011);
-    assert_eq!(LineConfig::new(19200, Parity::Even, 1).silence_us(), 2006);
-    assert_eq!(LineConfig::new(19201, Parity::Even, 1).silence_us(), 1750);
-    assert_eq!(LineConfig::new(115200, Parity::None, 1).silence_us(), 1750);
-    assert_eq!(LineConfig::new(0, Parity::None, 1).silence_us(), 35_000_000);
+    assert_eq!(l.char_time(), Duration::from_micros(1146)); // 11 / 9600 s = 1145.8 µs
+    assert_eq!(l.silence(), Duration::from_micros(4011)); // 3.5 × 1145.8 = 4010.4 µs
+    assert_eq!(
+        LineConfig::new(9600, Parity::None, 1).silence(),
+        Duration::from_micros(3646)
+    );
+    assert_eq!(
+        LineConfig::new(9600, Parity::None, 2).silence(),
+        Duration::from_micros(4011)
+    );
+    assert_eq!(
+        LineConfig::new(19200, Parity::Even, 1).silence(),
+        Duration::from_micros(2006)
+    );
+    assert_eq!(
+        LineConfig::new(19201, Parity::Even, 1).silence(),
+        Duration::from_micros(1750)
+    );
+    assert_eq!(
+        LineConfig::new(115200, Parity::None, 1).silence(),
+        Duration::from_micros(1750)
+    );
+    assert_eq!(
+        LineConfig::new(0, Parity::None, 1).silence(),
+        Duration::from_micros(35_000_000)
+    );
 }
 
 /// Feeds `bytes` one at a time, `char_us` apart from `t0`; returns the frames and the
@@ -611,7 +635,7 @@ fn feed_bytes(
     let mut t = t0;
     for &b in bytes {
         loop {
-            let (used, got) = f.feed(t, &[b]);
+            let (used, got) = f.feed(us(t), &[b]);
             if let Some(fr) = got {
                 frames.push(fr.to_vec());
             }
@@ -626,8 +650,8 @@ fn feed_bytes(
 
 fn silence_framer_case(line: LineConfig) {
     let mut f = SilenceFramer::<MAX_ADU>::new(line);
-    let c = u64::from(line.char_us());
-    let s = u64::from(line.silence_us());
+    let c = line.char_time().total_micros();
+    let s = line.silence().total_micros();
     let a = req_frame(
         1,
         &Request::ReadHolding {
@@ -639,28 +663,28 @@ fn silence_framer_case(line: LineConfig) {
     let mut frames = Vec::new();
     let end_a = feed_bytes(&mut f, 1_000, c, &a, &mut frames);
     assert!(frames.is_empty());
-    assert_eq!(f.deadline(), Some(end_a + s));
-    assert_eq!(f.poll(end_a + s - 1), None, "not yet silent");
+    assert_eq!(f.deadline(), Some(us(end_a + s)));
+    assert_eq!(f.poll(us(end_a + s - 1)), None, "not yet silent");
     // The next frame starts exactly 3.5 characters later: the first frame ends.
     let end_b = feed_bytes(&mut f, end_a + s, c, &b, &mut frames);
     assert_eq!(frames, vec![a.clone()]);
-    assert_eq!(f.poll(end_b + s).map(<[u8]>::to_vec), Some(b.clone()));
-    assert_eq!(f.poll(end_b + 10 * s), None, "yielded once");
+    assert_eq!(f.poll(us(end_b + s)).map(<[u8]>::to_vec), Some(b.clone()));
+    assert_eq!(f.poll(us(end_b + 10 * s)), None, "yielded once");
     // A gap just under 3.5 characters does not split a frame.
     let mut frames = Vec::new();
     let t = end_b + 10 * s;
     let end = feed_bytes(&mut f, t, c, &a[..4], &mut frames);
     let end = feed_bytes(&mut f, end + s - 1, c, &a[4..], &mut frames);
     assert!(frames.is_empty());
-    assert_eq!(f.poll(end + s).map(<[u8]>::to_vec), Some(a.clone()));
+    assert_eq!(f.poll(us(end + s)).map(<[u8]>::to_vec), Some(a.clone()));
     // Chunks stamped with their last byte's time work the same.
     let t = end + 10 * s;
-    assert_eq!(f.feed(t, &a[..5]), (5, None));
-    assert_eq!(f.feed(t + 3 * c, &a[5..]), (3, None));
+    assert_eq!(f.feed(us(t), &a[..5]), (5, None));
+    assert_eq!(f.feed(us(t + 3 * c), &a[5..]), (3, None));
     let t2 = t + 3 * c + s + 7 * c;
-    assert_eq!(f.feed(t2, &b).1.map(<[u8]>::to_vec), Some(a.clone()));
-    assert_eq!(f.feed(t2, &b), (8, None));
-    assert_eq!(f.poll(t2 + s).map(<[u8]>::to_vec), Some(b));
+    assert_eq!(f.feed(us(t2), &b).1.map(<[u8]>::to_vec), Some(a.clone()));
+    assert_eq!(f.feed(us(t2), &b), (8, None));
+    assert_eq!(f.poll(us(t2 + s)).map(<[u8]>::to_vec), Some(b));
     assert_eq!(f.stats().frames, 5);
 }
 
@@ -672,30 +696,37 @@ fn silence_framer_9600() {
 #[test]
 fn silence_framer_115200() {
     let line = LineConfig::new(115_200, Parity::None, 1);
-    assert_eq!(line.char_us(), 87);
+    assert_eq!(line.char_time(), Duration::from_micros(87));
     silence_framer_case(line);
 }
 
 #[test]
 fn silence_framer_overflow_and_short() {
-    let mut f = SilenceFramer::<MAX_ADU>::with_times(100, 350);
+    let mut f = SilenceFramer::<MAX_ADU>::with_times(
+        Duration::from_micros(100),
+        Duration::from_micros(350),
+    );
     let noise = [0x55u8; 300];
-    assert_eq!(f.feed(0, &noise), (300, None));
-    assert_eq!(f.poll(1000), None, "an overflowed frame is dropped whole");
+    assert_eq!(f.feed(us(0), &noise), (300, None));
+    assert_eq!(
+        f.poll(us(1000)),
+        None,
+        "an overflowed frame is dropped whole"
+    );
     assert_eq!(f.stats().overflows, 1);
-    assert_eq!(f.feed(2000, &[1, 2, 3]), (3, None));
-    assert_eq!(f.poll(3000), None);
+    assert_eq!(f.feed(us(2000), &[1, 2, 3]), (3, None));
+    assert_eq!(f.poll(us(3000)), None);
     assert_eq!(f.stats().short, 1);
     // And then a good frame goes through.
     let a = with_crc(&[1, 6, 0, 1, 0, 3]);
-    f.feed(4000, &a);
-    assert_eq!(f.poll(5000).map(<[u8]>::to_vec), Some(a));
+    f.feed(us(4000), &a);
+    assert_eq!(f.poll(us(5000)).map(<[u8]>::to_vec), Some(a));
 }
 
 fn length_frames(f: &mut LengthFramer, now: u64, mut bytes: &[u8]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     loop {
-        let (used, got) = f.feed(now, bytes);
+        let (used, got) = f.feed(us(now), bytes);
         if let Some(fr) = got {
             out.push(fr.to_vec());
         }
@@ -730,12 +761,12 @@ fn length_framer_resyncs_after_garbage() {
     stream.extend_from_slice(&a);
     stream.extend_from_slice(&[0x0A, 0x03, 0x99]);
     stream.extend_from_slice(&b);
-    let mut f = LengthFramer::<MAX_ADU>::new(Direction::Requests, 10_000);
+    let mut f = LengthFramer::<MAX_ADU>::new(Direction::Requests, Duration::from_micros(10_000));
     let frames = length_frames(&mut f, 0, &stream);
     assert_eq!(frames, vec![a.clone(), b.clone()]);
     assert!(f.stats().dropped_bytes >= 9);
     // Byte by byte: the same.
-    let mut f = LengthFramer::<MAX_ADU>::new(Direction::Requests, 10_000);
+    let mut f = LengthFramer::<MAX_ADU>::new(Direction::Requests, Duration::from_micros(10_000));
     let mut frames = Vec::new();
     for byte in &stream {
         frames.extend(length_frames(&mut f, 0, std::slice::from_ref(byte)));
@@ -755,14 +786,14 @@ fn length_framer_idle_timeout_gives_up_a_false_start() {
     );
     let mut stream = vec![0x0A, 0x10, 0x03, 0xE8, 0x00, 0x30, 0x60];
     stream.extend_from_slice(&a);
-    let mut f = LengthFramer::<MAX_ADU>::new(Direction::Requests, 5_000);
+    let mut f = LengthFramer::<MAX_ADU>::new(Direction::Requests, Duration::from_micros(5_000));
     assert!(
         length_frames(&mut f, 0, &stream).is_empty(),
         "waits for 105 bytes"
     );
-    assert_eq!(f.deadline(), Some(5_000));
-    assert_eq!(f.poll(4_999), None);
-    assert_eq!(f.poll(5_000).map(<[u8]>::to_vec), Some(a.clone()));
+    assert_eq!(f.deadline(), Some(us(5_000)));
+    assert_eq!(f.poll(us(4_999)), None);
+    assert_eq!(f.poll(us(5_000)).map(<[u8]>::to_vec), Some(a.clone()));
     assert_eq!(f.buffered(), 0);
     assert_eq!(f.stats().idle_resyncs, 1);
     // A partial frame left over is dropped at the timeout, and the next one is clean.
@@ -779,7 +810,7 @@ fn length_framer_responses() {
     let mut stream = vec![0x00];
     stream.extend_from_slice(&ex);
     stream.extend_from_slice(&read);
-    let mut f = LengthFramer::<MAX_ADU>::new(Direction::Responses, 5_000);
+    let mut f = LengthFramer::<MAX_ADU>::new(Direction::Responses, Duration::from_micros(5_000));
     assert_eq!(
         length_frames(&mut f, 0, &stream),
         vec![ex.to_vec(), read.to_vec()]
@@ -790,9 +821,9 @@ fn length_framer_responses() {
 
 fn cfg() -> ClientConfig {
     ClientConfig {
-        response_timeout_us: 100_000,
+        response_timeout: Duration::from_millis(100),
         retries: 2,
-        idle_us: 5_000,
+        idle: Duration::from_millis(5),
     }
 }
 
@@ -807,7 +838,7 @@ enum Got {
 }
 
 fn result(c: &mut Client, now: u64) -> Option<Got> {
-    c.poll_result(now).map(|r| match r {
+    c.poll_result(us(now)).map(|r| match r {
         Reply::Registers(r) => Got::Registers(r.to_vec()),
         Reply::Written => Got::Written,
         Reply::Exception(e) => Got::Exception(e),
@@ -826,19 +857,19 @@ fn client_read_against_the_server() {
     };
     c.start(UNIT, &Request::from(&req)).unwrap();
     assert_eq!(c.start(UNIT, &Request::from(&req)), Err(StartError::Busy));
-    let sent = c.poll_transmit(0).unwrap().to_vec();
-    assert_eq!(c.poll_transmit(0), None, "sent once");
+    let sent = c.poll_transmit(us(0)).unwrap().to_vec();
+    assert_eq!(c.poll_transmit(us(0)), None, "sent once");
     let mut out = [0u8; MAX_ADU];
     let ServerAction::Reply { len, .. } = serve(&mut m, UNIT, &sent, &mut out) else {
         panic!()
     };
     // In two chunks, through the stream framer.
-    c.on_bytes(1_000, &out[..3]);
-    assert_eq!(c.poll_result(1_000), None);
-    c.on_bytes(2_000, &out[3..len]);
+    c.on_bytes(us(1_000), &out[..3]);
+    assert_eq!(c.poll_result(us(1_000)), None);
+    c.on_bytes(us(2_000), &out[3..len]);
     let mut expected = [0u16; 23];
     m.read(1000, &mut expected).unwrap();
-    let reply = c.poll_result(2_000).unwrap();
+    let reply = c.poll_result(us(2_000)).unwrap();
     assert_eq!(reply, Reply::Registers(&expected));
     assert_eq!(reply.outcome(), abb::Outcome::Ok(&expected));
     assert!(c.is_idle());
@@ -848,12 +879,12 @@ fn client_read_against_the_server() {
         value: 2,
     };
     c.start(UNIT, &Request::from(&w)).unwrap();
-    let sent = c.poll_transmit(3_000).unwrap().to_vec();
+    let sent = c.poll_transmit(us(3_000)).unwrap().to_vec();
     let ServerAction::Reply { len, .. } = serve(&mut m, UNIT, &sent, &mut out) else {
         panic!()
     };
-    c.on_frame(4_000, &out[..len]);
-    let r = c.poll_result(4_000).unwrap();
+    c.on_frame(us(4_000), &out[..len]);
+    let r = c.poll_result(us(4_000)).unwrap();
     assert_eq!(r, Reply::Exception(3));
     assert_eq!(r.outcome(), abb::Outcome::Exception(3));
     let w = abb::Request::WriteTwo {
@@ -861,13 +892,13 @@ fn client_read_against_the_server() {
         values: [20000, 2],
     };
     c.start(UNIT, &Request::from(&w)).unwrap();
-    let sent = c.poll_transmit(5_000).unwrap().to_vec();
+    let sent = c.poll_transmit(us(5_000)).unwrap().to_vec();
     let ServerAction::Reply { len, .. } = serve(&mut m, UNIT, &sent, &mut out) else {
         panic!()
     };
-    c.on_frame(6_000, &out[..len]);
+    c.on_frame(us(6_000), &out[..len]);
     assert_eq!(
-        c.poll_result(6_000).unwrap().outcome(),
+        c.poll_result(us(6_000)).unwrap().outcome(),
         abb::Outcome::Ok(&[])
     );
     assert_eq!(m.staged().get(address::UPPER_CURRENT), Some(20000));
@@ -887,14 +918,14 @@ fn client_timeout_and_retries() {
     let mut sends = Vec::new();
     let mut now = 0;
     loop {
-        if let Some(f) = c.poll_transmit(now) {
+        if let Some(f) = c.poll_transmit(us(now)) {
             sends.push((now, f.to_vec()));
         }
         if let Some(r) = result(&mut c, now) {
             assert_eq!(r, Got::NoReply);
             break;
         }
-        now = c.poll_timeout().unwrap();
+        now = c.poll_timeout().unwrap().total_micros();
     }
     assert_eq!(sends.len(), 3, "first attempt and 2 retries");
     assert_eq!(
@@ -920,10 +951,13 @@ fn client_timeout_and_retries() {
         },
     )
     .unwrap();
-    c.poll_transmit(0).unwrap();
-    assert_eq!(c.poll_transmit(99_999), None);
-    assert!(c.poll_transmit(100_000).is_some(), "retry");
-    c.on_frame(150_000, &[0x01, 0x06, 0x00, 0x01, 0x00, 0x03, 0x98, 0x0B]);
+    c.poll_transmit(us(0)).unwrap();
+    assert_eq!(c.poll_transmit(us(99_999)), None);
+    assert!(c.poll_transmit(us(100_000)).is_some(), "retry");
+    c.on_frame(
+        us(150_000),
+        &[0x01, 0x06, 0x00, 0x01, 0x00, 0x03, 0x98, 0x0B],
+    );
     assert_eq!(result(&mut c, 150_000), Some(Got::Written));
 }
 
@@ -936,7 +970,7 @@ fn client_validation() {
     let setup = |retries: u8| {
         let mut c = Client::new(ClientConfig { retries, ..cfg() });
         c.start(1, &read10).unwrap();
-        c.poll_transmit(0).unwrap();
+        c.poll_transmit(us(0)).unwrap();
         c
     };
     // Ignored, the wait goes on: bad CRC, other unit, the request's echo, garbage.
@@ -944,17 +978,17 @@ fn client_validation() {
     let good = resp_frame(1, &Response::ReadHolding(Words::Native(&[7; 10])));
     let mut bad = good.clone();
     bad[3] ^= 0xFF;
-    c.on_frame(10, &bad);
+    c.on_frame(us(10), &bad);
     c.on_frame(
-        20,
+        us(20),
         &resp_frame(2, &Response::ReadHolding(Words::Native(&[7; 10]))),
     );
-    c.on_frame(30, &[0x01, 0x03, 0x00, 0x00, 0x00, 0x0A, 0xC5, 0xCD]);
-    c.on_bytes(40, &[0xFF, 0x00, 0x12]);
+    c.on_frame(us(30), &[0x01, 0x03, 0x00, 0x00, 0x00, 0x0A, 0xC5, 0xCD]);
+    c.on_bytes(us(40), &[0xFF, 0x00, 0x12]);
     assert_eq!(result(&mut c, 50), None);
     let s = c.stats();
     assert_eq!((s.bad_frames, s.other_unit, s.echoes), (1, 1, 1));
-    c.on_bytes(60, &good);
+    c.on_bytes(us(60), &good);
     assert_eq!(result(&mut c, 60), Some(Got::Registers(vec![7; 10])));
 
     // Refused: wrong quantity, wrong function, exception of another function, bad echo.
@@ -1043,23 +1077,23 @@ fn client_validation() {
             ..cfg()
         });
         c.start(1, &req).unwrap();
-        c.poll_transmit(0).unwrap();
-        c.on_frame(10, &reply);
+        c.poll_transmit(us(0)).unwrap();
+        c.on_frame(us(10), &reply);
         assert_eq!(result(&mut c, 10), None, "retried");
-        assert!(c.poll_transmit(10).is_some(), "retry at once");
-        c.on_frame(20, &reply);
+        assert!(c.poll_transmit(us(10)).is_some(), "retry at once");
+        c.on_frame(us(20), &reply);
         assert_eq!(result(&mut c, 20), Some(Got::Invalid(err)), "{reply:02X?}");
         assert_eq!(c.stats().invalid, 2);
     }
     // Exception decoding.
     let mut c = setup(0);
-    c.on_frame(10, &with_crc(&[1, 0x83, 0x02]));
-    let r = c.poll_result(10).unwrap();
+    c.on_frame(us(10), &with_crc(&[1, 0x83, 0x02]));
+    let r = c.poll_result(us(10)).unwrap();
     assert_eq!(r, Reply::Exception(2));
     // Nothing outstanding: counted, ignored.
-    c.on_frame(10, &good);
+    c.on_frame(us(10), &good);
     assert_eq!(c.stats().unexpected, 1);
-    assert_eq!(c.poll_result(10), None);
+    assert_eq!(c.poll_result(us(10)), None);
 }
 
 #[test]
@@ -1073,7 +1107,7 @@ fn client_broadcast_and_invalid_start() {
         },
     )
     .unwrap();
-    assert!(c.poll_transmit(0).is_some());
+    assert!(c.poll_transmit(us(0)).is_some());
     assert_eq!(result(&mut c, 0), Some(Got::Written));
     assert_eq!(
         c.start(
@@ -1095,7 +1129,7 @@ fn client_broadcast_and_invalid_start() {
     )
     .unwrap();
     c.cancel();
-    assert!(c.is_idle() && c.poll_transmit(0).is_none());
+    assert!(c.is_idle() && c.poll_transmit(us(0)).is_none());
 }
 
 // ---------------------------------------------------------------- properties
@@ -1206,8 +1240,8 @@ proptest! {
     #[test]
     fn framers_never_panic(chunks in prop::collection::vec((prop::collection::vec(any::<u8>(), 0..40), 0u64..10_000), 0..40)) {
         let mut s = SilenceFramer::<MAX_ADU>::new(LineConfig::new(9600, Parity::Even, 1));
-        let mut l = LengthFramer::<MAX_ADU>::new(Direction::Requests, 5_000);
-        let mut r = LengthFramer::<32>::new(Direction::Responses, 5_000);
+        let mut l = LengthFramer::<MAX_ADU>::new(Direction::Requests, Duration::from_micros(5_000));
+        let mut r = LengthFramer::<32>::new(Direction::Responses, Duration::from_micros(5_000));
         let mut m = map();
         let mut out = [0u8; MAX_ADU];
         let mut now = 0u64;
@@ -1215,7 +1249,7 @@ proptest! {
             now += dt;
             let mut rest = &bytes[..];
             while !rest.is_empty() {
-                let (used, frame) = s.feed(now, rest);
+                let (used, frame) = s.feed(us(now), rest);
                 if let Some(f) = frame {
                     prop_assert!(f.len() >= MIN_ADU && f.len() <= MAX_ADU);
                     let f = f.to_vec();
@@ -1226,7 +1260,7 @@ proptest! {
             }
             let mut rest = &bytes[..];
             while !rest.is_empty() {
-                let (used, frame) = l.feed(now, rest);
+                let (used, frame) = l.feed(us(now), rest);
                 if let Some(f) = frame {
                     prop_assert!(crc_ok(f));
                 }
@@ -1234,13 +1268,13 @@ proptest! {
             }
             let mut rest = &bytes[..];
             while !rest.is_empty() {
-                let (used, frame) = r.feed(now, rest);
+                let (used, frame) = r.feed(us(now), rest);
                 if let Some(f) = frame {
                     prop_assert!(crc_ok(f) && f.len() <= 32);
                 }
                 rest = &rest[used..];
             }
-            let _ = (s.poll(now), l.poll(now), r.poll(now));
+            let _ = (s.poll(us(now)), l.poll(us(now)), r.poll(us(now)));
         }
     }
 
@@ -1253,9 +1287,9 @@ proptest! {
         c.start(1, &req).unwrap();
         for (bytes, dt, whole) in &chunks {
             now += dt;
-            let _ = c.poll_transmit(now);
-            if *whole { c.on_frame(now, bytes) } else { c.on_bytes(now, bytes) }
-            if let Some(r) = c.poll_result(now) {
+            let _ = c.poll_transmit(us(now));
+            if *whole { c.on_frame(us(now), bytes) } else { c.on_bytes(us(now), bytes) }
+            if let Some(r) = c.poll_result(us(now)) {
                 if let Reply::Registers(regs) = r {
                     prop_assert_eq!(regs.len(), usize::from(quantity));
                 }
@@ -1273,12 +1307,12 @@ proptest! {
         let mut reference = map();
         let mut c = Client::new(cfg());
         c.start(UNIT, &req).unwrap();
-        let sent = c.poll_transmit(0).unwrap().to_vec();
+        let sent = c.poll_transmit(us(0)).unwrap().to_vec();
         let mut out = [0u8; MAX_ADU];
         let ServerAction::Reply { len, .. } = serve(&mut m, UNIT, &sent, &mut out) else {
             panic!()
         };
-        c.on_bytes(10, &out[..len]);
+        c.on_bytes(us(10), &out[..len]);
         let got = result(&mut c, 10).unwrap();
         let expected = match req {
             Request::ReadHolding { start, quantity } | Request::ReadInput { start, quantity } => {

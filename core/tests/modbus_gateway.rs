@@ -5,6 +5,15 @@ mod common;
 
 use common::terra::Charger;
 use p1lb_core::abb::{self, DriverConfig, REG_LIMIT, TerraAc};
+use p1lb_core::time::Instant;
+
+fn us(t: u64) -> Instant {
+    Instant::from_micros(t)
+}
+
+fn ms(t: u64) -> Instant {
+    Instant::from_millis(t)
+}
 use p1lb_core::modbus::{
     Client, ClientConfig, GATEWAY_NO_RESPONSE, Gateway, MAX_ADU, Request, Response, SERVER_BUSY,
     Submitted, Turn, Words,
@@ -37,14 +46,14 @@ fn forward(req: &[u8], bus: impl Fn(&[u8]) -> Option<Vec<u8>>) -> Option<Vec<u8>
     );
     let mut now = 0u64;
     loop {
-        if let Some(sent) = client.poll_transmit(now) {
+        if let Some(sent) = client.poll_transmit(us(now)) {
             let sent = sent.to_vec();
             assert_eq!(sent, req, "forwarded byte for byte");
             if let Some(r) = bus(&sent) {
-                client.on_frame(now + 20_000, &r);
+                client.on_frame(us(now + 20_000), &r);
             }
         }
-        if let Some(result) = client.poll_result(now) {
+        if let Some(result) = client.poll_result(us(now)) {
             let mut out = [0u8; MAX_ADU];
             let n = gw.on_reply(result, &mut out);
             assert!(!gw.is_busy());
@@ -268,7 +277,7 @@ fn forwarded_requests_never_interleave_with_the_charger_traffic() {
             fallback_ma: 6000,
             refresh_s: 10,
         },
-        0,
+        ms(0),
     );
     let mut client = Client::new(ClientConfig::default());
     let mut gw = Gateway::new();
@@ -285,7 +294,7 @@ fn forwarded_requests_never_interleave_with_the_charger_traffic() {
     let mut answer = [0u8; MAX_ADU];
     for step in 0..12_000u64 {
         let now_ms = step * 10;
-        let now_us = now_ms * 1000;
+        let now_us = ms(now_ms).total_micros();
         charger.silent = (80_000..100_000).contains(&now_ms);
         if now_ms % 700 == 0 && !gw.is_busy() {
             assert_eq!(gw.submit(&host_req, &mut answer), Submitted::Queued);
@@ -294,7 +303,7 @@ fn forwarded_requests_never_interleave_with_the_charger_traffic() {
             match gw.next_on_bus(&mut client) {
                 Turn::Forwarded => owner = Some(Owner::Host),
                 Turn::Driver => {
-                    if let Some(r) = driver.poll_request(now_ms, 16_000) {
+                    if let Some(r) = driver.poll_request(ms(now_ms), 16_000) {
                         client.start(1, &Request::from(&r)).unwrap();
                         owner = Some(Owner::Driver(r));
                     }
@@ -302,17 +311,17 @@ fn forwarded_requests_never_interleave_with_the_charger_traffic() {
                 Turn::Busy => {}
             }
         }
-        if let Some(tx) = client.poll_transmit(now_us) {
+        if let Some(tx) = client.poll_transmit(us(now_us)) {
             let tx = tx.to_vec();
             bus.push((now_ms, true, tx.clone()));
             if let Some(rx) = charger.on_frame(1, &tx) {
                 bus.push((now_ms, false, rx.clone()));
-                client.on_frame(now_us + 5_000, &rx);
+                client.on_frame(us(now_us + 5_000), &rx);
             }
         }
-        if let Some(result) = client.poll_result(now_us + 5_000) {
+        if let Some(result) = client.poll_result(us(now_us + 5_000)) {
             match owner.take() {
-                Some(Owner::Driver(r)) => driver.on_response(now_ms, r, result.outcome()),
+                Some(Owner::Driver(r)) => driver.on_response(ms(now_ms), r, result.outcome()),
                 Some(Owner::Host) => {
                     let mut out = [0u8; MAX_ADU];
                     let n = gw.on_reply(result, &mut out).expect("a reply for the host");

@@ -11,7 +11,13 @@ use p1lb_core::registers::{
     Access, Exception, FIRMWARE_VERSION, Flags, REGISTERS, RegisterMap, Save, Type, WriteOutcome,
     markdown_table, register,
 };
+use p1lb_core::time::Instant;
 use proptest::prelude::*;
+
+/// Time in milliseconds from the start.
+fn ms(t: u64) -> Instant {
+    Instant::from_millis(t)
+}
 
 const IDA: Exception = Exception::IllegalDataAddress;
 const IDV: Exception = Exception::IllegalDataValue;
@@ -598,7 +604,7 @@ fn the_override_cap_boots_at_1010_is_written_at_once_and_never_saved() {
 fn the_override_cap_follows_a_new_charger_maximum_as_in_the_balancer() {
     let cfg = Config::default();
     let mut map = RegisterMap::new(cfg);
-    let mut balancer = Balancer::new(cfg, 0);
+    let mut balancer = Balancer::new(cfg, ms(0));
     let check = |map: &RegisterMap, b: &Balancer| {
         assert_eq!(u32::from(map.cap_ma()), b.cap_ma());
     };
@@ -644,16 +650,16 @@ fn status_values_read_with_their_types() {
 #[test]
 fn status_from_the_balancer() {
     let cfg = Config::default();
-    let mut d = Device::new(cfg, 0);
+    let mut d = Device::new(cfg, ms(0));
     // At boot, no telegram yet.
     assert_eq!(read1(&d.map, 1004), u16::MAX);
     assert_eq!(read1(&d.map, 1002), State::Lower.code());
     d.balancer
-        .on_reading(1000, [Some(5000), Some(5000), Some(5000)]);
+        .on_reading(ms(1000), [Some(5000), Some(5000), Some(5000)]);
     for t in (0..=10_000).step_by(1000) {
-        d.tick(t);
+        d.tick(ms(t));
     }
-    d.tick(10_500);
+    d.tick(ms(10_500));
     assert_eq!(
         u32::from(read1(&d.map, 1001)),
         d.balancer.decision().sent_ma
@@ -661,8 +667,8 @@ fn status_from_the_balancer() {
     assert_eq!(read1(&d.map, 1002), d.balancer.decision().state.code());
     assert_eq!(read1(&d.map, 1003) & 1, 1, "stale after 9.5 s");
     assert_eq!(read1(&d.map, 1004), 9);
-    d.balancer.on_reading(11_000, [Some(5000), None, None]);
-    d.tick(11_200);
+    d.balancer.on_reading(ms(11_000), [Some(5000), None, None]);
+    d.tick(ms(11_200));
     assert_eq!(read1(&d.map, 1003) & 1, 0);
     assert_eq!(read1(&d.map, 1004), 0);
 }

@@ -9,6 +9,7 @@ use p1lb_core::config::{Config, address};
 use p1lb_core::device::Device;
 use p1lb_core::modbus::{Frame, MAX_ADU, Request, Words};
 use p1lb_core::registers::{OVERRIDE_CAP, SAVE};
+use p1lb_core::time::Instant;
 use p1lb_core::write_path::{self, Host, Served};
 
 struct TestHost {
@@ -21,7 +22,7 @@ struct TestHost {
 impl TestHost {
     fn new() -> TestHost {
         TestHost {
-            device: Device::new(Config::default(), 0),
+            device: Device::new(Config::default(), Instant::ZERO),
             wakes: 0,
             stored: Vec::new(),
             storage_fails: false,

@@ -23,10 +23,10 @@
 use embassy_futures::select::select;
 use embassy_rp::gpio::Output;
 use embassy_rp::watchdog::Watchdog;
-use embassy_time::{Duration, Instant, Timer};
+use embassy_time::{Duration, Timer};
 use p1lb_core::led;
 
-use crate::shared::{Shared, now_ms};
+use crate::shared::{Shared, at, core_now};
 
 /// The watchdog's timeout: a few missed ticks.
 pub const WATCHDOG_TIMEOUT: Duration = Duration::from_secs(4);
@@ -56,13 +56,9 @@ pub fn start_watchdog(watchdog: &mut Watchdog) {
 pub async fn run(shared: &'static Shared, mut watchdog: Watchdog) {
     loop {
         // The next tick, or a telegram (which may bring the tick forward).
-        let next = shared.device(|d| d.balancer.next_tick_ms());
-        select(
-            Timer::at(Instant::from_millis(next)),
-            shared.wake_control.wait(),
-        )
-        .await;
-        let now = now_ms();
+        let next = shared.device(|d| d.balancer.next_tick());
+        select(Timer::at(at(next)), shared.wake_control.wait()).await;
+        let now = core_now();
         if shared.device(|d| d.tick(now)).changed {
             shared.decision.signal(());
         }
@@ -74,7 +70,7 @@ pub async fn run(shared: &'static Shared, mut watchdog: Watchdog) {
 #[embassy_executor::task]
 pub async fn led(shared: &'static Shared, mut pin: Output<'static>) {
     loop {
-        let now = now_ms();
+        let now = core_now();
         let state = shared.device(|d| d.map.status().state);
         if led::is_on(state, now) {
             pin.set_high();
@@ -82,7 +78,7 @@ pub async fn led(shared: &'static Shared, mut pin: Output<'static>) {
             pin.set_low();
         }
         // The next slot: the next edge of the frame, and a new state within a slot.
-        let next = led::next_look_ms(now);
-        Timer::at(Instant::from_millis(next)).await;
+        let next = led::next_look(now);
+        Timer::at(at(next)).await;
     }
 }

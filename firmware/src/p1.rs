@@ -14,7 +14,7 @@ use p1lb_core::config::P1Line;
 use p1lb_core::device::{P1Event, P1Input};
 
 use crate::Irqs;
-use crate::shared::{Shared, now_ms};
+use crate::shared::{Shared, core_now};
 
 /// Runs forever.
 #[embassy_executor::task]
@@ -50,7 +50,7 @@ fn feed(shared: &Shared, input: &mut P1Input, bytes: &[u8]) {
     // A cable: every byte, also corrupt ones; dropped only when the host is not reading.
     let _ = shared.passthrough.try_write(bytes);
     input.feed(bytes, |event| {
-        shared.device(|d| d.on_p1(now_ms(), &event));
+        shared.device(|d| d.on_p1(core_now(), &event));
         match event {
             P1Event::Telegram(_) => shared.wake_control.signal(()),
             P1Event::Rejected(_) => {}

@@ -12,14 +12,14 @@ use embassy_rp::Peri;
 use embassy_rp::gpio::Output;
 use embassy_rp::peripherals::{PIN_8, PIN_9, UART1};
 use embassy_rp::uart::{self, BufferedUart, DataBits, StopBits};
-use embassy_time::{Instant, Timer};
+use embassy_time::Timer;
 use embedded_io_async::{Read, Write};
 use p1lb_core::bus_master::{BusMaster, MasterEvent};
 use p1lb_core::config::Config;
 use p1lb_core::modbus::{LineConfig, MAX_ADU, Parity};
 
 use crate::Irqs;
-use crate::shared::{Shared, frame_buf, now_ms, now_us};
+use crate::shared::{Shared, at, core_now, frame_buf};
 
 /// The RX FIFO interrupt level set on UART1 (embassy-rp sets 28 of 32): the master
 /// frames replies by silence, so it must see bytes soon after they arrive.
@@ -72,9 +72,9 @@ async fn drive(
     line: LineConfig,
 ) {
     let mut config = shared.saved();
-    let mut master = BusMaster::new(&config, line, now_us());
+    let mut master = BusMaster::new(&config, line, core_now());
     // Bytes reach the task in FIFO chunks: a wait for the next chunk is no silence.
-    master.widen_silence_us(line.fifo_latency_us(RX_FIFO_LEVEL));
+    master.widen_silence(line.fifo_latency(RX_FIFO_LEVEL));
     let mut out = [0u8; MAX_ADU];
     let mut buf = [0u8; 64];
     // The number of the forwarded request on the bus (see `Tagged`).
@@ -93,7 +93,7 @@ async fn drive(
         // A forwarded request leaves the queue only when it goes out at once (the bus
         // free, the driver not first): until then the USB side can take it back when
         // its host stops waiting, so it is never sent late (see `usb::Server::forward`).
-        let now = now_us();
+        let now = core_now();
         let sent_ma = shared.device(|d| d.balancer.decision().sent_ma);
         if master.forward_goes_next(now, sent_ma)
             && let Ok((number, frame)) = shared.gateway_request.try_receive()
@@ -113,13 +113,13 @@ async fn drive(
             }
             de.set_low();
         }
-        let event = master.poll(now_us(), &mut out);
+        let event = master.poll(core_now(), &mut out);
         if event.is_some() && !master.exchange_on_bus() {
             shared.set_bus_busy(false);
         }
         match event {
             Some(MasterEvent::Charger { fresh }) => {
-                let now = now_ms();
+                let now = core_now();
                 shared.device(|d| d.on_charger(now, master.driver(), fresh));
                 continue;
             }
@@ -136,18 +136,18 @@ async fn drive(
         }
         // Bytes, the master's deadline, a request to forward (taken above, when the bus
         // is free) or a new value to send.
-        let wake = master.poll_timeout(now_us());
+        let wake = master.poll_timeout(core_now());
         let sent_ma = shared.device(|d| d.balancer.decision().sent_ma);
         let request = async {
-            if master.forward_goes_next(now_us(), sent_ma) {
+            if master.forward_goes_next(core_now(), sent_ma) {
                 shared.gateway_request.ready_to_receive().await
             } else {
                 core::future::pending().await
             }
         };
-        let timer = Timer::at(Instant::from_micros(wake));
+        let timer = Timer::at(at(wake));
         match select4(uart.read(&mut buf), timer, request, shared.decision.wait()).await {
-            Either4::First(Ok(n)) => master.on_bytes(now_us(), &buf[..n]),
+            Either4::First(Ok(n)) => master.on_bytes(core_now(), &buf[..n]),
             // A UART error loses the bytes (the client times out); a timer, a request
             // or a new value: poll again.
             Either4::First(Err(_))

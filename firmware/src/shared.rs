@@ -14,6 +14,7 @@ use heapless::Vec;
 use p1lb_core::config::Config;
 use p1lb_core::device::Device;
 use p1lb_core::modbus::MAX_ADU;
+use p1lb_core::time::Instant as CoreInstant;
 
 type Cs = CriticalSectionRawMutex;
 
@@ -63,7 +64,7 @@ impl Shared {
     /// The state at boot with the saved configuration.
     pub fn new(config: Config) -> Self {
         Shared {
-            device: Mutex::new(RefCell::new(Device::new(config, now_ms()))),
+            device: Mutex::new(RefCell::new(Device::new(config, core_now()))),
             passthrough: Pipe::new(),
             gateway_request: Channel::new(),
             gateway_reply: Channel::new(),
@@ -103,12 +104,17 @@ impl Shared {
     }
 }
 
-/// The core's time: milliseconds since boot.
-pub fn now_ms() -> u64 {
-    Instant::now().as_millis()
+/// The core's time: embassy's clock (microseconds since boot) as a core instant.
+pub fn core_now() -> CoreInstant {
+    CoreInstant::from_micros(Instant::now().as_micros())
 }
 
-/// Microseconds since boot (Modbus character timing).
-pub fn now_us() -> u64 {
-    Instant::now().as_micros()
+/// The embassy instant of core time `t`, to wait until ([`CoreInstant::MAX`], "never",
+/// is [`Instant::MAX`]; the RP2040's 1 MHz tick makes the rest exact).
+pub fn at(t: CoreInstant) -> Instant {
+    if t == CoreInstant::MAX {
+        Instant::MAX
+    } else {
+        Instant::from_micros(t.total_micros())
+    }
 }

@@ -9,16 +9,17 @@ use embassy_rp::usb::Driver;
 use embassy_time::{Duration, Instant, Timer, with_deadline};
 use embassy_usb::UsbDevice;
 use embassy_usb::class::cdc_acm::CdcAcmClass;
-use p1lb_core::bus_master::longest_exchange_us;
+use p1lb_core::bus_master::longest_exchange;
 use p1lb_core::config::Config;
 use p1lb_core::config_store::ConfigStore;
 use p1lb_core::device::Device;
 use p1lb_core::modbus::{
     BROADCAST, Direction, GATEWAY_NO_RESPONSE, LengthFramer, LineConfig, MAX_ADU, Response,
 };
+use p1lb_core::time::Duration as CoreDuration;
 use p1lb_core::write_path::{self, Host, Served};
 
-use crate::shared::{Shared, frame_buf, now_us};
+use crate::shared::{Shared, core_now, frame_buf};
 use crate::store::{self, StoreFlash};
 
 /// The USB driver.
@@ -29,7 +30,7 @@ pub type Cdc = CdcAcmClass<'static, UsbDriver>;
 /// Full-speed bulk packet size.
 pub const PACKET: usize = 64;
 /// Held bytes of an incomplete Modbus request are dropped after this long idle.
-pub const REQUEST_IDLE_US: u64 = 100_000;
+pub const REQUEST_IDLE: CoreDuration = CoreDuration::from_millis(100);
 /// The longest a forwarded request waits for the bus and its reply: at 9600 baud the
 /// driver's exchange before it and its own, with retries, take 4.6 s at most. Beyond
 /// it the request is taken back if it is still queued (never sent) or, if it is on
@@ -77,17 +78,17 @@ pub async fn modbus(shared: &'static Shared, class: Cdc, store: Option<ConfigSto
         out: [0; MAX_ADU],
         number: 0,
     };
-    let mut framer: LengthFramer = LengthFramer::new(Direction::Requests, REQUEST_IDLE_US);
+    let mut framer: LengthFramer = LengthFramer::new(Direction::Requests, REQUEST_IDLE);
     let (mut packet, mut len, mut at) = ([0u8; PACKET], 0, 0);
     loop {
         // The bytes of the last packet not yet taken by the framer, else a new packet
         // or the framer's idle deadline.
         let frame = if at < len {
-            let (used, frame) = framer.feed(now_us(), &packet[at..len]);
+            let (used, frame) = framer.feed(core_now(), &packet[at..len]);
             at += used;
             frame.map(frame_buf)
         } else {
-            let idle = framer.deadline().map_or(Instant::MAX, Instant::from_micros);
+            let idle = framer.deadline().map_or(Instant::MAX, crate::shared::at);
             match select(rx.read_packet(&mut packet), Timer::at(idle)).await {
                 Either::First(Ok(n)) => (len, at) = (n, 0),
                 Either::First(Err(_)) => {
@@ -96,7 +97,7 @@ pub async fn modbus(shared: &'static Shared, class: Cdc, store: Option<ConfigSto
                 }
                 Either::Second(()) => {}
             }
-            framer.poll(now_us()).map(frame_buf)
+            framer.poll(core_now()).map(frame_buf)
         };
         let Some(frame) = frame else { continue };
         let n = server.handle(&frame).await;
@@ -229,5 +230,6 @@ impl Server {
 
 /// The longest a forwarded exchange takes on the line of `config`, with a margin.
 fn exchange_limit(config: &Config) -> Duration {
-    Duration::from_micros(longest_exchange_us(LineConfig::rs485(config))) + EXCHANGE_MARGIN
+    Duration::from_micros(longest_exchange(LineConfig::rs485(config)).total_micros())
+        + EXCHANGE_MARGIN
 }

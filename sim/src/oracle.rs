@@ -131,7 +131,7 @@ impl Reactive {
         if let Some(&(_, prev)) = self.readings.back() {
             // Headroom mode's edges and long-gap rule, on the exact load.
             let edge = f64::from(balancer::HEADROOM_EDGE_MA) / 1000.0;
-            let long = balancer::HEADROOM_LONG_MS;
+            let long = balancer::HEADROOM_LONG.total_millis();
             if highest - prev >= edge {
                 if let Some((start, _)) = self.gap.take() {
                     self.last_gap_ms = Some(now_ms - start);
@@ -176,12 +176,13 @@ impl Reactive {
                     if want <= self.limit_ma {
                         self.raise_since_ms = None;
                         want
-                    } else if now_ms.saturating_sub(t) >= balancer::FRESH_MS {
+                    } else if now_ms.saturating_sub(t) >= balancer::FRESH.total_millis() {
                         self.limit_ma
                     } else {
                         // A raise once the room has held for state 1's wait (1019).
                         let since = *self.raise_since_ms.get_or_insert(now_ms);
-                        let waited = now_ms.saturating_sub(since) + balancer::WAIT_TOLERANCE_MS
+                        let waited = now_ms.saturating_sub(since)
+                            + balancer::WAIT_TOLERANCE.total_millis()
                             >= u64::from(self.cfg.lower_wait_s()) * 1000;
                         if waited { want } else { self.limit_ma }
                     }

@@ -22,6 +22,7 @@
 use p1lb_core::balancer::{Balancer, State};
 use p1lb_core::config::{Config, ControlMode};
 use p1lb_core::p1::{Event, Reading, TelegramReader};
+use p1lb_core::time::Instant;
 
 use super::bus::{BusEvent, ChargerBus};
 use super::car::{Car, Dynamics};
@@ -227,7 +228,7 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
     let mut reader: TelegramReader = TelegramReader::new();
     // A 115200 8N1 line (DSMR 5, e-MUCS): every telegram carries a CRC.
     reader.set_crc_required(true);
-    let mut balancer = Balancer::new(cfg, 0);
+    let mut balancer = Balancer::new(cfg, Instant::ZERO);
     let cap_ma = balancer.cap_ma();
     let min_a = f64::from(cfg.charger_min_ma()) / 1000.0;
     let mut car = Car::new(&s.car, Dynamics::real(min_a, s.car.delay_ms));
@@ -332,7 +333,7 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
                     bytes = &bytes[used..];
                     if let Some(Event::Telegram(tg)) = event {
                         let grid_ma = Reading::parse(&tg).grid_currents_ma(source);
-                        if balancer.on_reading(tk, grid_ma) {
+                        if balancer.on_reading(Instant::from_millis(tk), grid_ma) {
                             for (ctl, _) in &mut yard {
                                 ctl.on_reading(tk, house_a);
                             }
@@ -348,16 +349,18 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
             }
             // The bus to the end of this step, with the value decided so far.
             bus.run_until(
-                tk + 1000 / u64::from(STEPS),
+                Instant::from_millis(tk + 1000 / u64::from(STEPS)),
                 balancer.decision().sent_ma,
                 &mut bus_events,
             );
             for ev in bus_events.drain(..) {
                 match ev {
-                    BusEvent::LimitApplied { at_ms, limit_ma } => car.command(at_ms, limit_ma),
-                    BusEvent::StatusRead { at_ms } => {
+                    BusEvent::LimitApplied { at, limit_ma } => {
+                        car.command(at.total_millis(), limit_ma)
+                    }
+                    BusEvent::StatusRead { at } => {
                         let st = bus.master().driver().status();
-                        balancer.on_charger_currents(at_ms, st.current_ma);
+                        balancer.on_charger_currents(at, st.current_ma);
                     }
                 }
             }
@@ -432,10 +435,11 @@ fn tick_due(
     yard: &mut [(oracle::Reactive, Car); YARDSTICKS.len()],
     m: &mut Metrics,
 ) {
-    if balancer.next_tick_ms() > tk {
+    let now = Instant::from_millis(tk);
+    if balancer.next_tick() > now {
         return;
     }
-    let d = balancer.tick(tk);
+    let d = balancer.tick(now);
     if d.changed {
         m.limit_changes += 1;
         if d.sent_ma == 0 && car.wants_charge() {

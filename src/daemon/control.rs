@@ -1,12 +1,12 @@
 //! The control task: [`Device::tick`](p1lb_core::device::Device::tick) at
-//! [`next_tick_ms`](p1lb_core::balancer::Balancer::next_tick_ms) (once a second), the
+//! [`next_tick`](p1lb_core::balancer::Balancer::next_tick) (once a second), the
 //! status registers (1001–1004, 1119–1120, flag bits 0 and 1) and one log line per
 //! state change and per fault (appearing or clearing), never one per tick.
 //!
 //! Under systemd it also feeds the watchdog from this loop ([`Notifier::watchdog`],
 //! every [`Notifier::watchdog_interval`], waking for it when that comes before the next
 //! tick), but only while the balancer really ticks: when its last due tick is more than
-//! [`MAX_TICK_GAP_MS`] old the feeding stops (one error line) and systemd restarts the
+//! [`MAX_TICK_GAP`] old the feeding stops (one error line) and systemd restarts the
 //! daemon. A loop that hangs (a blocked runtime thread, a lock never released) stops
 //! feeding by itself. A `STATUS=` line goes to systemd when the state or the meter's
 //! freshness changes.
@@ -14,8 +14,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use p1lb_core::balancer::{State, TICK_MS};
+use p1lb_core::balancer::{State, TICK};
 use p1lb_core::registers::Flags;
+use p1lb_core::time::{Duration as CoreDuration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -24,8 +25,8 @@ use super::shared::{PortState, Shared};
 
 /// The watchdog is fed only while the balancer's last due tick is at most this old.
 /// Its schedule puts the next tick at most 1.25 s after a tick
-/// ([`TICK_MS`] + [`TELEGRAM_GRACE_MS`](p1lb_core::balancer::TELEGRAM_GRACE_MS)).
-pub const MAX_TICK_GAP_MS: u64 = 5 * TICK_MS;
+/// ([`TICK`] + [`TELEGRAM_GRACE`](p1lb_core::balancer::TELEGRAM_GRACE)).
+pub const MAX_TICK_GAP: CoreDuration = TICK.saturating_mul(5);
 
 /// A state's name for the log.
 pub fn state_name(state: State) -> &'static str {
@@ -85,18 +86,18 @@ pub async fn run(shared: Arc<Shared>, notifier: Arc<Notifier>, first_tick: onesh
     loop {
         // The next tick, or a telegram (which may bring the tick forward), or the
         // watchdog's next feed.
-        let mut wake_ms = shared.core().balancer.next_tick_ms();
+        let mut wake = shared.core().balancer.next_tick();
         if let Some(f) = &feeder {
-            wake_ms = wake_ms.min(f.next_ms());
+            wake = wake.min(f.next());
         }
         tokio::select! {
-            () = tokio::time::sleep_until(shared.instant(wake_ms)) => {}
+            () = tokio::time::sleep_until(shared.instant(wake)) => {}
             () = shared.wake_control.notified() => {}
         }
-        let now = shared.now_ms();
+        let now = shared.now();
         let (d, flags, due) = {
             let mut device = shared.core();
-            let due = now >= device.balancer.next_tick_ms();
+            let due = now >= device.balancer.next_tick();
             let d = device.tick(now);
             (d, device.map.status().flags, due)
         };
@@ -162,8 +163,8 @@ pub async fn run(shared: Arc<Shared>, notifier: Arc<Notifier>, first_tick: onesh
             Some(Feed::Now) => {
                 notifier.watchdog();
             }
-            Some(Feed::Starving { gap_ms }) => tracing::error!(
-                "control: the balancer has not ticked for {gap_ms} ms: no longer feeding the \
+            Some(Feed::Starving { gap }) => tracing::error!(
+                "control: the balancer has not ticked for {gap}: no longer feeding the \
                  systemd watchdog (it will restart the daemon)"
             ),
             Some(Feed::NotYet) | None => {}
@@ -175,12 +176,12 @@ pub async fn run(shared: Arc<Shared>, notifier: Arc<Notifier>, first_tick: onesh
 }
 
 /// When the control loop feeds systemd's watchdog: every interval, while the
-/// balancer's last due tick is at most [`MAX_TICK_GAP_MS`] old.
+/// balancer's last due tick is at most [`MAX_TICK_GAP`] old.
 #[derive(Debug, Clone)]
 pub struct Feeder {
-    every_ms: u64,
-    next_ms: u64,
-    last_tick_ms: u64,
+    every: CoreDuration,
+    next: Instant,
+    last_tick: Instant,
     starving: bool,
 }
 
@@ -191,11 +192,11 @@ pub enum Feed {
     Now,
     /// Not due yet.
     NotYet,
-    /// Due, but the balancer has not ticked for `gap_ms`: no feed (returned once per
+    /// Due, but the balancer has not ticked for `gap`: no feed (returned once per
     /// stretch, to be logged; then [`Feed::NotYet`] until it ticks again).
     Starving {
         /// Since the last due tick.
-        gap_ms: u64,
+        gap: CoreDuration,
     },
 }
 
@@ -203,34 +204,34 @@ impl Feeder {
     /// Feeds every `every` (at least 1 ms), the first time at the first pass.
     pub fn new(every: Duration) -> Feeder {
         Feeder {
-            every_ms: u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1),
-            next_ms: 0,
-            last_tick_ms: 0,
+            every: CoreDuration::from(every).max(CoreDuration::from_millis(1)),
+            next: Instant::ZERO,
+            last_tick: Instant::ZERO,
             starving: false,
         }
     }
 
-    /// When the next feed is due (core milliseconds): the loop wakes for it.
-    pub fn next_ms(&self) -> u64 {
-        self.next_ms
+    /// When the next feed is due (core time): the loop wakes for it.
+    pub fn next(&self) -> Instant {
+        self.next
     }
 
-    /// One pass of the loop at `now_ms`; `ticked`: the balancer's tick was due and ran.
-    pub fn on_pass(&mut self, now_ms: u64, ticked: bool) -> Feed {
+    /// One pass of the loop at `now`; `ticked`: the balancer's tick was due and ran.
+    pub fn on_pass(&mut self, now: Instant, ticked: bool) -> Feed {
         if ticked {
-            self.last_tick_ms = now_ms;
+            self.last_tick = now;
         }
-        if now_ms < self.next_ms {
+        if now < self.next {
             return Feed::NotYet;
         }
-        self.next_ms = now_ms.saturating_add(self.every_ms);
-        let gap_ms = now_ms.saturating_sub(self.last_tick_ms);
-        if gap_ms <= MAX_TICK_GAP_MS {
+        self.next = now + self.every;
+        let gap = now - self.last_tick;
+        if gap <= MAX_TICK_GAP {
             self.starving = false;
             Feed::Now
         } else if !self.starving {
             self.starving = true;
-            Feed::Starving { gap_ms }
+            Feed::Starving { gap }
         } else {
             Feed::NotYet
         }
@@ -249,36 +250,45 @@ fn log_flag(before: Flags, now: Flags, flag: Flags, raised: &str, cleared: &str)
 mod tests {
     use super::*;
 
+    fn ms(t: u64) -> Instant {
+        Instant::from_millis(t)
+    }
+
     #[test]
     fn the_watchdog_is_fed_every_interval_while_the_balancer_ticks() {
         let mut f = Feeder::new(Duration::from_millis(500));
         // The first pass feeds.
-        assert_eq!(f.on_pass(0, true), Feed::Now);
-        assert_eq!(f.next_ms(), 500);
-        assert_eq!(f.on_pass(300, false), Feed::NotYet);
-        assert_eq!(f.on_pass(500, false), Feed::Now);
-        assert_eq!(f.on_pass(1000, true), Feed::Now);
+        assert_eq!(f.on_pass(ms(0), true), Feed::Now);
+        assert_eq!(f.next(), ms(500));
+        assert_eq!(f.on_pass(ms(300), false), Feed::NotYet);
+        assert_eq!(f.on_pass(ms(500), false), Feed::Now);
+        assert_eq!(f.on_pass(ms(1000), true), Feed::Now);
         // A late pass: the next feed counts from it, no burst.
-        assert_eq!(f.on_pass(2600, true), Feed::Now);
-        assert_eq!(f.next_ms(), 3100);
+        assert_eq!(f.on_pass(ms(2600), true), Feed::Now);
+        assert_eq!(f.next(), ms(3100));
     }
 
     #[test]
     fn the_watchdog_starves_when_the_balancer_stops_ticking_and_recovers() {
         let mut f = Feeder::new(Duration::from_secs(1));
-        assert_eq!(f.on_pass(0, true), Feed::Now);
+        assert_eq!(f.on_pass(ms(0), true), Feed::Now);
         // The loop runs on (woken for the watchdog), the balancer never ticks again.
         let mut feeds = Vec::new();
         for t in (1000..=9000).step_by(1000) {
-            feeds.push(f.on_pass(t, false));
+            feeds.push(f.on_pass(ms(t), false));
         }
-        let gap = MAX_TICK_GAP_MS;
+        let gap = MAX_TICK_GAP;
         let fed = feeds.iter().filter(|&&x| x == Feed::Now).count();
-        assert_eq!(fed as u64, gap / 1000, "{feeds:?}");
-        assert_eq!(feeds[fed], Feed::Starving { gap_ms: gap + 1000 });
+        assert_eq!(fed as u64, gap.secs(), "{feeds:?}");
+        assert_eq!(
+            feeds[fed],
+            Feed::Starving {
+                gap: gap + CoreDuration::from_secs(1)
+            }
+        );
         assert!(feeds[fed + 1..].iter().all(|&x| x == Feed::NotYet));
         // It ticks again: fed again.
-        assert_eq!(f.on_pass(10_000, true), Feed::Now);
+        assert_eq!(f.on_pass(ms(10_000), true), Feed::Now);
     }
 
     #[test]

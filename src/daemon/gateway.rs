@@ -202,7 +202,7 @@ pub fn response_of(frame: &[u8]) -> Result<Response, ExceptionCode> {
 
 /// Forwards `req` for `unit` through the master task and waits for the reply: up to
 /// [`FORWARD_TIMEOUT`] while it waits for the bus, then, once taken for the bus, up to
-/// `exchange_limit` (`longest_exchange_us` on the line and [`EXCHANGE_MARGIN`]) for its
+/// `exchange_limit` (`longest_exchange` on the line and [`EXCHANGE_MARGIN`]) for its
 /// result.
 pub async fn forward(
     tx: &GatewayTx,

@@ -22,11 +22,11 @@ pub async fn run(shared: Arc<Shared>, bcm_pin: u8) {
     };
     tracing::info!("LED: on BCM pin {bcm_pin}");
     loop {
-        let now = shared.now_ms();
+        let now = shared.now();
         let state = shared.core().map.status().state;
         pin.write(led::is_on(state, now).into());
         // The next slot: the next edge of the frame, and a new state within a slot.
-        let next = led::next_look_ms(now);
+        let next = led::next_look(now);
         tokio::time::sleep_until(shared.instant(next)).await;
     }
 }

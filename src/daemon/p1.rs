@@ -100,7 +100,7 @@ impl Feeder {
         }
         let shared = &self.shared;
         self.input.feed(bytes, |event| {
-            let now = shared.now_ms();
+            let now = shared.now();
             let used = shared.core().on_p1(now, &event);
             match event {
                 P1Event::Telegram(_) => {

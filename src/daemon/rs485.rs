@@ -41,12 +41,13 @@ use p1lb_core::modbus::{
     Frame, LineConfig, MAX_ADU, MAX_READ_QUANTITY, Request, Response, Words, exception_reply,
 };
 use p1lb_core::registers::Exception;
+use p1lb_core::time::Duration as CoreDuration;
 use p1lb_core::write_path::{self, Served};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, DuplexStream};
 use tokio::sync::oneshot;
 use tokio_serial::SerialStream;
 
-use crate::rtu_io::{FrameReceiver, Micros, write_bounded};
+use crate::rtu_io::{Clock, FrameReceiver, write_bounded};
 
 use super::file::Rs485Role;
 use super::gateway::{Forward, GatewayRx, Next, next_live, refuse_for};
@@ -60,7 +61,7 @@ use p1lb_sim::charger::TerraSim;
 /// buffers. In the master role the reply's end is taken this much later than the
 /// 3.5-character silence, so a reply is never cut between two chunks; the next frame
 /// on the bus is ours, so this costs only latency.
-pub const READ_LATENCY_US: u32 = 20_000;
+pub const READ_LATENCY: CoreDuration = CoreDuration::from_millis(20);
 
 /// The serial line of the saved settings 1031 (baud / 100) and 1032 (parity).
 pub fn line_config(config: &Config) -> LineConfig {
@@ -402,10 +403,10 @@ async fn drive_port<P: AsyncRead + AsyncWrite + Unpin>(
     let mut waiting: Option<oneshot::Sender<Vec<u8>>> = None;
     // A request received while waiting, not yet taken for the bus.
     let mut held: Option<Forward> = None;
-    let clock = Micros::new();
+    let clock = Clock::new();
     let mut config = *shared.core().map.saved();
     let mut master = BusMaster::new(&config, line, clock.now());
-    master.widen_silence_us(READ_LATENCY_US);
+    master.widen_silence(READ_LATENCY);
     let mut silent = false;
     let mut buf = [0u8; 512];
     let mut out = [0u8; MAX_ADU];
@@ -452,7 +453,7 @@ async fn drive_port<P: AsyncRead + AsyncWrite + Unpin>(
             Some(MasterEvent::Charger { fresh }) => {
                 shared
                     .core()
-                    .on_charger(shared.now_ms(), master.driver(), fresh);
+                    .on_charger(shared.now(), master.driver(), fresh);
                 let address = master.charger_address();
                 if master.driver().not_answering() != silent {
                     silent = master.driver().not_answering();
@@ -480,7 +481,9 @@ async fn drive_port<P: AsyncRead + AsyncWrite + Unpin>(
         // Wake on bytes, at the master's deadline (at least once a second), on a new
         // value for the charger or on a request to forward.
         let now = clock.now();
-        let wake = master.poll_timeout(now).min(now + 1_000_000);
+        let wake = master
+            .poll_timeout(now)
+            .min(now + CoreDuration::from_secs(1));
         let bus_free = master.forward_goes_next(now, shared.core().balancer.decision().sent_ma);
         let receive = requests.is_some() && held.is_none() && bus_free;
         tokio::select! {
@@ -543,7 +546,7 @@ mod tests {
         let task = tokio::spawn(run_simulated(shared.clone(), charger.clone(), Some(rx)));
         // The control task's part: the balancer ticks (no meter: fallback after 1022).
         for _ in 0..40 {
-            let now = shared.now_ms();
+            let now = shared.now();
             shared.core().tick(now);
             shared.decision.notify_one();
             tokio::time::sleep(Duration::from_secs(1)).await;

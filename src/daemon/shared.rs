@@ -1,22 +1,24 @@
 //! What the tasks share: the core's [`Device`] (register map and balancer) behind one
-//! short-held lock, the daemon's clock (milliseconds since start, the core's time base), the
+//! short-held lock, the daemon's clock (the core's time base, from the daemon's start), the
 //! Modbus unit address in force and where the settings are persisted.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use p1lb_core::config::Config;
 use p1lb_core::device::Device;
+use p1lb_core::time::Instant as CoreInstant;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use crate::rtu_io::Clock;
 
 /// Shared by every task (in an `Arc`).
 #[derive(Debug)]
 pub struct Shared {
     core: Mutex<Device>,
-    start: Instant,
+    clock: Clock,
     unit: AtomicU8,
     /// The TOML file the `[settings]` are saved to.
     pub settings_path: PathBuf,
@@ -44,8 +46,8 @@ impl Shared {
     /// The state at start with the saved configuration `config`.
     pub fn new(config: Config, settings_path: PathBuf) -> Shared {
         Shared {
-            core: Mutex::new(Device::new(config, 0)),
-            start: Instant::now(),
+            core: Mutex::new(Device::new(config, CoreInstant::ZERO)),
+            clock: Clock::new(),
             unit: AtomicU8::new(config.server_address()),
             settings_path,
             wake_control: Notify::new(),
@@ -75,14 +77,14 @@ impl Shared {
         self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Milliseconds since start: the core's time.
-    pub fn now_ms(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    /// Now, on the core's time line (from the daemon's start).
+    pub fn now(&self) -> CoreInstant {
+        self.clock.now()
     }
 
-    /// The instant of core time `ms`.
-    pub fn instant(&self, ms: u64) -> Instant {
-        self.start + Duration::from_millis(ms)
+    /// The tokio instant of core time `t`, to sleep until.
+    pub fn instant(&self, t: CoreInstant) -> Instant {
+        self.clock.instant(t)
     }
 
     /// The Modbus unit address the device answers at (saved register 1090).

@@ -3,6 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use p1lb_core::time::{Duration, Instant};
 use p1lb_core::modbus::{
     Direction, LengthFramer, LineConfig, MAX_ADU, MIN_ADU, Parity, SilenceFramer, crc_ok,
 };
@@ -14,13 +15,13 @@ fuzz_target!(|data: &[u8]| {
     let baud = [1200, 9600, 19200, 115_200][usize::from(cfg & 3)];
     let mut silence = SilenceFramer::<MAX_ADU>::new(LineConfig::new(baud, Parity::Even, 1));
     let mut small = SilenceFramer::<16>::new(LineConfig::new(baud, Parity::None, 1));
-    let mut requests = LengthFramer::<MAX_ADU>::new(Direction::Requests, 5_000);
-    let mut responses = LengthFramer::<40>::new(Direction::Responses, 5_000);
-    let mut now = 0u64;
+    let mut requests = LengthFramer::<MAX_ADU>::new(Direction::Requests, Duration::from_millis(5));
+    let mut responses = LengthFramer::<40>::new(Direction::Responses, Duration::from_millis(5));
+    let mut now = Instant::ZERO;
     // Records: a time step byte, a length byte, then that many bytes.
     let mut rest = data;
     while let [dt, len, tail @ ..] = rest {
-        now += u64::from(*dt) * 97;
+        now += Duration::from_micros(u64::from(*dt) * 97);
         let n = usize::from(*len % 64).min(tail.len());
         let (chunk, next) = tail.split_at(n);
         rest = next;

@@ -21,25 +21,26 @@ use super::frame::{
     BROADCAST, Frame, MAX_ADU, MAX_READ_QUANTITY, PduError, Request, Response, WRITE_SINGLE,
 };
 use super::framer::{Direction, LengthFramer};
+use crate::time::{Duration, Instant};
 
 /// Timing and retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientConfig {
-    /// How long to wait for a reply after sending, µs.
-    pub response_timeout_us: u64,
+    /// How long to wait for a reply after sending.
+    pub response_timeout: Duration,
     /// Attempts after the first one.
     pub retries: u8,
-    /// [`Client::on_bytes`]: held bytes are given up after this long without more, µs.
-    pub idle_us: u64,
+    /// [`Client::on_bytes`]: held bytes are given up after this long without more.
+    pub idle: Duration,
 }
 
 impl Default for ClientConfig {
     /// 500 ms, 2 retries, 20 ms idle.
     fn default() -> Self {
         ClientConfig {
-            response_timeout_us: 500_000,
+            response_timeout: Duration::from_millis(500),
             retries: 2,
-            idle_us: 20_000,
+            idle: Duration::from_millis(20),
         }
     }
 }
@@ -137,7 +138,7 @@ enum Done {
 enum State {
     Idle,
     Send,
-    Wait { deadline: u64 },
+    Wait { deadline: Instant },
     Done(Done),
 }
 
@@ -168,7 +169,7 @@ impl Client {
             tx_len: 0,
             attempts: 0,
             regs: [0; MAX_READ_QUANTITY as usize],
-            rx: LengthFramer::new(Direction::Responses, cfg.idle_us),
+            rx: LengthFramer::new(Direction::Responses, cfg.idle),
             stats: ClientStats::default(),
         }
     }
@@ -207,13 +208,13 @@ impl Client {
         self.tx[0]
     }
 
-    fn handle_time(&mut self, now_us: u64) {
+    fn handle_time(&mut self, now: Instant) {
         // Frames found behind garbage at the stream framer's idle timeout: all of them
         // now, so that the idle deadline is not left in the past (a caller sleeping
         // until `poll_timeout` would spin). Each poll takes at least one byte.
         let mut frame = [0u8; MAX_ADU];
         for _ in 0..MAX_ADU {
-            let found = self.rx.poll(now_us).map(|f| {
+            let found = self.rx.poll(now).map(|f| {
                 frame[..f.len()].copy_from_slice(f);
                 f.len()
             });
@@ -223,7 +224,7 @@ impl Client {
             }
         }
         if let State::Wait { deadline } = self.state {
-            if now_us >= deadline {
+            if now >= deadline {
                 inc(&mut self.stats.timeouts);
                 self.fail_attempt(None);
             }
@@ -244,8 +245,8 @@ impl Client {
 
     /// The frame to send now, if any (once per attempt). Waiting for the reply
     /// starts now.
-    pub fn poll_transmit(&mut self, now_us: u64) -> Option<&[u8]> {
-        self.handle_time(now_us);
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<&[u8]> {
+        self.handle_time(now);
         if self.state != State::Send {
             return None;
         }
@@ -256,7 +257,7 @@ impl Client {
             State::Done(Done::Written)
         } else {
             State::Wait {
-                deadline: now_us.saturating_add(self.cfg.response_timeout_us),
+                deadline: now + self.cfg.response_timeout,
             }
         };
         self.tx.get(..self.tx_len)
@@ -265,23 +266,23 @@ impl Client {
     /// When to call back at the latest, if anything is pending: the response timeout
     /// or the stream framer's idle timeout; 0 when a frame is to be sent or a result
     /// collected at once.
-    pub fn poll_timeout(&self) -> Option<u64> {
+    pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             State::Wait { deadline } => Some(match self.rx.deadline() {
                 Some(idle) => idle.min(deadline),
                 None => deadline,
             }),
-            State::Send | State::Done(_) => Some(0),
+            State::Send | State::Done(_) => Some(Instant::ZERO),
             State::Idle => None,
         }
     }
 
-    /// Bytes received at `now_us` from a stream: framed by length and CRC.
-    pub fn on_bytes(&mut self, now_us: u64, mut bytes: &[u8]) {
-        self.handle_time(now_us);
+    /// Bytes received at `now` from a stream: framed by length and CRC.
+    pub fn on_bytes(&mut self, now: Instant, mut bytes: &[u8]) {
+        self.handle_time(now);
         let mut frame = [0u8; MAX_ADU];
         loop {
-            let (used, got) = self.rx.feed(now_us, bytes);
+            let (used, got) = self.rx.feed(now, bytes);
             let len = got.map(|f| {
                 frame[..f.len()].copy_from_slice(f);
                 f.len()
@@ -294,9 +295,9 @@ impl Client {
         }
     }
 
-    /// A whole frame received at `now_us` (from a silence framer).
-    pub fn on_frame(&mut self, now_us: u64, frame: &[u8]) {
-        self.handle_time(now_us);
+    /// A whole frame received at `now` (from a silence framer).
+    pub fn on_frame(&mut self, now: Instant, frame: &[u8]) {
+        self.handle_time(now);
         self.handle_frame(frame);
     }
 
@@ -378,8 +379,8 @@ impl Client {
     }
 
     /// The result of the request, once it has ended; the client is then idle.
-    pub fn poll_result(&mut self, now_us: u64) -> Option<Reply<'_>> {
-        self.handle_time(now_us);
+    pub fn poll_result(&mut self, now: Instant) -> Option<Reply<'_>> {
+        self.handle_time(now);
         let State::Done(done) = self.state else {
             return None;
         };

@@ -1,7 +1,7 @@
 //! Frame assembly from chunks of bytes, two ways:
 //!
 //! - [`SilenceFramer`] for a UART (RS485): a frame ends at a silence of 3.5
-//!   characters ([`LineConfig::silence_us`]), as the Modbus RTU specification says.
+//!   characters ([`LineConfig::silence`]), as the Modbus RTU specification says.
 //!   Fed timestamped chunks; yields the bytes between two silences.
 //! - [`LengthFramer`] for byte streams without timing (USB CDC, pipes, TCP-tunnelled
 //!   RTU): a frame is as long as its function code's length rules say, and its CRC
@@ -15,6 +15,7 @@
 
 use super::crc::crc_ok;
 use super::frame::{EXCEPTION_BIT, MAX_ADU, MIN_ADU};
+use crate::time::{Duration, Instant};
 
 /// Parity of a serial line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,10 +40,10 @@ pub struct LineConfig {
 }
 
 impl LineConfig {
-    /// Above this baud rate the silence is fixed at [`LineConfig::FIXED_SILENCE_US`].
+    /// Above this baud rate the silence is fixed at [`LineConfig::FIXED_SILENCE`].
     pub const FIXED_ABOVE_BAUD: u32 = 19_200;
     /// The silence above 19200 baud: 1750 µs.
-    pub const FIXED_SILENCE_US: u32 = 1_750;
+    pub const FIXED_SILENCE: Duration = Duration::from_micros(1_750);
 
     /// 8 data bits with the given baud rate, parity and stop bits.
     pub const fn new(baud: u32, parity: Parity, stop_bits: u8) -> Self {
@@ -63,46 +64,38 @@ impl LineConfig {
         1 + 8 + parity + stop
     }
 
-    /// One character's time, µs, rounded up (a baud rate of 0 counts as 1).
-    pub const fn char_us(&self) -> u32 {
+    /// The time `bits` bit periods take on this line, rounded up to the microsecond (a
+    /// baud rate of 0 counts as 1). Never overflows: `bits` is at most `u32::MAX`.
+    const fn bits_time(&self, bits: u64) -> Duration {
         let baud = if self.baud == 0 { 1 } else { self.baud } as u64;
-        let us = (self.bits_per_char() as u64 * 1_000_000).div_ceil(baud);
-        if us > u32::MAX as u64 {
-            u32::MAX
-        } else {
-            us as u32
-        }
+        // Bits per second to microseconds per bit: the one unit conversion here.
+        Duration::from_micros((bits * 1_000_000).div_ceil(baud))
     }
 
-    /// How late a UART with a receive FIFO hands bytes over, µs, rounded up: up to
+    /// One character's time, rounded up to the microsecond.
+    pub const fn char_time(&self) -> Duration {
+        self.bits_time(self.bits_per_char() as u64)
+    }
+
+    /// How late a UART with a receive FIFO hands bytes over, rounded up: up to
     /// `threshold - 1` characters wait for the FIFO's interrupt level, and the last
     /// few of a frame for the receive timeout (32 bit periods). A reader that sees
     /// bytes only in such chunks must add this to the silence that ends a frame, or
     /// a long frame is cut at the first chunk boundary.
-    pub const fn fifo_latency_us(&self, threshold: u32) -> u32 {
-        let baud = if self.baud == 0 { 1 } else { self.baud } as u64;
+    pub const fn fifo_latency(&self, threshold: u32) -> Duration {
         let waiting = threshold.saturating_sub(1) as u64 * self.bits_per_char() as u64;
-        let us = ((waiting + 32) * 1_000_000).div_ceil(baud);
-        if us > u32::MAX as u64 {
-            u32::MAX
-        } else {
-            us as u32
-        }
+        self.bits_time(waiting + 32)
     }
 
-    /// The 3.5-character silence that ends a frame, µs, rounded up; fixed at 1750 µs
-    /// above 19200 baud.
-    pub const fn silence_us(&self) -> u32 {
+    /// The 3.5-character silence that ends a frame, rounded up to the microsecond;
+    /// fixed at 1750 µs above 19200 baud.
+    pub const fn silence(&self) -> Duration {
         if self.baud > Self::FIXED_ABOVE_BAUD {
-            return Self::FIXED_SILENCE_US;
+            return Self::FIXED_SILENCE;
         }
         let baud = if self.baud == 0 { 1 } else { self.baud } as u64;
-        let us = (self.bits_per_char() as u64 * 3_500_000).div_ceil(baud);
-        if us > u32::MAX as u64 {
-            u32::MAX
-        } else {
-            us as u32
-        }
+        // 3.5 characters: 7 half characters, in microseconds.
+        Duration::from_micros((self.bits_per_char() as u64 * 3_500_000).div_ceil(baud))
     }
 }
 
@@ -139,41 +132,41 @@ pub struct SilenceFramer<const N: usize = MAX_ADU> {
     overflowed: bool,
     /// The previous call yielded `buf[..len]`: clear before going on.
     yielded: bool,
-    last_us: Option<u64>,
-    char_us: u32,
-    silence_us: u32,
+    last: Option<Instant>,
+    char_time: Duration,
+    silence: Duration,
     stats: FramerStats,
 }
 
 impl<const N: usize> SilenceFramer<N> {
     /// A framer for a line with these settings.
     pub fn new(line: LineConfig) -> Self {
-        Self::with_times(line.char_us(), line.silence_us())
+        Self::with_times(line.char_time(), line.silence())
     }
 
-    /// A framer with explicit character and silence times, µs.
-    pub fn with_times(char_us: u32, silence_us: u32) -> Self {
+    /// A framer with explicit character and silence times.
+    pub fn with_times(char_time: Duration, silence: Duration) -> Self {
         SilenceFramer {
             buf: [0; N],
             len: 0,
             overflowed: false,
             yielded: false,
-            last_us: None,
-            char_us,
-            silence_us,
+            last: None,
+            char_time,
+            silence,
             stats: FramerStats::default(),
         }
     }
 
-    /// The silence that ends a frame, µs.
-    pub fn silence_us(&self) -> u32 {
-        self.silence_us
+    /// The silence that ends a frame.
+    pub fn silence(&self) -> Duration {
+        self.silence
     }
 
-    /// Lengthens the silence that ends a frame by `extra_us` (a UART's receive
-    /// latency, [`LineConfig::fifo_latency_us`]).
-    pub fn widen_silence_us(&mut self, extra_us: u32) {
-        self.silence_us = self.silence_us.saturating_add(extra_us);
+    /// Lengthens the silence that ends a frame by `extra` (a UART's receive
+    /// latency, [`LineConfig::fifo_latency`]).
+    pub fn widen_silence(&mut self, extra: Duration) {
+        self.silence += extra;
     }
 
     /// Counters.
@@ -209,21 +202,18 @@ impl<const N: usize> SilenceFramer<N> {
         false
     }
 
-    /// Feeds `bytes`, the last of which arrived at `now_us`. Returns how many bytes
+    /// Feeds `bytes`, the last of which arrived at `now`. Returns how many bytes
     /// were taken and the frame a silence before them ended, if any; when a frame is
     /// returned no byte was taken: feed the same bytes again.
-    pub fn feed(&mut self, now_us: u64, bytes: &[u8]) -> (usize, Option<&[u8]>) {
+    pub fn feed(&mut self, now: Instant, bytes: &[u8]) -> (usize, Option<&[u8]>) {
         self.settle();
         if bytes.is_empty() {
             return (0, None);
         }
-        if let Some(last) = self.last_us {
-            let span = u64::from(self.char_us).saturating_mul(bytes.len() as u64 - 1);
-            let first_us = now_us.saturating_sub(span);
-            if self.pending()
-                && first_us.saturating_sub(last) >= u64::from(self.silence_us)
-                && self.finish()
-            {
+        if let Some(last) = self.last {
+            let span = self.char_time.saturating_mul(bytes.len() as u64 - 1);
+            let first = now - span;
+            if self.pending() && first - last >= self.silence && self.finish() {
                 return (0, Some(&self.buf[..self.len]));
             }
         }
@@ -236,28 +226,24 @@ impl<const N: usize> SilenceFramer<N> {
                 None => self.overflowed = true,
             }
         }
-        self.last_us = Some(now_us);
+        self.last = Some(now);
         (bytes.len(), None)
     }
 
-    /// The frame in progress, if the line has been silent long enough at `now_us`.
-    pub fn poll(&mut self, now_us: u64) -> Option<&[u8]> {
+    /// The frame in progress, if the line has been silent long enough at `now`.
+    pub fn poll(&mut self, now: Instant) -> Option<&[u8]> {
         self.settle();
-        let last = self.last_us?;
-        if self.pending()
-            && now_us.saturating_sub(last) >= u64::from(self.silence_us)
-            && self.finish()
-        {
+        let last = self.last?;
+        if self.pending() && now - last >= self.silence && self.finish() {
             return Some(&self.buf[..self.len]);
         }
         None
     }
 
     /// When [`poll`](Self::poll) would end the frame in progress, if one is.
-    pub fn deadline(&self) -> Option<u64> {
+    pub fn deadline(&self) -> Option<Instant> {
         if self.pending() {
-            self.last_us
-                .map(|t| t.saturating_add(u64::from(self.silence_us)))
+            self.last.map(|t| t + self.silence)
         } else {
             None
         }
@@ -337,23 +323,23 @@ pub struct LengthFramer<const N: usize = MAX_ADU> {
     /// Bytes of the last yielded frame, dropped at the next call.
     yielded: usize,
     direction: Direction,
-    idle_us: u64,
-    last_us: Option<u64>,
+    idle: Duration,
+    last: Option<Instant>,
     stats: FramerStats,
 }
 
 impl<const N: usize> LengthFramer<N> {
     /// A framer for `direction`'s frames that gives up incomplete bytes after
-    /// `idle_us` without new bytes.
-    pub fn new(direction: Direction, idle_us: u64) -> Self {
+    /// `idle` without new bytes.
+    pub fn new(direction: Direction, idle: Duration) -> Self {
         LengthFramer {
             buf: [0; N],
             start: 0,
             end: 0,
             yielded: 0,
             direction,
-            idle_us,
-            last_us: None,
+            idle,
+            last: None,
             stats: FramerStats::default(),
         }
     }
@@ -413,9 +399,9 @@ impl<const N: usize> LengthFramer<N> {
         }
     }
 
-    fn expired(&self, now_us: u64) -> bool {
-        match self.last_us {
-            Some(t) => self.start < self.end && now_us.saturating_sub(t) >= self.idle_us,
+    fn expired(&self, now: Instant) -> bool {
+        match self.last {
+            Some(t) => self.start < self.end && now - t >= self.idle,
             None => false,
         }
     }
@@ -435,11 +421,11 @@ impl<const N: usize> LengthFramer<N> {
         None
     }
 
-    /// Feeds `bytes` received at `now_us`. Returns how many were taken and the frame
+    /// Feeds `bytes` received at `now`. Returns how many were taken and the frame
     /// they completed, if any (the rest is for the next call).
-    pub fn feed(&mut self, now_us: u64, bytes: &[u8]) -> (usize, Option<&[u8]>) {
+    pub fn feed(&mut self, now: Instant, bytes: &[u8]) -> (usize, Option<&[u8]>) {
         self.settle();
-        if !bytes.is_empty() && self.expired(now_us) {
+        if !bytes.is_empty() && self.expired(now) {
             if let Some((a, b)) = self.expire() {
                 return (0, Some(&self.buf[a..b]));
             }
@@ -458,7 +444,7 @@ impl<const N: usize> LengthFramer<N> {
             }
             self.buf[self.end] = byte;
             self.end += 1;
-            self.last_us = Some(now_us);
+            self.last = Some(now);
             if let Some((a, b)) = self.scan() {
                 return (i + 1, Some(&self.buf[a..b]));
             }
@@ -468,9 +454,9 @@ impl<const N: usize> LengthFramer<N> {
 
     /// After the idle timeout, a frame found behind garbage, if any; the rest is
     /// dropped.
-    pub fn poll(&mut self, now_us: u64) -> Option<&[u8]> {
+    pub fn poll(&mut self, now: Instant) -> Option<&[u8]> {
         self.settle();
-        if self.expired(now_us) {
+        if self.expired(now) {
             let (a, b) = self.expire()?;
             return Some(&self.buf[a..b]);
         }
@@ -478,9 +464,9 @@ impl<const N: usize> LengthFramer<N> {
     }
 
     /// When [`poll`](Self::poll) would give up the held bytes, if any are held.
-    pub fn deadline(&self) -> Option<u64> {
+    pub fn deadline(&self) -> Option<Instant> {
         if self.buffered() > 0 {
-            self.last_us.map(|t| t.saturating_add(self.idle_us))
+            self.last.map(|t| t + self.idle)
         } else {
             None
         }

@@ -9,14 +9,15 @@
 /// request gets exactly one answer (a reply, or none for one that is not forwarded).
 /// Panics when a check fails.
 pub fn run(data: &[u8]) {
+    use p1lb_core::time::{Duration, Instant};
     let mut config = Config::default();
     if let Some(&b) = data.first() {
         // Charger address and line speed vary too.
         let _ = config.set(p1lb_core::config::address::CHARGER_ADDRESS, u16::from(b % 4) + 1);
         let _ = config.set(p1lb_core::config::address::RS485_BAUD, [12, 96, 1152][usize::from(b >> 6) % 3]);
     }
-    let mut master = BusMaster::new(&config, LineConfig::rs485(&config), 0);
-    let mut now: u64 = 0;
+    let mut master = BusMaster::new(&config, LineConfig::rs485(&config), Instant::ZERO);
+    let mut now = Instant::ZERO;
     let mut out = [0u8; MAX_ADU];
     let (mut submitted, mut answered) = (0u32, 0u32);
     let on_event = |e: MasterEvent, answered: &mut u32| match e {
@@ -31,7 +32,7 @@ pub fn run(data: &[u8]) {
     while let [op, arg, tail @ ..] = rest {
         rest = tail;
         match op % 5 {
-            0 => now += u64::from(*arg) * 250,
+            0 => now += Duration::from_micros(u64::from(*arg) * 250),
             1 => {
                 let n = usize::from(*arg % 64).min(rest.len());
                 let (bytes, tail) = rest.split_at(n);
@@ -70,7 +71,9 @@ pub fn run(data: &[u8]) {
         }
         let next = master.poll_timeout(now);
         assert!(next >= now, "deadline {next} in the past of {now}");
-        now = next.max(now + 1).min(now + 1_000_000);
+        now = next
+            .max(now + Duration::from_micros(1))
+            .min(now + Duration::from_secs(1));
     }
     assert_eq!(submitted, answered, "every submitted request answered once");
 }

@@ -5,6 +5,7 @@
 /// Runs one fuzz input through the client: arbitrary replies at arbitrary times, via
 /// stream bytes and whole frames. Panics when a check fails.
 pub fn run(data: &[u8]) {
+    use p1lb_core::time::{Duration, Instant};
     let [kind, a0, a1, q, unit, rest @ ..] = data else {
         return;
     };
@@ -25,17 +26,17 @@ pub fn run(data: &[u8]) {
     };
     let unit = *unit % 4;
     let mut c = Client::new(ClientConfig {
-        response_timeout_us: 10_000,
+        response_timeout: Duration::from_millis(10),
         retries: kind >> 6,
-        idle_us: 1_000,
+        idle: Duration::from_millis(1),
     });
     c.start(unit, &req).expect("start");
-    let mut now = 0u64;
+    let mut now = Instant::ZERO;
     let mut results = 0;
     // Records: a control byte (time step, input kind, CRC fix), a length, the bytes.
     let mut rest = rest;
     while let [ctl, len, tail @ ..] = rest {
-        now += u64::from(ctl >> 2) * 500;
+        now += Duration::from_micros(u64::from(ctl >> 2) * 500);
         let n = usize::from(*len % 64).min(tail.len());
         let (chunk, next) = tail.split_at(n);
         rest = next;

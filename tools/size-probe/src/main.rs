@@ -65,6 +65,7 @@ mod modbus_parts {
     };
     use p1lb_core::registers::RegisterMap;
     use p1lb_core::server::serve;
+    use p1lb_core::time::{Duration, Instant};
 
     pub struct Parts {
         map: RegisterMap,
@@ -79,14 +80,14 @@ mod modbus_parts {
             Parts {
                 map: RegisterMap::new(Config::default()),
                 uart: SilenceFramer::new(LineConfig::new(9600, Parity::None, 1)),
-                usb: LengthFramer::new(Direction::Requests, 20_000),
+                usb: LengthFramer::new(Direction::Requests, Duration::from_millis(20)),
                 client: Client::new(ClientConfig::default()),
                 gateway: Gateway::new(),
             }
         }
 
         pub fn run(&mut self, input: &[u8]) {
-            let now = black_box(0u64);
+            let now = Instant::from_micros(black_box(0u64));
             let mut out = [0u8; MAX_ADU];
             if let (_, Some(frame)) = self.usb.feed(now, input) {
                 let mut f = [0u8; MAX_ADU];
