@@ -87,6 +87,19 @@ pub fn longest_exchange(line: LineConfig) -> Duration {
     client.response_timeout * (u32::from(client.retries) + 1)
 }
 
+/// The gateway's abandon policy, the same in both products: a forwarded request waits
+/// for the bus at most this long (at 9600 baud the driver's exchange before it and its
+/// own, with retries, take 4.6 s at most). Still queued then, its client is answered
+/// 0x0B and it is never sent; already on the bus, its client waits for the exchange's
+/// result ([`forward_result_wait`]).
+pub const FORWARD_WAIT: Duration = Duration::from_secs(5);
+
+/// How long the client of a forwarded request that went on the bus waits for its
+/// result: every attempt ([`longest_exchange`]) and a second's margin.
+pub fn forward_result_wait(line: LineConfig) -> Duration {
+    longest_exchange(line) + Duration::from_secs(1)
+}
+
 /// The Terra AC driver's clock resolution: its schedule (polls, retries, refreshes) runs
 /// on whole milliseconds, as it always has, while the client and the framer see every
 /// microsecond (character timing). Its exchanges fall on the same instants as before

@@ -6,7 +6,9 @@ mod common;
 
 use common::terra::Charger;
 use p1lb_core::abb::{REG_LIMIT, Request as AbbRequest, STATUS_LEN, STATUS_START};
-use p1lb_core::bus_master::{BusMaster, MasterEvent, longest_exchange};
+use p1lb_core::bus_master::{
+    BusMaster, FORWARD_WAIT, MasterEvent, forward_result_wait, longest_exchange,
+};
 use p1lb_core::config::{Config, address};
 use p1lb_core::device::Device;
 use p1lb_core::modbus::{
@@ -184,6 +186,12 @@ fn a_silent_exchange_ends_within_the_longest_exchange() {
         }
         let sent_at = sent_at.expect("on the bus");
         let took = bus.now_us - sent_at;
+        // The gateway's client (daemon and firmware alike) waits longer than that.
+        let wait = forward_result_wait(LineConfig::rs485(&config)).total_micros();
+        assert!(
+            took < wait,
+            "{baud100}: {took} µs, the client waits {wait} µs"
+        );
         assert!(
             took <= limit,
             "{} baud: 0x0B {took} µs after the request went out, longest {limit} µs",
@@ -371,4 +379,23 @@ fn a_garbage_reply_and_a_request_for_the_charger_are_answered() {
     ));
     data.extend([3, 0, 1, 5, 0xde, 0xad, 0xbe, 0xef, 0x01, 0, 200, 4, 0]);
     run(&data);
+}
+
+/// The gateway's abandon policy, one definition for the daemon and the firmware: 5 s
+/// for the bus; once on it, the longest exchange and a second (8.9 s at 1200 baud, the
+/// slowest line).
+#[test]
+fn the_gateway_policy_waits_5_s_for_the_bus_and_the_whole_exchange_on_it() {
+    assert_eq!(FORWARD_WAIT.total_millis(), 5_000);
+    let mut config = Config::default();
+    config.set(address::RS485_BAUD, 12).unwrap();
+    let slowest = forward_result_wait(LineConfig::rs485(&config));
+    assert_eq!(
+        slowest.total_micros(),
+        longest_exchange(LineConfig::rs485(&config)).total_micros() + 1_000_000
+    );
+    assert!(
+        (8_800..=9_000).contains(&slowest.total_millis()),
+        "{slowest}"
+    );
 }

@@ -9,7 +9,7 @@ use embassy_rp::usb::Driver;
 use embassy_time::{Duration, Instant, Timer, with_deadline};
 use embassy_usb::UsbDevice;
 use embassy_usb::class::cdc_acm::CdcAcmClass;
-use p1lb_core::bus_master::longest_exchange;
+use p1lb_core::bus_master::{FORWARD_WAIT, forward_result_wait};
 use p1lb_core::config::Config;
 use p1lb_core::config_store::ConfigStore;
 use p1lb_core::device::Device;
@@ -31,13 +31,11 @@ pub type Cdc = CdcAcmClass<'static, UsbDriver>;
 pub const PACKET: usize = 64;
 /// Held bytes of an incomplete Modbus request are dropped after this long idle.
 pub const REQUEST_IDLE: CoreDuration = CoreDuration::from_millis(100);
-/// The longest a forwarded request waits for the bus and its reply: at 9600 baud the
-/// driver's exchange before it and its own, with retries, take 4.6 s at most. Beyond
-/// it the request is taken back if it is still queued (never sent) or, if it is on
-/// the bus, waited for to its exchange's end (see [`Server::forward`]).
-pub const GATEWAY_WAIT: Duration = Duration::from_secs(5);
-/// Added to the longest exchange on the line when waiting for a request on the bus.
-const EXCHANGE_MARGIN: Duration = Duration::from_secs(1);
+/// The longest a forwarded request waits for the bus: the core's gateway policy
+/// ([`FORWARD_WAIT`], the daemon's too). Beyond it the request is taken back if it is
+/// still queued (never sent) or, if it is on the bus, waited for to its exchange's end
+/// (see [`Server::forward`]).
+pub const GATEWAY_WAIT: Duration = Duration::from_micros(FORWARD_WAIT.total_micros());
 
 /// Runs the USB device forever.
 #[embassy_executor::task]
@@ -230,6 +228,5 @@ impl Server {
 
 /// The longest a forwarded exchange takes on the line of `config`, with a margin.
 fn exchange_limit(config: &Config) -> Duration {
-    Duration::from_micros(longest_exchange(LineConfig::rs485(config)).total_micros())
-        + EXCHANGE_MARGIN
+    Duration::from_micros(forward_result_wait(LineConfig::rs485(config)).total_micros())
 }

@@ -22,18 +22,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
+use p1lb_core::bus_master::FORWARD_WAIT;
+
 use p1lb_core::modbus::{Frame, MAX_ADU, Request as RtuRequest, Response as RtuResponse, Words};
 use tokio::sync::{mpsc, oneshot};
 use tokio_modbus::{ExceptionCode, Request, Response};
 
-/// How long a forwarded request may wait for the bus (and its reply): at 9600 baud
-/// the driver's exchange before it and its own, with retries, take 4.6 s at most.
-/// Still queued then, it is answered 0x0B and never sent; already on the bus, its
-/// exchange's result is waited for (see [`forward`]).
-pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Added to the longest exchange on the line when waiting for a request on the bus.
-pub const EXCHANGE_MARGIN: Duration = Duration::from_secs(1);
+/// How long a forwarded request may wait for the bus: the core's gateway policy
+/// ([`p1lb_core::bus_master::FORWARD_WAIT`], the firmware's too). Still queued then,
+/// it is answered 0x0B and never sent; already on the bus, its exchange's result is
+/// waited for (see [`forward`]).
+pub const FORWARD_TIMEOUT: Duration = Duration::from_micros(FORWARD_WAIT.total_micros());
 
 const QUEUED: u8 = 0;
 const TAKEN: u8 = 1;
@@ -202,7 +201,7 @@ pub fn response_of(frame: &[u8]) -> Result<Response, ExceptionCode> {
 
 /// Forwards `req` for `unit` through the master task and waits for the reply: up to
 /// [`FORWARD_TIMEOUT`] while it waits for the bus, then, once taken for the bus, up to
-/// `exchange_limit` (`longest_exchange` on the line and [`EXCHANGE_MARGIN`]) for its
+/// `exchange_limit` (the core's `forward_result_wait` on the line) for its
 /// result.
 pub async fn forward(
     tx: &GatewayTx,

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use p1lb_core::bus_master::longest_exchange;
+use p1lb_core::bus_master::forward_result_wait;
 use p1lb_core::config::Config;
 use p1lb_core::device::Device;
 use p1lb_core::modbus::LineConfig;
@@ -106,7 +106,7 @@ impl MapService {
             return match &self.gateway {
                 Some(tx) => {
                     let line = LineConfig::rs485(self.shared.core().map.saved());
-                    let limit = Duration::from(longest_exchange(line)) + gateway::EXCHANGE_MARGIN;
+                    let limit = Duration::from(forward_result_wait(line));
                     gateway::forward(tx, unit, &req.request, limit).await
                 }
                 None => Err(ExceptionCode::GatewayTargetDevice),
