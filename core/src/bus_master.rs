@@ -56,6 +56,21 @@ pub struct BusMaster {
     /// exchange goes before the next forwarded one (a host polling through the gateway
     /// never holds back the charger's limit by more than one exchange).
     driver_next: bool,
+    /// The saved configuration it runs with, and its line.
+    config: Config,
+    line: LineConfig,
+}
+
+/// What a product does after [`BusMaster::follow_saved`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SavedChange {
+    /// Nothing it uses changed.
+    None,
+    /// Taken over (charger address, fallback, refresh period).
+    Applied,
+    /// The line changed (1031/1032): reopen the port with it and start a new master
+    /// (the exchange on the bus is dropped; its client is answered at once).
+    Reopen,
 }
 
 /// The driver's settings from the saved configuration.
@@ -129,6 +144,8 @@ impl BusMaster {
             refused: None,
             answer: [0; MAX_ADU],
             driver_next: false,
+            config: *config,
+            line,
         }
     }
 
@@ -142,6 +159,21 @@ impl BusMaster {
     pub fn apply_config(&mut self, config: &Config) {
         self.driver.apply_config(driver_config(config));
         self.address = charger_address(config);
+        self.config = *config;
+    }
+
+    /// Follows the saved configuration `saved` (call on every turn of the product's
+    /// loop): a changed line asks for the port to be reopened, anything else is applied.
+    /// One rule for the daemon and the firmware.
+    pub fn follow_saved(&mut self, saved: &Config) -> SavedChange {
+        if *saved == self.config {
+            SavedChange::None
+        } else if LineConfig::rs485(saved) != self.line {
+            SavedChange::Reopen
+        } else {
+            self.apply_config(saved);
+            SavedChange::Applied
+        }
     }
 
     /// The charger driver (its status and flags, for the register map).

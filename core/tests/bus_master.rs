@@ -7,7 +7,7 @@ mod common;
 use common::terra::Charger;
 use p1lb_core::abb::{REG_LIMIT, Request as AbbRequest, STATUS_LEN, STATUS_START};
 use p1lb_core::bus_master::{
-    BusMaster, FORWARD_WAIT, MasterEvent, forward_result_wait, longest_exchange,
+    BusMaster, FORWARD_WAIT, MasterEvent, SavedChange, forward_result_wait, longest_exchange,
 };
 use p1lb_core::config::{Config, address};
 use p1lb_core::device::Device;
@@ -398,4 +398,24 @@ fn the_gateway_policy_waits_5_s_for_the_bus_and_the_whole_exchange_on_it() {
         (8_800..=9_000).contains(&slowest.total_millis()),
         "{slowest}"
     );
+}
+
+/// One rule for both products' master loops: a save that changes the line asks for the
+/// port to be reopened; any other change is taken over at once (here: the charger moved
+/// to address 3); the same configuration again changes nothing.
+#[test]
+fn a_save_is_followed_and_a_new_line_reopens() {
+    let config = Config::default();
+    let mut master = BusMaster::new(&config, LineConfig::rs485(&config), Instant::ZERO);
+    assert_eq!(master.follow_saved(&config), SavedChange::None);
+    let mut moved = config;
+    moved.set(address::CHARGER_ADDRESS, 3).unwrap();
+    assert_eq!(master.follow_saved(&moved), SavedChange::Applied);
+    assert_eq!(master.charger_address(), 3);
+    assert_eq!(master.follow_saved(&moved), SavedChange::None);
+    let mut faster = moved;
+    faster.set(address::RS485_BAUD, 192).unwrap();
+    assert_eq!(master.follow_saved(&faster), SavedChange::Reopen);
+    // Not taken over: the port is reopened and a new master starts.
+    assert_eq!(master.follow_saved(&faster), SavedChange::Reopen);
 }

@@ -14,7 +14,7 @@ use embassy_rp::peripherals::{PIN_8, PIN_9, UART1};
 use embassy_rp::uart::{self, BufferedUart, DataBits, StopBits};
 use embassy_time::Timer;
 use embedded_io_async::{Read, Write};
-use p1lb_core::bus_master::{BusMaster, MasterEvent};
+use p1lb_core::bus_master::{BusMaster, MasterEvent, SavedChange};
 use p1lb_core::config::Config;
 use p1lb_core::modbus::{LineConfig, MAX_ADU, Parity};
 
@@ -71,7 +71,7 @@ async fn drive(
     de: &mut Output<'static>,
     line: LineConfig,
 ) {
-    let mut config = shared.saved();
+    let config = shared.saved();
     let mut master = BusMaster::new(&config, line, core_now());
     // Bytes reach the task in FIFO chunks: a wait for the next chunk is no silence.
     master.widen_silence(line.fifo_latency(RX_FIFO_LEVEL));
@@ -82,13 +82,9 @@ async fn drive(
     // Nothing of an earlier line is on the bus any more.
     shared.set_bus_busy(false);
     loop {
-        let saved = shared.saved();
-        if saved != config {
-            if LineConfig::rs485(&saved) != LineConfig::rs485(&config) {
-                return;
-            }
-            config = saved;
-            master.apply_config(&config);
+        // A save that changed the line (1031/1032): set the UART up again.
+        if master.follow_saved(&shared.saved()) == SavedChange::Reopen {
+            return;
         }
         // A forwarded request leaves the queue only when it goes out at once (the bus
         // free, the driver not first): until then the USB side can take it back when

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use p1lb_core::balancer::State;
-use p1lb_core::bus_master::{BusMaster, MasterEvent};
+use p1lb_core::bus_master::{BusMaster, MasterEvent, SavedChange};
 use p1lb_core::config::Config;
 use p1lb_core::meter_emulation::EmulatedMeter;
 use p1lb_core::modbus::{
@@ -404,7 +404,7 @@ async fn drive_port<P: AsyncRead + AsyncWrite + Unpin>(
     // A request received while waiting, not yet taken for the bus.
     let mut held: Option<Forward> = None;
     let clock = Clock::new();
-    let mut config = *shared.core().map.saved();
+    let config = *shared.core().map.saved();
     let mut master = BusMaster::new(&config, line, clock.now());
     master.widen_silence(READ_LATENCY);
     let mut silent = false;
@@ -412,16 +412,11 @@ async fn drive_port<P: AsyncRead + AsyncWrite + Unpin>(
     let mut out = [0u8; MAX_ADU];
     loop {
         let saved = *shared.core().map.saved();
-        if saved != config {
-            if line_config(&saved) != line {
-                // A save changed the line (1031/1032): reopen with it. The exchange on
-                // the bus is dropped (its client gets 0x0B at once, nothing goes out
-                // late).
-                tracing::info!("RS485: line settings changed; reopening the port");
-                return Ok(());
-            }
-            config = saved;
-            master.apply_config(&config);
+        if master.follow_saved(&saved) == SavedChange::Reopen {
+            // A save changed the line (1031/1032): reopen with it. The exchange on the
+            // bus is dropped (its client gets 0x0B at once, nothing goes out late).
+            tracing::info!("RS485: line settings changed; reopening the port");
+            return Ok(());
         }
         // A forwarded request leaves the queue only when it goes on the bus at once (the
         // bus free, the driver not first): while it waits its client can still give up
