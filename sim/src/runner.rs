@@ -9,9 +9,9 @@
 //! 3. the physics runs in ten 0.1 s steps: both cars, the grid current per phase (house
 //!    + car), the fuse, the metrics;
 //! 4. at `t` the meter measures and at `t + 0.2 s` its telegram bytes arrive, go through
-//!    [`TelegramReader`], [`Reading::parse`] and [`Reading::grid_currents_ma`] into
-//!    [`Balancer::on_reading`] — the device's own path — and the tick that makes due
-//!    runs at once;
+//!    the products' own P1 input ([`P1Input`]: the reader, the CRC rule) and
+//!    `Reading::grid_currents_ma` into [`Balancer::on_reading`], and the tick that
+//!    makes due runs at once;
 //! 5. the RS485 bus runs beside it ([`ChargerBus`]: the core's bus master, the daemon's
 //!    Terra AC driver, a 9600-baud line, the simulated Terra AC): the value to send
 //!    reaches the charger when the driver writes it, the car follows the charger's
@@ -21,7 +21,7 @@
 
 use p1lb_core::balancer::{Balancer, State};
 use p1lb_core::config::{Config, ControlMode};
-use p1lb_core::p1::{Event, Reading, TelegramReader};
+use p1lb_core::device::{P1Event, P1Input};
 use p1lb_core::time::Instant;
 
 use super::bus::{BusEvent, ChargerBus};
@@ -225,9 +225,9 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
         Load::Recorded(r) => HouseNow::Recorded(r),
     };
     let mut meter = Meter::new(&s.meter, s.start, s.seed);
-    let mut reader: TelegramReader = TelegramReader::new();
-    // A 115200 8N1 line (DSMR 5, e-MUCS): every telegram carries a CRC.
-    reader.set_crc_required(true);
+    // The products' P1 input on a 115200 8N1 line (DSMR 5, e-MUCS): every telegram
+    // carries a CRC.
+    let mut input = P1Input::new();
     let mut balancer = Balancer::new(cfg, Instant::ZERO);
     let cap_ma = balancer.cap_ma();
     let min_a = f64::from(cfg.charger_min_ma()) / 1000.0;
@@ -327,12 +327,10 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
             }
             if u64::from(k) * 100 == TELEGRAM_AT_MS {
                 let before = meter.stats();
-                let mut bytes = meter.second(t, measured, volts);
-                while !bytes.is_empty() {
-                    let (used, event) = reader.feed(bytes);
-                    bytes = &bytes[used..];
-                    if let Some(Event::Telegram(tg)) = event {
-                        let grid_ma = Reading::parse(&tg).grid_currents_ma(source);
+                let bytes = meter.second(t, measured, volts);
+                input.feed(bytes, |event| {
+                    if let P1Event::Telegram(reading) = event {
+                        let grid_ma = reading.grid_currents_ma(source);
                         if balancer.on_reading(Instant::from_millis(tk), grid_ma) {
                             for (ctl, _) in &mut yard {
                                 ctl.on_reading(tk, house_a);
@@ -340,7 +338,7 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
                         }
                         tick_due(&mut balancer, tk, &car, &mut yard, &mut m);
                     }
-                }
+                });
                 let after = meter.stats();
                 fault |= after.corrupted != before.corrupted || after.junk != before.junk;
             }
@@ -396,7 +394,7 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
     end_episode(episode.take(), &mut m);
 
     let ms = meter.stats();
-    let rs = reader.stats();
+    let rs = input.stats();
     m.ev_energy_kwh = car.energy_kwh();
     m.oracle_energy_kwh = oracle_car.energy_kwh();
     m.oracle_pct = pct(m.ev_energy_kwh, m.oracle_energy_kwh);
