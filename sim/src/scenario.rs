@@ -43,6 +43,17 @@ pub struct Scenario {
     pub settings: Vec<(u16, u16)>,
 }
 
+impl Scenario {
+    /// The same scenario with its car's first session plugged in from the start (the
+    /// daemon's built-in simulation: whoever runs it sees the loop close at once).
+    pub fn plugged_in_at_start(mut self) -> Scenario {
+        if let Some(first) = self.car.sessions.first_mut() {
+            first.arrive_s = 0;
+        }
+        self
+    }
+}
+
 /// Every scenario name, in the order `--scenario all` runs them.
 pub const NAMES: &[&str] = &[
     "evening-peak",

@@ -279,14 +279,10 @@ pub struct SimHouse {
 impl SimHouse {
     /// From the start of the scenario; the car's minimum current from `config`.
     pub fn new(config: &Config) -> SimHouse {
-        let mut scenario = scenario::by_name(scenario::DEFAULT)
+        let scenario = scenario::by_name(scenario::DEFAULT)
             .or_else(|| scenario::all().into_iter().next())
-            .expect("the simulator has scenarios");
-        // The car is plugged in when the daemon starts: whoever runs it sees the loop
-        // close at once, not after the scenario's first minutes.
-        if let Some(first) = scenario.car.sessions.first_mut() {
-            first.arrive_s = 0;
-        }
+            .expect("the simulator has scenarios")
+            .plugged_in_at_start();
         let house = match &scenario.load {
             Load::Model(spec) => Some(House::new(
                 spec,
