@@ -21,6 +21,8 @@ pub enum Range {
     Span(u16, u16),
     /// One of these values.
     OneOf(&'static [u16]),
+    /// 0 (off: the setting's documented default behaviour) or `min ..= max`.
+    ZeroOr(u16, u16),
 }
 
 impl Range {
@@ -29,6 +31,7 @@ impl Range {
         match self {
             Range::Span(lo, hi) => (*lo..=*hi).contains(&v),
             Range::OneOf(list) => list.contains(&v),
+            Range::ZeroOr(lo, hi) => v == 0 || (*lo..=*hi).contains(&v),
         }
     }
 }
@@ -55,7 +58,7 @@ pub struct Setting {
 
 use crate::modbus::{LineConfig, Parity};
 use crate::p1::GridSource;
-use Range::{OneOf, Span};
+use Range::{OneOf, Span, ZeroOr};
 
 /// How a setting's register value reads as a Rust value: the "type and meaning" column
 /// of the settings table. The generated accessors of [`Config`] convert with it, so that
@@ -183,6 +186,22 @@ impl SettingKind for PhaseCount {
     }
 }
 
+/// A small count or rank (`u8`): the number of chargers, a priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count;
+
+impl SettingKind for Count {
+    type Value = u8;
+    const UNIT: &'static str = "";
+    const SUFFIX: &'static str = "";
+    fn decode(raw: u16) -> u8 {
+        u8::try_from(raw).unwrap_or(u8::MAX)
+    }
+    fn encode(value: u8) -> Option<u16> {
+        Some(u16::from(value))
+    }
+}
+
 /// A baud rate in bits per second, stored as bits per second / 100 (`u32`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Baud;
@@ -199,6 +218,33 @@ impl SettingKind for Baud {
             return None;
         }
         u16::try_from(value / 100).ok()
+    }
+}
+
+impl SettingKind for Wiring {
+    type Value = Wiring;
+    const UNIT: &'static str = "";
+    const SUFFIX: &'static str = "";
+    fn decode(raw: u16) -> Wiring {
+        match raw {
+            1 => Wiring::ThreePhase,
+            2 => Wiring::Single(0),
+            3 => Wiring::Single(1),
+            4 => Wiring::Single(2),
+            5 => Wiring::Rotated(1),
+            6 => Wiring::Rotated(2),
+            _ => Wiring::Learn,
+        }
+    }
+    fn encode(value: Wiring) -> Option<u16> {
+        match value {
+            Wiring::Learn => Some(0),
+            Wiring::ThreePhase => Some(1),
+            Wiring::Single(p @ 0..=2) => Some(2 + u16::from(p)),
+            Wiring::Rotated(1) => Some(5),
+            Wiring::Rotated(2) => Some(6),
+            _ => None,
+        }
     }
 }
 
@@ -441,6 +487,8 @@ settings! {
         GridSource: GridSource, grid_source / set_grid_source, 0, OneOf(&[0, 1]), None;
     1025, CHARGER_MIN_CURRENT, "charger_min_current", "Charger minimum current; below it the charger is sent 0",
         Ma: u32, charger_min_ma / set_charger_min_ma, 6000, Span(0, 63000), Some("≤ charger_max_current");
+    1026, SITE_MAX_CURRENT, "site_max_current", "Site maximum per phase shared by the chargers; 0 = upper_current only",
+        Ma: u32, site_max_ma / set_site_max_ma, 0, ZeroOr(6000, 63000), None;
     1030, CHARGER_ADDRESS, "charger_address", "Charger Modbus address on RS485 (master role)",
         Unit: u8, charger_address / set_charger_address, 1, Span(1, 247), None;
     1031, RS485_BAUD, "rs485_baud", "RS485 baud rate / 100",
@@ -455,6 +503,56 @@ settings! {
         Flag: bool, p1_dsmr3 / set_p1_dsmr3, 0, OneOf(&[0, 1]), None;
     1036, METER_EMULATION_ADDRESS, "meter_emulation_address", "Unit address of the emulated ABB EV3 meter; 0 off",
         UnitOrOff: Option<u8>, meter_emulation_unit / set_meter_emulation_unit, 0, Span(0, 247), Some("≠ server_address");
+    1037, CHARGER_COUNT, "charger_count", "Number of chargers on the RS485 bus, at consecutive addresses from charger_address",
+        Count: u8, charger_count / set_charger_count, 1, Span(1, 8), Some("charger_address + charger_count − 1 ≤ 247");
+    1040, CHARGER1_WIRING, "charger1_wiring", "Wiring of charger 1: 0 learn, 1 three-phase, 2/3/4 single-phase on L1/L2/L3, 5/6 rotated",
+        Wiring: Wiring, charger1_wiring / set_charger1_wiring, 0, Span(0, 6), None;
+    1041, CHARGER1_MAX_CURRENT, "charger1_max_current", "Maximum current of charger 1; 0 = charger_max_current",
+        Ma: u32, charger1_max_ma / set_charger1_max_ma, 0, ZeroOr(6000, 63000), Some("≥ charger_min_current when set");
+    1042, CHARGER1_PRIORITY, "charger1_priority", "Priority of charger 1 when the current does not reach every car's minimum",
+        Count: u8, charger1_priority / set_charger1_priority, 1, Span(0, 7), None;
+    1043, CHARGER2_WIRING, "charger2_wiring", "Wiring of charger 2: 0 learn, 1 three-phase, 2/3/4 single-phase on L1/L2/L3, 5/6 rotated",
+        Wiring: Wiring, charger2_wiring / set_charger2_wiring, 0, Span(0, 6), None;
+    1044, CHARGER2_MAX_CURRENT, "charger2_max_current", "Maximum current of charger 2; 0 = charger_max_current",
+        Ma: u32, charger2_max_ma / set_charger2_max_ma, 0, ZeroOr(6000, 63000), Some("≥ charger_min_current when set");
+    1045, CHARGER2_PRIORITY, "charger2_priority", "Priority of charger 2 when the current does not reach every car's minimum",
+        Count: u8, charger2_priority / set_charger2_priority, 1, Span(0, 7), None;
+    1046, CHARGER3_WIRING, "charger3_wiring", "Wiring of charger 3: 0 learn, 1 three-phase, 2/3/4 single-phase on L1/L2/L3, 5/6 rotated",
+        Wiring: Wiring, charger3_wiring / set_charger3_wiring, 0, Span(0, 6), None;
+    1047, CHARGER3_MAX_CURRENT, "charger3_max_current", "Maximum current of charger 3; 0 = charger_max_current",
+        Ma: u32, charger3_max_ma / set_charger3_max_ma, 0, ZeroOr(6000, 63000), Some("≥ charger_min_current when set");
+    1048, CHARGER3_PRIORITY, "charger3_priority", "Priority of charger 3 when the current does not reach every car's minimum",
+        Count: u8, charger3_priority / set_charger3_priority, 1, Span(0, 7), None;
+    1049, CHARGER4_WIRING, "charger4_wiring", "Wiring of charger 4: 0 learn, 1 three-phase, 2/3/4 single-phase on L1/L2/L3, 5/6 rotated",
+        Wiring: Wiring, charger4_wiring / set_charger4_wiring, 0, Span(0, 6), None;
+    1050, CHARGER4_MAX_CURRENT, "charger4_max_current", "Maximum current of charger 4; 0 = charger_max_current",
+        Ma: u32, charger4_max_ma / set_charger4_max_ma, 0, ZeroOr(6000, 63000), Some("≥ charger_min_current when set");
+    1051, CHARGER4_PRIORITY, "charger4_priority", "Priority of charger 4 when the current does not reach every car's minimum",
+        Count: u8, charger4_priority / set_charger4_priority, 1, Span(0, 7), None;
+    1052, CHARGER5_WIRING, "charger5_wiring", "Wiring of charger 5: 0 learn, 1 three-phase, 2/3/4 single-phase on L1/L2/L3, 5/6 rotated",
+        Wiring: Wiring, charger5_wiring / set_charger5_wiring, 0, Span(0, 6), None;
+    1053, CHARGER5_MAX_CURRENT, "charger5_max_current", "Maximum current of charger 5; 0 = charger_max_current",
+        Ma: u32, charger5_max_ma / set_charger5_max_ma, 0, ZeroOr(6000, 63000), Some("≥ charger_min_current when set");
+    1054, CHARGER5_PRIORITY, "charger5_priority", "Priority of charger 5 when the current does not reach every car's minimum",
+        Count: u8, charger5_priority / set_charger5_priority, 1, Span(0, 7), None;
+    1055, CHARGER6_WIRING, "charger6_wiring", "Wiring of charger 6: 0 learn, 1 three-phase, 2/3/4 single-phase on L1/L2/L3, 5/6 rotated",
+        Wiring: Wiring, charger6_wiring / set_charger6_wiring, 0, Span(0, 6), None;
+    1056, CHARGER6_MAX_CURRENT, "charger6_max_current", "Maximum current of charger 6; 0 = charger_max_current",
+        Ma: u32, charger6_max_ma / set_charger6_max_ma, 0, ZeroOr(6000, 63000), Some("≥ charger_min_current when set");
+    1057, CHARGER6_PRIORITY, "charger6_priority", "Priority of charger 6 when the current does not reach every car's minimum",
+        Count: u8, charger6_priority / set_charger6_priority, 1, Span(0, 7), None;
+    1058, CHARGER7_WIRING, "charger7_wiring", "Wiring of charger 7: 0 learn, 1 three-phase, 2/3/4 single-phase on L1/L2/L3, 5/6 rotated",
+        Wiring: Wiring, charger7_wiring / set_charger7_wiring, 0, Span(0, 6), None;
+    1059, CHARGER7_MAX_CURRENT, "charger7_max_current", "Maximum current of charger 7; 0 = charger_max_current",
+        Ma: u32, charger7_max_ma / set_charger7_max_ma, 0, ZeroOr(6000, 63000), Some("≥ charger_min_current when set");
+    1060, CHARGER7_PRIORITY, "charger7_priority", "Priority of charger 7 when the current does not reach every car's minimum",
+        Count: u8, charger7_priority / set_charger7_priority, 1, Span(0, 7), None;
+    1061, CHARGER8_WIRING, "charger8_wiring", "Wiring of charger 8: 0 learn, 1 three-phase, 2/3/4 single-phase on L1/L2/L3, 5/6 rotated",
+        Wiring: Wiring, charger8_wiring / set_charger8_wiring, 0, Span(0, 6), None;
+    1062, CHARGER8_MAX_CURRENT, "charger8_max_current", "Maximum current of charger 8; 0 = charger_max_current",
+        Ma: u32, charger8_max_ma / set_charger8_max_ma, 0, ZeroOr(6000, 63000), Some("≥ charger_min_current when set");
+    1063, CHARGER8_PRIORITY, "charger8_priority", "Priority of charger 8 when the current does not reach every car's minimum",
+        Count: u8, charger8_priority / set_charger8_priority, 1, Span(0, 7), None;
     1090, SERVER_ADDRESS, "server_address", "Modbus server address of the device",
         Unit: u8, server_address / set_server_address, 10, Span(1, 247), None;
 }
@@ -516,6 +614,7 @@ impl core::fmt::Display for ConfigError {
                 match setting.range {
                     Range::Span(lo, hi) => write!(f, "allowed {lo} … {hi}")?,
                     Range::OneOf(list) => write!(f, "allowed {list:?}")?,
+                    Range::ZeroOr(lo, hi) => write!(f, "allowed 0 or {lo} … {hi}")?,
                 }
                 if !setting.unit.is_empty() {
                     write!(f, " {}", setting.unit)?;
@@ -540,6 +639,47 @@ pub enum ControlMode {
     /// Steps sized from the measured headroom.
     Headroom,
 }
+
+/// How a charger's phases are connected to the grid's (settings 1040 + 3(k−1)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Wiring {
+    /// Learn which phases the car uses from the charger's own per-phase currents;
+    /// until learned, every phase of the connection (charger Lk on grid Lk).
+    Learn,
+    /// Three-phase, charger L1/L2/L3 on grid L1/L2/L3.
+    ThreePhase,
+    /// Single-phase on grid phase `0`, `1` or `2` (L1, L2, L3): the charger's L1.
+    Single(u8),
+    /// Three-phase rotated by 1 (charger L1/L2/L3 on grid L2/L3/L1) or 2 (on grid
+    /// L3/L1/L2).
+    Rotated(u8),
+}
+
+impl Wiring {
+    /// The grid phase (0–2) charger phase `charger_phase` (0–2) is connected to, if it
+    /// is connected at all (a single-phase charger's L2/L3 are not).
+    pub fn grid_phase(self, charger_phase: usize) -> Option<usize> {
+        match self {
+            Wiring::Learn | Wiring::ThreePhase => (charger_phase < 3).then_some(charger_phase),
+            Wiring::Single(p) => (charger_phase == 0).then_some(usize::from(p % 3)),
+            Wiring::Rotated(r) => {
+                (charger_phase < 3).then_some((charger_phase + usize::from(r)) % 3)
+            }
+        }
+    }
+}
+
+/// The address of field `field` (0 wiring, 1 maximum, 2 priority) of charger `k`
+/// (0-based): 1040 + 3k + field (an address that is no setting for `k` ≥ 8).
+fn per_charger_address(k: usize, field: u16) -> u16 {
+    let k = u16::try_from(k.min(usize::from(u16::MAX / 4))).unwrap_or(0);
+    address::CHARGER1_WIRING
+        .saturating_add(k.saturating_mul(3))
+        .saturating_add(field)
+}
+
+/// The most chargers one bus carries (setting 1037).
+pub const MAX_CHARGERS: usize = 8;
 
 /// A complete configuration: one value per entry of [`SETTINGS`], in that order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -628,7 +768,79 @@ impl Config {
         if self.meter_emulation_unit() == Some(self.server_address()) {
             return fail(address::METER_EMULATION_ADDRESS, "≠ server_address (1090)");
         }
+        if u16::from(self.charger_address()) + u16::from(self.charger_count()) > 248 {
+            return fail(
+                address::CHARGER_COUNT,
+                "such that charger_address (1030) + charger_count − 1 ≤ 247",
+            );
+        }
+        for k in 0..MAX_CHARGERS {
+            let raw = self.per_charger(k, 1).unwrap_or(0);
+            if raw != 0 && u32::from(raw) < self.charger_min_ma() {
+                return fail(
+                    per_charger_address(k, 1),
+                    "0 or ≥ charger_min_current (1025)",
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// The wiring of charger `k` (0-based, `k < MAX_CHARGERS`; charger 1 is `k = 0`),
+    /// setting 1040 + 3k. [`Wiring::Learn`] for any other `k`.
+    pub fn wiring_of(&self, k: usize) -> Wiring {
+        self.per_charger(k, 0).map_or(Wiring::Learn, Wiring::decode)
+    }
+
+    /// The maximum current of charger `k` (0-based), setting 1041 + 3k, with 0 read
+    /// as the charger maximum 1010, mA.
+    pub fn max_of_ma(&self, k: usize) -> u32 {
+        match self.per_charger(k, 1) {
+            Some(raw) if raw != 0 => u32::from(raw),
+            _ => self.charger_max_ma(),
+        }
+    }
+
+    /// The priority of charger `k` (0-based), setting 1042 + 3k (higher first).
+    pub fn priority_of(&self, k: usize) -> u8 {
+        self.per_charger(k, 2).map_or(1, Count::decode)
+    }
+
+    /// Sets the wiring of charger `k` (0-based), as [`Config::set`].
+    pub fn set_wiring_of(&mut self, k: usize, wiring: Wiring) -> Result<(), ConfigError> {
+        let value = Wiring::encode(wiring).unwrap_or(u16::MAX);
+        self.set(per_charger_address(k, 0), value)
+    }
+
+    /// Sets the maximum of charger `k` (0-based; 0 = 1010), mA, as [`Config::set`].
+    pub fn set_max_of_ma(&mut self, k: usize, ma: u32) -> Result<(), ConfigError> {
+        self.set(
+            per_charger_address(k, 1),
+            u16::try_from(ma).unwrap_or(u16::MAX),
+        )
+    }
+
+    /// Sets the priority of charger `k` (0-based), as [`Config::set`].
+    pub fn set_priority_of(&mut self, k: usize, priority: u8) -> Result<(), ConfigError> {
+        self.set(per_charger_address(k, 2), u16::from(priority))
+    }
+
+    /// The Modbus address of charger `k` (0-based): 1030 + k.
+    pub fn address_of(&self, k: usize) -> u8 {
+        let k = u8::try_from(k).unwrap_or(u8::MAX);
+        self.charger_address().saturating_add(k)
+    }
+
+    /// The number of chargers (1037), 1 … [`MAX_CHARGERS`].
+    pub fn chargers(&self) -> usize {
+        usize::from(self.charger_count()).clamp(1, MAX_CHARGERS)
+    }
+
+    fn per_charger(&self, k: usize, field: u16) -> Option<u16> {
+        if k >= MAX_CHARGERS {
+            return None;
+        }
+        self.get(per_charger_address(k, field))
     }
 
     /// Settings 1034 and 1035: the P1 serial line.
@@ -766,6 +978,11 @@ mod tests {
                     hi.saturating_sub(1).max(lo),
                     hi,
                 ];
+                out[..picks.len()].copy_from_slice(&picks);
+                picks.len()
+            }
+            Range::ZeroOr(lo, hi) => {
+                let picks = [0, lo, lo + (hi - lo) / 2, hi];
                 out[..picks.len()].copy_from_slice(&picks);
                 picks.len()
             }

@@ -682,6 +682,7 @@ pub fn markdown_table(out: &mut impl core::fmt::Write) -> core::fmt::Result {
                 write!(out, " {} | ", setting.default)?;
                 match setting.range {
                     Range::Span(lo, hi) => write!(out, "{lo} … {hi}")?,
+                    Range::ZeroOr(lo, hi) => write!(out, "0, {lo} … {hi}")?,
                     Range::OneOf(list) => {
                         for (n, v) in list.iter().enumerate() {
                             let sep = if n == 0 { "" } else { ", " };

@@ -58,6 +58,10 @@ fn every_setting_refuses_values_outside_its_range() {
                 .into_iter()
                 .flatten()
                 .collect(),
+            Range::ZeroOr(lo, hi) => [Some(1), lo.checked_sub(1), hi.checked_add(1)]
+                .into_iter()
+                .flatten()
+                .collect(),
             Range::OneOf(list) => (0..=2000u16)
                 .filter(|v| !list.contains(v))
                 .take(5)

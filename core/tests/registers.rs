@@ -280,6 +280,7 @@ fn accepted(range: Range, default: u16) -> Vec<u16> {
     match range {
         Range::Span(lo, hi) => vec![lo, hi, default, lo + (hi - lo) / 2],
         Range::OneOf(list) => list.to_vec(),
+        Range::ZeroOr(lo, hi) => vec![0, lo, hi, default, lo + (hi - lo) / 2],
     }
 }
 
@@ -291,6 +292,13 @@ fn refused(range: Range) -> Vec<u16> {
             if lo > 0 {
                 v.extend([lo - 1, 0]);
             }
+            if hi < u16::MAX {
+                v.extend([hi + 1, u16::MAX]);
+            }
+            v
+        }
+        Range::ZeroOr(lo, hi) => {
+            let mut v = vec![1, lo - 1];
             if hi < u16::MAX {
                 v.extend([hi + 1, u16::MAX]);
             }

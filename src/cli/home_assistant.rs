@@ -138,6 +138,7 @@ fn write_yaml(y: &mut String, host: &str, port: u16, unit: u8) -> std::fmt::Resu
         let div = (1.0 / scale).round();
         let (lo, hi) = match reg.setting.map(|s| s.range) {
             Some(Range::Span(lo, hi)) => (lo, hi),
+            Some(Range::ZeroOr(_, hi)) => (0, hi),
             _ => (0, u16::MAX),
         };
         writeln!(y, "      - name: {}", quote(&format!("{HUB} {}", reg.name)))?;

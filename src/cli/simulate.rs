@@ -196,6 +196,7 @@ fn range_text(s: &Setting) -> String {
     let r = match s.range {
         Range::Span(lo, hi) => format!("allowed {lo} … {hi}"),
         Range::OneOf(list) => format!("allowed {list:?}"),
+        Range::ZeroOr(lo, hi) => format!("allowed 0 or {lo} … {hi}"),
     };
     if s.unit.is_empty() {
         r

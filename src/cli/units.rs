@@ -109,6 +109,13 @@ pub fn range_text(reg: &Register) -> Option<String> {
             }
             s
         }
+        Range::ZeroOr(lo, hi) => {
+            let mut s = format!("0 or {lo} … {hi}{}", unit_suffix(setting.unit));
+            if setting.unit == "mA" {
+                let _ = write!(s, " (0 or {} A … {} A)", amps(lo), amps(hi));
+            }
+            s
+        }
         Range::OneOf(list) => {
             let vals: Vec<String> = list.iter().map(u16::to_string).collect();
             format!("one of {}{}", vals.join(", "), unit_suffix(setting.unit))

@@ -95,6 +95,10 @@ pub fn write_plan() -> Vec<(u16, u16, Option<u16>)> {
                 .clamp(lo, hi),
                 hi.checked_add(1).or(lo.checked_sub(1)),
             ),
+            Range::ZeroOr(lo, hi) => (
+                if s.default == 0 { lo } else { 0 },
+                lo.checked_sub(1).filter(|&v| v > 0).or(hi.checked_add(1)),
+            ),
             Range::OneOf(list) => (
                 list.iter()
                     .copied()
