@@ -36,7 +36,7 @@
 //!
 //! Never panics; all arithmetic saturates.
 
-use crate::config::{Config, ControlMode};
+use crate::config::{Config, ControlMode, MAX_CHARGERS};
 pub use crate::registers::State;
 use crate::time::{Duration, Instant};
 
@@ -156,6 +156,40 @@ pub const READBACK_PAIR: Duration = Duration::from_millis(1500);
 /// while one of these was current.
 const CHARGER_HISTORY: usize = 3;
 
+/// What the bus learned of one charger ([`Balancer::on_charger`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChargerReading {
+    /// Its currents on its own L1–L3 as it reports them, mA (any value: input).
+    pub current_ma: [Option<u32>; 3],
+    /// Its charging state code (0x400D high byte, bits 0–6), if read.
+    pub state: Option<u8>,
+    /// It is not answering (three failed exchanges in a row).
+    pub silent: bool,
+    /// It answered the last exchange with an exception.
+    pub exception: bool,
+}
+
+/// One charger as the balancer sees it (registers 1130 + 6(k−1) …).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChargerView {
+    /// The value sent to it, mA.
+    pub sent_ma: u32,
+    /// Its current on grid L1/L2/L3 (its wiring applied), mA.
+    pub grid_ma: [u32; 3],
+    /// Its charging state code, as reported.
+    pub state: Option<u8>,
+    /// Paused to share the current with the other chargers.
+    pub paused: bool,
+    /// Its wiring is configured or learned.
+    pub wiring_known: bool,
+    /// A car is connected (its state is 1–5).
+    pub connected: bool,
+    /// Not answering.
+    pub silent: bool,
+    /// Answered with an exception.
+    pub exception: bool,
+}
+
 /// What the tick decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
@@ -222,6 +256,8 @@ pub struct Balancer {
     /// The cap changed since the previous tick (the next call ticks, even early).
     cap_changed: bool,
     next_tick: Instant,
+    /// What the bus last learned of each charger.
+    readings: [ChargerReading; MAX_CHARGERS],
 }
 
 impl Balancer {
@@ -255,6 +291,7 @@ impl Balancer {
             first_readback: false,
             cap_changed: false,
             next_tick: now,
+            readings: [ChargerReading::default(); MAX_CHARGERS],
         }
     }
 
@@ -428,6 +465,50 @@ impl Balancer {
             if (checkable && (seen || steady)) || now >= tr.expires {
                 self.transit = None;
             }
+        }
+    }
+
+    /// What the bus learned of charger `k` (0-based; others are ignored); `fresh` when
+    /// a status read just succeeded (its currents are new).
+    pub fn on_charger(&mut self, now: Instant, k: usize, reading: &ChargerReading, fresh: bool) {
+        let Some(slot) = self.readings.get_mut(k) else {
+            return;
+        };
+        *slot = *reading;
+        if k == 0 && fresh {
+            self.on_charger_currents(now, reading.current_ma);
+        }
+    }
+
+    /// The number of chargers (setting 1037).
+    pub fn chargers(&self) -> usize {
+        self.cfg.chargers()
+    }
+
+    /// The value to send to charger `k` (0-based), mA.
+    pub fn sent_of_ma(&self, k: usize) -> u32 {
+        if k == 0 { self.sent_ma } else { 0 }
+    }
+
+    /// Charger `k` (0-based) as the balancer sees it.
+    pub fn charger(&self, k: usize) -> ChargerView {
+        let r = self.readings.get(k).copied().unwrap_or_default();
+        let wiring = self.cfg.wiring_of(k);
+        let mut grid_ma = [0u32; 3];
+        for (j, ma) in r.current_ma.iter().enumerate() {
+            if let (Some(p), Some(ma)) = (wiring.grid_phase(j), ma) {
+                grid_ma[p] = grid_ma[p].saturating_add(*ma);
+            }
+        }
+        ChargerView {
+            sent_ma: self.sent_of_ma(k),
+            grid_ma,
+            state: r.state,
+            paused: false,
+            wiring_known: wiring != crate::config::Wiring::Learn,
+            connected: matches!(r.state, Some(1..=5)),
+            silent: r.silent,
+            exception: r.exception,
         }
     }
 

@@ -7,13 +7,14 @@
 //! outside is clamped into its register.
 
 use crate::abb::TerraAc;
-use crate::balancer::{Balancer, Decision};
+use crate::balancer::{Balancer, ChargerReading, Decision};
 use crate::config::Config;
+use crate::config::MAX_CHARGERS;
 use crate::config::P1Line;
 use crate::meter_emulation::MeterSnapshot;
 use crate::modbus::MAX_ADU;
 use crate::p1::{Event, ReaderStats, Reading, Rejection, TelegramReader};
-use crate::registers::{Flags, RegisterMap, WriteOutcome};
+use crate::registers::{ChargerFlags, ChargerRegs, Flags, RegisterMap, WriteOutcome};
 use crate::server::{ServerAction, serve};
 use crate::time::{Duration, Instant};
 
@@ -119,6 +120,7 @@ impl Device {
         status.seconds_since_telegram = b.seconds_since_reading(now);
         status.flags.set(Flags::CRC_FAILURES, crc);
         status.uptime_s = u32::try_from(now.secs()).unwrap_or(u32::MAX);
+        self.update_chargers();
     }
 
     /// Serves one Modbus RTU request frame as server `unit` ([`serve`]) and applies
@@ -147,12 +149,23 @@ impl Device {
         self.balancer.apply_config(config);
     }
 
-    /// The charger driver's view into 1110–1114 and flag bits 2 and 3; when `fresh`
-    /// (a status read just succeeded) its measured currents go to the balancer.
-    pub fn on_charger(&mut self, now: Instant, driver: &TerraAc, fresh: bool) {
+    /// Charger `k`'s driver (0-based: charger 1, at 1030, is 0) after an exchange: its
+    /// view to the balancer (its measured currents when `fresh`, a status read just
+    /// succeeded) and into its status registers (1130 + 6k …); charger 1's also into
+    /// 1110–1114. Flag bits 2 and 3 of 1003 are set while any charger is silent or
+    /// answered with an exception.
+    pub fn on_charger(&mut self, now: Instant, k: usize, driver: &TerraAc, fresh: bool) {
         let st = *driver.status();
-        if fresh {
-            self.balancer.on_charger_currents(now, st.current_ma);
+        let reading = ChargerReading {
+            current_ma: st.current_ma,
+            state: st.state,
+            silent: driver.not_answering(),
+            exception: driver.exception(),
+        };
+        self.balancer.on_charger(now, k, &reading, fresh);
+        self.update_chargers();
+        if k != 0 {
+            return;
         }
         let status = self.map.status_mut();
         status.charger_ca = st
@@ -160,12 +173,40 @@ impl Device {
             .map(|m| m.map_or(0, |ma| u16::try_from(ma / 10).unwrap_or(u16::MAX)));
         status.charger_state = st.state.map_or(0, u16::from);
         status.charger_error = st.error.map_or(0, |e| u16::try_from(e).unwrap_or(u16::MAX));
-        status
-            .flags
-            .set(Flags::CHARGER_SILENT, driver.not_answering());
-        status
-            .flags
-            .set(Flags::CHARGER_EXCEPTION, driver.exception());
+    }
+
+    /// Each charger's status registers (1130 + 6k …) and 1003 bits 2 and 3 (any
+    /// charger silent; any answered with an exception) from the balancer's view.
+    fn update_chargers(&mut self) {
+        let n = self.balancer.chargers();
+        let (mut silent, mut exception) = (false, false);
+        for k in 0..MAX_CHARGERS {
+            let regs = if k < n {
+                let v = self.balancer.charger(k);
+                silent |= v.silent;
+                exception |= v.exception;
+                let mut flags = ChargerFlags::empty();
+                flags.set(ChargerFlags::NOT_ANSWERING, v.silent);
+                flags.set(ChargerFlags::EXCEPTION, v.exception);
+                flags.set(ChargerFlags::PAUSED, v.paused);
+                flags.set(ChargerFlags::WIRING_KNOWN, v.wiring_known);
+                flags.set(ChargerFlags::CAR_CONNECTED, v.connected);
+                ChargerRegs {
+                    sent_ma: u16::try_from(v.sent_ma).unwrap_or(u16::MAX),
+                    grid_ca: v
+                        .grid_ma
+                        .map(|ma| u16::try_from(ma / 10).unwrap_or(u16::MAX)),
+                    state: v.state.map_or(0, u16::from),
+                    flags,
+                }
+            } else {
+                ChargerRegs::default()
+            };
+            self.map.status_mut().chargers[k] = regs;
+        }
+        let flags = &mut self.map.status_mut().flags;
+        flags.set(Flags::CHARGER_SILENT, silent);
+        flags.set(Flags::CHARGER_EXCEPTION, exception);
     }
 
     /// What the firmware learns at boot: 1003 bit 6 (the last reset was the

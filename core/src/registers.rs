@@ -40,7 +40,7 @@
 //! value or an [`Exception`]. A rejected request changes nothing: a multi-register
 //! write is checked as a whole before any of it is applied. No heap.
 
-use crate::config::{Config, Range, SETTINGS, Setting};
+use crate::config::{Config, MAX_CHARGERS, Range, SETTINGS, Setting};
 
 /// The first address of the map.
 pub const FIRST: u16 = 1000;
@@ -317,6 +317,36 @@ pub fn register(address: u16) -> Option<&'static Register> {
     REGISTERS.iter().find(|r| r.covers(address))
 }
 
+/// The status of one charger, registers 1130 + 6(k−1) … +5 (read-only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ChargerRegs {
+    /// +0: the limit sent to it, mA.
+    pub sent_ma: u16,
+    /// +1 … +3: its current on grid L1/L2/L3 (the wiring applied), 0.01 A.
+    pub grid_ca: [u16; 3],
+    /// +4: its charging state as it reports it.
+    pub state: u16,
+    /// +5: its flags.
+    pub flags: ChargerFlags,
+}
+
+bitflags::bitflags! {
+    /// The flags of one charger (register 1135 + 6(k−1)).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub struct ChargerFlags: u16 {
+        /// Bit 0: not answering.
+        const NOT_ANSWERING = 1 << 0;
+        /// Bit 1: answered with an exception.
+        const EXCEPTION = 1 << 1;
+        /// Bit 2: paused to share the current with the other chargers.
+        const PAUSED = 1 << 2;
+        /// Bit 3: its wiring is learned or configured.
+        const WIRING_KNOWN = 1 << 3;
+        /// Bit 4: a car is connected.
+        const CAR_CONNECTED = 1 << 4;
+    }
+}
+
 bitflags::bitflags! {
     /// Register 1003 flags: the register value is [`Flags::bits`], bit numbers as in
     /// the register table. Bits 8–15 are reserved (0); a value read back keeps them
@@ -372,6 +402,8 @@ impl State {
 /// register table; values the meter or charger does not send stay 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Status {
+    /// 1130–1177: each charger's status (six registers per charger from 1130).
+    pub chargers: [ChargerRegs; MAX_CHARGERS],
     /// 1001: the value sent to the charger, mA.
     pub sent_ma: u16,
     /// 1002: the balancer state.
@@ -407,6 +439,7 @@ impl Default for Status {
     /// telegram yet (1004 = 65535).
     fn default() -> Self {
         Status {
+            chargers: [ChargerRegs::default(); MAX_CHARGERS],
             sent_ma: 0,
             state: State::Lower,
             flags: Flags::empty(),

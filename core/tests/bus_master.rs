@@ -97,7 +97,7 @@ impl Bus {
             match event {
                 Some(MasterEvent::Charger { fresh }) => {
                     self.device
-                        .on_charger(us(self.now_us), self.master.driver(), fresh);
+                        .on_charger(us(self.now_us), 0, self.master.driver(), fresh);
                     continue;
                 }
                 Some(MasterEvent::GatewayReply(n)) => {

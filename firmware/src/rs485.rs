@@ -116,7 +116,7 @@ async fn drive(
         match event {
             Some(MasterEvent::Charger { fresh }) => {
                 let now = core_now();
-                shared.device(|d| d.on_charger(now, master.driver(), fresh));
+                shared.device(|d| d.on_charger(now, 0, master.driver(), fresh));
                 continue;
             }
             Some(MasterEvent::GatewayReply(n)) => {

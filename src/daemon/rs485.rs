@@ -448,7 +448,7 @@ async fn drive_port<P: AsyncRead + AsyncWrite + Unpin>(
             Some(MasterEvent::Charger { fresh }) => {
                 shared
                     .core()
-                    .on_charger(shared.now(), master.driver(), fresh);
+                    .on_charger(shared.now(), 0, master.driver(), fresh);
                 let address = master.charger_address();
                 if master.driver().not_answering() != silent {
                     silent = master.driver().not_answering();
