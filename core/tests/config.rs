@@ -33,6 +33,16 @@ fn defaults_are_valid_and_match_the_contract() {
         (1036, 0),
         (1090, 10),
     ];
+    let mut want = want.to_vec();
+    // Round 2 (registers.md, "Extensions, round 2"): site maximum 0, one charger, and
+    // for each of the eight: learn the wiring, maximum 0 (= 1010), priority 1.
+    want.insert(16, (1026, 0));
+    let at = want.len() - 1;
+    let mut round2 = vec![(1037, 1)];
+    for k in 0..8u16 {
+        round2.extend([(1040 + 3 * k, 0), (1041 + 3 * k, 0), (1042 + 3 * k, 1)]);
+    }
+    want.splice(at..at, round2);
     let got: Vec<(u16, u16)> = c.iter().map(|(s, v)| (s.address, v)).collect();
     assert_eq!(got, want);
 }

@@ -1,11 +1,11 @@
-//! The control law: how much current the charger may draw, second by second.
+//! The control law over a set of grid phases: how much current may be drawn there, second by second.
 //!
 //! A sans-IO state machine (the shape of quinn-proto's `Connection`): it owns no
 //! clock, port or pin. The driver feeds it valid meter readings
-//! ([`Balancer::on_reading`]), the charger's own phase currents where known
-//! ([`Balancer::on_charger_currents`]), the override cap (register 1000,
-//! [`Balancer::set_cap`]) and the time, and calls [`Balancer::tick`] at
-//! [`Balancer::next_tick`]; the tick returns the [`Decision`] to send.
+//! ([`Law::on_reading`]), the charger's own phase currents where known
+//! ([`Law::on_charger_currents`]), the override cap (register 1000,
+//! [`Law::set_cap`]) and the time, and calls [`Law::tick`] at
+//! [`Law::next_tick`]; the tick returns the [`Decision`] to send.
 //!
 //! The rules (registers.md, "Balancer states" and "Control rules"):
 //! - State from the highest phase current `I` over the configured phases: alarm
@@ -31,12 +31,12 @@
 //! 2 s, of a car that follows a new limit 1–3 s late. It lags the meter, so while the
 //! car may be climbing the meter's rise counts as the car's (within what the car may
 //! draw); and it is input like any other: a value the car cannot draw, or a rise the
-//! meter did not see, is refused ([`Balancer::on_charger_currents`]) and headroom mode
+//! meter did not see, is refused ([`Law::on_charger_currents`]) and headroom mode
 //! falls back to the meter alone, raising no faster than stepped mode.
 //!
 //! Never panics; all arithmetic saturates.
 
-use crate::config::{Config, ControlMode, MAX_CHARGERS};
+use crate::config::{Config, ControlMode};
 pub use crate::registers::State;
 use crate::time::{Duration, Instant};
 
@@ -156,40 +156,6 @@ pub const READBACK_PAIR: Duration = Duration::from_millis(1500);
 /// while one of these was current.
 const CHARGER_HISTORY: usize = 3;
 
-/// What the bus learned of one charger ([`Balancer::on_charger`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ChargerReading {
-    /// Its currents on its own L1–L3 as it reports them, mA (any value: input).
-    pub current_ma: [Option<u32>; 3],
-    /// Its charging state code (0x400D high byte, bits 0–6), if read.
-    pub state: Option<u8>,
-    /// It is not answering (three failed exchanges in a row).
-    pub silent: bool,
-    /// It answered the last exchange with an exception.
-    pub exception: bool,
-}
-
-/// One charger as the balancer sees it (registers 1130 + 6(k−1) …).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ChargerView {
-    /// The value sent to it, mA.
-    pub sent_ma: u32,
-    /// Its current on grid L1/L2/L3 (its wiring applied), mA.
-    pub grid_ma: [u32; 3],
-    /// Its charging state code, as reported.
-    pub state: Option<u8>,
-    /// Paused to share the current with the other chargers.
-    pub paused: bool,
-    /// Its wiring is configured or learned.
-    pub wiring_known: bool,
-    /// A car is connected (its state is 1–5).
-    pub connected: bool,
-    /// Not answering.
-    pub silent: bool,
-    /// Answered with an exception.
-    pub exception: bool,
-}
-
 /// What the tick decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
@@ -203,9 +169,11 @@ pub struct Decision {
     pub changed: bool,
 }
 
-/// The balancer. See the module documentation.
+/// The control law over a set of grid phases (all of the connection's for one
+/// three-phase charger; one phase for each of a site's per-phase budgets). See the
+/// module documentation.
 #[derive(Debug, Clone)]
-pub struct Balancer {
+pub(crate) struct Law {
     cfg: Config,
     cap_ma: u32,
     limit_ma: u32,
@@ -256,15 +224,18 @@ pub struct Balancer {
     /// The cap changed since the previous tick (the next call ticks, even early).
     cap_changed: bool,
     next_tick: Instant,
-    /// What the bus last learned of each charger.
-    readings: [ChargerReading; MAX_CHARGERS],
+    /// The grid phases it watches (the highest of them is `I`).
+    mask: [bool; 3],
+    /// Its limit is a budget shared by several chargers: the value sent on its phases
+    /// is set after the tick ([`Law::set_sent`]), not derived from the limit.
+    shared: bool,
 }
 
-impl Balancer {
+impl Law {
     /// A balancer at boot (`now`): limit 0, stepping up as in state 1 once readings
     /// arrive. The override cap starts at the charger maximum.
     pub fn new(cfg: Config, now: Instant) -> Self {
-        Balancer {
+        Law {
             cap_ma: cfg.charger_max_ma(),
             cfg,
             limit_ma: 0,
@@ -291,13 +262,9 @@ impl Balancer {
             first_readback: false,
             cap_changed: false,
             next_tick: now,
-            readings: [ChargerReading::default(); MAX_CHARGERS],
+            mask: phase_mask(cfg.phases()),
+            shared: false,
         }
-    }
-
-    /// The configuration in force.
-    pub fn config(&self) -> &Config {
-        &self.cfg
     }
 
     /// Applies a new (validated) configuration from the next tick on. The limit is
@@ -321,9 +288,27 @@ impl Balancer {
         }
     }
 
-    /// Register 1000 as it reads.
-    pub fn cap_ma(&self) -> u32 {
-        self.cap_ma
+    /// The grid phases it watches from the next reading on (a charger's wiring,
+    /// learned or configured). The limit is kept.
+    pub fn set_mask(&mut self, mask: [bool; 3]) {
+        self.mask = mask;
+    }
+
+    /// Makes its limit a budget shared by several chargers: what is sent on its phases
+    /// comes from [`Law::set_sent`] after each tick.
+    pub fn share(mut self) -> Self {
+        self.shared = true;
+        self
+    }
+
+    /// What was really sent on its phases after the tick (the chargers' shares of
+    /// its limit, added up): the car's draw is judged against it. For a law whose
+    /// limit is shared among several chargers; a single charger's law needs no call.
+    pub fn set_sent(&mut self, now: Instant, sent_ma: u32) {
+        if sent_ma != self.sent_ma {
+            self.prev_sent = Some((self.sent_ma, now));
+            self.sent_ma = sent_ma;
+        }
     }
 
     /// A valid telegram's signed grid currents (mA, import positive), per phase.
@@ -334,15 +319,17 @@ impl Balancer {
     /// telegrams (the decision is sent milliseconds after the meter's data, not up to a
     /// second later), and runs every [`TICK`] from the last one when they stop.
     pub fn on_reading(&mut self, now: Instant, grid_ma: [Option<i32>; 3]) -> bool {
-        let phases = usize::from(self.cfg.phases());
-        let highest = grid_ma[..phases].iter().flatten().copied().max();
+        let mut watched = grid_ma;
+        for (v, on) in watched.iter_mut().zip(self.mask) {
+            if !on {
+                *v = None;
+            }
+        }
+        let highest = watched.iter().flatten().copied().max();
         match highest {
             Some(i) => {
                 self.reading = Some((now, i));
-                self.phases_now = grid_ma;
-                for p in &mut self.phases_now[phases..] {
-                    *p = None;
-                }
+                self.phases_now = watched;
                 if let Some(tr) = &mut self.transit {
                     for (peak, now) in tr.phases_peak.iter_mut().zip(self.phases_now) {
                         *peak = match (*peak, now) {
@@ -367,9 +354,9 @@ impl Balancer {
     /// charger maximum 1010, or what it was allowed lately, plus [`READBACK_SLACK_MA`])
     /// or, after a raise, claiming the car rose by more than the meter saw
     /// ([`READBACK_CONTRADICTION_MA`]), it is implausible: counted
-    /// ([`Balancer::implausible_readbacks`]), and headroom mode works from the meter
+    /// ([`Law::implausible_readbacks`]), and headroom mode works from the meter
     /// alone until [`READBACK_TRUST_READS`] plausible ones in a row
-    /// ([`Balancer::readback_distrusted`]).
+    /// ([`Law::readback_distrusted`]).
     pub fn on_charger_currents(&mut self, now: Instant, ma: [Option<u32>; 3]) {
         let highest = ma.iter().flatten().copied().max();
         let bound = self.cfg.charger_max_ma().saturating_add(READBACK_SLACK_MA);
@@ -468,50 +455,6 @@ impl Balancer {
         }
     }
 
-    /// What the bus learned of charger `k` (0-based; others are ignored); `fresh` when
-    /// a status read just succeeded (its currents are new).
-    pub fn on_charger(&mut self, now: Instant, k: usize, reading: &ChargerReading, fresh: bool) {
-        let Some(slot) = self.readings.get_mut(k) else {
-            return;
-        };
-        *slot = *reading;
-        if k == 0 && fresh {
-            self.on_charger_currents(now, reading.current_ma);
-        }
-    }
-
-    /// The number of chargers (setting 1037).
-    pub fn chargers(&self) -> usize {
-        self.cfg.chargers()
-    }
-
-    /// The value to send to charger `k` (0-based), mA.
-    pub fn sent_of_ma(&self, k: usize) -> u32 {
-        if k == 0 { self.sent_ma } else { 0 }
-    }
-
-    /// Charger `k` (0-based) as the balancer sees it.
-    pub fn charger(&self, k: usize) -> ChargerView {
-        let r = self.readings.get(k).copied().unwrap_or_default();
-        let wiring = self.cfg.wiring_of(k);
-        let mut grid_ma = [0u32; 3];
-        for (j, ma) in r.current_ma.iter().enumerate() {
-            if let (Some(p), Some(ma)) = (wiring.grid_phase(j), ma) {
-                grid_ma[p] = grid_ma[p].saturating_add(*ma);
-            }
-        }
-        ChargerView {
-            sent_ma: self.sent_of_ma(k),
-            grid_ma,
-            state: r.state,
-            paused: false,
-            wiring_known: wiring != crate::config::Wiring::Learn,
-            connected: matches!(r.state, Some(1..=5)),
-            silent: r.silent,
-            exception: r.exception,
-        }
-    }
-
     /// The most the car may draw now if it obeys, mA: the value sent, or the one before
     /// it while the car may not have come down yet; never above the charger maximum.
     fn draw_bound(&self, now: Instant) -> u32 {
@@ -594,13 +537,15 @@ impl Balancer {
         self.unseen_reading = false;
         self.first_readback = false;
         self.limit_ma = self.limit_ma.min(self.cap());
-        self.sent_ma = if self.limit_ma < self.cfg.charger_min_ma() {
-            0
-        } else {
-            self.limit_ma
-        };
-        if self.sent_ma != before {
-            self.prev_sent = Some((before, now));
+        if !self.shared {
+            self.sent_ma = if self.limit_ma < self.cfg.charger_min_ma() {
+                0
+            } else {
+                self.limit_ma
+            };
+            if self.sent_ma != before {
+                self.prev_sent = Some((before, now));
+            }
         }
         Decision {
             changed: self.sent_ma != before,
@@ -686,7 +631,7 @@ impl Balancer {
     /// Headroom mode: the same states, steps sized from the measurement.
     ///
     /// - What the car draws: the charger's own reading, when it is fresh, plausible
-    ///   and trusted (see [`Balancer::on_charger_currents`]), clamped to what the car
+    ///   and trusted (see [`Law::on_charger_currents`]), clamped to what the car
     ///   may draw (the value sent, or the one before it while the car comes down). The
     ///   read-back lags the meter (read every 2 s, measured by the charger before that,
     ///   a car following 1–3 s late): after a raise, until a read-back can show the
@@ -1115,6 +1060,11 @@ impl GapTracker {
     }
 }
 
-fn to_i32(v: u32) -> i32 {
+/// The phases of a connection of `phases` (1: L1 only; else all three).
+pub(crate) fn phase_mask(phases: u8) -> [bool; 3] {
+    [true, phases != 1, phases != 1]
+}
+
+pub(crate) fn to_i32(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
