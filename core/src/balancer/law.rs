@@ -294,6 +294,12 @@ impl Law {
         self.mask = mask;
     }
 
+    /// True when what is sent on its phases may rise now: not above the upper limit,
+    /// and no car on its way up to a raise.
+    pub fn may_raise(&self) -> bool {
+        matches!(self.state, State::Lower | State::Normal) && self.transit.is_none()
+    }
+
     /// Makes its limit a budget shared by several chargers: what is sent on its phases
     /// comes from [`Law::set_sent`] after each tick.
     pub fn share(mut self) -> Self {
@@ -624,7 +630,14 @@ impl Law {
     }
 
     fn lower_by(&mut self, step: u32, now: Instant) {
-        self.limit_ma = self.limit_ma.saturating_sub(step);
+        // A shared budget may stand above what was sent on its phases (chargers at
+        // their maximum, cars not connected): a cut counts from what was sent.
+        let from = if self.shared {
+            self.limit_ma.min(self.sent_ma)
+        } else {
+            self.limit_ma
+        };
+        self.limit_ma = from.saturating_sub(step);
         self.timer = now;
     }
 
@@ -694,8 +707,14 @@ impl Law {
         // as the car's as far as the car may draw (cuts still act on the measured
         // current, never later than stepped mode).
         let new_reading = self.unseen_reading;
+        // (A shared budget's chargers can be climbing only after what was sent on the
+        // phase rose: cars that have drawn less than allowed for longer are not.)
+        let may_climb = !self.shared
+            || self.prev_sent.is_some_and(|(v, at)| {
+                v < self.sent_ma && (now - at) < HEADROOM_FOLLOW + crate::abb::POLL * 2
+            });
         let rise_from = match (self.transit, self.prev_i) {
-            (None, Some(p)) if new_reading => Some(p),
+            (None, Some(p)) if new_reading && may_climb => Some(p),
             _ => None,
         };
         if let Some(p) = rise_from.filter(|&p| {
@@ -773,6 +792,15 @@ impl Law {
             // the value sent: the hold keeps that, so that a pulsing load's peaks stay
             // in it while the car moves through them.
             self.hold.record(now, i.saturating_sub(c.min(sent)));
+        }
+        if self.shared && fresh {
+            // A shared budget never stands above the room the house leaves (less what
+            // it drew lately): a charger admitted later, or a car that takes more, gets
+            // no allowance the phase does not have. What was sent is the cut rules' to
+            // lower.
+            let held = self.hold.max(now).unwrap_or(house).max(house);
+            let room = u32::try_from(target.saturating_sub(held)).unwrap_or(0);
+            self.limit_ma = self.limit_ma.min(room.max(self.sent_ma));
         }
         let projected = house.saturating_add(sent);
         // Trust that the car comes down to the value sent only while it has had no

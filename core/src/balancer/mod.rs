@@ -34,6 +34,7 @@ mod law;
 mod share;
 
 pub use law::*;
+pub use share::{MIN_TURN, TURN_WAIT};
 
 use crate::config::{Config, ControlMode, MAX_CHARGERS, Wiring};
 use crate::time::Instant;
@@ -97,7 +98,7 @@ struct Slot {
     reading: ChargerReading,
     /// When its currents were last read.
     read_at: Option<Instant>,
-    /// The phases learned from its currents (charger Lk on grid Lk).
+    /// Its own phases (L1–L3) learned from its currents as the ones the car uses.
     learned: Option<[bool; 3]>,
     /// A pattern seen, and how many read-backs in a row showed it.
     seen: Option<([bool; 3], u8)>,
@@ -345,18 +346,19 @@ impl Balancer {
     /// learned from its currents, or (until learned) all of the connection's.
     fn phases_of(&self, k: usize) -> [bool; 3] {
         let connection = phase_mask(self.cfg.phases());
-        let wired = match self.cfg.wiring_of(k) {
-            Wiring::Learn => self.slots[k].learned.unwrap_or([true; 3]),
-            w => {
-                let mut m = [false; 3];
-                for j in 0..3 {
-                    if let Some(p) = w.grid_phase(j) {
-                        m[p] = true;
-                    }
-                }
-                m
-            }
+        let wiring = self.cfg.wiring_of(k);
+        // A three-phase charger (wiring learned, straight or rotated) delivers on the
+        // phases its car uses, once learned; a single-phase one on its one phase.
+        let used = match wiring {
+            Wiring::Single(_) => [true, false, false],
+            _ => self.slots[k].learned.unwrap_or([true; 3]),
         };
+        let mut wired = [false; 3];
+        for (j, &on) in used.iter().enumerate() {
+            if let (true, Some(p)) = (on, wiring.grid_phase(j)) {
+                wired[p] = true;
+            }
+        }
         let mut mask = [false; 3];
         for p in 0..3 {
             mask[p] = wired[p] && connection[p];
@@ -516,12 +518,22 @@ impl Balancer {
         let n = self.cfg.chargers();
         let min = self.cfg.charger_min_ma();
         let mut candidates = [Candidate::default(); MAX_CHARGERS];
+        let phases = usize::from(self.cfg.phases());
+        let frozen: [bool; 3] = core::array::from_fn(|p| p < phases && !self.laws[p].may_raise());
         for (k, c) in candidates.iter_mut().enumerate().take(n) {
             let slot = &self.slots[k];
             let r = slot.reading;
+            let mask = self.phases_of(k);
+            // A phase above its upper limit, or with cars still climbing, takes no
+            // raise: no charger on it gets more than it had (nor starts).
+            let max_ma = if (0..3).any(|p| mask[p] && frozen[p]) {
+                slot.sent_ma
+            } else {
+                u32::MAX
+            };
             *c = Candidate {
-                phases: self.phases_of(k),
-                max_ma: self.cfg.max_of_ma(k).min(self.cap_ma),
+                phases: mask,
+                max_ma: self.cfg.max_of_ma(k).min(self.cap_ma).min(max_ma),
                 priority: self.cfg.priority_of(k),
                 wants: !r.silent && matches!(r.state, Some(1..=5)),
                 reserved_ma: if r.silent { slot.sent_ma } else { 0 },
@@ -568,11 +580,13 @@ fn learn(slot: &mut Slot, current_ma: [Option<u32>; 3]) {
     }
 }
 
-/// The law for a single charger on `mask`: the configuration as it is, except that a
-/// single-phase charger on a three-phase connection uses headroom mode, and the site
-/// maximum (1026) lowers the upper limit.
+/// The law for a single charger on `mask`: the configuration as it is, except that its
+/// own maximum (1041) applies, a single-phase charger on a three-phase connection uses
+/// headroom mode, and the site maximum (1026) lowers the upper limit.
 fn single_law_config(cfg: &Config, mask: [bool; 3]) -> Config {
     let mut c = *cfg;
+    // Its own maximum (1041; 0 is 1010).
+    let _ = c.set_charger_max_ma(cfg.max_of_ma(0));
     let used = mask.iter().filter(|&&m| m).count();
     if used == 1 && cfg.phases() == 3 {
         let _ = c.set_mode(ControlMode::Headroom);

@@ -43,7 +43,8 @@ pub const MIN_TURN: Duration = Duration::from_secs(60);
 pub(crate) struct Candidate {
     /// The grid phases it draws on.
     pub phases: [bool; 3],
-    /// The most it may be sent (its maximum, the override cap), mA.
+    /// The most it may be sent (its maximum, the override cap; no more than it was
+    /// sent while a phase it uses may not rise), mA.
     pub max_ma: u32,
     /// Its priority (higher first).
     pub priority: u8,
