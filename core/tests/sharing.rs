@@ -6,6 +6,9 @@
 //! that follow their charger's value 2 s late (or draw less when they want less), and
 //! chargers read every 2 s that report what their car draws on their own phases.
 
+// The site loops over phases and chargers index several arrays at once.
+#![allow(clippy::needless_range_loop)]
+
 use p1lb_core::balancer::{Balancer, ChargerReading, MIN_TURN, State, TURN_WAIT};
 use p1lb_core::config::{Config, ControlMode, Wiring, address};
 use p1lb_core::time::{Duration, Instant};
@@ -353,7 +356,11 @@ fn the_constants_keep_the_promise() {
 
 /// A random site: 1–8 chargers, each with a wiring, a maximum and a priority, and cars
 /// on random phases; a random house load per phase that changes every so often.
-fn site_strategy() -> impl Strategy<Value = (Config, Vec<Car>, Vec<(u64, [i32; 3])>)> {
+/// A site: its configuration, its cars, and the house load's steps (after how many
+/// seconds, to what per phase).
+type RandomSite = (Config, Vec<Car>, Vec<(u64, [i32; 3])>);
+
+fn site_strategy() -> impl Strategy<Value = RandomSite> {
     let charger = (
         0u16..7,
         prop_oneof![Just(0u32), 6u32..33],
