@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod terra_bus;
+
 use p1lb_core::config::SETTINGS;
 use tokio_modbus::client::{Context, tcp};
 use tokio_modbus::prelude::Slave;

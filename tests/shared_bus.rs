@@ -1,0 +1,518 @@
+//! The real `p1lb run` in the RS485 master role with two Terra AC units on one line
+//! (registers 1037, 1040–1063, 1130–1177), end to end on a socat pty, fed DSMR 5
+//! telegrams over TCP from a house profile.
+//!
+//! The installation: a 3 × 25 A connection, every setting at its default but
+//! `charger_count = 2` and charger 1's wiring (three-phase, 1); charger 2's wiring is
+//! learned (0). Unit 1 (rated 16 A) has a three-phase car, unit 2 (rated 32 A) a
+//! single-phase car on its L1 (grid L1), both at most 16 A. The units answer at
+//! addresses 1 and 2 after a 10 ms turnaround; each one's currents are its own
+//! measurement of its car once a second; the cars follow the limit 2 s late, ramp at 4
+//! A/s up and 20 A/s down, and draw nothing below 6 A.
+//!
+//! The profile: a base load; from 30 s to 60 s 15 A more on L3 (an oven and a heat
+//! pump's stage), which leaves the three-phase car less than its minimum there; at 75 s
+//! unit 1 stops answering.
+//!
+//! Asserted: both units are configured and get usable limits; charger 2's wiring is
+//! learned (1141 bit 3, its current on grid L1 only in 1137–1139); the load on L3 pauses
+//! charger 1 and never lowers charger 2's limit; the gateway reaches both units; unit 1
+//! silent → 1003 bit 2 and 1135 bit 0, while unit 2 keeps being polled and written and
+//! its car keeps charging.
+//!
+//! Needs socat: without it the test skips loudly, unless CI is set, then it fails.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use common::terra_bus::{MeterLink, Terra};
+use common::{Daemon, Pty, have_socat, temp_dir};
+use p1lb::rtu_io::Clock;
+use p1lb_core::config::address;
+use p1lb_core::modbus::{
+    Frame, LineConfig, MAX_ADU, Parity, Request, Response, SilenceFramer, Words, exception_reply,
+};
+use p1lb_core::registers::{ChargerFlags, Exception, Flags};
+use p1lb_core::time::Instant as CoreInstant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_modbus::prelude::Reader;
+use tokio_serial::SerialPortBuilderExt;
+
+/// The profile's length, s.
+const PROFILE_S: u32 = 95;
+/// When unit 1 goes silent, s.
+const SILENT_FROM_S: f64 = 75.0;
+const BAUD: u32 = 9600;
+const TURNAROUND_MS: u64 = 10;
+const STEP_S: f64 = 0.01;
+/// The units' addresses (1030 = 1, so charger k is at k).
+const UNITS: [u8; 2] = [1, 2];
+/// The status registers of charger k (0-based) start here.
+fn status_base(k: u16) -> u16 {
+    1130 + 6 * k
+}
+
+/// The house's own load per phase at `t` s, A.
+fn house(t: f64) -> [f64; 3] {
+    let mut a = [2.0, 1.4, 1.6];
+    if (29.8..59.8).contains(&t) {
+        a[2] += 15.0;
+    }
+    a
+}
+
+/// A car: follows the limit its charger applies 2 s late.
+#[derive(Debug, Clone)]
+struct Car {
+    /// The grid phases it draws on.
+    phases: [bool; 3],
+    commands: VecDeque<(f64, f64)>,
+    last_command: f64,
+    effective: f64,
+    /// Per phase it uses, A.
+    current: f64,
+}
+
+impl Car {
+    fn new(phases: [bool; 3]) -> Car {
+        Car {
+            phases,
+            commands: VecDeque::new(),
+            last_command: 0.0,
+            effective: 0.0,
+            current: 0.0,
+        }
+    }
+
+    fn command(&mut self, at: f64, limit_a: f64) {
+        if limit_a != self.last_command {
+            self.commands.push_back((at, limit_a));
+            self.last_command = limit_a;
+        }
+    }
+
+    fn step(&mut self, t: f64, dt: f64) {
+        while let Some(&(at, a)) = self.commands.front() {
+            if at + 2.0 > t + 1e-9 {
+                break;
+            }
+            self.effective = a;
+            self.commands.pop_front();
+        }
+        let target = if self.effective >= 6.0 {
+            self.effective.min(16.0)
+        } else {
+            0.0
+        };
+        self.current = if target > self.current {
+            (self.current + 4.0 * dt).min(target)
+        } else {
+            (self.current - 20.0 * dt).max(target)
+        };
+    }
+}
+
+/// One unit on the line.
+#[derive(Debug)]
+struct Unit {
+    terra: Terra,
+    car: Car,
+    /// Its last measurement per own phase, mA.
+    measured: [u32; 3],
+    energy_wh: f64,
+    silent: bool,
+    /// Limits written: s, mA.
+    writes: Vec<(f64, u32)>,
+    /// Status block reads, s.
+    reads: Vec<f64>,
+    /// 0x4106 and 0x4109 written.
+    setup: Vec<String>,
+    unexpected: Vec<String>,
+}
+
+impl Unit {
+    fn new(max_ma: u32, car: Car) -> Unit {
+        Unit {
+            terra: Terra::new(max_ma),
+            car,
+            measured: [0; 3],
+            energy_wh: 0.0,
+            silent: false,
+            writes: Vec::new(),
+            reads: Vec::new(),
+            setup: Vec::new(),
+            unexpected: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct World {
+    t0: Option<Instant>,
+    step: u64,
+    units: [Unit; 2],
+    /// Seconds some grid phase was above 25 A (10 ms samples).
+    above_fuse_s: f64,
+}
+
+impl World {
+    fn now_s(&self) -> f64 {
+        let now = Instant::now();
+        match self.t0 {
+            Some(t0) if now >= t0 => (now - t0).as_secs_f64(),
+            Some(t0) => -(t0 - now).as_secs_f64(),
+            None => f64::NEG_INFINITY,
+        }
+    }
+
+    fn grid(&self, t: f64) -> [f64; 3] {
+        let mut g = house(t);
+        for u in &self.units {
+            for (p, gp) in g.iter_mut().enumerate() {
+                if u.car.phases[p] {
+                    *gp += u.car.current;
+                }
+            }
+        }
+        g
+    }
+
+    /// The physics up to now, in 10 ms steps.
+    fn advance(&mut self) {
+        let t = self.now_s();
+        if t <= 0.0 {
+            return;
+        }
+        let to = ((t / STEP_S) as u64).min(u64::from(PROFILE_S + 5) * 100);
+        while self.step < to {
+            let ts = self.step as f64 * STEP_S;
+            if self.grid(ts).iter().any(|&a| a > 25.0) {
+                self.above_fuse_s += STEP_S;
+            }
+            for u in &mut self.units {
+                if self.step % 100 == 40 {
+                    // Its own L1 carries a single-phase car.
+                    let ma = (u.car.current * 1000.0).round() as u32;
+                    let n = u.car.phases.iter().filter(|&&p| p).count();
+                    u.measured = if n == 3 { [ma; 3] } else { [ma, 0, 0] };
+                }
+                u.car.step(ts, STEP_S);
+                u.energy_wh += u.car.current * 230.0 * STEP_S / 3600.0;
+            }
+            self.step += 1;
+        }
+    }
+
+    /// Unit `k`'s reply to `request`, or `None` when it is silent.
+    fn handle(&mut self, k: usize, request: &Request<'_>, out: &mut [u8; MAX_ADU]) -> Option<usize> {
+        self.advance();
+        let t = self.now_s();
+        let unit_id = UNITS[k];
+        let u = &mut self.units[k];
+        if u.silent {
+            return None;
+        }
+        let reply = match *request {
+            Request::ReadHolding { start, quantity } | Request::ReadInput { start, quantity } => {
+                let regs: Option<Vec<u16>> = (0..quantity)
+                    .map(|i| u.terra.word(start.checked_add(i)?, u.measured, u.energy_wh))
+                    .collect();
+                match regs {
+                    Some(regs) => {
+                        if start == 0x4000 {
+                            u.reads.push(t);
+                        }
+                        Ok(Response::ReadHolding(Words::Native(&regs))
+                            .emit_frame(unit_id, out)
+                            .unwrap_or(0))
+                    }
+                    None => Err(Exception::IllegalDataAddress),
+                }
+            }
+            Request::WriteSingle { address, value } => match address {
+                0x4106 | 0x4109 => {
+                    if address == 0x4106 {
+                        u.terra.timeout_s = value;
+                    } else {
+                        u.terra.fallback_a = value;
+                    }
+                    u.setup.push(format!("0x{address:04X} = {value}"));
+                    Ok(Response::WriteSingle { address, value }
+                        .emit_frame(unit_id, out)
+                        .unwrap_or(0))
+                }
+                _ => {
+                    u.unexpected.push(format!("write 0x{address:04X} = {value}"));
+                    Err(Exception::IllegalDataAddress)
+                }
+            },
+            Request::WriteMultiple { start, values } => {
+                match (start, values.get(0), values.get(1), values.len()) {
+                    (0x4100, Some(hi), Some(lo), 2) => {
+                        let ma = (u32::from(hi) << 16) | u32::from(lo);
+                        u.terra.limit_ma = ma;
+                        u.writes.push((t, ma));
+                        let applied = f64::from(u.terra.applied_ma()) / 1000.0;
+                        u.car.command(t.max(0.0), applied);
+                        Ok(Response::WriteMultiple { start, quantity: 2 }
+                            .emit_frame(unit_id, out)
+                            .unwrap_or(0))
+                    }
+                    (0x4106 | 0x4109, Some(v), _, 1) => {
+                        u.setup.push(format!("0x{start:04X} = {v}"));
+                        Ok(Response::WriteMultiple { start, quantity: 1 }
+                            .emit_frame(unit_id, out)
+                            .unwrap_or(0))
+                    }
+                    _ => {
+                        u.unexpected.push(format!("FC 16 at 0x{start:04X}"));
+                        Err(Exception::IllegalDataAddress)
+                    }
+                }
+            }
+        };
+        Some(match reply {
+            Ok(n) => n,
+            Err(e) => exception_reply(unit_id, request.function(), e, out),
+        })
+    }
+}
+
+fn lock(w: &Mutex<World>) -> MutexGuard<'_, World> {
+    w.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Both units on their end of the pty, until the port closes.
+async fn line(path: PathBuf, world: Arc<Mutex<World>>) {
+    let cfg = LineConfig::new(BAUD, Parity::None, 1);
+    let mut port = tokio_serial::new(path.to_string_lossy(), BAUD)
+        .open_native_async()
+        .expect("the units' end of the pty opens");
+    let clock = Clock::new();
+    let mut framer: SilenceFramer = SilenceFramer::new(cfg);
+    let mut buf = [0u8; 512];
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let deadline = framer.deadline();
+        let wake = clock.instant(deadline.unwrap_or(CoreInstant::ZERO));
+        tokio::select! {
+            r = port.read(&mut buf) => {
+                let n = match r {
+                    Ok(n) if n > 0 => n,
+                    _ => return,
+                };
+                let now = clock.now();
+                while let (_, Some(f)) = framer.feed(now, &buf[..n]) {
+                    frames.push(f.to_vec());
+                }
+            }
+            () = tokio::time::sleep_until(wake), if deadline.is_some() => {
+                if let Some(f) = framer.poll(clock.now()) {
+                    frames.push(f.to_vec());
+                }
+            }
+        }
+        for frame in frames.drain(..) {
+            let Ok(f) = Frame::new_checked(&frame) else {
+                continue;
+            };
+            let Some(k) = UNITS.iter().position(|&u| u == f.unit()) else {
+                continue;
+            };
+            let mut out = [0u8; MAX_ADU];
+            let len = match Request::parse(f.pdu()) {
+                Ok(request) => lock(&world).handle(k, &request, &mut out),
+                Err(e) => Some(exception_reply(UNITS[k], f.function(), e.exception(), &mut out)),
+            };
+            let Some(len) = len else {
+                continue;
+            };
+            let wire = Duration::from_micros(len as u64 * 10 * 1_000_000 / u64::from(BAUD));
+            tokio::time::sleep(Duration::from_millis(TURNAROUND_MS) + wire).await;
+            if port.write_all(&out[..len]).await.is_err() || port.flush().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Registers `start`… of the device (unit 10) over Modbus TCP.
+async fn read(d: &Daemon, start: u16, count: u16) -> Vec<u16> {
+    let mut ctx = d.client(10).await;
+    tokio::time::timeout(Duration::from_secs(5), ctx.read_holding_registers(start, count))
+        .await
+        .expect("answered in time")
+        .expect("Modbus TCP")
+        .expect("read")
+}
+
+/// A unit's rating (0x4006–0x4007) through the daemon's gateway.
+async fn rating_via_gateway(d: &Daemon, unit: u8) -> Option<u32> {
+    let mut ctx = d.client(unit).await;
+    let r = tokio::time::timeout(Duration::from_secs(5), ctx.read_holding_registers(0x4006, 2))
+        .await
+        .ok()?
+        .ok()?
+        .ok()?;
+    Some((u32::from(r[0]) << 16) | u32::from(r[1]))
+}
+
+/// The last limit written to unit `k` at or before `t` s.
+fn limit_at(w: &World, k: usize, t: f64) -> u32 {
+    w.units[k]
+        .writes
+        .iter()
+        .take_while(|&&(at, _)| at <= t)
+        .last()
+        .map_or(0, |&(_, ma)| ma)
+}
+
+#[test]
+fn two_chargers_on_one_line_share_the_connection_per_phase() {
+    if !have_socat() {
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(run());
+}
+
+async fn run() {
+    let dir = temp_dir("shared-bus");
+    let pty = Pty::new(&dir);
+    let world = Arc::new(Mutex::new(World {
+        t0: None,
+        step: 0,
+        units: [
+            Unit::new(16_000, Car::new([true; 3])),
+            Unit::new(32_000, Car::new([true, false, false])),
+        ],
+        above_fuse_s: 0.0,
+    }));
+    tokio::spawn(line(pty.b.clone(), world.clone()));
+    let (mut meter, url) = MeterLink::listen().await;
+    // Names, not numbers: the settings as the TOML file spells them.
+    let settings = p1lb_core::config::SETTINGS;
+    let name = |a: u16| {
+        settings
+            .iter()
+            .find(|s| s.address == a)
+            .map(|s| s.name)
+            .expect("a setting")
+    };
+    std::fs::write(
+        dir.join("p1lb.toml"),
+        format!(
+            "[led]\nenabled = false\n\n[settings]\n{} = 2\n{} = 1\n",
+            name(address::CHARGER_COUNT),
+            name(address::CHARGER1_WIRING),
+        ),
+    )
+    .expect("write p1lb.toml");
+    let rs485 = pty.a.clone();
+    let daemon = tokio::task::spawn_blocking(move || {
+        Daemon::in_dir(&dir)
+            .args(["--p1", &url, "--rs485"])
+            .args([&rs485])
+            .args(["--rs485-role", "master"])
+            .log_has("RS485: ")
+            .start()
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    assert!(
+        meter.connected(Duration::from_secs(10)).await,
+        "the daemon opened its P1 feed"
+    );
+    let t0 = Instant::now() + Duration::from_millis(500);
+    lock(&world).t0 = Some(t0);
+    let mut learned_at = None;
+    let mut l3_view = Vec::new();
+    let mut flags_after_silence = None;
+    for k in 0..PROFILE_S {
+        tokio::time::sleep_until((t0 + Duration::from_secs(u64::from(k))).into()).await;
+        let grid = {
+            let mut w = lock(&world);
+            w.advance();
+            if f64::from(k) >= SILENT_FROM_S {
+                w.units[0].silent = true;
+            }
+            w.grid(f64::from(k))
+        };
+        let telegram = meter.telegram(k, grid);
+        meter.send(&telegram).await;
+        if k % 5 == 2 {
+            let regs = read(&daemon, status_base(0), 12).await;
+            let flags2 = ChargerFlags::from_bits_retain(regs[11]);
+            if learned_at.is_none() && flags2.contains(ChargerFlags::WIRING_KNOWN) {
+                learned_at = Some(k);
+                // Its current on grid L1 only.
+                assert!(regs[7] > 0 && regs[8] == 0 && regs[9] == 0, "{regs:?}");
+            }
+            if (40..60).contains(&k) {
+                l3_view.push(regs.clone());
+            }
+            if k > 88 {
+                let f1003 = Flags::from_bits_retain(read(&daemon, 1003, 1).await[0]);
+                flags_after_silence = Some((f1003, ChargerFlags::from_bits_retain(regs[5]), regs));
+            }
+        }
+        if k == 20 {
+            assert_eq!(rating_via_gateway(&daemon, 1).await, Some(16_000), "unit 1 via the gateway");
+            assert_eq!(rating_via_gateway(&daemon, 2).await, Some(32_000), "unit 2 via the gateway");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let w = lock(&world);
+    for (k, u) in w.units.iter().enumerate() {
+        eprintln!(
+            "unit {}: setup {:?}, {} reads, writes {:?}, unexpected {:?}",
+            k + 1,
+            u.setup,
+            u.reads.len(),
+            u.writes,
+            u.unexpected
+        );
+        assert!(u.unexpected.is_empty(), "unit {}: {:?}", k + 1, u.unexpected);
+        assert!(u.setup.iter().any(|s| s.starts_with("0x4106")), "unit {} timeout", k + 1);
+        assert!(u.setup.iter().any(|s| s.starts_with("0x4109")), "unit {} fallback", k + 1);
+        assert!(
+            u.writes.iter().any(|&(t, ma)| t < 30.0 && ma >= 6000),
+            "unit {} got a usable limit",
+            k + 1
+        );
+    }
+    eprintln!("wiring learned at {learned_at:?} s; {:.2} s above 25 A", w.above_fuse_s);
+    assert!(learned_at.is_some_and(|k| k < 30), "charger 2's wiring learned: {learned_at:?}");
+    // The load on L3 pauses the three-phase car, never lowers the single-phase one.
+    let before = limit_at(&w, 1, 29.5);
+    assert!(before >= 6000, "{before}");
+    for &(t, ma) in &w.units[1].writes {
+        if (29.5..60.0).contains(&t) {
+            assert!(ma >= before, "charger 2 lowered to {ma} mA at {t:.1} s (had {before})");
+        }
+    }
+    assert_eq!(limit_at(&w, 0, 45.0), 0, "charger 1 paused while L3 is full");
+    assert!(
+        l3_view.iter().any(|r| ChargerFlags::from_bits_retain(r[5]).contains(ChargerFlags::PAUSED)),
+        "1135 bit 2 (paused) while L3 is full: {l3_view:?}"
+    );
+    // Unit 1 silent: flagged; unit 2 still polled, written and charging.
+    let (f1003, f1135, regs) = flags_after_silence.expect("read after the silence");
+    assert!(f1003.contains(Flags::CHARGER_SILENT), "1003 {f1003:?}");
+    assert!(f1135.contains(ChargerFlags::NOT_ANSWERING), "1135 {f1135:?} {regs:?}");
+    let u2 = &w.units[1];
+    assert!(u2.reads.iter().any(|&t| t > SILENT_FROM_S + 10.0), "unit 2 still polled");
+    assert!(u2.car.current >= 6.0, "car 2 charging at the end: {} A", u2.car.current);
+    assert!(w.above_fuse_s < 3.0, "{:.2} s above 25 A", w.above_fuse_s);
+    drop(w);
+    drop(daemon);
+    let _ = &pty;
+}
