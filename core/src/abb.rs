@@ -12,15 +12,20 @@
 //! What it does (abb-terra-ac.md):
 //! - at start, and again whenever the charger looks rebooted (its read-back of our
 //!   limit or fallback differs from what we wrote), writes the communication timeout
-//!   (0x4106) and the fallback current (0x4109, register 1021 rounded down to whole
-//!   amps), so the charger falls back by itself if we die;
+//!   (0x4106) and the fallback current (0x4109, [`DriverConfig::fallback_ma`] rounded
+//!   down to whole amps: register 1021, or its share when several chargers fall back
+//!   together, see [`crate::bus_master`]), so the charger falls back by itself if we die;
 //! - writes the limit (0x4100) when the value to send changes and at least every
 //!   refresh period (register 1033);
-//! - reads the status block (0x4000–0x4024) every [`POLL_MS`], well inside the
+//! - reads the status block (0x4000–0x4024) every [`POLL`], well inside the
 //!   communication timeout, into [`ChargerStatus`] (registers 1110–1114);
 //! - three failed exchanges in a row raise "charger not answering" (1003 bit 2); an
 //!   exception reply raises "charger answered with an exception" (1003 bit 3) until
 //!   the next good exchange.
+//!
+//! One driver drives one charger and knows nothing of any other: with several chargers
+//! on one bus, [`crate::bus_master`] runs one driver each, shares the bus among them and
+//! gives each its share of the fallback limit.
 //!
 //! Never writes 0x4105 (stop) or 0x4103 (lock). Never panics.
 
@@ -97,7 +102,9 @@ pub struct ChargerStatus {
 /// The driver's settings (from the register map).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DriverConfig {
-    /// Register 1021: the charger falls back to this (whole amps) if we go silent.
+    /// The charger falls back to this (whole amps, rounded down) if we go silent:
+    /// register 1021, divided among the chargers that fall back together on one bus
+    /// (floor(1021 / n), [`crate::bus_master`]).
     pub fallback_ma: u32,
     /// Register 1033: the limit is re-sent at least this often.
     pub refresh_s: u32,

@@ -1,22 +1,68 @@
-//! The RS485 bus in the `master` role, sans-IO: the Terra AC driver's exchanges and
+//! The RS485 bus in the `master` role, sans-IO: the Terra AC drivers' exchanges and
 //! the gateway's forwarded requests, one at a time, over the core's RTU [`Client`],
 //! with replies framed by the 3.5-character silence ([`SilenceFramer`]).
 //!
 //! The daemon (tokio serial port) and the firmware (embassy UART with a driver-enable
 //! pin) run the same loop around it:
 //! 1. [`BusMaster::poll_transmit`]: bytes to put on the bus now (a forwarded request
-//!    first, since a host waits on it, then the driver's next exchange);
+//!    first, since a host waits on it, then the next driver's exchange);
 //! 2. [`BusMaster::on_bytes`]: bytes read from the bus;
 //! 3. [`BusMaster::poll`]: what finished ([`MasterEvent`]);
 //! 4. sleep until [`BusMaster::poll_timeout`] or more bytes or a new request.
 //!
-//! Time is a [`crate::time::Instant`] on any clock (the driver reads it to the
+//! # Several chargers
+//! The bus carries n = [`Config::chargers`] Terra AC chargers (setting 1037, 1 … 8):
+//! charger k (0-based here; charger k + 1 in the register map) answers at
+//! [`Config::address_of`]`(k)` = 1030 + k. The master runs one [`TerraAc`] driver per
+//! charger, each with its own schedule (setup, limit writes, status polls, retries),
+//! and the products pass each charger's value to send ([`BusMaster::poll_transmit`]
+//! takes all n). One exchange is on the bus at a time:
+//! - **round-robin among due drivers**: after charger k's exchange the search for the
+//!   next due one starts at k + 1, so a driver that is due waits for at most one
+//!   exchange of each other charger. A silent charger, whose every exchange runs all
+//!   its reply timeouts and retries ([`longest_exchange`]) and which is due again
+//!   [`abb::RETRY`] after each failure, gets its turn like the others and no more: it
+//!   never keeps their limit writes and polls from going out between its own.
+//! - forwarded requests alternate with the drivers' exchanges as before: after a
+//!   forwarded exchange the next due driver exchange (whichever charger's turn it is)
+//!   goes before the next forwarded one.
+//! - so a due driver waits at most for the exchange on the bus and then, per other
+//!   charger due before it, that charger's exchange and one forwarded exchange: with
+//!   m silent chargers and a host keeping the gateway busy with requests nobody
+//!   answers, (2m + 1) × [`longest_exchange`]; without forwarded requests, m ×
+//!   [`longest_exchange`]. Each charger must hear from us within its communication
+//!   timeout ([`abb::COMM_TIMEOUT_S`], 30 s) or it runs at its fallback share (below)
+//!   until it does: at 9600 baud (2.3 s per silent exchange, polls every 2 s) that
+//!   holds with all 7 others silent, or with up to 5 silent and such a host; on
+//!   slower lines with several silent chargers it may not.
+//!
+//! **Fallback share.** Each charger is configured (0x4109) with the current it falls
+//! back to on its own when we go silent. With n chargers they all fall back at once,
+//! so each gets an n-th of the fallback limit 1021: floor(1021 / n), and the charger
+//! takes it rounded down to whole amps (0x4109 is in amps), so together they never
+//! draw more than 1021. The driver's [`DriverConfig::fallback_ma`] is that share; a
+//! share under 6 A pauses the car (IEC 61851) while we are gone, the safe side. With
+//! one charger it is 1021 as before.
+//!
+//! **Changed settings.** A save that changes the charger count or address
+//! ([`BusMaster::follow_saved`]) adds and removes drivers: a charger whose address is
+//! still on the bus keeps its driver and its state (configured, limit written, status)
+//! under its possibly new index; a new address gets a new driver that configures its
+//! charger first. A changed count changes every charger's fallback share, which each
+//! kept driver writes again ([`TerraAc::apply_config`]). An exchange on the bus for a
+//! charger that went away ends as usual; its result is dropped.
+//!
+//! With one charger the master behaves exactly as it did before it drove several (the
+//! same exchanges at the same instants), except that a charger moved to a new address
+//! is now taken for a new one and configured again.
+//!
+//! Time is a [`crate::time::Instant`] on any clock (the drivers read it to the
 //! millisecond, [`DRIVER_RESOLUTION`]). Never panics: every frame is checked by the
 //! client and the gateway; every time, however far it jumps, is taken (saturating
-//! arithmetic).
+//! arithmetic); every charger index is checked.
 
 use crate::abb::{self, DriverConfig, TerraAc};
-use crate::config::Config;
+use crate::config::{Config, MAX_CHARGERS};
 use crate::modbus::{
     Client, ClientConfig, Gateway, LineConfig, MAX_ADU, Request, SilenceFramer, Submitted, Turn,
 };
@@ -25,9 +71,15 @@ use crate::time::{Duration, Instant};
 /// What finished on the bus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MasterEvent {
-    /// One of the driver's exchanges finished (or timed out): its view changed.
-    /// `fresh` when a status read just succeeded (the charger's currents are new).
+    /// One of charger `k`'s driver exchanges finished (or timed out): its view changed
+    /// ([`BusMaster::driver`]`(k)`). `fresh` when a status read just succeeded (the
+    /// charger's currents are new).
     Charger {
+        /// The charger (0-based: charger 1, at address 1030, is 0). For the result
+        /// of an exchange with a charger that a save took off the bus meanwhile, the
+        /// index it had, with `fresh` false and no driver changed:
+        /// [`BusMaster::driver`]`(k)` is then another charger's driver, or `None`.
+        k: usize,
         /// A status read succeeded.
         fresh: bool,
     },
@@ -39,23 +91,40 @@ pub enum MasterEvent {
     GatewayDone,
 }
 
-/// The master's state: driver, client, gateway and the reply framer.
+/// A driver exchange on the bus: whose, to which address, and what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pending {
+    k: usize,
+    address: u8,
+    request: abb::Request,
+}
+
+/// The master's state: the drivers, client, gateway and the reply framer.
 #[derive(Debug, Clone)]
 pub struct BusMaster {
-    driver: TerraAc,
+    /// One driver per charger; the first `chargers` are on the bus.
+    drivers: [TerraAc; MAX_CHARGERS],
+    /// Each driver's charger address.
+    addresses: [u8; MAX_CHARGERS],
+    /// Chargers on the bus, 1 … [`MAX_CHARGERS`].
+    chargers: usize,
+    /// The charger whose driver is asked first for the next exchange (round-robin).
+    turn: usize,
     client: Client,
     gateway: Gateway,
     framer: SilenceFramer,
-    pending: Option<abb::Request>,
-    address: u8,
+    pending: Option<Pending>,
     /// A submitted request's answer decided at once (busy, malformed: `Some(len)`
     /// in `answer`; dropped: `Some(0)`), reported by the next [`BusMaster::poll`].
     refused: Option<usize>,
     answer: [u8; MAX_ADU],
-    /// A forwarded exchange was started since the driver's last: the driver's next due
+    /// A forwarded exchange was started since the drivers' last: the next due driver
     /// exchange goes before the next forwarded one (a host polling through the gateway
-    /// never holds back the charger's limit by more than one exchange).
+    /// never holds back the chargers' limits by more than one exchange each).
     driver_next: bool,
+    /// The latest instant the master was given (a driver added by a new configuration
+    /// starts then).
+    latest: Instant,
     /// The saved configuration it runs with, and its line.
     config: Config,
     line: LineConfig,
@@ -66,17 +135,19 @@ pub struct BusMaster {
 pub enum SavedChange {
     /// Nothing it uses changed.
     None,
-    /// Taken over (charger address, fallback, refresh period).
+    /// Taken over (charger count and addresses, fallback, refresh period).
     Applied,
     /// The line changed (1031/1032): reopen the port with it and start a new master
     /// (the exchange on the bus is dropped; its client is answered at once).
     Reopen,
 }
 
-/// The driver's settings from the saved configuration.
+/// Each driver's settings from the saved configuration: its share of the fallback
+/// limit (floor(1021 / n), see the module documentation) and the refresh period.
 fn driver_config(config: &Config) -> DriverConfig {
+    let n = u32::try_from(config.chargers()).unwrap_or(1).max(1);
     DriverConfig {
-        fallback_ma: config.fallback_ma(),
+        fallback_ma: config.fallback_ma() / n,
         refresh_s: config.setpoint_refresh_s(),
     }
 }
@@ -103,8 +174,8 @@ pub fn longest_exchange(line: LineConfig) -> Duration {
 }
 
 /// The gateway's abandon policy, the same in both products: a forwarded request waits
-/// for the bus at most this long (at 9600 baud the driver's exchange before it and its
-/// own, with retries, take 4.6 s at most). Still queued then, its client is answered
+/// for the bus at most this long (at 9600 baud the one driver exchange that may go
+/// before it, whichever charger's, and its own, with retries, take 4.6 s at most). Still queued then, its client is answered
 /// 0x0B and it is never sent; already on the bus, its client waits for the exchange's
 /// result ([`forward_result_wait`]).
 pub const FORWARD_WAIT: Duration = Duration::from_secs(5);
@@ -126,24 +197,25 @@ fn driver_time(now: Instant) -> Instant {
     now.round_down(DRIVER_RESOLUTION)
 }
 
-/// The charger's Modbus address (register 1030).
-fn charger_address(config: &Config) -> u8 {
-    config.charger_address()
-}
-
 impl BusMaster {
-    /// A master for the saved `config` on a line of `line`, started at `now`.
+    /// A master for the saved `config` on a line of `line`, started at `now`: one
+    /// driver for each of the [`Config::chargers`] chargers.
     pub fn new(config: &Config, line: LineConfig, now: Instant) -> Self {
+        let cfg = driver_config(config);
+        let start = driver_time(now);
         BusMaster {
-            driver: TerraAc::new(driver_config(config), driver_time(now)),
+            drivers: core::array::from_fn(|_| TerraAc::new(cfg, start)),
+            addresses: core::array::from_fn(|k| config.address_of(k)),
+            chargers: config.chargers().clamp(1, MAX_CHARGERS),
+            turn: 0,
             client: Client::new(client_config(line)),
             gateway: Gateway::new(),
             framer: SilenceFramer::new(line),
             pending: None,
-            address: charger_address(config),
             refused: None,
             answer: [0; MAX_ADU],
             driver_next: false,
+            latest: now,
             config: *config,
             line,
         }
@@ -155,10 +227,35 @@ impl BusMaster {
         self.framer.widen_silence(extra);
     }
 
-    /// A new saved configuration (charger address, fallback, refresh period).
+    /// A new saved configuration (charger count and addresses, fallback, refresh
+    /// period): drivers are added and removed, a charger whose address stays on the
+    /// bus keeps its driver's state (see the module documentation).
     pub fn apply_config(&mut self, config: &Config) {
-        self.driver.apply_config(driver_config(config));
-        self.address = charger_address(config);
+        let cfg = driver_config(config);
+        let n = config.chargers().clamp(1, MAX_CHARGERS);
+        let old = self.drivers.clone();
+        let old_addresses = self.addresses;
+        let old_n = self.chargers.min(MAX_CHARGERS);
+        let start = driver_time(self.latest);
+        for k in 0..MAX_CHARGERS {
+            let address = config.address_of(k);
+            let kept = old_addresses
+                .iter()
+                .take(old_n)
+                .position(|&a| a == address)
+                .and_then(|j| old.get(j));
+            let mut driver = match kept {
+                Some(d) if k < n => d.clone(),
+                _ => TerraAc::new(cfg, start),
+            };
+            driver.apply_config(cfg);
+            if let (Some(slot), Some(a)) = (self.drivers.get_mut(k), self.addresses.get_mut(k)) {
+                *slot = driver;
+                *a = address;
+            }
+        }
+        self.chargers = n;
+        self.turn %= n;
         self.config = *config;
     }
 
@@ -176,14 +273,21 @@ impl BusMaster {
         }
     }
 
-    /// The charger driver (its status and flags, for the register map).
-    pub fn driver(&self) -> &TerraAc {
-        &self.driver
+    /// The number of chargers on the bus (1 … [`MAX_CHARGERS`]).
+    pub fn chargers(&self) -> usize {
+        self.chargers
     }
 
-    /// The charger's address in use.
-    pub fn charger_address(&self) -> u8 {
-        self.address
+    /// Charger `k`'s driver (0-based; its status and flags, for the register map):
+    /// `None` for `k` ≥ [`BusMaster::chargers`].
+    pub fn driver(&self, k: usize) -> Option<&TerraAc> {
+        self.drivers.get(k).filter(|_| k < self.chargers)
+    }
+
+    /// Charger `k`'s address in use (0-based): `None` for `k` ≥
+    /// [`BusMaster::chargers`].
+    pub fn address_of(&self, k: usize) -> Option<u8> {
+        self.addresses.get(k).copied().filter(|_| k < self.chargers)
     }
 
     /// True while a forwarded request waits, is on the bus or its answer is not yet
@@ -202,20 +306,33 @@ impl BusMaster {
         !self.client.is_idle()
     }
 
+    /// The next due driver exchange at `now`, round-robin from the charger whose turn
+    /// it is: the charger and the request.
+    fn next_due(
+        &self,
+        now: Instant,
+        sent_ma: &[u32; MAX_CHARGERS],
+    ) -> Option<(usize, abb::Request)> {
+        let n = self.chargers.clamp(1, MAX_CHARGERS);
+        let now = driver_time(now);
+        (0..n).find_map(|i| {
+            let k = (self.turn + i) % n;
+            let sent = sent_ma.get(k).copied().unwrap_or(0);
+            let req = self.drivers.get(k)?.poll_request(now, sent)?;
+            Some((k, req))
+        })
+    }
+
     /// True when a request submitted now would be the next on the bus, at
     /// [`BusMaster::poll_transmit`] with the same `now` and `sent_ma`: the bus is
-    /// free and the driver does not go first. A host's queue hands over its next request
+    /// free and no driver goes first. A host's queue hands over its next request
     /// only then, so that a request is never held behind a driver exchange after it
     /// left the queue (while queued, its host can still give up on it).
-    pub fn forward_goes_next(&self, now: Instant, sent_ma: u32) -> bool {
+    pub fn forward_goes_next(&self, now: Instant, sent_ma: &[u32; MAX_CHARGERS]) -> bool {
         self.client.is_idle()
             && self.pending.is_none()
             && !self.gateway_busy()
-            && !(self.driver_next
-                && self
-                    .driver
-                    .poll_request(driver_time(now), sent_ma)
-                    .is_some())
+            && !(self.driver_next && self.next_due(now, sent_ma).is_some())
     }
 
     /// A request from the host for another unit. Exactly one
@@ -236,21 +353,24 @@ impl BusMaster {
     }
 
     /// Bytes to send now, if any: starts the next exchange when the bus is free (a
-    /// forwarded request first, since a host waits on it, then the driver's, which
-    /// writes `sent_ma` — the balancer's value — when it is due; but after a forwarded
-    /// exchange the driver's due one goes first, so forwarded requests alternate with
-    /// the driver's and can never starve it).
-    pub fn poll_transmit(&mut self, now: Instant, sent_ma: u32) -> Option<&[u8]> {
+    /// forwarded request first, since a host waits on it, then the next due driver's,
+    /// round-robin over the chargers; a limit write sends `sent_ma[k]` — the balancer's
+    /// value for charger k — when it is due; after a forwarded exchange the next due
+    /// driver exchange goes first, so forwarded requests alternate with the drivers'
+    /// and can never starve them). Values for chargers beyond [`BusMaster::chargers`]
+    /// are not used.
+    pub fn poll_transmit(&mut self, now: Instant, sent_ma: &[u32; MAX_CHARGERS]) -> Option<&[u8]> {
+        self.latest = self.latest.max(now);
         if self.client.is_idle() && self.pending.is_none() {
             let due = if self.driver_next {
-                self.driver.poll_request(driver_time(now), sent_ma)
+                self.next_due(now, sent_ma)
             } else {
                 None
             };
-            let req = match due {
-                Some(req) => Some(req),
+            let next = match due {
+                Some(next) => Some(next),
                 None => match self.gateway.next_on_bus(&mut self.client) {
-                    Turn::Driver => self.driver.poll_request(driver_time(now), sent_ma),
+                    Turn::Driver => self.next_due(now, sent_ma),
                     Turn::Forwarded => {
                         self.driver_next = true;
                         None
@@ -258,14 +378,16 @@ impl BusMaster {
                     Turn::Busy => None,
                 },
             };
-            if let Some(req) = req {
-                if self
-                    .client
-                    .start(self.address, &Request::from(&req))
-                    .is_ok()
-                {
-                    self.pending = Some(req);
+            if let Some((k, request)) = next {
+                let address = self.addresses.get(k).copied().unwrap_or(0);
+                if self.client.start(address, &Request::from(&request)).is_ok() {
+                    self.pending = Some(Pending {
+                        k,
+                        address,
+                        request,
+                    });
                     self.driver_next = false;
+                    self.turn = (k + 1) % self.chargers.clamp(1, MAX_CHARGERS);
                 }
             }
         }
@@ -277,6 +399,7 @@ impl BusMaster {
 
     /// Bytes read from the bus.
     pub fn on_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        self.latest = self.latest.max(now);
         // The framer takes all the bytes, or none after ending the frame before them.
         while let (_, Some(frame)) = self.framer.feed(now, bytes) {
             self.client.on_frame(now, frame);
@@ -285,6 +408,7 @@ impl BusMaster {
 
     /// What finished by `now`, if anything. A gateway reply is written to `out`.
     pub fn poll(&mut self, now: Instant, out: &mut [u8; MAX_ADU]) -> Option<MasterEvent> {
+        self.latest = self.latest.max(now);
         if let Some(n) = self.refused.take() {
             if n == 0 {
                 return Some(MasterEvent::GatewayDone);
@@ -298,13 +422,25 @@ impl BusMaster {
         }
         let reply = self.client.poll_result(now)?;
         let outcome = reply.outcome();
-        if let Some(req) = self.pending.take() {
-            self.driver.on_response(driver_time(now), req, outcome);
+        if let Some(p) = self.pending.take() {
+            // The charger at the exchange's address, wherever a new configuration put
+            // it; gone from the bus: the result is dropped.
+            let n = self.chargers.min(MAX_CHARGERS);
+            let owner = self.addresses[..n].iter().position(|&a| a == p.address);
+            let Some(k) = owner else {
+                return Some(MasterEvent::Charger {
+                    k: p.k,
+                    fresh: false,
+                });
+            };
+            if let Some(driver) = self.drivers.get_mut(k) {
+                driver.on_response(driver_time(now), p.request, outcome);
+            }
             let fresh = matches!(
-                (req, outcome),
+                (p.request, outcome),
                 (abb::Request::Read { .. }, abb::Outcome::Ok(_))
             );
-            return Some(MasterEvent::Charger { fresh });
+            return Some(MasterEvent::Charger { k, fresh });
         }
         Some(match self.gateway.on_reply(reply, out) {
             Some(n) => MasterEvent::GatewayReply(n),
@@ -313,7 +449,7 @@ impl BusMaster {
     }
 
     /// When to call again at the latest: the client's reply timeout, the end of
-    /// a reply (silence), or the driver's next exchange; [`Instant::MAX`] for never.
+    /// a reply (silence), or the drivers' next exchange; [`Instant::MAX`] for never.
     pub fn poll_timeout(&self, now: Instant) -> Instant {
         if self.refused.is_some() {
             return now;
@@ -326,9 +462,12 @@ impl BusMaster {
             wake = wake.min(t);
         }
         if self.pending.is_none() && self.client.is_idle() {
-            // The driver's deadline is on its own clock: the wait from its `now`.
-            let wait = self.driver.next_deadline() - driver_time(now);
-            wake = wake.min(now + wait);
+            // The drivers' deadlines are on their own clock: the wait from its `now`.
+            let n = self.chargers.min(MAX_CHARGERS);
+            for driver in &self.drivers[..n] {
+                let wait = driver.next_deadline() - driver_time(now);
+                wake = wake.min(now + wait);
+            }
         }
         wake
     }

@@ -11,7 +11,7 @@
 use p1lb_core::abb::{DriverConfig, Outcome, Request, TerraAc};
 use p1lb_core::balancer::Balancer;
 use p1lb_core::bus_master::BusMaster;
-use p1lb_core::config::{Config, ControlMode};
+use p1lb_core::config::{Config, ControlMode, MAX_CHARGERS};
 use p1lb_core::device::Device;
 use p1lb_core::led;
 use p1lb_core::modbus::{LineConfig, MAX_ADU};
@@ -148,13 +148,15 @@ proptest! {
     #[test]
     fn the_bus_master_takes_any_instants(
         start in instant(),
+        chargers in 1..=8u8,
         steps in prop::collection::vec((instant(), prop::collection::vec(any::<u8>(), 0..12)), 1..40),
     ) {
-        let config = Config::default();
+        let mut config = Config::default();
+        config.set_charger_count(chargers).unwrap();
         let mut m = BusMaster::new(&config, LineConfig::rs485(&config), start);
         let mut out = [0u8; MAX_ADU];
         for (t, bytes) in steps {
-            let _ = m.poll_transmit(t, 6_000);
+            let _ = m.poll_transmit(t, &[6_000; MAX_CHARGERS]);
             m.on_bytes(t, &bytes);
             while m.poll(t, &mut out).is_some() {}
             let wake = m.poll_timeout(t);

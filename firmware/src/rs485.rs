@@ -1,6 +1,7 @@
 //! The RS485 task (`master` role, as the original board): the core's [`BusMaster`]
-//! drives the ABB Terra AC on UART1 (TX GPIO 8, RX GPIO 9) and forwards the USB
-//! gateway's requests between its exchanges. GPIO 7 enables the transceiver's driver
+//! drives the ABB Terra AC chargers (1037 of them, charger k at address 1030 + k − 1)
+//! on UART1 (TX GPIO 8, RX GPIO 9) and forwards the USB gateway's requests between
+//! their exchanges. GPIO 7 enables the transceiver's driver
 //! only while a frame is sent: set before the first byte, released as soon as the last
 //! stop bit has left the shift register. Line settings from 1031 (baud / 100) and
 //! 1032 (parity); the UART is set up again when a save changes them. While an exchange
@@ -15,7 +16,7 @@ use embassy_rp::uart::{self, BufferedUart, DataBits, StopBits};
 use embassy_time::Timer;
 use embedded_io_async::{Read, Write};
 use p1lb_core::bus_master::{BusMaster, MasterEvent, SavedChange};
-use p1lb_core::config::Config;
+use p1lb_core::config::{Config, MAX_CHARGERS};
 use p1lb_core::modbus::{LineConfig, MAX_ADU, Parity};
 
 use crate::Irqs;
@@ -38,6 +39,11 @@ fn line(config: &Config) -> (uart::Config, LineConfig) {
         Parity::Even => uart::Parity::ParityEven,
     };
     (cfg, line)
+}
+
+/// The balancer's value to send to each charger (charger k's at k, 0-based).
+fn sent_values(shared: &Shared) -> [u32; MAX_CHARGERS] {
+    shared.device(|d| core::array::from_fn(|k| d.balancer.sent_of_ma(k)))
 }
 
 /// Runs forever: UART1 on GPIO 8/9 with driver enable `de` (GPIO 7).
@@ -90,14 +96,14 @@ async fn drive(
         // free, the driver not first): until then the USB side can take it back when
         // its host stops waiting, so it is never sent late (see `usb::Server::forward`).
         let now = core_now();
-        let sent_ma = shared.device(|d| d.balancer.decision().sent_ma);
-        if master.forward_goes_next(now, sent_ma)
+        let sent_ma = sent_values(shared);
+        if master.forward_goes_next(now, &sent_ma)
             && let Ok((number, frame)) = shared.gateway_request.try_receive()
         {
             forwarded = number;
             master.submit(&frame);
         }
-        if let Some(tx) = master.poll_transmit(now, sent_ma) {
+        if let Some(tx) = master.poll_transmit(now, &sent_ma) {
             // From the first byte (a retry too) until its result: see `set_bus_busy`.
             shared.set_bus_busy(true);
             de.set_high();
@@ -114,9 +120,12 @@ async fn drive(
             shared.set_bus_busy(false);
         }
         match event {
-            Some(MasterEvent::Charger { fresh }) => {
-                let now = core_now();
-                shared.device(|d| d.on_charger(now, 0, master.driver(), fresh));
+            Some(MasterEvent::Charger { k, fresh }) => {
+                // `None`: the charger of an exchange that a save took off the bus.
+                if let Some(driver) = master.driver(k) {
+                    let now = core_now();
+                    shared.device(|d| d.on_charger(now, k, driver, fresh));
+                }
                 continue;
             }
             Some(MasterEvent::GatewayReply(n)) => {
@@ -133,9 +142,9 @@ async fn drive(
         // Bytes, the master's deadline, a request to forward (taken above, when the bus
         // is free) or a new value to send.
         let wake = master.poll_timeout(core_now());
-        let sent_ma = shared.device(|d| d.balancer.decision().sent_ma);
+        let sent_ma = sent_values(shared);
         let request = async {
-            if master.forward_goes_next(core_now(), sent_ma) {
+            if master.forward_goes_next(core_now(), &sent_ma) {
                 shared.gateway_request.ready_to_receive().await
             } else {
                 core::future::pending().await

@@ -38,6 +38,9 @@ pub struct TerraSim {
     /// What the charger's own meter measured of the car, mA per phase (0x4010–0x4015),
     /// when a car model outside sets it; `None`: the built-in car ([`TerraSim::current_ma`]).
     pub measured_ma: Option<[u32; 3]>,
+    /// Cut from the line (powered off, cable cut): it hears and answers nothing, its
+    /// registers kept as they are.
+    pub silent: bool,
 }
 
 impl Default for TerraSim {
@@ -56,6 +59,7 @@ impl TerraSim {
             locked: 0,
             stopped: 0,
             measured_ma: None,
+            silent: false,
         }
     }
 
@@ -150,7 +154,8 @@ impl TerraSim {
     }
 
     /// Answers one frame read off the bus: `None` when it is not a valid frame for
-    /// `address` (a real charger stays silent), else the reply's length in `out`.
+    /// `address` (a real charger stays silent) or the charger is cut from the line
+    /// ([`TerraSim::silent`]), else the reply's length in `out`.
     pub fn answer(
         &mut self,
         address: u8,
@@ -158,6 +163,9 @@ impl TerraSim {
         out: &mut [u8; MAX_ADU],
         log: &mut Option<String>,
     ) -> Option<usize> {
+        if self.silent {
+            return None;
+        }
         let f = Frame::new_checked(frame).ok()?;
         if f.unit() != address {
             return None;

@@ -357,8 +357,9 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
                         car.command(at.total_millis(), limit_ma)
                     }
                     BusEvent::StatusRead { at } => {
-                        let st = bus.master().driver().status();
-                        balancer.on_charger_currents(at, st.current_ma);
+                        if let Some(driver) = bus.master().driver(0) {
+                            balancer.on_charger_currents(at, driver.status().current_ma);
+                        }
                     }
                 }
             }

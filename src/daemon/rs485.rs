@@ -14,9 +14,11 @@
 //!   input is counted and ignored, never fatal. A save (1091/1092 = 1) goes through
 //!   [`super::modbus_tcp::persist_save`], as on Modbus TCP; a failed save answers 04.
 //! - [`Rs485Role::Master`]: the core's [`BusMaster`] (the same as the firmware's)
-//!   drives a Terra AC at address 1030: writes 0x4106/0x4109 at start, the balancer's
-//!   value to 0x4100, polls the status block into 1110–1114 and 1003 bits 2 and 3
-//!   ([`Device::on_charger`], which also feeds the balancer the charger's currents).
+//!   drives the Terra AC chargers (1037 of them; charger k at address 1030 + k − 1):
+//!   writes 0x4106/0x4109 at start, each charger's value from the balancer to its
+//!   0x4100, polls each one's status block into its registers (1130 + 6(k − 1) …,
+//!   charger 1's also 1110–1114) and 1003 bits 2 and 3 ([`Device::on_charger`], which
+//!   also feeds the balancer the chargers' currents).
 //!   It is also the Modbus TCP gateway ([`super::gateway`]): forwarded requests wait
 //!   in the core's gateway and go on the bus between the driver's exchanges, never
 //!   interleaved; the reply (or exception 0x0B on silence) goes back to the TCP side.
@@ -35,7 +37,7 @@ use std::time::Duration;
 
 use p1lb_core::balancer::State;
 use p1lb_core::bus_master::{BusMaster, MasterEvent, SavedChange};
-use p1lb_core::config::Config;
+use p1lb_core::config::{Config, MAX_CHARGERS};
 use p1lb_core::meter_emulation::EmulatedMeter;
 use p1lb_core::modbus::{
     Frame, LineConfig, MAX_ADU, MAX_READ_QUANTITY, Request, Response, Words, exception_reply,
@@ -163,12 +165,27 @@ pub async fn run_simulated(
     charger: Arc<Mutex<TerraSim>>,
     gateway: Option<GatewayRx>,
 ) {
+    run_simulated_chargers(shared, vec![charger], gateway).await;
+}
+
+/// [`run_simulated`] with several simulated chargers on the one in-process bus:
+/// `chargers[k]` answers at charger k's address (1030 + k, 0-based), as saved when the
+/// bus opens. Configured chargers beyond them stay silent (flagged as not answering).
+pub async fn run_simulated_chargers(
+    shared: Arc<Shared>,
+    chargers: Vec<Arc<Mutex<TerraSim>>>,
+    gateway: Option<GatewayRx>,
+) {
     let config_of = shared.clone();
     let open = move |line: LineConfig| -> io::Result<DuplexStream> {
-        // The charger answers at the address saved when the bus opens.
-        let address = config_of.core().map.saved().charger_address();
+        // The chargers answer at the addresses saved when the bus opens.
+        let saved = *config_of.core().map.saved();
+        let units: Vec<(u8, Arc<Mutex<TerraSim>>)> = chargers
+            .iter()
+            .enumerate()
+            .map(|(k, c)| (saved.address_of(k), c.clone()))
+            .collect();
         let (ours, theirs) = tokio::io::duplex(MAX_ADU * 4);
-        let charger = charger.clone();
         let options = ServeOptions {
             line,
             turnaround: SIM_TURNAROUND,
@@ -176,16 +193,19 @@ pub async fn run_simulated(
         };
         // Ends when our end is dropped (the port is reopened or the task stops).
         tokio::spawn(async move {
+            // Every charger hears the frame; the one at its address answers.
             let answer = |frame: &[u8], out: &mut [u8; MAX_ADU]| {
-                let mut log = None;
-                let len = charger
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .answer(address, frame, out, &mut log);
-                if let Some(w) = log {
-                    tracing::debug!("simulated charger: {w}");
-                }
-                len
+                units.iter().find_map(|(address, charger)| {
+                    let mut log = None;
+                    let len = charger
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .answer(*address, frame, out, &mut log);
+                    if let Some(w) = log {
+                        tracing::debug!("simulated charger at {address}: {w}");
+                    }
+                    len
+                })
             };
             let _ = rtu_io::serve(theirs, options, answer).await;
         });
@@ -407,7 +427,8 @@ async fn drive_port<P: AsyncRead + AsyncWrite + Unpin>(
     let config = *shared.core().map.saved();
     let mut master = BusMaster::new(&config, line, clock.now());
     master.widen_silence(READ_LATENCY);
-    let mut silent = false;
+    // Each charger's "not answering", as last logged.
+    let mut silent = [false; MAX_CHARGERS];
     let mut buf = [0u8; 512];
     let mut out = [0u8; MAX_ADU];
     loop {
@@ -422,8 +443,8 @@ async fn drive_port<P: AsyncRead + AsyncWrite + Unpin>(
         // bus free, the driver not first): while it waits its client can still give up
         // on it, and then it is never sent.
         let now = clock.now();
-        let sent_ma = shared.core().balancer.decision().sent_ma;
-        if master.forward_goes_next(now, sent_ma) {
+        let sent_ma = sent_values(shared);
+        if master.forward_goes_next(now, &sent_ma) {
             // The one the select received first (still abandonable), else the queue's.
             let mut next = held.take().filter(Forward::take);
             if next.is_none() {
@@ -440,22 +461,28 @@ async fn drive_port<P: AsyncRead + AsyncWrite + Unpin>(
                 waiting = Some(f.reply);
             }
         }
-        if let Some(tx) = master.poll_transmit(now, sent_ma) {
+        if let Some(tx) = master.poll_transmit(now, &sent_ma) {
             let tx = tx.to_vec();
             write_bounded(&mut port, &tx).await?;
         }
         match master.poll(clock.now(), &mut out) {
-            Some(MasterEvent::Charger { fresh }) => {
-                shared
-                    .core()
-                    .on_charger(shared.now(), 0, master.driver(), fresh);
-                let address = master.charger_address();
-                if master.driver().not_answering() != silent {
-                    silent = master.driver().not_answering();
-                    if silent {
-                        tracing::warn!("RS485: the charger at address {address} is not answering");
-                    } else {
-                        tracing::info!("RS485: the charger at address {address} answers again");
+            Some(MasterEvent::Charger { k, fresh }) => {
+                // `None`: the charger of an exchange that a save took off the bus.
+                if let (Some(driver), Some(address)) = (master.driver(k), master.address_of(k)) {
+                    shared.core().on_charger(shared.now(), k, driver, fresh);
+                    let now_silent = driver.not_answering();
+                    if let Some(was) = silent.get_mut(k).filter(|was| **was != now_silent) {
+                        *was = now_silent;
+                        let number = k + 1;
+                        if now_silent {
+                            tracing::warn!(
+                                "RS485: charger {number} at address {address} is not answering"
+                            );
+                        } else {
+                            tracing::info!(
+                                "RS485: charger {number} at address {address} answers again"
+                            );
+                        }
                     }
                 }
                 continue;
@@ -479,7 +506,7 @@ async fn drive_port<P: AsyncRead + AsyncWrite + Unpin>(
         let wake = master
             .poll_timeout(now)
             .min(now + CoreDuration::from_secs(1));
-        let bus_free = master.forward_goes_next(now, shared.core().balancer.decision().sent_ma);
+        let bus_free = master.forward_goes_next(now, &sent_values(shared));
         let receive = requests.is_some() && held.is_none() && bus_free;
         tokio::select! {
             r = port.read(&mut buf) => {
@@ -501,6 +528,12 @@ async fn drive_port<P: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
+}
+
+/// The balancer's value to send to each charger (charger k's at k, 0-based).
+fn sent_values(shared: &Shared) -> [u32; MAX_CHARGERS] {
+    let core = shared.core();
+    std::array::from_fn(|k| core.balancer.sent_of_ma(k))
 }
 
 /// The next forwarded request (`None` when the channel closed or there is none).
@@ -571,6 +604,85 @@ mod tests {
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(shared.core().map.status().charger_ca, [0; 3]);
+        task.abort();
+    }
+
+    /// Two simulated chargers at addresses 1 and 2 on the in-process bus, in paused
+    /// time: both are configured (timeout, half the 10 A fallback each) and written
+    /// their value from the balancer, and each one's status reaches its registers.
+    /// Then charger 2 goes silent: it is flagged (its bit and 1003 bit 2) while
+    /// charger 1 is still polled and written.
+    #[tokio::test(start_paused = true)]
+    async fn the_master_drives_two_simulated_chargers_and_flags_the_silent_one() {
+        use p1lb_core::registers::{ChargerFlags, Flags};
+        let mut config = Config::default();
+        config.set_fallback_ma(10_000).expect("a valid fallback");
+        config.set_charger_count(2).expect("two chargers");
+        let shared = Arc::new(Shared::new(config, "unused".into()));
+        let chargers: Vec<_> = (0..2)
+            .map(|_| Arc::new(Mutex::new(TerraSim::new())))
+            .collect();
+        lock(&chargers[0]).measured_ma = Some([7000, 7100, 7200]);
+        lock(&chargers[1]).measured_ma = Some([8000, 8100, 8200]);
+        let task = tokio::spawn(run_simulated_chargers(
+            shared.clone(),
+            chargers.clone(),
+            None,
+        ));
+        let run = |seconds: u32| {
+            let shared = shared.clone();
+            async move {
+                for _ in 0..seconds {
+                    let now = shared.now();
+                    shared.core().tick(now);
+                    shared.decision.notify_one();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        run(30).await;
+        for (k, charger) in chargers.iter().enumerate() {
+            let sent = shared.core().balancer.sent_of_ma(k);
+            let c = lock(charger);
+            // Rebooted at 32 A / 256 / 60 s: reconfigured with 5 A each.
+            assert_eq!(
+                (c.fallback_a, c.timeout_s),
+                (5, 30),
+                "charger {}: {c:?}",
+                k + 1
+            );
+            assert_eq!(c.limit_ma, sent, "charger {}: {c:?}", k + 1);
+            assert_ne!(c.limit_ma, 32_000, "charger {}: written", k + 1);
+            let regs = shared.core().map.status().chargers[k];
+            assert_eq!(regs.state, 4, "charger {}: charging", k + 1);
+            assert!(!regs.flags.contains(ChargerFlags::NOT_ANSWERING));
+        }
+        assert_eq!(shared.core().map.status().charger_ca, [700, 710, 720]);
+        // Charger 2 cut from the line; charger 1's car draws less, and charger 1
+        // forgets its limit.
+        lock(&chargers[1]).silent = true;
+        {
+            let mut c = lock(&chargers[0]);
+            c.measured_ma = Some([6000; 3]);
+            c.limit_ma = 0;
+        }
+        run(30).await;
+        let status = *shared.core().map.status();
+        assert!(
+            status.chargers[1]
+                .flags
+                .contains(ChargerFlags::NOT_ANSWERING)
+        );
+        assert!(
+            !status.chargers[0]
+                .flags
+                .contains(ChargerFlags::NOT_ANSWERING)
+        );
+        assert!(shared.core().map.flags().contains(Flags::CHARGER_SILENT));
+        assert_eq!(status.charger_ca, [600; 3], "charger 1 still polled");
+        let sent = shared.core().balancer.sent_of_ma(0);
+        assert_eq!(lock(&chargers[0]).limit_ma, sent, "charger 1 written again");
+        assert_eq!(shared.rs485(), PortState::Open);
         task.abort();
     }
 
