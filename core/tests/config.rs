@@ -33,6 +33,13 @@ fn defaults_are_valid_and_match_the_contract() {
         (1036, 0),
         (1090, 10),
     ];
+    // Extensions, round 2 (registers.md): 1026 site maximum 0 (off), 1037 one charger,
+    // and for each charger k: wiring 0 (learn), maximum 0 (= 1010), priority 1.
+    let mut want = want.to_vec();
+    want.insert(16, (1026, 0));
+    let round_2 = (1040u16..=1063).map(|a| (a, if (a - 1040) % 3 == 2 { 1 } else { 0 }));
+    let at = want.len() - 1;
+    want.splice(at..at, std::iter::once((1037, 1)).chain(round_2));
     let got: Vec<(u16, u16)> = c.iter().map(|(s, v)| (s.address, v)).collect();
     assert_eq!(got, want);
 }
