@@ -145,6 +145,196 @@ fn monitor_json_gives_one_object_per_sample() {
         }
         assert_eq!(v["grid_current_a"].as_array().unwrap().len(), 3);
         assert_eq!(v["override_cap_ma"], 16000);
+        // One charger (the default charger_count): one entry, charger 1 at unit 1.
+        let chargers = v["chargers"].as_array().expect("chargers");
+        assert_eq!(chargers.len(), 1, "{line}");
+        assert_eq!(chargers[0]["charger"], 1);
+        assert_eq!(chargers[0]["unit"], 1);
+    }
+    drop(d);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// The fields of one entry of `chargers` in `p1lb monitor --json`.
+fn check_charger_entry(entry: &serde_json::Value, k: usize) {
+    assert_eq!(entry["charger"], k, "{entry}");
+    assert!(entry["limit_ma"].is_u64(), "{entry}");
+    assert!(entry["state"].is_u64(), "{entry}");
+    let current = entry["current_a"].as_array().expect("current_a");
+    assert_eq!(current.len(), 3, "{entry}");
+    assert!(current.iter().all(|a| a.as_f64().is_some_and(|a| a >= 0.0)));
+    let flags = entry["flags"].as_object().expect("flags");
+    let names: Vec<&str> = flags.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "silent",
+            "exception",
+            "paused",
+            "wiring_known",
+            "car_connected"
+        ],
+        "{entry}"
+    );
+    assert!(flags.values().all(serde_json::Value::is_boolean), "{entry}");
+}
+
+/// A file with `charger_count = 2` and charger 2 single-phase on L1: the daemon loads
+/// it, `p1lb monitor --json` lists two chargers (charger 2's wiring configured: bit 3)
+/// and the terminal view one line per charger.
+#[test]
+fn monitor_lists_every_charger_of_charger_count() {
+    let dir = temp_dir("monitor-chargers");
+    fs::write(
+        dir.join("p1lb.toml"),
+        "[settings]\ncharger_count = 2\ncharger2_wiring = 2\ncharger_address = 3\n",
+    )
+    .unwrap();
+    let d = start(&dir);
+    assert_eq!(
+        text(&config(&d, &["get", "charger_count"])).0.trim(),
+        "charger_count = 2"
+    );
+    let out = Command::new(BIN)
+        .args(["monitor", "--device", &d.device()])
+        .args(["--json", "--count", "2", "--interval", "200ms"])
+        .output()
+        .expect("p1lb monitor runs");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    for line in stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        let chargers = v["chargers"].as_array().expect("chargers");
+        assert_eq!(chargers.len(), 2, "{line}");
+        for (k, entry) in chargers.iter().enumerate() {
+            check_charger_entry(entry, k + 1);
+            // At consecutive addresses from charger_address.
+            assert_eq!(entry["unit"], 3 + k, "{entry}");
+        }
+        assert_eq!(chargers[1]["flags"]["wiring_known"], true, "{line}");
+    }
+
+    // The terminal view: a line per charger under the header.
+    let out = Command::new(BIN)
+        .args(["monitor", "--device", &d.device(), "--count", "1"])
+        .output()
+        .expect("p1lb monitor runs");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let header = lines
+        .iter()
+        .position(|l| l.starts_with("charger ") && l.contains(" unit "))
+        .unwrap_or_else(|| panic!("no charger lines:\n{stdout}"));
+    let rows: Vec<&str> = lines[header + 1..]
+        .iter()
+        .copied()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    assert!(
+        rows[0].starts_with("1 ") && rows[1].starts_with("2 "),
+        "{stdout}"
+    );
+    assert!(rows[1].contains("wiring_known"), "{stdout}");
+    drop(d);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// The new settings by name (get, set, save into the file, out of range refused) and
+/// the chargers' status registers by name (read, never written).
+#[test]
+fn config_names_the_charger_settings_and_status_registers() {
+    let dir = temp_dir("config-chargers");
+    let d = start(&dir);
+    let get = |name: &str| text(&config(&d, &["get", name])).0.trim().to_owned();
+
+    assert_eq!(get("site_max_current"), "site_max_current = 0 mA");
+    assert_eq!(get("charger-count"), "charger_count = 1");
+    assert_eq!(get("charger3_priority"), "charger3_priority = 1");
+    for (name, value) in [
+        ("site-max-current", "25A"),
+        ("charger_count", "3"),
+        ("charger3_priority", "5"),
+        ("charger3-max-current", "10A"),
+    ] {
+        let out = config(&d, &["set", name, value]);
+        assert!(out.status.success(), "{name} {value}: {:?}", text(&out));
+    }
+    assert_eq!(get("site_max_current"), "site_max_current = 25000 mA");
+    assert_eq!(get("charger_count"), "charger_count = 3");
+    assert_eq!(get("charger3_priority"), "charger3_priority = 5");
+    assert_eq!(get("1048"), "charger3_priority = 5");
+    assert_eq!(
+        get("charger3_max_current"),
+        "charger3_max_current = 10000 mA"
+    );
+
+    // Out of range: the device answers 03 and the message names the range.
+    for (name, value, range) in [
+        ("charger_count", "9", "1 … 8"),
+        ("charger3_priority", "8", "0 … 7"),
+        ("site_max_current", "3A", "0 or 6000 … 63000"),
+    ] {
+        let out = config(&d, &["set", name, value]);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{name} {value}: {stderr}");
+        assert!(
+            stderr.contains("out of range") && stderr.contains(range),
+            "{name} {value}: {stderr}"
+        );
+    }
+
+    let out = config(&d, &["save"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let toml = fs::read_to_string(dir.join("p1lb.toml")).unwrap();
+    for line in [
+        "site_max_current = 25000",
+        "charger_count = 3",
+        "charger3_priority = 5",
+        "charger3_max_current = 10000",
+    ] {
+        assert!(toml.lines().any(|l| l == line), "{line} not in\n{toml}");
+    }
+
+    // The status of each charger, by name or address; read only.
+    let limit = get("charger1_limit");
+    assert!(
+        limit.starts_with("charger1_limit = ") && limit.ends_with(" mA"),
+        "{limit}"
+    );
+    let current = get("charger2-current-l3");
+    assert!(
+        current.starts_with("charger2_current_l3 = ") && current.ends_with(" A"),
+        "{current}"
+    );
+    assert!(get("charger3_state").starts_with("charger3_state = "));
+    let flags = get("1147");
+    assert!(flags.starts_with("charger3_flags = 0x"), "{flags}");
+    // Charger 8 is beyond charger_count: all 0.
+    assert_eq!(get("charger8_limit"), "charger8_limit = 0 mA");
+    assert_eq!(get("charger8_flags"), "charger8_flags = 0x0000");
+    let out = config(&d, &["set", "charger1_limit", "10A"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("read only"), "{stderr}");
+
+    // `list` names every register up to charger8_flags (1177).
+    let (stdout, _) = text(&config(&d, &["list"]));
+    for (address, name) in [
+        (1026, "site_max_current"),
+        (1037, "charger_count"),
+        (1048, "charger3_priority"),
+        (1130, "charger1_limit"),
+        (1177, "charger8_flags"),
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{address} ")) && l.contains(name)),
+            "{address} {name}:\n{stdout}"
+        );
     }
     drop(d);
     let _ = fs::remove_dir_all(&dir);

@@ -75,6 +75,10 @@ fn config_and_monitor_over_rtu() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let names = v["flag_names"].as_array().expect("flag_names");
         assert!(names.contains(&"unsaved_changes".into()), "{line}");
+        // The chargers' status, read in a second request: one charger by default.
+        let chargers = v["chargers"].as_array().expect("chargers");
+        assert_eq!(chargers.len(), 1, "{line}");
+        assert_eq!(chargers[0]["current_a"].as_array().map(Vec::len), Some(3));
     }
     drop(daemon);
     let _ = fs::remove_dir_all(&dir);

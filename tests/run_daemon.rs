@@ -211,6 +211,10 @@ fn a_bad_config_file_stops_the_daemon_with_the_key_and_range() {
             &["lower_current", "upper_current"][..],
         ),
         ("[settings]\nupper_wiat = 3\n", &["upper_wiat"][..]),
+        (
+            "[settings]\ncharger_count = 2\ncharger1_max_current = 3000\n",
+            &["charger1_max_current", "0 or 6000 … 63000"][..],
+        ),
         ("[modbus_tcp]\nlisten = \"nowhere\"\n", &["listen"][..]),
     ];
     for (i, (text, words)) in cases.iter().enumerate() {

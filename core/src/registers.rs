@@ -256,6 +256,102 @@ others! {
         "Uptime";
     1121, FIRMWARE_VERSION, "firmware_version", R, U16, "",
         "Firmware version: major × 256 + minor";
+    1130, CHARGER1_LIMIT, "charger1_limit", R, U16, "mA",
+        "Charger 1: the limit sent to it";
+    1131, CHARGER1_CURRENT_L1, "charger1_current_l1", R, U16, "0.01 A",
+        "Charger 1: current on grid L1 (read back, wiring applied)";
+    1132, CHARGER1_CURRENT_L2, "charger1_current_l2", R, U16, "0.01 A",
+        "Charger 1: current on grid L2 (read back, wiring applied)";
+    1133, CHARGER1_CURRENT_L3, "charger1_current_l3", R, U16, "0.01 A",
+        "Charger 1: current on grid L3 (read back, wiring applied)";
+    1134, CHARGER1_STATE, "charger1_state", R, U16, "",
+        "Charger 1: its charging state as it reports it";
+    1135, CHARGER1_FLAGS, "charger1_flags", R, U16, "bits",
+        "Charger 1: flags: bit 0 not answering; bit 1 answered with an exception; bit 2 paused to share the current; bit 3 wiring learned or configured; bit 4 car connected";
+    1136, CHARGER2_LIMIT, "charger2_limit", R, U16, "mA",
+        "Charger 2: the limit sent to it";
+    1137, CHARGER2_CURRENT_L1, "charger2_current_l1", R, U16, "0.01 A",
+        "Charger 2: current on grid L1 (read back, wiring applied)";
+    1138, CHARGER2_CURRENT_L2, "charger2_current_l2", R, U16, "0.01 A",
+        "Charger 2: current on grid L2 (read back, wiring applied)";
+    1139, CHARGER2_CURRENT_L3, "charger2_current_l3", R, U16, "0.01 A",
+        "Charger 2: current on grid L3 (read back, wiring applied)";
+    1140, CHARGER2_STATE, "charger2_state", R, U16, "",
+        "Charger 2: its charging state as it reports it";
+    1141, CHARGER2_FLAGS, "charger2_flags", R, U16, "bits",
+        "Charger 2: flags, bits as in charger1_flags";
+    1142, CHARGER3_LIMIT, "charger3_limit", R, U16, "mA",
+        "Charger 3: the limit sent to it";
+    1143, CHARGER3_CURRENT_L1, "charger3_current_l1", R, U16, "0.01 A",
+        "Charger 3: current on grid L1 (read back, wiring applied)";
+    1144, CHARGER3_CURRENT_L2, "charger3_current_l2", R, U16, "0.01 A",
+        "Charger 3: current on grid L2 (read back, wiring applied)";
+    1145, CHARGER3_CURRENT_L3, "charger3_current_l3", R, U16, "0.01 A",
+        "Charger 3: current on grid L3 (read back, wiring applied)";
+    1146, CHARGER3_STATE, "charger3_state", R, U16, "",
+        "Charger 3: its charging state as it reports it";
+    1147, CHARGER3_FLAGS, "charger3_flags", R, U16, "bits",
+        "Charger 3: flags, bits as in charger1_flags";
+    1148, CHARGER4_LIMIT, "charger4_limit", R, U16, "mA",
+        "Charger 4: the limit sent to it";
+    1149, CHARGER4_CURRENT_L1, "charger4_current_l1", R, U16, "0.01 A",
+        "Charger 4: current on grid L1 (read back, wiring applied)";
+    1150, CHARGER4_CURRENT_L2, "charger4_current_l2", R, U16, "0.01 A",
+        "Charger 4: current on grid L2 (read back, wiring applied)";
+    1151, CHARGER4_CURRENT_L3, "charger4_current_l3", R, U16, "0.01 A",
+        "Charger 4: current on grid L3 (read back, wiring applied)";
+    1152, CHARGER4_STATE, "charger4_state", R, U16, "",
+        "Charger 4: its charging state as it reports it";
+    1153, CHARGER4_FLAGS, "charger4_flags", R, U16, "bits",
+        "Charger 4: flags, bits as in charger1_flags";
+    1154, CHARGER5_LIMIT, "charger5_limit", R, U16, "mA",
+        "Charger 5: the limit sent to it";
+    1155, CHARGER5_CURRENT_L1, "charger5_current_l1", R, U16, "0.01 A",
+        "Charger 5: current on grid L1 (read back, wiring applied)";
+    1156, CHARGER5_CURRENT_L2, "charger5_current_l2", R, U16, "0.01 A",
+        "Charger 5: current on grid L2 (read back, wiring applied)";
+    1157, CHARGER5_CURRENT_L3, "charger5_current_l3", R, U16, "0.01 A",
+        "Charger 5: current on grid L3 (read back, wiring applied)";
+    1158, CHARGER5_STATE, "charger5_state", R, U16, "",
+        "Charger 5: its charging state as it reports it";
+    1159, CHARGER5_FLAGS, "charger5_flags", R, U16, "bits",
+        "Charger 5: flags, bits as in charger1_flags";
+    1160, CHARGER6_LIMIT, "charger6_limit", R, U16, "mA",
+        "Charger 6: the limit sent to it";
+    1161, CHARGER6_CURRENT_L1, "charger6_current_l1", R, U16, "0.01 A",
+        "Charger 6: current on grid L1 (read back, wiring applied)";
+    1162, CHARGER6_CURRENT_L2, "charger6_current_l2", R, U16, "0.01 A",
+        "Charger 6: current on grid L2 (read back, wiring applied)";
+    1163, CHARGER6_CURRENT_L3, "charger6_current_l3", R, U16, "0.01 A",
+        "Charger 6: current on grid L3 (read back, wiring applied)";
+    1164, CHARGER6_STATE, "charger6_state", R, U16, "",
+        "Charger 6: its charging state as it reports it";
+    1165, CHARGER6_FLAGS, "charger6_flags", R, U16, "bits",
+        "Charger 6: flags, bits as in charger1_flags";
+    1166, CHARGER7_LIMIT, "charger7_limit", R, U16, "mA",
+        "Charger 7: the limit sent to it";
+    1167, CHARGER7_CURRENT_L1, "charger7_current_l1", R, U16, "0.01 A",
+        "Charger 7: current on grid L1 (read back, wiring applied)";
+    1168, CHARGER7_CURRENT_L2, "charger7_current_l2", R, U16, "0.01 A",
+        "Charger 7: current on grid L2 (read back, wiring applied)";
+    1169, CHARGER7_CURRENT_L3, "charger7_current_l3", R, U16, "0.01 A",
+        "Charger 7: current on grid L3 (read back, wiring applied)";
+    1170, CHARGER7_STATE, "charger7_state", R, U16, "",
+        "Charger 7: its charging state as it reports it";
+    1171, CHARGER7_FLAGS, "charger7_flags", R, U16, "bits",
+        "Charger 7: flags, bits as in charger1_flags";
+    1172, CHARGER8_LIMIT, "charger8_limit", R, U16, "mA",
+        "Charger 8: the limit sent to it";
+    1173, CHARGER8_CURRENT_L1, "charger8_current_l1", R, U16, "0.01 A",
+        "Charger 8: current on grid L1 (read back, wiring applied)";
+    1174, CHARGER8_CURRENT_L2, "charger8_current_l2", R, U16, "0.01 A",
+        "Charger 8: current on grid L2 (read back, wiring applied)";
+    1175, CHARGER8_CURRENT_L3, "charger8_current_l3", R, U16, "0.01 A",
+        "Charger 8: current on grid L3 (read back, wiring applied)";
+    1176, CHARGER8_STATE, "charger8_state", R, U16, "",
+        "Charger 8: its charging state as it reports it";
+    1177, CHARGER8_FLAGS, "charger8_flags", R, U16, "bits",
+        "Charger 8: flags, bits as in charger1_flags";
 }
 
 const fn from_setting(s: &'static Setting) -> Register {
@@ -317,6 +413,46 @@ pub fn register(address: u16) -> Option<&'static Register> {
     REGISTERS.iter().find(|r| r.covers(address))
 }
 
+/// Registers per charger in the status block: charger k (1 … 8) has
+/// `charger{k}_limit` … `charger{k}_flags` at 1130 + 6(k−1) … +5.
+pub const CHARGER_STATUS_WORDS: u16 = address::CHARGER2_LIMIT - address::CHARGER1_LIMIT;
+
+// The block is eight runs of the same six registers, in [`ChargerRegs::words`] order.
+const _: () = {
+    use address::*;
+    assert!(CHARGER_STATUS_WORDS == 6);
+    let firsts = [
+        CHARGER1_LIMIT,
+        CHARGER2_LIMIT,
+        CHARGER3_LIMIT,
+        CHARGER4_LIMIT,
+        CHARGER5_LIMIT,
+        CHARGER6_LIMIT,
+        CHARGER7_LIMIT,
+        CHARGER8_LIMIT,
+    ];
+    assert!(firsts.len() == MAX_CHARGERS);
+    let mut k = 0;
+    while k < firsts.len() {
+        assert!(firsts[k] == CHARGER1_LIMIT + CHARGER_STATUS_WORDS * k as u16);
+        k += 1;
+    }
+    assert!(CHARGER1_CURRENT_L1 == CHARGER1_LIMIT + 1);
+    assert!(CHARGER1_CURRENT_L3 == CHARGER1_LIMIT + 3);
+    assert!(CHARGER1_STATE == CHARGER1_LIMIT + 4);
+    assert!(CHARGER1_FLAGS == CHARGER1_LIMIT + 5);
+    assert!(CHARGER8_FLAGS == CHARGER1_LIMIT + CHARGER_STATUS_WORDS * MAX_CHARGERS as u16 - 1);
+};
+
+/// The first register of charger `k`'s status (0-based: charger 1, `charger1_limit`
+/// at 1130, is `k = 0`), or `None` for `k` ≥ [`MAX_CHARGERS`].
+pub fn charger_status_address(k: usize) -> Option<u16> {
+    let k = u16::try_from(k)
+        .ok()
+        .filter(|&k| usize::from(k) < MAX_CHARGERS)?;
+    Some(address::CHARGER1_LIMIT + CHARGER_STATUS_WORDS * k)
+}
+
 /// The status of one charger, registers 1130 + 6(k−1) … +5 (read-only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct ChargerRegs {
@@ -328,6 +464,26 @@ pub struct ChargerRegs {
     pub state: u16,
     /// +5: its flags.
     pub flags: ChargerFlags,
+}
+
+impl ChargerRegs {
+    /// The six register words, +0 … +5.
+    pub fn words(&self) -> [u16; CHARGER_STATUS_WORDS as usize] {
+        let [l1, l2, l3] = self.grid_ca;
+        [self.sent_ma, l1, l2, l3, self.state, self.flags.bits()]
+    }
+
+    /// The status from its six register words as read (+0 … +5); unknown flag bits
+    /// are kept.
+    pub fn from_words(words: [u16; CHARGER_STATUS_WORDS as usize]) -> Self {
+        let [sent_ma, l1, l2, l3, state, flags] = words;
+        ChargerRegs {
+            sent_ma,
+            grid_ca: [l1, l2, l3],
+            state,
+            flags: ChargerFlags::from_bits_retain(flags),
+        }
+    }
 }
 
 bitflags::bitflags! {
@@ -398,8 +554,8 @@ impl State {
     }
 }
 
-/// The read-only values the driver fills in (1001–1004, 1100–1120). Units as in the
-/// register table; values the meter or charger does not send stay 0.
+/// The read-only values the driver fills in (1001–1004, 1100–1120, 1130–1177). Units
+/// as in the register table; values the meter or charger does not send stay 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Status {
     /// 1130–1177: each charger's status (six registers per charger from 1130).
@@ -633,6 +789,15 @@ impl RegisterMap {
             }
             CHARGER_STATE => s.charger_state,
             CHARGER_ERROR => s.charger_error,
+            CHARGER1_LIMIT..=CHARGER8_FLAGS => {
+                let i = address - CHARGER1_LIMIT;
+                let k = usize::from(i / CHARGER_STATUS_WORDS);
+                let field = usize::from(i % CHARGER_STATUS_WORDS);
+                s.chargers
+                    .get(k)
+                    .and_then(|c| c.words().get(field).copied())
+                    .unwrap_or(0)
+            }
             // The register (address::FIRMWARE_VERSION) shows the value (self::).
             FIRMWARE_VERSION => self::FIRMWARE_VERSION,
             _ => match self.long(address) {

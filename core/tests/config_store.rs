@@ -9,11 +9,13 @@ use embassy_futures::block_on;
 use embedded_storage_async::nor_flash::{
     ErrorType, MultiwriteNorFlash, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
-use p1lb_core::config::{Config, address};
+use p1lb_core::config::{Config, MAX_CHARGERS, SETTINGS, Wiring, address};
 use p1lb_core::config_store::{
-    ConfigStore, DecodeError, Loaded, MAX_RECORD, RECORD_VERSION, decode, encode,
+    CONFIG_KEY, ConfigStore, DecodeError, Loaded, MAX_RECORD, RECORD_VERSION, decode, encode,
 };
 use proptest::prelude::*;
+use sequential_storage::cache::Cache;
+use sequential_storage::map::{MapConfig, MapStorage};
 
 const SECTOR: usize = 4096;
 const SECTORS: usize = 2;
@@ -176,14 +178,15 @@ fn older_and_newer_records_migrate() {
     let c = decode(&old).unwrap();
     assert_eq!((c.upper_ma(), c.charger_max_ma()), (21_000, 10_000));
     assert_eq!(c.lower_ma(), 19_000);
-    // A newer record: a setting at an address this version does not know is skipped.
+    // A newer record: a setting at an address this version does not know is skipped
+    // (1072, capacity_mode in registers.md's next extensions, = 2: valid there too).
     let newer = [
         RECORD_VERSION,
         2,
         0x04,
-        0x1F,
+        0x30,
         0x00,
-        0x07,
+        0x02,
         0x03,
         0xF7,
         0x52,
@@ -201,6 +204,120 @@ fn older_and_newer_records_migrate() {
     assert_eq!(decode(&bad), Err(DecodeError::Invalid(1018)));
     let range = [RECORD_VERSION, 1, 0x03, 0xF3, 0x00, 0x02]; // phases = 2
     assert_eq!(decode(&range), Err(DecodeError::Invalid(1011)));
+}
+
+/// The settings of the version before 1026, 1037 and 1040–1063 existed (1010–1025,
+/// 1030–1036 and 1090), with values that differ from the defaults where the rules allow:
+/// what that version wrote, written out by hand.
+const PREVIOUS_VERSION: [(u16, u16); 24] = [
+    (1010, 20000),
+    (1011, 1),
+    (1012, 26000),
+    (1013, 2),
+    (1014, 10000),
+    (1015, 21000),
+    (1016, 6),
+    (1017, 1500),
+    (1018, 18000),
+    (1019, 3),
+    (1020, 500),
+    (1021, 8000),
+    (1022, 45),
+    (1023, 1),
+    (1024, 1),
+    (1025, 7000),
+    (1030, 5),
+    (1031, 192),
+    (1032, 2),
+    (1033, 20),
+    (1034, 1),
+    (1035, 1),
+    (1036, 11),
+    (1090, 17),
+];
+
+/// [`PREVIOUS_VERSION`] as its record: version, count, then (address, value) pairs,
+/// big-endian.
+fn previous_version_record() -> Vec<u8> {
+    let mut record = vec![RECORD_VERSION, PREVIOUS_VERSION.len() as u8];
+    for (address, value) in PREVIOUS_VERSION {
+        record.extend(address.to_be_bytes());
+        record.extend(value.to_be_bytes());
+    }
+    record
+}
+
+/// What [`PREVIOUS_VERSION`]'s record must load as: its values, every other setting
+/// at its default.
+fn previous_version_config() -> Config {
+    let mut c = Config::default();
+    for (address, value) in PREVIOUS_VERSION {
+        c.set(address, value)
+            .unwrap_or_else(|e| panic!("{address} = {value}: {e}"));
+    }
+    c.validate().expect("a consistent set");
+    c
+}
+
+#[test]
+fn a_record_of_the_previous_version_loads_with_the_new_settings_at_their_defaults() {
+    let record = previous_version_record();
+    assert_eq!(record.len(), 2 + 4 * 24);
+    let c = decode(&record).expect("the previous version's record loads");
+    assert_eq!(c, previous_version_config());
+    // The old settings are intact.
+    for (address, value) in PREVIOUS_VERSION {
+        assert_eq!(c.get(address), Some(value), "{address}");
+    }
+    // Every setting the old record lacks is at its default...
+    for s in SETTINGS {
+        if PREVIOUS_VERSION.iter().all(|&(a, _)| a != s.address) {
+            assert_eq!(c.get(s.address), Some(s.default), "{}", s.name);
+        }
+    }
+    // ... which is the behaviour of before: one charger at 1030, no site maximum, each
+    // charger's maximum 1010's, its wiring learned, priority 1.
+    assert_eq!(c.site_max_ma(), 0);
+    assert_eq!((c.charger_count(), c.chargers()), (1, 1));
+    assert_eq!(c.address_of(0), 5);
+    for k in 0..MAX_CHARGERS {
+        assert_eq!(c.wiring_of(k), Wiring::Learn, "charger {k}");
+        assert_eq!(c.max_of_ma(k), 20_000, "charger {k}");
+        assert_eq!(c.priority_of(k), 1, "charger {k}");
+    }
+    // Saved again by this version: every setting, new ones included.
+    let mut buf = [0u8; MAX_RECORD];
+    let n = encode(&c, &mut buf);
+    assert_eq!(n, 2 + 4 * SETTINGS.len());
+    assert_eq!(decode(&buf[..n]), Ok(c));
+}
+
+#[test]
+fn the_store_loads_a_record_the_previous_version_saved() {
+    // The previous version's record in the store's map item, as that version's
+    // ConfigStore::save left it (same map layout: 4-byte words, key CONFIG_KEY).
+    let range = 0..(SECTOR * SECTORS) as u32;
+    let mut map = MapStorage::<u8, _, _>::new(
+        MockFlash::<4>::new(),
+        MapConfig::try_new(range).expect("two sectors"),
+        Cache::new_uncached(),
+    );
+    let record = previous_version_record();
+    let mut buf = [0u8; 512];
+    block_on(map.store_item(&mut buf, &CONFIG_KEY, &record.as_slice()))
+        .expect("store the old record");
+    let flash = map.destroy().0;
+
+    let mut s = store(flash);
+    let want = previous_version_config();
+    assert_eq!(block_on(s.load()), Loaded::Saved(want));
+    // This version saves over it, and after a reboot loads its own record.
+    let mut changed = want;
+    changed.set_charger_count(2).unwrap();
+    changed.set_wiring_of(1, Wiring::Single(2)).unwrap();
+    block_on(s.save(&changed)).expect("save");
+    let mut s = store(s.into_flash().expect("flash"));
+    assert_eq!(block_on(s.load()), Loaded::Saved(changed));
 }
 
 #[test]

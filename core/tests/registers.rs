@@ -4,13 +4,16 @@
 //! staged settings, save (1091), restore defaults (1092), server address, override cap.
 
 use p1lb_core::balancer::Balancer;
-use p1lb_core::config::{Config, Range, SETTINGS, address, setting};
+use p1lb_core::config::{Config, MAX_CHARGERS, Range, SETTINGS, Wiring, address, setting};
 use p1lb_core::device::Device;
+use p1lb_core::modbus::{Frame, MAX_ADU, Request, Response, Words};
 use p1lb_core::registers::State;
 use p1lb_core::registers::{
-    Access, Exception, FIRMWARE_VERSION, Flags, REGISTERS, RegisterMap, Save, Type, WriteOutcome,
-    markdown_table, register,
+    Access, CHARGER_STATUS_WORDS, ChargerFlags, ChargerRegs, Exception, FIRMWARE_VERSION, Flags,
+    REGISTERS, RegisterMap, Save, Type, WriteOutcome, charger_status_address, markdown_table,
+    register,
 };
+use p1lb_core::server::{ServerAction, serve};
 use p1lb_core::time::Instant;
 use proptest::prelude::*;
 
@@ -55,12 +58,51 @@ fn busy_map() -> RegisterMap {
     s.telegrams_valid = 0x0005_0006;
     s.telegrams_rejected = 0x0007_0008;
     s.uptime_s = 0x0009_000a;
+    for (k, c) in s.chargers.iter_mut().enumerate() {
+        *c = busy_charger(k);
+    }
     map
 }
 
+/// Charger `k`'s (0-based) status in [`busy_map`]: every word non-zero and different
+/// from the other chargers'.
+fn busy_charger(k: usize) -> ChargerRegs {
+    let k = k as u16;
+    ChargerRegs {
+        sent_ma: 6000 + 1000 * k,
+        grid_ca: [100 * k + 11, 100 * k + 12, 100 * k + 13],
+        state: k + 1,
+        flags: ChargerFlags::from_bits_retain(k + 1),
+    }
+}
+
+/// What charger `k`'s (1-based) status register `field` of [`busy_map`] reads.
+fn expected_charger(k: usize, field: &str) -> Option<u16> {
+    let c = busy_charger(k.checked_sub(1)?);
+    Some(match field {
+        "limit" => c.sent_ma,
+        "current_l1" => c.grid_ca[0],
+        "current_l2" => c.grid_ca[1],
+        "current_l3" => c.grid_ca[2],
+        "state" => c.state,
+        "flags" => c.flags.bits(),
+        _ => return None,
+    })
+}
+
 /// What each register of [`busy_map`] reads, by name (settings: their default).
-fn expected(name: &str) -> &'static [u16] {
-    match name {
+fn expected(name: &str) -> Vec<u16> {
+    // charger{k}_{field}: the status block.
+    if let Some((k, field)) = name
+        .strip_prefix("charger")
+        .and_then(|rest| rest.split_once('_'))
+        .and_then(|(k, field)| Some((k.parse::<usize>().ok()?, field)))
+    {
+        return vec![
+            expected_charger(k, field).unwrap_or_else(|| panic!("no expectation for {name}")),
+        ];
+    }
+    let fixed: &[u16] = match name {
         "override_cap" => &[16000],
         "sent_current" => &[12000],
         "balancer_state" => &[2],
@@ -85,7 +127,8 @@ fn expected(name: &str) -> &'static [u16] {
         "uptime" => &[9, 10],
         "firmware_version" => &[FIRMWARE_VERSION],
         other => panic!("no expectation for {other}"),
-    }
+    };
+    fixed.to_vec()
 }
 
 fn writable(address: u16) -> bool {
@@ -126,6 +169,8 @@ fn the_table_holds_every_setting_and_the_other_registers_of_registers_md() {
     want.extend((1110..=1114).map(|a| (a, Read, U16)));
     want.extend([(1115, Read, U32), (1117, Read, U32), (1119, Read, U32)]);
     want.push((1121, Read, U16));
+    // The status of chargers 1 … 8: six read-only words each from 1130.
+    want.extend((1130..=1177).map(|a| (a, Read, U16)));
     assert_eq!(others, want);
     assert_eq!(REGISTERS.len(), SETTINGS.len() + want.len());
     // Address order, no overlap, names unique and snake_case.
@@ -183,7 +228,7 @@ fn every_register_reads_its_value() {
             .unwrap_or_else(|e| panic!("{}: {e}", reg.name));
         let want: Vec<u16> = match reg.setting {
             Some(s) => vec![s.default],
-            None => expected(reg.name).to_vec(),
+            None => expected(reg.name),
         };
         assert_eq!(words, want, "{} ({})", reg.name, reg.address);
         // Each word on its own too.
@@ -369,7 +414,7 @@ fn read_only_and_reserved_registers_refuse_writes_with_02() {
         }
         refused += 1;
     }
-    // 200 addresses less 24 settings, 1000, 1091, 1092.
+    // 200 addresses less the settings, 1000, 1091, 1092.
     assert_eq!(refused, 200 - SETTINGS.len() - 3);
     for (start, len) in [(999, 1), (999, 2), (1200, 1), (1199, 2), (0, 3), (65535, 1)] {
         assert_eq!(map.write(start, &vec![1; len]), Err(IDA), "{start}+{len}");
@@ -691,6 +736,215 @@ fn exception_codes() {
         Exception::IllegalDataAddress.to_string(),
         "exception 02: illegal data address"
     );
+}
+
+// ----- The status of each charger (1130–1177) -----
+
+/// The server address the RTU requests below go to (1090's default).
+const UNIT: u8 = 10;
+
+/// Sends `request` through the RTU server ([`serve`], as the firmware and the daemon's
+/// RS485 port do) and returns the words read, an empty list for a write's echo, or the
+/// exception code.
+fn rtu(map: &mut RegisterMap, request: &Request<'_>) -> Result<Vec<u16>, u8> {
+    let mut frame = [0u8; MAX_ADU];
+    let n = request
+        .emit_frame(UNIT, &mut frame)
+        .expect("emit the request");
+    let mut out = [0u8; MAX_ADU];
+    let ServerAction::Reply { len, .. } = serve(map, UNIT, &frame[..n], &mut out) else {
+        panic!("no reply to {request:?}");
+    };
+    let reply = Frame::new_checked(&out[..len]).expect("a well-formed reply");
+    assert_eq!(reply.unit(), UNIT);
+    match Response::parse(reply.pdu()).expect("a reply PDU") {
+        Response::ReadHolding(words) | Response::ReadInput(words) => Ok(words.iter().collect()),
+        Response::WriteSingle { .. } | Response::WriteMultiple { .. } => Ok(Vec::new()),
+        Response::Exception { code, .. } => Err(code),
+    }
+}
+
+/// The whole block as [`busy_map`] fills it: charger 1's six words, then charger 2's…
+fn busy_block() -> Vec<u16> {
+    (0..MAX_CHARGERS)
+        .flat_map(|k| busy_charger(k).words())
+        .collect()
+}
+
+#[test]
+fn each_charger_has_six_named_read_only_registers_from_1130() {
+    for k in 1..=MAX_CHARGERS {
+        let base = charger_status_address(k - 1).expect("charger k has a block");
+        assert_eq!(usize::from(base), 1130 + 6 * (k - 1));
+        let fields = [
+            (format!("charger{k}_limit"), "mA"),
+            (format!("charger{k}_current_l1"), "0.01 A"),
+            (format!("charger{k}_current_l2"), "0.01 A"),
+            (format!("charger{k}_current_l3"), "0.01 A"),
+            (format!("charger{k}_state"), ""),
+            (format!("charger{k}_flags"), "bits"),
+        ];
+        assert_eq!(fields.len(), usize::from(CHARGER_STATUS_WORDS));
+        for (offset, (name, unit)) in (0u16..).zip(&fields) {
+            let reg = register(base + offset).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(reg.address, base + offset, "{name}");
+            assert_eq!(
+                (reg.name, reg.unit, reg.access, reg.ty, reg.setting),
+                (name.as_str(), *unit, Access::Read, Type::U16, None),
+                "{name}"
+            );
+            assert!(
+                reg.title.starts_with(&format!("Charger {k}: ")),
+                "{}",
+                reg.title
+            );
+        }
+    }
+    assert_eq!(charger_status_address(MAX_CHARGERS), None);
+    assert_eq!(charger_status_address(usize::MAX), None);
+    // The addresses around the block stay reserved.
+    for reserved in [1122, 1129, 1178, 1199] {
+        assert_eq!(register(reserved), None, "{reserved}");
+    }
+}
+
+#[test]
+fn charger_status_words_and_flag_bits_are_the_documented_ones() {
+    for k in 0..MAX_CHARGERS {
+        let c = busy_charger(k);
+        assert_eq!(ChargerRegs::from_words(c.words()), c);
+    }
+    let c = ChargerRegs {
+        sent_ma: 16000,
+        grid_ca: [1, 2, 3],
+        state: 2,
+        flags: ChargerFlags::PAUSED | ChargerFlags::CAR_CONNECTED,
+    };
+    assert_eq!(c.words(), [16000, 1, 2, 3, 2, 0b1_0100]);
+    let documented = [
+        (ChargerFlags::NOT_ANSWERING, 0),
+        (ChargerFlags::EXCEPTION, 1),
+        (ChargerFlags::PAUSED, 2),
+        (ChargerFlags::WIRING_KNOWN, 3),
+        (ChargerFlags::CAR_CONNECTED, 4),
+    ];
+    for (flag, bit) in documented {
+        assert_eq!(flag.bits(), 1 << bit, "{flag:?}");
+    }
+    assert_eq!(ChargerFlags::all().bits(), 0x1f);
+    // Bits a newer device may add are kept when read back.
+    assert_eq!(
+        ChargerRegs::from_words([0, 0, 0, 0, 0, 0x8001])
+            .flags
+            .bits(),
+        0x8001
+    );
+}
+
+#[test]
+fn the_charger_status_block_reads_through_the_rtu_server() {
+    let mut map = busy_map();
+    let block = busy_block();
+    assert!(block.iter().all(|&w| w != 0), "busy everywhere");
+    // The whole block in one request, FC 03 and its FC 04 mirror.
+    let whole = Request::ReadHolding {
+        start: 1130,
+        quantity: 48,
+    };
+    assert_eq!(rtu(&mut map, &whole), Ok(block.clone()));
+    let input = Request::ReadInput {
+        start: 1130,
+        quantity: 48,
+    };
+    assert_eq!(rtu(&mut map, &input), Ok(block.clone()));
+    // Every register on its own.
+    for (address, &want) in (1130u16..).zip(&block) {
+        let one = Request::ReadHolding {
+            start: address,
+            quantity: 1,
+        };
+        assert_eq!(rtu(&mut map, &one), Ok(vec![want]), "{address}");
+    }
+    // From 1121 to the end of the map: the reserved 1122–1129 and 1178–1199 read 0.
+    let tail = Request::ReadHolding {
+        start: 1121,
+        quantity: 79,
+    };
+    let mut want = vec![FIRMWARE_VERSION];
+    want.extend([0; 8]);
+    want.extend(&block);
+    want.extend([0; 22]);
+    assert_eq!(rtu(&mut map, &tail), Ok(want));
+    // One word past the map: 02, as everywhere.
+    let past = Request::ReadHolding {
+        start: 1130,
+        quantity: 71,
+    };
+    assert_eq!(rtu(&mut map, &past), Err(2));
+}
+
+#[test]
+fn writes_to_the_charger_status_block_answer_02_and_change_nothing() {
+    let mut map = busy_map();
+    let before = map.clone();
+    for address in 1130..=1177 {
+        for value in [0, 1, 16000, u16::MAX] {
+            let write = Request::WriteSingle { address, value };
+            assert_eq!(rtu(&mut map, &write), Err(2), "{address} = {value}");
+            assert_eq!(map.write(address, &[value]), Err(IDA), "{address}");
+        }
+    }
+    let values = [7u16; 48];
+    for (start, n) in [(1130, 48), (1135, 1), (1177, 1), (1170, 8), (1125, 10)] {
+        let write = Request::WriteMultiple {
+            start,
+            values: Words::Native(&values[..n]),
+        };
+        assert_eq!(rtu(&mut map, &write), Err(2), "{start}+{n}");
+    }
+    assert_eq!(map, before);
+    assert_eq!(dump(&map), dump(&before));
+}
+
+#[test]
+fn chargers_beyond_charger_count_read_0() {
+    let mut cfg = Config::default();
+    cfg.set_charger_count(3).unwrap();
+    cfg.set_wiring_of(1, Wiring::Single(0)).unwrap();
+    cfg.set_wiring_of(2, Wiring::ThreePhase).unwrap();
+    // Configured, but beyond charger_count: not a charger of this site.
+    cfg.set_wiring_of(5, Wiring::ThreePhase).unwrap();
+    cfg.validate().unwrap();
+    let mut d = Device::new(cfg, ms(0));
+    d.balancer
+        .on_reading(ms(500), [Some(5000), Some(5000), Some(5000)]);
+    for t in (0..=5_000).step_by(1000) {
+        d.tick(ms(t));
+    }
+    let all = Request::ReadHolding {
+        start: 1130,
+        quantity: 48,
+    };
+    let words = rtu(&mut d.map, &all).expect("the block reads");
+    let charger = |k: usize| -> ChargerRegs {
+        let at = usize::from(CHARGER_STATUS_WORDS) * (k - 1);
+        ChargerRegs::from_words(words[at..at + 6].try_into().unwrap())
+    };
+    // Chargers 2 and 3 have their wiring configured: bit 3.
+    for k in [2, 3] {
+        assert!(
+            charger(k).flags.contains(ChargerFlags::WIRING_KNOWN),
+            "charger {k}: {:?}",
+            charger(k)
+        );
+    }
+    for k in 4..=MAX_CHARGERS {
+        assert_eq!(charger(k), ChargerRegs::default(), "charger {k}");
+    }
+    // The device's status is what the map serves.
+    for k in 1..=MAX_CHARGERS {
+        assert_eq!(charger(k), d.map.status().chargers[k - 1], "charger {k}");
+    }
 }
 
 // ----- Properties -----

@@ -270,6 +270,12 @@ mod tests {
         assert_eq!(reg("1010").name, "charger_max_current");
         assert_eq!(find_register("nope").unwrap_err().code, 2);
         assert_eq!(find_register("1107").unwrap_err().code, 2);
+        assert_eq!(reg("site-max-current").address, 1026);
+        assert_eq!(reg("charger_count").address, 1037);
+        assert_eq!(reg("charger3-priority").address, 1048);
+        assert_eq!(reg("charger1_limit").address, 1130);
+        assert_eq!(reg("charger8_flags").address, 1177);
+        assert_eq!(reg("1141").name, "charger2_flags");
     }
 
     #[test]
@@ -307,6 +313,21 @@ mod tests {
             format_value(reg("status_flags"), 0x21),
             "0x0021 (meter_stale, unsaved_changes)"
         );
+        assert_eq!(
+            format_value(reg("status_flags"), 0x80),
+            "0x0080 (readback_implausible)"
+        );
+        // A charger's flags have their own names (not 1003's).
+        assert_eq!(
+            format_value(reg("charger2_flags"), 0b1_1000),
+            "0x0018 (wiring_known, car_connected)"
+        );
+        assert_eq!(
+            format_value(reg("charger8_flags"), 0b10_0101),
+            "0x0025 (silent, paused, bit5)"
+        );
+        assert_eq!(format_value(reg("charger1_limit"), 16000), "16000 mA");
+        assert_eq!(format_value(reg("charger1_current_l2"), 987), "9.87 A");
         let mut words = vec![0u16; 122];
         words[106] = 1;
         words[107] = 2;

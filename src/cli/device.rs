@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use p1lb_core::registers::{FIRST, REGISTERS};
+use p1lb_core::registers::{FIRST, MAX_READ, REGISTERS};
 use tokio_modbus::client::Context;
 use tokio_modbus::prelude::*;
 
@@ -166,14 +166,34 @@ pub async fn read(
     }
 }
 
-/// Reads every register of [`REGISTERS`] (1000 up to the last one) in one request.
+/// Reads `n` registers from `start` in as many requests as needed (FC 03 reads at most
+/// [`MAX_READ`] registers at a time).
+pub async fn read_span(
+    ctx: &mut Context,
+    dev: &DeviceArgs,
+    start: u16,
+    n: u16,
+) -> Result<Vec<u16>, Failure> {
+    let mut words = Vec::with_capacity(usize::from(n));
+    let chunk = u16::try_from(MAX_READ).unwrap_or(u16::MAX);
+    let mut done = 0u16;
+    while done < n {
+        let take = (n - done).min(chunk);
+        words.extend(read(ctx, dev, start.saturating_add(done), take).await?);
+        done += take;
+    }
+    Ok(words)
+}
+
+/// Reads every register of [`REGISTERS`] (1000 up to the last one), in two requests
+/// since the map reaches past 1124.
 pub async fn read_all(ctx: &mut Context, dev: &DeviceArgs) -> Result<Vec<u16>, Failure> {
     let last = REGISTERS
         .iter()
         .map(|r| r.address + r.ty.words() - 1)
         .max()
         .unwrap_or(FIRST);
-    read(ctx, dev, FIRST, last - FIRST + 1).await
+    read_span(ctx, dev, FIRST, last - FIRST + 1).await
 }
 
 /// Runs `f` on a current-thread runtime; prints a failure and returns its exit code.

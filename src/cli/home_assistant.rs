@@ -238,4 +238,47 @@ mod tests {
         assert!(y.contains("scale: 0.001"));
         assert!(!y.contains('\t'));
     }
+
+    /// The status of each charger: the limit and the currents in A (measurements), the
+    /// state and the flags as plain numbers, read-only (no number entity).
+    #[test]
+    fn each_charger_has_its_status_sensors_in_amps() {
+        let y = yaml();
+        let sensor = |name: &str| -> String {
+            let start = y
+                .find(&format!("unique_id: {HUB}_{name}\n"))
+                .unwrap_or_else(|| panic!("{name}: no sensor"));
+            let end = y[start..].find("- name:").map_or(y.len(), |i| start + i);
+            y[start..end].to_owned()
+        };
+        for k in 1..=8u16 {
+            let base = 1130 + 6 * (k - 1);
+            let limit = sensor(&format!("charger{k}_limit"));
+            assert!(limit.contains(&format!("address: {base}\n")), "{limit}");
+            for want in [
+                "unit_of_measurement: A",
+                "scale: 0.001",
+                "device_class: current",
+            ] {
+                assert!(limit.contains(want), "{limit}");
+            }
+            for p in 1..=3 {
+                let current = sensor(&format!("charger{k}_current_l{p}"));
+                assert!(current.contains(&format!("address: {}\n", base + p)));
+                for want in [
+                    "unit_of_measurement: A",
+                    "scale: 0.01",
+                    "state_class: measurement",
+                ] {
+                    assert!(current.contains(want), "{current}");
+                }
+            }
+            for (field, offset) in [("state", 4), ("flags", 5)] {
+                let s = sensor(&format!("charger{k}_{field}"));
+                assert!(s.contains(&format!("address: {}\n", base + offset)), "{s}");
+                assert!(!s.contains("unit_of_measurement"), "{s}");
+            }
+            assert!(!y.contains(&format!("{HUB}_charger{k}_limit_set")));
+        }
+    }
 }

@@ -1,16 +1,24 @@
 //! `p1lb monitor`: the live state of a daemon or firmware over Modbus (the same device
 //! options as `p1lb config`): balancer state, the limit sent, the flags by name, phase
-//! currents, voltages, powers and the telegram counters. A refreshing terminal table
-//! (ANSI clear and redraw), or with `--json` one JSON object per line.
+//! currents, voltages, powers and the telegram counters, and each charger's status
+//! (1130 + 6(k−1) …, as many chargers as `charger_count`, 1037, says). A refreshing
+//! terminal table (ANSI clear and redraw; one line per charger when there are several),
+//! or with `--json` one JSON object per line (with a `chargers` array, always).
+//!
+//! Each sample takes two reads: 1000 up to 1121 (firmware version), then the status of
+//! the chargers 1037 names (6 registers each).
 
 use std::io::Write;
 use std::time::Duration;
 
-use p1lb_core::registers::{FIRST, REGISTERS, Register};
-use serde_json::{Value, json};
+use p1lb_core::config::{MAX_CHARGERS, address as setting};
+use p1lb_core::registers::{
+    CHARGER_STATUS_WORDS, ChargerRegs, FIRST, REGISTERS, Register, address, charger_status_address,
+};
+use serde_json::{Map, Value, json};
 
 use crate::cli::device::{self, DeviceArgs, Failure, parse_duration};
-use crate::cli::units::{self, flag_names, state_name};
+use crate::cli::units::{self, CHARGER_FLAGS, charger_flag_names, flag_names, state_name};
 
 /// `p1lb monitor`'s arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -34,6 +42,59 @@ fn value(words: &[u16], name: &str) -> i64 {
         .iter()
         .find(|r| r.name == name)
         .map_or(0, |r: &Register| units::raw_value(r, words))
+}
+
+/// The word at `address` from the words read at 1000 onwards (0 when not read).
+fn word(words: &[u16], address: u16) -> u16 {
+    address
+        .checked_sub(FIRST)
+        .and_then(|i| words.get(usize::from(i)))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// The number of chargers (1037, `charger_count`), 1 … 8; a device that does not know
+/// the register (it reads 0) has one.
+pub fn charger_count(words: &[u16]) -> usize {
+    usize::from(word(words, setting::CHARGER_COUNT)).clamp(1, MAX_CHARGERS)
+}
+
+/// Charger `k`'s (0-based) status, from the words read at 1000 onwards.
+pub fn charger(words: &[u16], k: usize) -> ChargerRegs {
+    let mut regs = [0u16; CHARGER_STATUS_WORDS as usize];
+    if let Some(base) = charger_status_address(k) {
+        for (a, w) in (base..).zip(regs.iter_mut()) {
+            *w = word(words, a);
+        }
+    }
+    ChargerRegs::from_words(regs)
+}
+
+/// The Modbus address of charger `k` (0-based): 1030 + k.
+fn charger_unit(words: &[u16], k: usize) -> u16 {
+    word(words, setting::CHARGER_ADDRESS).saturating_add(u16::try_from(k).unwrap_or(u16::MAX))
+}
+
+/// Each charger as JSON: the limit sent, its grid phase currents, its state code and
+/// its flags by name.
+fn chargers_json(words: &[u16]) -> Vec<Value> {
+    (0..charger_count(words))
+        .map(|k| {
+            let c = charger(words, k);
+            let flags: Map<String, Value> = CHARGER_FLAGS
+                .iter()
+                .map(|&(f, name)| (name.to_owned(), Value::Bool(c.flags.contains(f))))
+                .collect();
+            json!({
+                "charger": k + 1,
+                "unit": charger_unit(words, k),
+                "limit_ma": c.sent_ma,
+                "current_a": c.grid_ca.map(|ca| f64::from(ca) / 100.0),
+                "state": c.state,
+                "flags": flags,
+            })
+        })
+        .collect()
 }
 
 /// One sample as JSON, from the words read at 1000 onwards.
@@ -62,7 +123,36 @@ pub fn sample(words: &[u16]) -> Value {
         "telegrams_valid": v("telegrams_valid"),
         "telegrams_rejected": v("telegrams_rejected"),
         "uptime_s": v("uptime"),
+        "chargers": chargers_json(words),
     })
+}
+
+/// The terminal lines of the chargers: a header, then one line per charger.
+fn charger_lines(words: &[u16]) -> String {
+    let mut out = format!(
+        "{:<10} {:>4} {:>9}  {:>11}  {:>11}  {:>11}  {:>5}  flags\n",
+        "charger", "unit", "limit", "L1", "L2", "L3", "state"
+    );
+    for k in 0..charger_count(words) {
+        let c = charger(words, k);
+        let [l1, l2, l3] = c
+            .grid_ca
+            .map(|ca| format!("{:>9.2} A", f64::from(ca) / 100.0));
+        let names = charger_flag_names(c.flags);
+        out.push_str(&format!(
+            "{:<10} {:>4} {:>7.1} A  {l1}  {l2}  {l3}  {:>5}  {}\n",
+            k + 1,
+            charger_unit(words, k),
+            f64::from(c.sent_ma) / 1000.0,
+            c.state,
+            if names.is_empty() {
+                "-".to_owned()
+            } else {
+                names.join(", ")
+            }
+        ));
+    }
+    out
 }
 
 /// The terminal view of one sample.
@@ -96,7 +186,7 @@ pub fn table(words: &[u16], device: &str) -> String {
          \n\
          import power     {} W   export power {} W\n\
          telegrams        {} valid, {} rejected, last {} ago\n\
-         uptime           {} s\n",
+         uptime           {} s\n{}",
         state_name(v("balancer_state") as u16),
         v("balancer_state"),
         v("sent_current") as f64 / 1000.0,
@@ -124,7 +214,28 @@ pub fn table(words: &[u16], device: &str) -> String {
             format!("{since} s")
         },
         v("uptime"),
+        if charger_count(words) > 1 {
+            format!("\n{}", charger_lines(words))
+        } else {
+            String::new()
+        },
     )
+}
+
+/// Reads one sample: 1000 up to 1121, then the status of the chargers 1037 names;
+/// the words from 1000 onwards (the reserved 1122–1129 as 0).
+async fn read_sample(
+    ctx: &mut tokio_modbus::client::Context,
+    dev: &DeviceArgs,
+) -> Result<Vec<u16>, Failure> {
+    let mut words = device::read(ctx, dev, FIRST, address::FIRMWARE_VERSION - FIRST + 1).await?;
+    let n = charger_count(&words);
+    let first = address::CHARGER1_LIMIT;
+    let count = CHARGER_STATUS_WORDS * u16::try_from(n).unwrap_or(1);
+    let block = device::read(ctx, dev, first, count).await?;
+    words.resize(usize::from(first - FIRST), 0);
+    words.extend(block);
+    Ok(words)
 }
 
 /// Runs `p1lb monitor`; output to `out`.
@@ -137,7 +248,7 @@ pub async fn run(args: &MonitorArgs, out: &mut impl Write) -> Result<(), Failure
     let mut n = 0u64;
     while args.count.is_none_or(|c| n < c) {
         ticker.tick().await;
-        let words = device::read_all(&mut ctx, dev).await?;
+        let words = read_sample(&mut ctx, dev).await?;
         debug_assert_eq!(usize::from(REGISTERS[0].address - FIRST), 0);
         if args.json {
             writeln!(out, "{}", sample(&words)).map_err(io)?;
@@ -181,5 +292,55 @@ mod tests {
         assert_eq!(s["telegrams_valid"], 7);
         let t = table(&words, "tcp://x:1");
         assert!(t.contains("upper") && t.contains("230.1 V"), "{t}");
+        // 1037 not read (or 0): one charger, always listed in the JSON.
+        assert_eq!(s["chargers"].as_array().map(Vec::len), Some(1));
+        assert!(
+            !t.contains("car_connected"),
+            "one charger: no charger lines\n{t}"
+        );
+    }
+
+    #[test]
+    fn each_charger_has_an_entry_and_a_line_when_there_are_several() {
+        let mut words = vec![0u16; 178];
+        words[30] = 5; // 1030: charger 1 at unit 5
+        words[37] = 3; // 1037: three chargers
+        // Charger 2 (1136 …): 10 A sent, 9.87 A on L2, state 2, wiring known + car.
+        words[136..142].copy_from_slice(&[10_000, 0, 987, 0, 2, 0b1_1000]);
+        // Charger 3: silent and paused; charger 4 (beyond 1037) has data it must not show.
+        words[142..148].copy_from_slice(&[0, 0, 0, 0, 0, 0b101]);
+        words[148..154].copy_from_slice(&[6000, 600, 0, 0, 2, 0b1_0000]);
+        let s = sample(&words);
+        let chargers = s["chargers"].as_array().expect("chargers");
+        assert_eq!(chargers.len(), 3);
+        let c2 = &chargers[1];
+        assert_eq!(c2["charger"], 2);
+        assert_eq!(c2["unit"], 6);
+        assert_eq!(c2["limit_ma"], 10_000);
+        assert_eq!(c2["current_a"], json!([0.0, 9.87, 0.0]));
+        assert_eq!(c2["state"], 2);
+        assert_eq!(
+            c2["flags"],
+            json!({"silent": false, "exception": false, "paused": false,
+                   "wiring_known": true, "car_connected": true})
+        );
+        assert_eq!(chargers[2]["flags"]["silent"], true);
+        assert_eq!(chargers[2]["flags"]["paused"], true);
+        assert_eq!(chargers[2]["flags"]["car_connected"], false);
+        let t = table(&words, "tcp://x:1");
+        let lines: Vec<&str> = t.lines().collect();
+        let header = lines
+            .iter()
+            .position(|l| l.starts_with("charger ") && l.contains(" unit "))
+            .unwrap_or_else(|| panic!("no charger header\n{t}"));
+        let rows = &lines[header + 1..];
+        assert_eq!(rows.len(), 3, "{t}");
+        assert!(
+            rows[1].starts_with("2 ") && rows[1].contains("10.0 A"),
+            "{t}"
+        );
+        assert!(rows[1].contains("9.87 A") && rows[1].contains("wiring_known, car_connected"));
+        assert!(rows[2].contains("silent, paused"), "{t}");
+        assert!(rows[0].ends_with(" -"), "{t}");
     }
 }

@@ -5,8 +5,11 @@
 use std::fmt::Write as _;
 
 use p1lb_core::balancer::State;
-use p1lb_core::config::Range;
-use p1lb_core::registers::{FIRST, REGISTERS, Register, Type, register};
+use p1lb_core::config::{MAX_CHARGERS, Range};
+use p1lb_core::registers::{
+    CHARGER_STATUS_WORDS, ChargerFlags, FIRST, REGISTERS, Register, Type, charger_status_address,
+    register,
+};
 
 use super::device::Failure;
 
@@ -133,7 +136,7 @@ fn amps(ma: u16) -> String {
 }
 
 /// The names of the bits of register 1003.
-pub const FLAG_NAMES: [&str; 7] = [
+pub const FLAG_NAMES: [&str; 8] = [
     "meter_stale",
     "crc_failures",
     "charger_silent",
@@ -141,7 +144,38 @@ pub const FLAG_NAMES: [&str; 7] = [
     "defaults_in_use",
     "unsaved_changes",
     "watchdog_reset",
+    "readback_implausible",
 ];
+
+/// The names of the bits of a charger's flags (`charger{k}_flags`, 1135 + 6(k−1)), in
+/// bit order: as [`ChargerFlags`].
+pub const CHARGER_FLAGS: [(ChargerFlags, &str); 5] = [
+    (ChargerFlags::NOT_ANSWERING, "silent"),
+    (ChargerFlags::EXCEPTION, "exception"),
+    (ChargerFlags::PAUSED, "paused"),
+    (ChargerFlags::WIRING_KNOWN, "wiring_known"),
+    (ChargerFlags::CAR_CONNECTED, "car_connected"),
+];
+
+/// The named bits set in a charger's flags (unknown bits as `bitN`).
+pub fn charger_flag_names(flags: ChargerFlags) -> Vec<String> {
+    (0..16)
+        .filter(|b| flags.bits() & (1 << b) != 0)
+        .map(|b| {
+            CHARGER_FLAGS
+                .iter()
+                .find(|(f, _)| f.bits() == 1 << b)
+                .map_or_else(|| format!("bit{b}"), |(_, n)| (*n).to_owned())
+        })
+        .collect()
+}
+
+/// True for a `charger{k}_flags` register (the last of each charger's status block).
+pub fn is_charger_flags(reg: &Register) -> bool {
+    (0..MAX_CHARGERS).any(|k| {
+        charger_status_address(k).map(|a| a + CHARGER_STATUS_WORDS - 1) == Some(reg.address)
+    })
+}
 
 /// The named bits set in a 1003 value (unknown bits as `bitN`).
 pub fn flag_names(bits: u16) -> Vec<String> {
@@ -187,7 +221,11 @@ pub fn format_value(reg: &Register, raw: i64) -> String {
         "0.01 A" => format!("{:.2} A", raw as f64 / 100.0),
         "0.1 V" => format!("{:.1} V", raw as f64 / 10.0),
         "bits" => {
-            let names = flag_names(raw as u16);
+            let names = if is_charger_flags(reg) {
+                charger_flag_names(ChargerFlags::from_bits_retain(raw as u16))
+            } else {
+                flag_names(raw as u16)
+            };
             if names.is_empty() {
                 format!("0x{raw:04x}")
             } else {

@@ -308,6 +308,64 @@ mod tests {
     }
 
     #[test]
+    fn several_chargers_load_and_a_bad_combination_names_the_setting() {
+        use p1lb_core::config::Wiring;
+        let f = parse("[settings]\ncharger_count = 2\ncharger2_wiring = 2\n").expect("loads");
+        assert_eq!(f.settings.chargers(), 2);
+        assert_eq!(f.settings.wiring_of(0), Wiring::Learn);
+        assert_eq!(f.settings.wiring_of(1), Wiring::Single(0));
+        let mut want = Config::default();
+        want.set_charger_count(2).unwrap();
+        want.set_wiring_of(1, Wiring::Single(0)).unwrap();
+        assert_eq!(f.settings, want, "the rest at the defaults");
+        // Saved and read back through the example file.
+        let out = update_settings(EXAMPLE, &want).unwrap();
+        assert!(out.contains("\ncharger_count = 2\n"), "{out}");
+        assert!(out.contains("\ncharger2_wiring = 2\n"), "{out}");
+        assert_eq!(parse(&out).unwrap().settings, want);
+
+        // Refused, with the setting's name and what is allowed.
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "charger1_max_current = 3000",
+                &["charger1_max_current (1041) = 3000", "0 or 6000 … 63000 mA"],
+            ),
+            (
+                "charger_min_current = 8000\ncharger2_max_current = 7000",
+                &["charger2_max_current (1044)", "charger_min_current"],
+            ),
+            (
+                "charger_address = 247\ncharger_count = 2",
+                &["charger_count (1037)", "charger_address"],
+            ),
+            ("charger_count = 9", &["charger_count (1037) = 9", "1 … 8"]),
+            ("charger_count = 0", &["charger_count (1037) = 0", "1 … 8"]),
+            (
+                "charger2_wiring = 7",
+                &["charger2_wiring (1043) = 7", "0 … 6"],
+            ),
+            (
+                "charger3_priority = 8",
+                &["charger3_priority (1048) = 8", "0 … 7"],
+            ),
+            (
+                "site_max_current = 5999",
+                &["site_max_current (1026)", "0 or 6000"],
+            ),
+            ("charger9_priority = 1", &["charger9_priority"]),
+        ];
+        for (settings, words) in cases {
+            let e = parse(&format!("[settings]\n{settings}\n"))
+                .map(|f| f.settings)
+                .expect_err(settings)
+                .to_string();
+            for w in *words {
+                assert!(e.contains(w), "{settings}: no {w:?} in {e}");
+            }
+        }
+    }
+
+    #[test]
     fn update_keeps_comments_and_other_sections() {
         let text = "# top\n[p1]\nsource = \"sim\" # here\n\n[settings]\n# the charger\ncharger_max_current = 16000 # mA\nphases = 3\n";
         let mut c = Config::default();
