@@ -405,8 +405,11 @@ impl World {
                 let regs: Option<Vec<u16>> = (0..quantity)
                     .map(|k| {
                         let addr = start.checked_add(k)?;
-                        self.terra
-                            .word(addr, measured_phases(self.plant.measured_a), self.plant.car.energy_wh)
+                        self.terra.word(
+                            addr,
+                            measured_phases(self.plant.measured_a),
+                            self.plant.car.energy_wh,
+                        )
                     })
                     .collect();
                 match regs {

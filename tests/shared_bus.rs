@@ -36,7 +36,7 @@ use p1lb_core::config::address;
 use p1lb_core::modbus::{
     Frame, LineConfig, MAX_ADU, Parity, Request, Response, SilenceFramer, Words, exception_reply,
 };
-use p1lb_core::registers::{ChargerFlags, Exception, Flags};
+use p1lb_core::registers::{self, ChargerFlags, Exception, Flags};
 use p1lb_core::time::Instant as CoreInstant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_modbus::prelude::Reader;
@@ -51,10 +51,6 @@ const TURNAROUND_MS: u64 = 10;
 const STEP_S: f64 = 0.01;
 /// The units' addresses (1030 = 1, so charger k is at k).
 const UNITS: [u8; 2] = [1, 2];
-/// The status registers of charger k (0-based) start here.
-fn status_base(k: u16) -> u16 {
-    1130 + 6 * k
-}
 
 /// The house's own load per phase at `t` s, A.
 fn house(t: f64) -> [f64; 3] {
@@ -208,7 +204,12 @@ impl World {
     }
 
     /// Unit `k`'s reply to `request`, or `None` when it is silent.
-    fn handle(&mut self, k: usize, request: &Request<'_>, out: &mut [u8; MAX_ADU]) -> Option<usize> {
+    fn handle(
+        &mut self,
+        k: usize,
+        request: &Request<'_>,
+        out: &mut [u8; MAX_ADU],
+    ) -> Option<usize> {
         self.advance();
         let t = self.now_s();
         let unit_id = UNITS[k];
@@ -246,7 +247,8 @@ impl World {
                         .unwrap_or(0))
                 }
                 _ => {
-                    u.unexpected.push(format!("write 0x{address:04X} = {value}"));
+                    u.unexpected
+                        .push(format!("write 0x{address:04X} = {value}"));
                     Err(Exception::IllegalDataAddress)
                 }
             },
@@ -326,7 +328,12 @@ async fn line(path: PathBuf, world: Arc<Mutex<World>>) {
             let mut out = [0u8; MAX_ADU];
             let len = match Request::parse(f.pdu()) {
                 Ok(request) => lock(&world).handle(k, &request, &mut out),
-                Err(e) => Some(exception_reply(UNITS[k], f.function(), e.exception(), &mut out)),
+                Err(e) => Some(exception_reply(
+                    UNITS[k],
+                    f.function(),
+                    e.exception(),
+                    &mut out,
+                )),
             };
             let Some(len) = len else {
                 continue;
@@ -343,21 +350,27 @@ async fn line(path: PathBuf, world: Arc<Mutex<World>>) {
 /// Registers `start`… of the device (unit 10) over Modbus TCP.
 async fn read(d: &Daemon, start: u16, count: u16) -> Vec<u16> {
     let mut ctx = d.client(10).await;
-    tokio::time::timeout(Duration::from_secs(5), ctx.read_holding_registers(start, count))
-        .await
-        .expect("answered in time")
-        .expect("Modbus TCP")
-        .expect("read")
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        ctx.read_holding_registers(start, count),
+    )
+    .await
+    .expect("answered in time")
+    .expect("Modbus TCP")
+    .expect("read")
 }
 
 /// A unit's rating (0x4006–0x4007) through the daemon's gateway.
 async fn rating_via_gateway(d: &Daemon, unit: u8) -> Option<u32> {
     let mut ctx = d.client(unit).await;
-    let r = tokio::time::timeout(Duration::from_secs(5), ctx.read_holding_registers(0x4006, 2))
-        .await
-        .ok()?
-        .ok()?
-        .ok()?;
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        ctx.read_holding_registers(0x4006, 2),
+    )
+    .await
+    .ok()?
+    .ok()?
+    .ok()?;
     Some((u32::from(r[0]) << 16) | u32::from(r[1]))
 }
 
@@ -449,7 +462,8 @@ async fn run() {
         let telegram = meter.telegram(k, grid);
         meter.send(&telegram).await;
         if k % 5 == 2 {
-            let regs = read(&daemon, status_base(0), 12).await;
+            let regs = read(&daemon, registers::address::CHARGER1_LIMIT, 12).await;
+            eprintln!("t {k} s: 1130–1141 {regs:?}");
             let flags2 = ChargerFlags::from_bits_retain(regs[11]);
             if learned_at.is_none() && flags2.contains(ChargerFlags::WIRING_KNOWN) {
                 learned_at = Some(k);
@@ -460,13 +474,23 @@ async fn run() {
                 l3_view.push(regs.clone());
             }
             if k > 88 {
-                let f1003 = Flags::from_bits_retain(read(&daemon, 1003, 1).await[0]);
+                let f1003 = Flags::from_bits_retain(
+                    read(&daemon, registers::address::STATUS_FLAGS, 1).await[0],
+                );
                 flags_after_silence = Some((f1003, ChargerFlags::from_bits_retain(regs[5]), regs));
             }
         }
         if k == 20 {
-            assert_eq!(rating_via_gateway(&daemon, 1).await, Some(16_000), "unit 1 via the gateway");
-            assert_eq!(rating_via_gateway(&daemon, 2).await, Some(32_000), "unit 2 via the gateway");
+            assert_eq!(
+                rating_via_gateway(&daemon, 1).await,
+                Some(16_000),
+                "unit 1 via the gateway"
+            );
+            assert_eq!(
+                rating_via_gateway(&daemon, 2).await,
+                Some(32_000),
+                "unit 2 via the gateway"
+            );
         }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -480,37 +504,75 @@ async fn run() {
             u.writes,
             u.unexpected
         );
-        assert!(u.unexpected.is_empty(), "unit {}: {:?}", k + 1, u.unexpected);
-        assert!(u.setup.iter().any(|s| s.starts_with("0x4106")), "unit {} timeout", k + 1);
-        assert!(u.setup.iter().any(|s| s.starts_with("0x4109")), "unit {} fallback", k + 1);
+        assert!(
+            u.unexpected.is_empty(),
+            "unit {}: {:?}",
+            k + 1,
+            u.unexpected
+        );
+        assert!(
+            u.setup.iter().any(|s| s.starts_with("0x4106")),
+            "unit {} timeout",
+            k + 1
+        );
+        assert!(
+            u.setup.iter().any(|s| s.starts_with("0x4109")),
+            "unit {} fallback",
+            k + 1
+        );
         assert!(
             u.writes.iter().any(|&(t, ma)| t < 30.0 && ma >= 6000),
             "unit {} got a usable limit",
             k + 1
         );
     }
-    eprintln!("wiring learned at {learned_at:?} s; {:.2} s above 25 A", w.above_fuse_s);
-    assert!(learned_at.is_some_and(|k| k < 30), "charger 2's wiring learned: {learned_at:?}");
+    eprintln!(
+        "wiring learned at {learned_at:?} s; {:.2} s above 25 A",
+        w.above_fuse_s
+    );
+    assert!(
+        learned_at.is_some_and(|k| k < 30),
+        "charger 2's wiring learned: {learned_at:?}"
+    );
     // The load on L3 pauses the three-phase car, never lowers the single-phase one.
     let before = limit_at(&w, 1, 29.5);
     assert!(before >= 6000, "{before}");
     for &(t, ma) in &w.units[1].writes {
         if (29.5..60.0).contains(&t) {
-            assert!(ma >= before, "charger 2 lowered to {ma} mA at {t:.1} s (had {before})");
+            assert!(
+                ma >= before,
+                "charger 2 lowered to {ma} mA at {t:.1} s (had {before})"
+            );
         }
     }
-    assert_eq!(limit_at(&w, 0, 45.0), 0, "charger 1 paused while L3 is full");
+    assert_eq!(
+        limit_at(&w, 0, 45.0),
+        0,
+        "charger 1 paused while L3 is full"
+    );
     assert!(
-        l3_view.iter().any(|r| ChargerFlags::from_bits_retain(r[5]).contains(ChargerFlags::PAUSED)),
+        l3_view
+            .iter()
+            .any(|r| ChargerFlags::from_bits_retain(r[5]).contains(ChargerFlags::PAUSED)),
         "1135 bit 2 (paused) while L3 is full: {l3_view:?}"
     );
     // Unit 1 silent: flagged; unit 2 still polled, written and charging.
     let (f1003, f1135, regs) = flags_after_silence.expect("read after the silence");
     assert!(f1003.contains(Flags::CHARGER_SILENT), "1003 {f1003:?}");
-    assert!(f1135.contains(ChargerFlags::NOT_ANSWERING), "1135 {f1135:?} {regs:?}");
+    assert!(
+        f1135.contains(ChargerFlags::NOT_ANSWERING),
+        "1135 {f1135:?} {regs:?}"
+    );
     let u2 = &w.units[1];
-    assert!(u2.reads.iter().any(|&t| t > SILENT_FROM_S + 10.0), "unit 2 still polled");
-    assert!(u2.car.current >= 6.0, "car 2 charging at the end: {} A", u2.car.current);
+    assert!(
+        u2.reads.iter().any(|&t| t > SILENT_FROM_S + 10.0),
+        "unit 2 still polled"
+    );
+    assert!(
+        u2.car.current >= 6.0,
+        "car 2 charging at the end: {} A",
+        u2.car.current
+    );
     assert!(w.above_fuse_s < 3.0, "{:.2} s above 25 A", w.above_fuse_s);
     drop(w);
     drop(daemon);

@@ -506,3 +506,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn several_chargers_learn_their_cars_phases() {
+    let c = config(2, |c| c.set_charger1_wiring(Wiring::ThreePhase).unwrap());
+    let mut site = Site::new(c, vec![car(ALL, 16), car(L1, 16)]);
+    for _ in 0..40 {
+        site.sec([2000, 1400, 1600]);
+    }
+    let v = site.b.charger(1);
+    assert!(
+        v.wiring_known,
+        "{v:?} distrusted {}",
+        site.b.readback_distrusted()
+    );
+    assert_eq!(v.phases, L1);
+}
