@@ -10,6 +10,8 @@
 #![allow(clippy::needless_range_loop)]
 
 use p1lb_core::balancer::{Balancer, ChargerReading, MIN_TURN, State, TURN_WAIT};
+
+include!("support/balancer_driver.rs");
 use p1lb_core::config::{Config, ControlMode, Wiring, address};
 use p1lb_core::time::{Duration, Instant};
 use proptest::prelude::*;
@@ -416,6 +418,14 @@ fn site_strategy() -> impl Strategy<Value = RandomSite> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The fuzz target's checks on random inputs (see `support/balancer_driver.rs`):
+    /// hostile read-backs, grid currents, caps and configurations never panic nor give a
+    /// charger a value outside 0 or [minimum, its maximum, the cap].
+    #[test]
+    fn hostile_inputs_never_panic_nor_break_the_bounds(data in proptest::collection::vec(any::<u8>(), 0..4000)) {
+        run(&data);
+    }
 
     /// Every charger's value is 0 or within [minimum, its maximum, 1000]; on every
     /// phase, what the chargers may draw together never exceeds that phase's room (the

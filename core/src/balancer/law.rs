@@ -276,6 +276,9 @@ impl Law {
         if self.cap_ma == old_max {
             self.cap_ma = cfg.charger_max_ma();
         }
+        // The new limits (maximum, minimum) apply at the next call of `tick`, even an
+        // early one.
+        self.cap_changed = true;
     }
 
     /// Register 1000: an outside cap, mA. Lowering it below the present limit drops

@@ -106,6 +106,8 @@ struct Slot {
     sent_ma: u32,
     /// Paused to share the current.
     paused: bool,
+    /// Silent: what it was last sent, assumed drawn (kept until it answers again).
+    reserve: Option<u32>,
 }
 
 /// The balancer. See the module documentation.
@@ -187,6 +189,8 @@ impl Balancer {
             self.cap_ma = cfg.charger_max_ma();
         }
         self.shared = cfg.chargers() > 1;
+        // The chargers' shares follow at the next call of `tick`, even an early one.
+        self.cap_changed = true;
         if self.shared != was_shared {
             self.build_laws(self.now);
         } else {
@@ -293,6 +297,11 @@ impl Balancer {
         let before = self.phases_of(k);
         let slot = &mut self.slots[k];
         slot.reading = *reading;
+        slot.reserve = if reading.silent {
+            Some(slot.reserve.unwrap_or(slot.sent_ma))
+        } else {
+            None
+        };
         if reading.state == Some(0) {
             // No car: the next one may use other phases.
             slot.learned = None;
@@ -536,7 +545,7 @@ impl Balancer {
                 max_ma: self.cfg.max_of_ma(k).min(self.cap_ma).min(max_ma),
                 priority: self.cfg.priority_of(k),
                 wants: !r.silent && matches!(r.state, Some(1..=5)),
-                reserved_ma: if r.silent { slot.sent_ma } else { 0 },
+                reserved_ma: slot.reserve.unwrap_or(0),
             };
         }
         let shares = self.turns.share(now, budget, min, &candidates[..n]);

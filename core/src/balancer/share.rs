@@ -124,7 +124,9 @@ impl Turns {
         let mut room = budget;
         for (c, o) in cands.iter().zip(out.iter_mut()) {
             if c.reserved_ma > 0 {
-                o.sent_ma = c.reserved_ma;
+                // (Sent again should it answer, within its present bounds.)
+                let again = c.reserved_ma.min(c.max_ma);
+                o.sent_ma = if again >= min_ma { again } else { 0 };
                 for (r, on) in room.iter_mut().zip(c.phases) {
                     if on {
                         *r = r.saturating_sub(c.reserved_ma);
