@@ -334,7 +334,7 @@ impl Balancer {
 
     /// What our chargers draw on grid phase `p` as far as the balancer knows, mA: each
     /// one's fresh read-back there, or, when it is not fresh (silent, not read yet),
-    /// what it was sent.
+    /// what it was sent (a silent one's reservation).
     fn draw_on(&self, now: Instant, p: usize) -> u32 {
         (0..self.cfg.chargers())
             .map(|k| {
@@ -343,7 +343,7 @@ impl Balancer {
                 if fresh && !slot.reading.silent {
                     self.grid_currents(k)[p]
                 } else if self.phases_of(k)[p] {
-                    slot.sent_ma
+                    slot.reserve.unwrap_or(slot.sent_ma)
                 } else {
                     0
                 }
