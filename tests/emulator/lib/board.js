@@ -1,7 +1,7 @@
 // The emulated board with its surroundings, as the scenarios use it.
 import { Machine } from './machine.js';
 import { UsbHost } from './usbhost.js';
-import { P1Meter, AbbCharger, PinWatcher } from './devices.js';
+import { P1Meter, AbbBus, PinWatcher } from './devices.js';
 import { parseReply, replyLength, readHolding, writeSingle, writeMultiple } from './modbus.js';
 
 /** The firmware's Modbus unit on USB (register 1090 default). */
@@ -10,7 +10,9 @@ export const UNIT = 10;
 export class Board {
   /**
    * @param {object} o Machine options plus `meter` (P1Meter options, or false for
-   *   none), `charger` (AbbCharger options), `usb` (false: no host attached).
+   *   none), `charger` (AbbCharger options: the one unit on the RS485 line) or
+   *   `chargers` (a list of them: several units on the one line, `bus`), `usb`
+   *   (false: no host attached).
    */
   constructor(o = {}) {
     this.machine = new Machine(o);
@@ -19,7 +21,9 @@ export class Board {
     this.led = new PinWatcher(m, 25);
     this.host = o.usb === false ? null : new UsbHost(m);
     this.meter = o.meter === false ? null : new P1Meter(m, o.meter ?? {});
-    this.charger = new AbbCharger(m, { de: this.de, ...(o.charger ?? {}) });
+    this.bus = new AbbBus(m, { de: this.de });
+    this.chargers = (o.chargers ?? [o.charger ?? {}]).map((c) => this.bus.add(c));
+    this.charger = this.chargers[0];
   }
 
   get ms() {

@@ -67,9 +67,18 @@ export class P1Meter {
     this.tickAlarm.schedule(firstAtMs * 1e6);
   }
 
-  /** Sets the grid current per phase (A, import positive) of the following telegrams. */
+  /**
+   * Sets the grid current per phase (A, import positive) of the following telegrams:
+   * an array, or a function returning one, called as each telegram is composed (a
+   * house load plus what the chargers' cars draw now).
+   */
   setCurrents(amps) {
     this.currents = amps;
+  }
+
+  /** The grid currents for a telegram composed now (null: the base telegram's). */
+  currentsNow() {
+    return typeof this.currents === 'function' ? this.currents() : this.currents;
   }
 
   /** The next telegram carries `amps` on every phase but keeps the old CRC (corrupt). */
@@ -136,7 +145,7 @@ export class P1Meter {
     let bytes;
     let valid = true;
     if (this.nextCorrupt) {
-      const good = this.telegram(this.currents ?? [0, 0, 0]);
+      const good = this.telegram(this.currentsNow() ?? [0, 0, 0]);
       const crc = Buffer.from(good).toString('latin1').slice(-6, -2);
       const bad = this.telegram(this.nextCorrupt);
       bytes = Uint8Array.from([...bad.subarray(0, bad.length - 6), ...Buffer.from(crc, 'latin1'), 13, 10]);
@@ -145,7 +154,7 @@ export class P1Meter {
     } else if (this.verbatim.length) {
       bytes = Uint8Array.from(readFileSync(TELEGRAMS + this.verbatim.shift()));
     } else {
-      bytes = this.telegram(this.currents);
+      bytes = this.telegram(this.currentsNow());
     }
     this.current = { startNs: this.machine.nanos, lastByteNs: null, valid, bytes };
     this.pos = 0;
@@ -181,45 +190,35 @@ const STATUS = 0x4000;
 const STATUS_LEN = 0x25;
 
 /**
- * An ABB Terra AC as RS485 secondary on UART1 (see abb-terra-ac.md): FC 03 reads of
- * the status block, FC 16 / FC 06 writes of 0x4100 (limit, 2 registers, mA), 0x4106
- * (communication timeout) and 0x4109 (fallback limit). Requests are recognised by
- * length and CRC; replies come `replyDelayMs` later at the line rate. While `silent`
- * it answers nothing. Every request records the driver-enable level at each byte.
- * The board's transceiver has DE and /RE tied (GPIO 7): while DE is high its receiver
- * is off and its driver fights the charger's, so a reply byte sent then never reaches
- * UART1 (`replies[i].lost` counts them; `collisions` lists them).
+ * The RS485 line on UART1 with the units on it (abb-terra-ac.md): it receives the
+ * board's bytes once, frames them (a gap of more than 3.5 characters starts a new
+ * frame; a request is complete by its length) and hands every request to every unit:
+ * each unit hears every frame (`requests`, shared) and only the one whose address it
+ * carries answers (a broadcast, unit 0, none). Replies go out on the one line: the
+ * board's transceiver has DE and /RE tied (GPIO 7), so a reply byte sent while DE is
+ * high never reaches UART1 (counted in the reply's `lost`, listed in the unit's and
+ * the line's `collisions`); two units driving the line at once (a byte less than a
+ * character after another unit's) garble it: the receiver gets 0x00 for that byte,
+ * listed in `clashes`.
  */
-export class AbbCharger {
-  constructor(machine, { unit = 1, replyDelayMs = 5, de = null } = {}) {
+export class AbbBus {
+  constructor(machine, { de = null } = {}) {
     this.machine = machine;
     this.uart = machine.rp.uart[1];
-    this.unit = unit;
-    this.replyDelayNs = replyDelayMs * 1e6;
-    this.silent = false;
     this.de = de;
+    this.units = [];
     this.rx = [];
     this.lastRxNs = 0;
-    this.rxStartNs = null;
     this.firstWriteNs = null;
     this.requests = [];
-    this.writes = []; // { ns, firstByteNs, reg, values }
-    this.limitWrites = []; // { firstByteNs, endNs, ma }
-    this.forbidden = [];
-    this.regs = new Map([
-      [0x4006, 32000],
-      [0x4020, 60],
-      [0x4022, 32000],
-      [0x4024, 256],
-    ]);
     this.txBytes = []; // { ns, byte, deHigh } at UARTDR writes
     this.lineBytes = []; // { ns, byte, deHigh } at the end of each byte on the line
-    this.replying = false;
-    /** Per reply: { reqIndex, startNs, endNs, bytes, lost } (lost: bytes sent while DE was high). */
-    this.replies = [];
-    /** Reply bytes lost to the board's driver being on: { ns, byte }. */
-    this.collisions = [];
     this.frameStarts = [];
+    /** Reply bytes lost to the board's driver being on: { ns, byte, unit }. */
+    this.collisions = [];
+    /** Reply bytes of two units at once: { ns, units: [a, b] }. */
+    this.clashes = [];
+    this.lastDrive = null; // { ns, u }: the last byte a unit drove
     this.uart.onTxWrite = (b) => {
       const now = machine.nanos;
       const st = this.uart.patchState;
@@ -229,8 +228,16 @@ export class AbbCharger {
       this.txBytes.push({ ns: now, byte: b, deHigh: this.deHigh() });
     };
     this.uart.onByte = (b) => this.onByte(b);
-    this.replyAlarm = machine.clock.createAlarm(() => this.sendReplyByte());
-    this.reply = null;
+  }
+
+  /** A unit on the line (AbbCharger options). */
+  add(o = {}) {
+    return new AbbCharger(this.machine, { ...o, bus: this });
+  }
+
+  /** The unit answering at `unit`. */
+  unit(unit) {
+    return this.units.find((u) => u.unit === unit);
   }
 
   deHigh() {
@@ -244,7 +251,6 @@ export class AbbCharger {
   onByte(b) {
     const now = this.machine.nanos;
     this.lineBytes.push({ ns: now, byte: b, deHigh: this.deHigh() });
-    // A gap of more than 3.5 characters starts a new frame.
     if (this.rx.length && now - this.lastRxNs > 3.5 * this.charNs + 1000) this.rx = [];
     if (this.rx.length === 0) this.firstWriteNs = this.frameStarts.shift() ?? now;
     this.lastRxNs = now;
@@ -257,12 +263,110 @@ export class AbbCharger {
     if (want === 0 || this.rx.length < want) return;
     const f = Uint8Array.from(this.rx);
     this.rx = [];
-    this.handle(f, now);
+    const req = { ns: now, firstByteNs: this.firstWriteNs, bytes: f, crcOk: crcOk(f) };
+    this.requests.push(req);
+    for (const u of this.units) u.handle(req);
   }
 
-  handle(f, endNs) {
-    const req = { ns: endNs, firstByteNs: this.firstWriteNs, bytes: f, crcOk: crcOk(f) };
-    this.requests.push(req);
+  /** Unit `u` drives byte `b` onto the line now; false when it never reaches UART1. */
+  drive(u, b) {
+    const now = this.machine.nanos;
+    if (this.deHigh() === true) {
+      this.collisions.push({ ns: now, byte: b, unit: u.unit });
+      return false;
+    }
+    const last = this.lastDrive;
+    this.lastDrive = { ns: now, u };
+    if (last && last.u !== u && now - last.ns < this.charNs) {
+      this.clashes.push({ ns: now, units: [last.u.unit, u.unit] });
+      this.uart.feedByte(0);
+      return true;
+    }
+    this.uart.feedByte(b);
+    return true;
+  }
+}
+
+/**
+ * An ABB Terra AC as RS485 secondary on the line (`AbbBus`; one of its own when none
+ * is given): FC 03 reads of the status block, FC 16 / FC 06 writes of 0x4100 (limit,
+ * 2 registers, mA), 0x4106 (communication timeout) and 0x4109 (fallback limit). It
+ * answers requests for `unit` `replyDelayMs` after their last byte, at the line rate.
+ * While `silent` it answers nothing. Every request on the line records the
+ * driver-enable level at each byte (`requests`, `txBytes`, `lineBytes`: the line's).
+ *
+ * Its car: with `car` ({ phases: its own L1–L3 the car draws on, e.g. [1, 0, 0] for a
+ * single-phase car; maxMa; delayMs, 0 by default }) the status block reports the car's
+ * current on those phases (the limit it applied `delayMs` ago, min(0x4100, rating), up
+ * to maxMa; none below 6 A; no ramp) and the state from it (charging C2 = 4, car ready
+ * without PWM C1 = 3 below 6 A, else B2 = 2); `currents` (mA per own phase) and
+ * `state` override both. Without either it echoes the limit on all three phases and
+ * reports charging (C2).
+ */
+export class AbbCharger {
+  constructor(machine, { unit = 1, replyDelayMs = 5, de = null, bus = null, car = null, ratingMa = 32000 } = {}) {
+    this.machine = machine;
+    this.bus = bus ?? new AbbBus(machine, { de });
+    this.bus.units.push(this);
+    this.uart = this.bus.uart;
+    this.unit = unit;
+    this.replyDelayNs = replyDelayMs * 1e6;
+    this.silent = false;
+    this.car = car;
+    this.currents = null;
+    this.state = null;
+    this.writes = []; // { ns, firstByteNs, reg, values }
+    this.limitWrites = []; // { firstByteNs, endNs, ma }
+    /** Status block reads answered: { ns }. */
+    this.reads = [];
+    this.forbidden = [];
+    this.regs = new Map([
+      [0x4006, ratingMa],
+      [0x4020, 60],
+      [0x4022, 32000],
+      [0x4024, 256],
+    ]);
+    /** Per reply: { reqIndex, startNs, endNs, bytes, lost } (lost: bytes sent while DE was high). */
+    this.replies = [];
+    /** Its reply bytes lost to the board's driver being on: { ns, byte }. */
+    this.collisions = [];
+    this.replyAlarm = machine.clock.createAlarm(() => this.sendReplyByte());
+    this.reply = null;
+  }
+
+  get de() {
+    return this.bus.de;
+  }
+
+  /** Every request on the line (the line's list: `replies[i].reqIndex` indexes it). */
+  get requests() {
+    return this.bus.requests;
+  }
+
+  get txBytes() {
+    return this.bus.txBytes;
+  }
+
+  get lineBytes() {
+    return this.bus.lineBytes;
+  }
+
+  deHigh() {
+    return this.bus.deHigh();
+  }
+
+  get charNs() {
+    return this.bus.charNs;
+  }
+
+  /** The requests addressed to this unit. */
+  get mine() {
+    return this.requests.filter((q) => q.bytes[0] === this.unit);
+  }
+
+  /** A request heard on the line (`AbbBus`). */
+  handle(req) {
+    const f = req.bytes;
     if (!req.crcOk || (f[0] !== this.unit && f[0] !== 0)) return;
     const fc = f[1];
     const addr = (f[2] << 8) | f[3];
@@ -274,12 +378,13 @@ export class AbbCharger {
         const block = this.statusBlock();
         const vals = block.slice(addr - STATUS, addr - STATUS + n);
         pdu = [fc, n * 2, ...vals.flatMap((v) => [v >> 8, v & 0xff])];
+        if (addr === STATUS && !this.silent && f[0] !== 0) this.reads.push({ ns: req.ns });
       }
     } else if (fc === 6 || fc === 16) {
       const values = [];
       if (fc === 6) values.push((f[4] << 8) | f[5]);
       else for (let i = 0; i < f[6]; i += 2) values.push((f[7 + i] << 8) | f[8 + i]);
-      pdu = this.write(addr, values, req) ?? (fc === 6 ? [...f.subarray(1, 6)] : [...f.subarray(1, 6)]);
+      pdu = this.write(addr, values, req) ?? [...f.subarray(1, 6)];
     } else {
       pdu = [fc | 0x80, 1];
     }
@@ -308,6 +413,39 @@ export class AbbCharger {
     return [req.bytes[1] | 0x80, 2];
   }
 
+  /** The current it lets the car draw: min(limit, rating), mA. */
+  get appliedMa() {
+    return Math.min(this.regs.get(0x4022), this.regs.get(0x4006));
+  }
+
+  /** The current it let the car draw `ago` ns before now (mA; 32 A before any write). */
+  appliedAt(ago) {
+    const t = this.machine.nanos - ago;
+    let limit = 32000;
+    for (const w of this.limitWrites) {
+      if (w.endNs > t) break;
+      limit = w.ma;
+    }
+    return Math.min(limit, this.regs.get(0x4006));
+  }
+
+  /** Its current per own phase L1–L3 (mA) as it reports it. */
+  phaseCurrentsMa() {
+    if (this.currents) return this.currents;
+    if (!this.car) return [0, 1, 2].map(() => this.regs.get(0x4022));
+    const applied = this.appliedAt((this.car.delayMs ?? 0) * 1e6);
+    const ma = applied < 6000 ? 0 : Math.min(applied, this.car.maxMa ?? applied);
+    return this.car.phases.map((p) => (p ? ma : 0));
+  }
+
+  /** Its charging state (0x400D high byte). */
+  chargingState() {
+    if (this.state !== null) return this.state;
+    if (!this.car) return 4; // charging (C2)
+    if (Math.max(...this.phaseCurrentsMa()) > 50) return 4;
+    return this.appliedMa < 6000 ? 3 : 2;
+  }
+
   /** The 37 registers from 0x4000. */
   statusBlock() {
     const r = new Array(STATUS_LEN).fill(0);
@@ -320,12 +458,13 @@ export class AbbCharger {
     put32(0x4006, this.regs.get(0x4006));
     put32(0x4008, 0);
     put32(0x400a, 0x0111);
-    r[0x400d - STATUS] = 4 << 8; // charging (C2)
+    r[0x400d - STATUS] = this.chargingState() << 8;
     const limit = this.regs.get(0x4022);
-    put32(0x400e, limit);
-    for (const a of [0x4010, 0x4012, 0x4014]) put32(a, limit);
+    put32(0x400e, this.car ? this.appliedMa : limit);
+    const amps = this.phaseCurrentsMa();
+    [0x4010, 0x4012, 0x4014].forEach((a, i) => put32(a, amps[i]));
     for (const a of [0x4016, 0x4018, 0x401a]) put32(a, 2300);
-    put32(0x401c, Math.round((3 * 230 * limit) / 1000));
+    put32(0x401c, Math.round((230 * amps.reduce((s, x) => s + x, 0)) / 1000));
     r[0x4020 - STATUS] = this.regs.get(0x4020);
     put32(0x4022, limit);
     r[0x4024 - STATUS] = this.regs.get(0x4024);
@@ -344,11 +483,9 @@ export class AbbCharger {
     const now = this.machine.nanos;
     const b = r.bytes[r.pos++];
     r.log.startNs ??= now;
-    if (this.deHigh() === true) {
+    if (!this.bus.drive(this, b)) {
       r.log.lost++;
       this.collisions.push({ ns: now, byte: b });
-    } else {
-      this.uart.feedByte(b);
     }
     if (r.pos < r.bytes.length) this.replyAlarm.schedule(this.charNs);
     else {
@@ -360,6 +497,11 @@ export class AbbCharger {
   /** The 0x4100 values written so far (mA). */
   get limits() {
     return this.limitWrites.map((w) => w.ma);
+  }
+
+  /** The registers (0x4106, 0x4109, ...) it was written, in order. */
+  get setupRegs() {
+    return this.writes.map((w) => w.reg);
   }
 }
 
