@@ -41,6 +41,11 @@ struct Site {
     t: u64,
     /// Charger k answers (false: silent, it goes on drawing what it drew).
     answering: Vec<bool>,
+    /// The cars follow this many seconds late.
+    delay: usize,
+    /// The chargers are read one after the other (charger k in the seconds where
+    /// t + k is even), not all at once.
+    stagger: bool,
 }
 
 const DELAY_S: usize = 2;
@@ -53,11 +58,21 @@ impl Site {
             b: Balancer::new(cfg, Instant::ZERO),
             draw: vec![0; n],
             history: vec![[0; 8]; DELAY_S + 1],
+            delay: DELAY_S,
+            stagger: false,
             answering: vec![true; n],
             wiring,
             cars,
             t: 0,
         }
+    }
+
+    /// Cars that follow `delay` s late, chargers read one after the other.
+    fn late_by(mut self, delay: usize, stagger: bool) -> Site {
+        self.delay = delay;
+        self.stagger = stagger;
+        self.history = vec![[0; 8]; delay + 1];
+        self
     }
 
     /// What charger k's meter measures on its own L1–L3: the car's draw on the grid
@@ -107,8 +122,12 @@ impl Site {
         }
         let g = self.grid(house);
         self.b.on_reading(now, [Some(g[0]), Some(g[1]), Some(g[2])]);
-        if self.t % 2 == 0 {
+        {
             for k in 0..self.cars.len() {
+                let shift = if self.stagger { k as u64 } else { 0 };
+                if (self.t + shift) % 2 != 0 {
+                    continue;
+                }
                 let reading = ChargerReading {
                     current_ma: self.charger_phases(k),
                     state: Some(if self.cars[k].connected { 2 } else { 0 }),
@@ -127,10 +146,10 @@ impl Site {
         let mut applied = sent;
         for k in 0..self.cars.len() {
             if !self.answering[k] {
-                applied[k] = self.history[DELAY_S - 1][k];
+                applied[k] = self.history[self.delay - 1][k];
             }
         }
-        self.history[DELAY_S] = applied;
+        self.history[self.delay] = applied;
     }
 
     fn sent(&self) -> Vec<u32> {
@@ -333,6 +352,37 @@ fn four_cars_on_a_short_connection_take_turns_of_at_most_fifteen_minutes() {
     let total: u64 = energy.iter().sum();
     for e in energy {
         assert!(e * 4 > total * 3 / 4, "{energy:?}");
+    }
+}
+
+#[test]
+fn a_car_raised_when_another_pauses_is_not_cut_back_by_its_own_climb() {
+    // Found on the emulated RP2040: charger 1 (three-phase) pauses for load on L3,
+    // charger 2 (single-phase on L1) is raised into the room; its car answers within a
+    // second, before the next read-back: the meter's rise on L1 is its car, not the
+    // house, and must not cut it back.
+    for delay in [1, 2, 3] {
+        let c = config(2, |c| {
+            c.set_charger1_wiring(Wiring::ThreePhase).unwrap();
+            c.set_charger2_wiring(Wiring::Single(0)).unwrap();
+        });
+        let mut site = Site::new(c, vec![car(ALL, 16), car(L1, 16)]).late_by(delay, true);
+        for _ in 0..60 {
+            site.sec([2000, 1400, 1600]);
+        }
+        assert_eq!(site.sent(), vec![9850, 9850], "delay {delay}");
+        let mut raised = None;
+        for s in 0..40 {
+            site.sec([2000, 1400, 16_600]);
+            let sent = site.b.sent_of_ma(1);
+            if sent == 16_000 && raised.is_none() {
+                raised = Some(s);
+            }
+            if raised.is_some() {
+                assert_eq!(sent, 16_000, "delay {delay}: cut back to {sent} at {s} s");
+            }
+        }
+        assert!(raised.is_some(), "delay {delay}: never raised");
     }
 }
 

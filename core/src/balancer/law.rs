@@ -229,6 +229,8 @@ pub(crate) struct Law {
     /// Its limit is a budget shared by several chargers: the value sent on its phases
     /// is set after the tick ([`Law::set_sent`]), not derived from the limit.
     shared: bool,
+    /// Shared: when a charger on its phases was last given more ([`Law::note_raise`]).
+    raised_at: Option<Instant>,
 }
 
 impl Law {
@@ -264,6 +266,7 @@ impl Law {
             next_tick: now,
             mask: phase_mask(cfg.phases()),
             shared: false,
+            raised_at: None,
         }
     }
 
@@ -308,6 +311,12 @@ impl Law {
     pub fn share(mut self) -> Self {
         self.shared = true;
         self
+    }
+
+    /// A charger on its phases was given more (its car may climb, even while what was
+    /// sent on the phase in all fell: another charger paused).
+    pub fn note_raise(&mut self, now: Instant) {
+        self.raised_at = Some(now);
     }
 
     /// What was really sent on its phases after the tick (the chargers' shares of
@@ -712,10 +721,12 @@ impl Law {
         let new_reading = self.unseen_reading;
         // (A shared budget's chargers can be climbing only after what was sent on the
         // phase rose: cars that have drawn less than allowed for longer are not.)
+        let window = HEADROOM_FOLLOW + crate::abb::POLL * 2;
         let may_climb = !self.shared
-            || self.prev_sent.is_some_and(|(v, at)| {
-                v < self.sent_ma && (now - at) < HEADROOM_FOLLOW + crate::abb::POLL * 2
-            });
+            || self.raised_at.is_some_and(|at| (now - at) < window)
+            || self
+                .prev_sent
+                .is_some_and(|(v, at)| v < self.sent_ma && (now - at) < window);
         let rise_from = match (self.transit, self.prev_i) {
             (None, Some(p)) if new_reading && may_climb => Some(p),
             _ => None,
@@ -821,6 +832,19 @@ impl Law {
         // a draw it has since left); the next telegram is.
         let unpaired = following && !paired;
         let upper = to_i32(cfg.upper_ma());
+        // A shared budget just after one of its chargers was given more: the read-backs
+        // (each charger read in turn, every 2 s) may not show its car's climb yet, while
+        // the meter does; the house then looks larger than it is by what the car already
+        // took. Only a measured current above the upper limit cuts then, not the
+        // projection (which counts the climb twice).
+        let raise_unseen = self.shared
+            && self
+                .raised_at
+                .is_some_and(|at| (now - at) < HEADROOM_FOLLOW + crate::abb::POLL * 2)
+            && c < sent.saturating_sub(SETTLED_MA);
+        if raise_unseen && i <= upper {
+            return;
+        }
         if worst > alarm {
             let due = match self.state {
                 State::Alarm => entered || self.waited(now, cfg.alarm_wait_s()),

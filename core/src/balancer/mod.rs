@@ -506,6 +506,14 @@ impl Balancer {
                 }
             }
         }
+        for k in 0..self.cfg.chargers() {
+            if self.slots[k].sent_ma > before[k] {
+                let mask = self.phases_of(k);
+                for (law, _) in self.laws.iter_mut().zip(mask).filter(|&(_, on)| on) {
+                    law.note_raise(now);
+                }
+            }
+        }
         for (p, law) in self.laws[..phases].iter_mut().enumerate() {
             law.set_sent(now, sent_on[p]);
         }
