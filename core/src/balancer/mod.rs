@@ -506,8 +506,8 @@ impl Balancer {
                 }
             }
         }
-        for k in 0..self.cfg.chargers() {
-            if self.slots[k].sent_ma > before[k] {
+        for (k, &was) in before.iter().enumerate().take(self.cfg.chargers()) {
+            if self.slots[k].sent_ma > was {
                 let mask = self.phases_of(k);
                 for (law, _) in self.laws.iter_mut().zip(mask).filter(|&(_, on)| on) {
                     law.note_raise(now);
