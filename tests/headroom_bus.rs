@@ -52,17 +52,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::terra_bus::{MeterLink, Terra};
+use common::terra_bus::{MeterLink, Terra, serve_units};
 use common::{Daemon, Pty, have_socat, temp_dir};
-use p1lb::rtu_io::Clock;
 use p1lb_core::config::Config;
-use p1lb_core::modbus::{
-    Frame, LineConfig, MAX_ADU, Parity, Request, Response, SilenceFramer, Words, exception_reply,
-};
+use p1lb_core::modbus::{MAX_ADU, Request, Response, Words, exception_reply};
 use p1lb_core::registers::Exception;
-use p1lb_core::time::Instant as CoreInstant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_serial::SerialPortBuilderExt;
 
 /// The profile's length, s: telegrams at 0 … PROFILE_S − 1, energy up to PROFILE_S.
 const PROFILE_S: u32 = 140;
@@ -510,61 +504,22 @@ fn lock(w: &Mutex<World>) -> MutexGuard<'_, World> {
     w.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The Terra AC model on its end of the pty, until the port closes.
+/// The Terra AC model on its end of the pty, until the port closes: unit 1 only.
 async fn charger(path: PathBuf, world: Arc<Mutex<World>>) {
-    let line = LineConfig::new(BAUD, Parity::None, 1);
-    let mut port = tokio_serial::new(path.to_string_lossy(), BAUD)
-        .open_native_async()
-        .expect("the charger's end of the pty opens");
-    let clock = Clock::new();
-    let mut framer: SilenceFramer = SilenceFramer::new(line);
-    let mut buf = [0u8; 512];
-    let mut frames: Vec<Vec<u8>> = Vec::new();
-    loop {
-        let deadline = framer.deadline();
-        let wake = clock.instant(deadline.unwrap_or(CoreInstant::ZERO));
-        tokio::select! {
-            r = port.read(&mut buf) => {
-                let n = match r {
-                    Ok(n) if n > 0 => n,
-                    _ => return,
-                };
-                let now = clock.now();
-                // A frame returned took no byte: feed the same bytes again.
-                while let (_, Some(f)) = framer.feed(now, &buf[..n]) {
-                    frames.push(f.to_vec());
-                }
-            }
-            () = tokio::time::sleep_until(wake), if deadline.is_some() => {
-                if let Some(f) = framer.poll(clock.now()) {
-                    frames.push(f.to_vec());
-                }
-            }
+    let turnaround = Duration::from_millis(TURNAROUND_MS);
+    serve_units(&path, BAUD, turnaround, |unit, function, pdu, out| {
+        if unit != CHARGER_UNIT {
+            return None;
         }
-        for frame in frames.drain(..) {
-            // A bad CRC or another unit: a real charger stays silent.
-            let Ok(f) = Frame::new_checked(&frame) else {
-                continue;
-            };
-            if f.unit() != CHARGER_UNIT {
-                continue;
+        Some(match Request::parse(pdu) {
+            Ok(request) => lock(&world).handle(&request, out),
+            Err(e) => {
+                lock(&world).exceptions += 1;
+                exception_reply(CHARGER_UNIT, function, e.exception(), out)
             }
-            let mut out = [0u8; MAX_ADU];
-            let len = match Request::parse(f.pdu()) {
-                Ok(request) => lock(&world).handle(&request, &mut out),
-                Err(e) => {
-                    lock(&world).exceptions += 1;
-                    exception_reply(CHARGER_UNIT, f.function(), e.exception(), &mut out)
-                }
-            };
-            // The turnaround, then the reply's time on the wire (10 bits a byte).
-            let wire = Duration::from_micros(len as u64 * 10 * 1_000_000 / u64::from(BAUD));
-            tokio::time::sleep(Duration::from_millis(TURNAROUND_MS) + wire).await;
-            if port.write_all(&out[..len]).await.is_err() || port.flush().await.is_err() {
-                return;
-            }
-        }
-    }
+        })
+    })
+    .await;
 }
 
 /// One mode under test.

@@ -29,18 +29,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::terra_bus::{MeterLink, Terra};
+use common::terra_bus::{MeterLink, Terra, serve_units};
 use common::{Daemon, Pty, have_socat, temp_dir};
-use p1lb::rtu_io::Clock;
 use p1lb_core::config::address;
-use p1lb_core::modbus::{
-    Frame, LineConfig, MAX_ADU, Parity, Request, Response, SilenceFramer, Words, exception_reply,
-};
+use p1lb_core::modbus::{MAX_ADU, Request, Response, Words, exception_reply};
 use p1lb_core::registers::{self, ChargerFlags, Exception, Flags};
-use p1lb_core::time::Instant as CoreInstant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_modbus::prelude::Reader;
-use tokio_serial::SerialPortBuilderExt;
 
 /// The profile's length, s.
 const PROFILE_S: u32 = 95;
@@ -290,61 +284,15 @@ fn lock(w: &Mutex<World>) -> MutexGuard<'_, World> {
 
 /// Both units on their end of the pty, until the port closes.
 async fn line(path: PathBuf, world: Arc<Mutex<World>>) {
-    let cfg = LineConfig::new(BAUD, Parity::None, 1);
-    let mut port = tokio_serial::new(path.to_string_lossy(), BAUD)
-        .open_native_async()
-        .expect("the units' end of the pty opens");
-    let clock = Clock::new();
-    let mut framer: SilenceFramer = SilenceFramer::new(cfg);
-    let mut buf = [0u8; 512];
-    let mut frames: Vec<Vec<u8>> = Vec::new();
-    loop {
-        let deadline = framer.deadline();
-        let wake = clock.instant(deadline.unwrap_or(CoreInstant::ZERO));
-        tokio::select! {
-            r = port.read(&mut buf) => {
-                let n = match r {
-                    Ok(n) if n > 0 => n,
-                    _ => return,
-                };
-                let now = clock.now();
-                while let (_, Some(f)) = framer.feed(now, &buf[..n]) {
-                    frames.push(f.to_vec());
-                }
-            }
-            () = tokio::time::sleep_until(wake), if deadline.is_some() => {
-                if let Some(f) = framer.poll(clock.now()) {
-                    frames.push(f.to_vec());
-                }
-            }
+    let turnaround = Duration::from_millis(TURNAROUND_MS);
+    serve_units(&path, BAUD, turnaround, |unit, function, pdu, out| {
+        let k = UNITS.iter().position(|&u| u == unit)?;
+        match Request::parse(pdu) {
+            Ok(request) => lock(&world).handle(k, &request, out),
+            Err(e) => Some(exception_reply(unit, function, e.exception(), out)),
         }
-        for frame in frames.drain(..) {
-            let Ok(f) = Frame::new_checked(&frame) else {
-                continue;
-            };
-            let Some(k) = UNITS.iter().position(|&u| u == f.unit()) else {
-                continue;
-            };
-            let mut out = [0u8; MAX_ADU];
-            let len = match Request::parse(f.pdu()) {
-                Ok(request) => lock(&world).handle(k, &request, &mut out),
-                Err(e) => Some(exception_reply(
-                    UNITS[k],
-                    f.function(),
-                    e.exception(),
-                    &mut out,
-                )),
-            };
-            let Some(len) = len else {
-                continue;
-            };
-            let wire = Duration::from_micros(len as u64 * 10 * 1_000_000 / u64::from(BAUD));
-            tokio::time::sleep(Duration::from_millis(TURNAROUND_MS) + wire).await;
-            if port.write_all(&out[..len]).await.is_err() || port.flush().await.is_err() {
-                return;
-            }
-        }
-    }
+    })
+    .await;
 }
 
 /// Registers `start`… of the device (unit 10) over Modbus TCP.

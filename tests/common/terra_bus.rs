@@ -3,13 +3,18 @@
 //! from what its own meter measured, the limit, timeout and fallback it was written; a
 //! DSMR 5 telegram a second over TCP with the grid per phase.
 
+use std::path::Path;
 use std::time::Duration;
 
+use p1lb::rtu_io::Clock;
+use p1lb_core::modbus::{Frame, LineConfig, MAX_ADU, Parity, SilenceFramer};
+use p1lb_core::time::Instant as CoreInstant;
 use p1lb_sim::meter::{Flavour, MeterValues, PhaseValues, write_telegram};
 use p1lb_sim::time::DateTime;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_serial::SerialPortBuilderExt;
 
 /// The meter's voltage on every phase, V.
 pub const VOLTS: f64 = 230.0;
@@ -181,6 +186,62 @@ impl MeterLink {
             let sent = tokio::time::timeout(Duration::from_millis(300), s.write_all(bytes)).await;
             if !matches!(sent, Ok(Ok(()))) {
                 self.stream = None;
+            }
+        }
+    }
+}
+
+/// Serves Modbus RTU units on the pty end `path` (`baud` 8N1, requests framed by 3.5
+/// characters of silence) until the port closes. Each frame with a good CRC goes to
+/// `answer(unit, function, pdu, out)`, which writes the reply into `out` and returns its
+/// length, or `None` to stay silent (another unit's frame, a unit that is not answering);
+/// the reply goes out after `turnaround` plus its time on the wire (10 bits a byte). A
+/// bad frame gets no answer, as from a real charger.
+pub async fn serve_units<F>(path: &Path, baud: u32, turnaround: Duration, mut answer: F)
+where
+    F: FnMut(u8, u8, &[u8], &mut [u8; MAX_ADU]) -> Option<usize>,
+{
+    let line = LineConfig::new(baud, Parity::None, 1);
+    let mut port = tokio_serial::new(path.to_string_lossy(), baud)
+        .open_native_async()
+        .expect("the units' end of the pty opens");
+    let clock = Clock::new();
+    let mut framer: SilenceFramer = SilenceFramer::new(line);
+    let mut buf = [0u8; 512];
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let deadline = framer.deadline();
+        let wake = clock.instant(deadline.unwrap_or(CoreInstant::ZERO));
+        tokio::select! {
+            r = port.read(&mut buf) => {
+                let n = match r {
+                    Ok(n) if n > 0 => n,
+                    _ => return,
+                };
+                let now = clock.now();
+                // A frame returned took no byte: feed the same bytes again.
+                while let (_, Some(f)) = framer.feed(now, &buf[..n]) {
+                    frames.push(f.to_vec());
+                }
+            }
+            () = tokio::time::sleep_until(wake), if deadline.is_some() => {
+                if let Some(f) = framer.poll(clock.now()) {
+                    frames.push(f.to_vec());
+                }
+            }
+        }
+        for frame in frames.drain(..) {
+            let Ok(f) = Frame::new_checked(&frame) else {
+                continue;
+            };
+            let mut out = [0u8; MAX_ADU];
+            let Some(len) = answer(f.unit(), f.function(), f.pdu(), &mut out) else {
+                continue;
+            };
+            let wire = Duration::from_micros(len as u64 * 10 * 1_000_000 / u64::from(baud));
+            tokio::time::sleep(turnaround + wire).await;
+            if port.write_all(&out[..len]).await.is_err() || port.flush().await.is_err() {
+                return;
             }
         }
     }
