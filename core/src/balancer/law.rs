@@ -313,8 +313,9 @@ impl Law {
         self
     }
 
-    /// A charger on its phases was given more (its car may climb, even while what was
-    /// sent on the phase in all fell: another charger paused).
+    /// A charger on its phases was given more while what was sent on them in all did
+    /// not rise (another one paused): its car's climb shows in the meter before the
+    /// read-backs, and is no house load.
     pub fn note_raise(&mut self, now: Instant) {
         self.raised_at = Some(now);
     }
@@ -723,7 +724,6 @@ impl Law {
         // phase rose: cars that have drawn less than allowed for longer are not.)
         let window = HEADROOM_FOLLOW + crate::abb::POLL * 2;
         let may_climb = !self.shared
-            || self.raised_at.is_some_and(|at| (now - at) < window)
             || self
                 .prev_sent
                 .is_some_and(|(v, at)| v < self.sent_ma && (now - at) < window);
@@ -840,7 +840,7 @@ impl Law {
         let raise_unseen = self.shared
             && self
                 .raised_at
-                .is_some_and(|at| (now - at) < HEADROOM_FOLLOW + crate::abb::POLL * 2)
+                .is_some_and(|at| (now - at) < HEADROOM_FOLLOW + crate::abb::POLL)
             && c < sent.saturating_sub(SETTLED_MA);
         if raise_unseen && i <= upper {
             return;

@@ -506,12 +506,20 @@ impl Balancer {
                 }
             }
         }
+        // A charger given more on a phase whose total did not rise (another paused):
+        // its car's climb cannot show as a rise of the phase, only in its read-back.
+        let mut sent_before = [0u32; 3];
+        let mut raised = [false; 3];
         for (k, &was) in before.iter().enumerate().take(self.cfg.chargers()) {
-            if self.slots[k].sent_ma > was {
-                let mask = self.phases_of(k);
-                for (law, _) in self.laws.iter_mut().zip(mask).filter(|&(_, on)| on) {
-                    law.note_raise(now);
-                }
+            let mask = self.phases_of(k);
+            for p in (0..3).filter(|&p| mask[p]) {
+                sent_before[p] = sent_before[p].saturating_add(was);
+                raised[p] |= self.slots[k].sent_ma > was;
+            }
+        }
+        for p in 0..3 {
+            if raised[p] && sent_on[p] <= sent_before[p] {
+                self.laws[p].note_raise(now);
             }
         }
         for (p, law) in self.laws[..phases].iter_mut().enumerate() {
