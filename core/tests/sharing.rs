@@ -9,7 +9,8 @@
 // The site loops over phases and chargers index several arrays at once.
 #![allow(clippy::needless_range_loop)]
 
-use p1lb_core::balancer::{Balancer, ChargerReading, MIN_TURN, State, TURN_WAIT};
+use p1lb_core::abb::POLL;
+use p1lb_core::balancer::{Balancer, ChargerReading, HEADROOM_FOLLOW, MIN_TURN, State, TURN_WAIT};
 
 include!("support/balancer_driver.rs");
 use p1lb_core::config::{Config, ControlMode, Wiring, address};
@@ -520,9 +521,12 @@ proptest! {
                 prop_assert!(s <= 63_000);
             }
             if n > 1 {
-                // Reaction: the upper limit's wait in headroom mode (2 s), the car's
-                // delay and a telegram.
-                let window = &room_hist[room_hist.len().saturating_sub(6)..];
+                // Reaction: the longest a shared law lets an allowance stand above the
+                // room without a measured current above the upper limit — the climb of a
+                // car given more as another paused is excused for HEADROOM_FOLLOW + POLL
+                // (6 s) — plus the tick and its telegram.
+                let reaction = (HEADROOM_FOLLOW + POLL).secs() as usize + 2;
+                let window = &room_hist[room_hist.len().saturating_sub(reaction)..];
                 for p in 0..3 {
                     let on_p: i64 = (0..n)
                         .filter(|&k| site.b.charger(k).phases[p])
