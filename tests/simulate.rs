@@ -80,7 +80,7 @@ fn json(out: &Output) -> Value {
     })
 }
 
-/// Every scenario in both modes, once for all tests (the slowest part: 90 h simulated).
+/// Every scenario in both modes, once for all tests (the slowest part: 96 h simulated).
 fn all() -> &'static Vec<Value> {
     static ALL: OnceLock<Vec<Value>> = OnceLock::new();
     ALL.get_or_init(|| {

@@ -2,22 +2,31 @@
 //! balancer and the real P1 reader in the loop.
 //!
 //! Each second `t`:
-//! 1. the balancer ticks whenever [`Balancer::next_tick_ms`] is due — right after each
+//! 1. the balancer ticks whenever [`Balancer::next_tick`] is due — right after each
 //!    valid telegram (see 4.), else by its timer; the yardsticks tick with it;
-//! 2. the house load for the second is drawn; the oracle sets its own car's limit from
+//! 2. the house load for the second is drawn; the oracle sets its own cars' limits from
 //!    it with no delay;
-//! 3. the physics runs in ten 0.1 s steps: both cars, the grid current per phase (house
-//!    + car), the fuse, the metrics;
+//! 3. the physics runs in ten 0.1 s steps: every car (the run's, the oracle's, the
+//!    yardsticks'), the grid current per phase (the house plus every car on its
+//!    phases), the fuse, the metrics;
 //! 4. at `t` the meter measures and at `t + 0.2 s` its telegram bytes arrive, go through
 //!    the products' own P1 input ([`P1Input`]: the reader, the CRC rule) and
 //!    `Reading::grid_currents_ma` into [`Balancer::on_reading`], and the tick that
 //!    makes due runs at once;
 //! 5. the RS485 bus runs beside it ([`ChargerBus`]: the core's bus master, the daemon's
-//!    Terra AC driver, a 9600-baud line, the simulated Terra AC): the value to send
-//!    reaches the charger when the driver writes it, the car follows the charger's
-//!    applied limit after its delay ([`CarSpec::delay_ms`](super::car::CarSpec)), the
-//!    charger's meter measures the car at `t + 0.5 s` and the driver's status reads
-//!    (every 2 s) bring that measurement to [`Balancer::on_charger_currents`].
+//!    Terra AC driver, a 9600-baud line, the simulated Terra AC at every charger's
+//!    address): each charger's value reaches it when the driver writes it, its car
+//!    follows its applied limit after the car's delay
+//!    ([`CarSpec::delay_ms`](super::car::CarSpec)), its meter measures its car on its
+//!    own phases (the wiring, 1040 + 3(k−1), maps grid to charger phases) at
+//!    `t + 0.5 s`, it reports charging state 0 with no car plugged in, 2 with one, 4
+//!    while it draws, and the driver's status reads (every 2 s) bring all that to
+//!    [`Balancer::on_charger`].
+//!
+//! A scenario with one car on one charger uses the single-charger oracle and
+//! yardsticks ([`oracle::limit_ma`], [`oracle::Reactive`]); with several, the oracle and
+//! the yardsticks share every phase among the cars with the core's rules
+//! ([`oracle::SharedOracle`], [`oracle::SharedReactive`]).
 
 use p1lb_core::balancer::{Balancer, ChargerReading, State};
 use p1lb_core::config::{Config, ControlMode, MAX_CHARGERS};
@@ -156,10 +165,10 @@ pub struct ChargerMetrics {
 /// [`p1lb_core::balancer::HEADROOM_HOLD_S`].
 pub const YARDSTICK_HOLD_S: u32 = p1lb_core::balancer::HEADROOM_HOLD_S as u32;
 
-/// The reactive yardsticks run beside every run, `(hold s, margin mA)`: [0] rides every
-/// gap with no margin, [1] holds the peak as headroom mode does with no margin (the
-/// causal bound, [`CAUSAL_BOUND`]), [2] rides every gap with headroom mode's margin
-/// ([`p1lb_core::balancer::HEADROOM_MARGIN_MA`]), [3] holds the peak with that margin
+/// The reactive yardsticks run beside every run, `(hold s, margin mA)`: \[0\] rides every
+/// gap with no margin, \[1\] holds the peak as headroom mode does with no margin (the
+/// causal bound, [`CAUSAL_BOUND`]), \[2\] rides every gap with headroom mode's margin
+/// ([`p1lb_core::balancer::HEADROOM_MARGIN_MA`]), \[3\] holds the peak with that margin
 /// ([`CAUSAL_BOUND_MARGIN`]).
 pub const YARDSTICKS: [(u32, u32); 4] = [
     (0, 0),

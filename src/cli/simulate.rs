@@ -365,6 +365,37 @@ fn print_tables(
             )?;
         }
     }
+    let shared: Vec<&RunResult> = runs
+        .iter()
+        .filter(|r| r.metrics.chargers().len() > 1)
+        .collect();
+    if !shared.is_empty() {
+        writeln!(
+            out,
+            "\nSeveral chargers (per charger: kWh, paused s, longest wait s, priority):"
+        )?;
+        for r in shared {
+            let each: Vec<String> = r
+                .metrics
+                .chargers()
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{:.2} kWh {} s {} s p{}",
+                        c.energy_kwh, c.paused_s, c.longest_wait_s, c.priority
+                    )
+                })
+                .collect();
+            writeln!(
+                out,
+                "  {:<18} {:<8} fairness {:.3}; {}",
+                r.scenario,
+                mode_name(r.mode),
+                r.metrics.fairness,
+                each.join(" | ")
+            )?;
+        }
+    }
     writeln!(
         out,
         "\nEV kWh: energy into the car; oracle: the best possible with perfect knowledge and no \
