@@ -215,6 +215,12 @@ pub struct Sample {
     pub oracle_car_a: f32,
     /// The balancer's state.
     pub state: State,
+    /// The value sent to each charger (charger 1 first; 0 past the last), A.
+    pub sent_each_a: [f32; MAX_CHARGERS],
+    /// Each charger's car's current per used phase, A.
+    pub car_each_a: [f32; MAX_CHARGERS],
+    /// The house load per phase in the second, A.
+    pub house_a: [f32; 3],
 }
 
 /// A finished run.
@@ -562,6 +568,15 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
                         oracle_a: 0.0,
                         oracle_car_a: per_car(oracle_cars.cars()),
                         state: d.state,
+                        sent_each_a: core::array::from_fn(|j| {
+                            sent.get(j).map_or(0.0, |&v| v as f32 / 1000.0)
+                        }),
+                        car_each_a: core::array::from_fn(|j| {
+                            cars.get(j).map_or(0.0, |c| {
+                                c.currents().iter().copied().fold(0.0, f64::max) as f32
+                            })
+                        }),
+                        house_a: house_a.map(|a| a as f32),
                     });
                 }
             }
@@ -865,6 +880,34 @@ mod tests {
         assert_eq!(m.fairness, 1.0);
         assert!((m.chargers()[0].energy_kwh - m.ev_energy_kwh).abs() < 1e-12);
         assert_eq!(m.chargers()[0].longest_wait_s, 0);
+    }
+
+    /// A reproduction for the balancer (not the simulator): in `two-cars-priority`
+    /// (headroom, car 2 s late) the oven on L1 goes off at 2682 s; after the 6 s hold
+    /// the three-phase car (priority 1) is admitted again at 2689 s with ~10 A each,
+    /// but the sum sent on L1 is lowered at 2692 s (charger 2's car's 1.9 A climb, below
+    /// the edge, counted as house load), so when charger 1's car ramps (2694–2696 s,
+    /// ahead of its read-back) the shared L1 law no longer takes the rise for a car
+    /// climbing (`may_climb` looks at the last change of the sum sent only) and counts
+    /// it as house load: the L1 budget drops under two minimums and charger 1 is paused
+    /// at 2697–2707 s with the house drawing 1.9 A on L1 (room ≈ 20 A). Ignored until
+    /// the balancer is fixed: `cargo test -p p1lb-sim -- --ignored readmitted`.
+    #[test]
+    #[ignore = "a balancer problem, reported: the shared law counts a re-admitted car's ramp as house load"]
+    fn a_readmitted_car_is_not_paused_again_with_room_to_spare() {
+        let s = scenario::by_name("two-cars-priority").expect("scenario");
+        let r = run(&s, &config(&s, 1), true);
+        let wrongly: Vec<usize> = (2690..2720)
+            .filter(|&t| {
+                let x = &r.trace[t];
+                let quiet = (t - 8..=t).all(|u| r.trace[u].house_a[0] < 4.0);
+                quiet && x.sent_each_a[0] == 0.0
+            })
+            .collect();
+        assert!(
+            wrongly.is_empty(),
+            "charger 1 paused at {wrongly:?} s with L1 quiet"
+        );
     }
 
     #[test]
