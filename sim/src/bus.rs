@@ -138,6 +138,14 @@ impl ChargerBus {
         }
     }
 
+    /// Whether a car is plugged into charger `k` (0-based): its charging state reads 2
+    /// or 4 with one, 0 without ([`TerraSim::car_connected`]).
+    pub fn set_connected(&mut self, k: usize, connected: bool) {
+        if let Some(u) = self.units.get_mut(k) {
+            u.charger.car_connected = connected;
+        }
+    }
+
     /// The master (its drivers' view of the chargers: status, flags).
     pub fn master(&self) -> &BusMaster {
         &self.master

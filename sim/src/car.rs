@@ -277,6 +277,11 @@ impl Car {
         self.energy_wh / 1000.0
     }
 
+    /// Plugged in (in a session), full or not.
+    pub fn plugged_in(&self) -> bool {
+        self.session.is_some()
+    }
+
     /// Plugged in and not yet at its target state of charge.
     pub fn wants_charge(&self) -> bool {
         self.session.is_some_and(|s| self.soc < s.soc_target)

@@ -41,6 +41,10 @@ pub struct TerraSim {
     /// Cut from the line (powered off, cable cut): it hears and answers nothing, its
     /// registers kept as they are.
     pub silent: bool,
+    /// A car is plugged in: the charging state (0x400D) is 2 (B2, plugged, ready) or 4
+    /// (C2, charging, while its measured current is above 0); with no car it is 0 (A,
+    /// idle). True after a reboot (the built-in car is always there).
+    pub car_connected: bool,
 }
 
 impl Default for TerraSim {
@@ -60,6 +64,7 @@ impl TerraSim {
             stopped: 0,
             measured_ma: None,
             silent: false,
+            car_connected: true,
         }
     }
 
@@ -95,7 +100,14 @@ impl TerraSim {
             0x4008 | 0x4009 => 0,
             0x400A | 0x400B => pair(0x400A, 0x0111),
             0x400C => 0,
-            0x400D => (if charging { 4u16 } else { 2 }) << 8,
+            0x400D => {
+                let state: u16 = match (self.car_connected, charging) {
+                    (false, _) => 0,
+                    (true, true) => 4,
+                    (true, false) => 2,
+                };
+                state << 8
+            }
             0x400E | 0x400F => pair(0x400E, self.limit_ma.min(32_000)),
             0x4010..=0x4015 => {
                 let phase = usize::from((addr - 0x4010) / 2);
@@ -249,6 +261,20 @@ enum Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The charging state (0x400D's high byte) is honest: 0 with no car, 2 with a car
+    /// plugged in and drawing nothing, 4 while it draws.
+    #[test]
+    fn the_charging_state_follows_the_car() {
+        let mut sim = TerraSim::new();
+        sim.measured_ma = Some([0; 3]);
+        assert_eq!(sim.word(0x400D), Some(2 << 8));
+        sim.measured_ma = Some([0, 7_000, 0]);
+        assert_eq!(sim.word(0x400D), Some(4 << 8));
+        sim.car_connected = false;
+        sim.measured_ma = Some([0; 3]);
+        assert_eq!(sim.word(0x400D), Some(0));
+    }
 
     #[test]
     fn reboot_values_and_limit_write_read_back() {

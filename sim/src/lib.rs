@@ -11,7 +11,8 @@
 //! - [`car`]: follows the charger's setpoint with delay and ramp; pauses; 1 or 3 phases.
 //! - [`meter`]: real DSMR 5 / e-MUCS telegram bytes with CRC; silence, corruption.
 //! - [`fuse`]: the main breaker's thermal model (IEC 60898-1 points).
-//! - [`oracle`]: the best limit with perfect knowledge: the 100 % mark.
+//! - [`oracle`]: the best limit with perfect knowledge: the 100 % mark; the causal
+//!   yardsticks, for one charger or several ([`share`]: the core's sharing rules).
 //! - [`scenario`]: the named scenarios; [`replay`]: a recorded P1 stream as the house.
 //! - [`runner`]: one run, second by second; [`plot`]: the SVG chart.
 //! - [`rng`], [`time`]: the seeded PRNG and the meter's clock.
@@ -29,4 +30,5 @@ pub mod replay;
 pub mod rng;
 pub mod runner;
 pub mod scenario;
+pub mod share;
 pub mod time;

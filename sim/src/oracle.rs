@@ -25,9 +25,11 @@
 use std::collections::VecDeque;
 
 use p1lb_core::balancer;
-use p1lb_core::config::Config;
+use p1lb_core::config::{Config, MAX_CHARGERS};
+use p1lb_core::time::Instant;
 
 use super::house::Phases;
+use super::share::{Candidate, Turns};
 
 /// The oracle's limit, mA, for the house currents `house_a` (A per phase).
 pub fn limit_ma(cfg: &Config, cap_ma: u32, car_phases: Phases, house_a: [f64; 3]) -> u32 {
@@ -194,6 +196,181 @@ impl Reactive {
         } else {
             self.limit_ma
         }
+    }
+}
+
+/// One car of a multi-charger yardstick: what the sharing needs to know of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seat {
+    /// The grid phases the car draws on (the truth: the yardsticks know the wiring).
+    pub phases: [bool; 3],
+    /// Its charger's maximum (1041…, capped by 1000), mA.
+    pub max_ma: u32,
+    /// Its charger's priority (1042…).
+    pub priority: u8,
+}
+
+impl Seat {
+    /// Charger `k` (0-based) of `cfg` with a car on `car_phases`, under the cap `cap_ma`.
+    pub fn of(cfg: &Config, cap_ma: u32, k: usize, car_phases: Phases) -> Seat {
+        Seat {
+            phases: car_phases.mask(),
+            max_ma: cfg.max_of_ma(k).min(cap_ma),
+            priority: cfg.priority_of(k),
+        }
+    }
+}
+
+/// The upper limit the chargers share under, mA: 1015, or the site maximum 1026 when
+/// set below it (as the balancer's laws apply it).
+pub fn shared_upper_ma(cfg: &Config) -> u32 {
+    let (upper, site) = (cfg.upper_ma(), cfg.site_max_ma());
+    if site != 0 && site < upper {
+        site
+    } else {
+        upper
+    }
+}
+
+/// The configuration of one phase's budget for several chargers: no minimum (the
+/// sharing's), at most every charger's maximum together, under the site maximum.
+fn phase_config(cfg: &Config, capacity_ma: u32) -> Config {
+    let mut c = *cfg;
+    let _ = c.set_charger_min_ma(0);
+    let _ = c.set_charger_max_ma(capacity_ma.clamp(6000, 63000));
+    let upper = shared_upper_ma(cfg);
+    if upper < cfg.upper_ma() {
+        let _ = c.set_upper_ma(upper);
+    }
+    c
+}
+
+/// The shares of `budget` (mA per grid phase) among `seats` (`wants`: a car is
+/// plugged in), with the core's rules (see [`crate::share`]).
+fn shares(
+    turns: &mut Turns,
+    now_ms: u64,
+    budget: [u32; 3],
+    min_ma: u32,
+    seats: &[Seat],
+    wants: &[bool],
+) -> Vec<u32> {
+    let cands: Vec<Candidate> = seats
+        .iter()
+        .zip(wants)
+        .take(MAX_CHARGERS)
+        .map(|(s, &w)| Candidate {
+            phases: s.phases,
+            max_ma: s.max_ma,
+            priority: s.priority,
+            wants: w,
+            reserved_ma: 0,
+        })
+        .collect();
+    let out = turns.share(Instant::from_millis(now_ms), budget, min_ma, &cands);
+    (0..seats.len())
+        .map(|k| out.get(k).map_or(0, |s| s.sent_ma))
+        .collect()
+}
+
+/// The oracle for several chargers: each second, every phase's room under the upper
+/// limit (or the site maximum) for the house load of that second exactly, shared among
+/// the cars that are plugged in with the core's rules (the charger minimum, priority,
+/// turns, water-filling), and applied to identical cars with no delay.
+#[derive(Debug, Clone)]
+pub struct SharedOracle {
+    cfg: Config,
+    seats: Vec<Seat>,
+    turns: Turns,
+}
+
+impl SharedOracle {
+    /// For `seats` (charger k's car at `seats[k]`).
+    pub fn new(cfg: &Config, seats: Vec<Seat>) -> Self {
+        SharedOracle {
+            cfg: *cfg,
+            seats,
+            turns: Turns::new(Instant::ZERO),
+        }
+    }
+
+    /// The limits for the second `now_ms` with the house drawing `house_a`; `wants[k]`:
+    /// car k is plugged in.
+    pub fn limits_ma(&mut self, now_ms: u64, house_a: [f64; 3], wants: &[bool]) -> Vec<u32> {
+        let upper = i64::from(shared_upper_ma(&self.cfg));
+        let n = usize::from(self.cfg.phases());
+        let budget: [u32; 3] = core::array::from_fn(|p| {
+            if p < n {
+                let house = (house_a[p] * 1000.0).round() as i64;
+                u32::try_from((upper - house).max(0)).unwrap_or(0)
+            } else {
+                u32::MAX / 4
+            }
+        });
+        shares(
+            &mut self.turns,
+            now_ms,
+            budget,
+            self.cfg.charger_min_ma(),
+            &self.seats,
+            wants,
+        )
+    }
+}
+
+/// A reactive yardstick for several chargers (the causal bound of a multi-charger run):
+/// each grid phase's budget is a [`Reactive`] of its own over that phase's house load
+/// as of each valid telegram (the same hold of the peak, gap riding, stale-data,
+/// fallback and raise-wait rules as the single-charger yardstick, the margin it is
+/// given, the upper limit or the site maximum), and the budgets are shared among the
+/// plugged-in cars with the core's rules at each tick (minimum, priority, turns,
+/// water-filling). It knows the wiring and whether each car is plugged in, never
+/// misjudges the cars' draw, and is held to no time above the upper limit or the fuse.
+#[derive(Debug, Clone)]
+pub struct SharedReactive {
+    phases: [Reactive; 3],
+    cfg: Config,
+    seats: Vec<Seat>,
+    turns: Turns,
+}
+
+impl SharedReactive {
+    /// At boot: every budget 0; `hold_s` and `margin_ma` as for [`Reactive::new`].
+    pub fn new(cfg: &Config, seats: Vec<Seat>, hold_s: u32, margin_ma: u32) -> Self {
+        let capacity = seats
+            .iter()
+            .map(|s| s.max_ma)
+            .fold(0u32, u32::saturating_add);
+        let pcfg = phase_config(cfg, capacity);
+        let cap = pcfg.charger_max_ma();
+        let phase = |p: usize| Reactive::new(&pcfg, cap, Phases::One(p), hold_s, margin_ma);
+        SharedReactive {
+            phases: [phase(0), phase(1), phase(2)],
+            cfg: *cfg,
+            seats,
+            turns: Turns::new(Instant::ZERO),
+        }
+    }
+
+    /// A valid telegram arrived at `now_ms`, measured while the house drew `house_a`.
+    pub fn on_reading(&mut self, now_ms: u64, house_a: [f64; 3]) {
+        for r in &mut self.phases {
+            r.on_reading(now_ms, house_a);
+        }
+    }
+
+    /// The values for each charger at the tick `now_ms`, mA; `wants[k]`: car k is
+    /// plugged in.
+    pub fn tick(&mut self, now_ms: u64, wants: &[bool]) -> Vec<u32> {
+        let budget: [u32; 3] = core::array::from_fn(|p| self.phases[p].tick(now_ms));
+        shares(
+            &mut self.turns,
+            now_ms,
+            budget,
+            self.cfg.charger_min_ma(),
+            &self.seats,
+            wants,
+        )
     }
 }
 

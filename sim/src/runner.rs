@@ -2,25 +2,34 @@
 //! balancer and the real P1 reader in the loop.
 //!
 //! Each second `t`:
-//! 1. the balancer ticks whenever [`Balancer::next_tick_ms`] is due — right after each
+//! 1. the balancer ticks whenever [`Balancer::next_tick`] is due — right after each
 //!    valid telegram (see 4.), else by its timer; the yardsticks tick with it;
-//! 2. the house load for the second is drawn; the oracle sets its own car's limit from
+//! 2. the house load for the second is drawn; the oracle sets its own cars' limits from
 //!    it with no delay;
-//! 3. the physics runs in ten 0.1 s steps: both cars, the grid current per phase (house
-//!    + car), the fuse, the metrics;
+//! 3. the physics runs in ten 0.1 s steps: every car (the run's, the oracle's, the
+//!    yardsticks'), the grid current per phase (the house plus every car on its
+//!    phases), the fuse, the metrics;
 //! 4. at `t` the meter measures and at `t + 0.2 s` its telegram bytes arrive, go through
 //!    the products' own P1 input ([`P1Input`]: the reader, the CRC rule) and
 //!    `Reading::grid_currents_ma` into [`Balancer::on_reading`], and the tick that
 //!    makes due runs at once;
 //! 5. the RS485 bus runs beside it ([`ChargerBus`]: the core's bus master, the daemon's
-//!    Terra AC driver, a 9600-baud line, the simulated Terra AC): the value to send
-//!    reaches the charger when the driver writes it, the car follows the charger's
-//!    applied limit after its delay ([`CarSpec::delay_ms`](super::car::CarSpec)), the
-//!    charger's meter measures the car at `t + 0.5 s` and the driver's status reads
-//!    (every 2 s) bring that measurement to [`Balancer::on_charger_currents`].
+//!    Terra AC driver, a 9600-baud line, the simulated Terra AC at every charger's
+//!    address): each charger's value reaches it when the driver writes it, its car
+//!    follows its applied limit after the car's delay
+//!    ([`CarSpec::delay_ms`](super::car::CarSpec)), its meter measures its car on its
+//!    own phases (the wiring, 1040 + 3(k−1), maps grid to charger phases) at
+//!    `t + 0.5 s`, it reports charging state 0 with no car plugged in, 2 with one, 4
+//!    while it draws, and the driver's status reads (every 2 s) bring all that to
+//!    [`Balancer::on_charger`].
+//!
+//! A scenario with one car on one charger uses the single-charger oracle and
+//! yardsticks ([`oracle::limit_ma`], [`oracle::Reactive`]); with several, the oracle and
+//! the yardsticks share every phase among the cars with the core's rules
+//! ([`oracle::SharedOracle`], [`oracle::SharedReactive`]).
 
-use p1lb_core::balancer::{Balancer, State};
-use p1lb_core::config::{Config, ControlMode};
+use p1lb_core::balancer::{Balancer, ChargerReading, State};
+use p1lb_core::config::{Config, ControlMode, MAX_CHARGERS};
 use p1lb_core::device::{P1Event, P1Input};
 use p1lb_core::time::Instant;
 
@@ -108,18 +117,58 @@ pub struct Metrics {
     pub telegrams_rejected: u32,
     /// Seconds the meter was silent.
     pub meter_silent_s: u32,
-    /// Seconds the charger ignored its limit.
+    /// Seconds the charger ignored its limit (every charger's, added).
     pub charger_fault_s: u32,
+    /// Per charger (the first [`Metrics::charger_count`]): see [`Metrics::chargers`].
+    pub per_charger: [ChargerMetrics; MAX_CHARGERS],
+    /// The number of chargers (cars) in the run.
+    pub charger_count: usize,
+    /// Jain's fairness index `(Σx)² / (n·Σx²)` over the energy of the cars of one
+    /// priority that wanted to charge during the run; with several priorities, the
+    /// lowest of them; 1.0 for a single car (or none).
+    pub fairness: f64,
+}
+
+impl Metrics {
+    /// Each charger's figures, charger 1 first.
+    pub fn chargers(&self) -> &[ChargerMetrics] {
+        &self.per_charger[..self.charger_count.min(MAX_CHARGERS)]
+    }
+}
+
+/// What one charger's car got.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ChargerMetrics {
+    /// Energy into its car, kWh.
+    pub energy_kwh: f64,
+    /// ∫ its car's current per used phase dt, A·h: the current the chargers share.
+    pub ampere_hours: f64,
+    /// Seconds its car wanted to charge (plugged in, not full) while it was sent 0.
+    pub paused_s: u32,
+    /// The longest its car waited, paused, while another car of its priority charged
+    /// (the wait grows while it is paused and another of its priority is sent a
+    /// current, and ends when it is sent one: the core's turn rule), s.
+    pub longest_wait_s: u32,
+    /// Its priority (1042…).
+    pub priority: u8,
+    /// The grid phases the balancer had it on at the end of the run.
+    pub phases: [bool; 3],
+    /// Its wiring was configured or learned by the end of the run.
+    pub wiring_known: bool,
+    /// Its car wanted to charge at some time in the run.
+    pub wanted: bool,
+    /// The current wait, s.
+    wait_s: u32,
 }
 
 /// The hold of the peak-budgeting yardstick, s: headroom mode's
 /// [`p1lb_core::balancer::HEADROOM_HOLD_S`].
 pub const YARDSTICK_HOLD_S: u32 = p1lb_core::balancer::HEADROOM_HOLD_S as u32;
 
-/// The reactive yardsticks run beside every run, `(hold s, margin mA)`: [0] rides every
-/// gap with no margin, [1] holds the peak as headroom mode does with no margin (the
-/// causal bound, [`CAUSAL_BOUND`]), [2] rides every gap with headroom mode's margin
-/// ([`p1lb_core::balancer::HEADROOM_MARGIN_MA`]), [3] holds the peak with that margin
+/// The reactive yardsticks run beside every run, `(hold s, margin mA)`: \[0\] rides every
+/// gap with no margin, \[1\] holds the peak as headroom mode does with no margin (the
+/// causal bound, [`CAUSAL_BOUND`]), \[2\] rides every gap with headroom mode's margin
+/// ([`p1lb_core::balancer::HEADROOM_MARGIN_MA`]), \[3\] holds the peak with that margin
 /// ([`CAUSAL_BOUND_MARGIN`]).
 pub const YARDSTICKS: [(u32, u32); 4] = [
     (0, 0),
@@ -156,16 +205,22 @@ pub struct Yardstick {
 pub struct Sample {
     /// Grid current per phase at the start of the second, A.
     pub grid_a: [f32; 3],
-    /// The value sent to the charger, A.
+    /// The value sent to the charger (several: to all of them, added), A.
     pub sent_a: f32,
-    /// The car's current per used phase, A.
+    /// The car's current per used phase (several: the highest phase of all cars), A.
     pub car_a: f32,
-    /// The oracle's limit, A.
+    /// The oracle's limit (several: all chargers', added), A.
     pub oracle_a: f32,
-    /// The oracle car's current per used phase, A.
+    /// The oracle car's current per used phase (several: the highest phase of all), A.
     pub oracle_car_a: f32,
     /// The balancer's state.
     pub state: State,
+    /// The value sent to each charger (charger 1 first; 0 past the last), A.
+    pub sent_each_a: [f32; MAX_CHARGERS],
+    /// Each charger's car's current per used phase, A.
+    pub car_each_a: [f32; MAX_CHARGERS],
+    /// The house load per phase in the second, A.
+    pub house_a: [f32; 3],
 }
 
 /// A finished run.
@@ -213,8 +268,139 @@ fn in_windows(w: &[(u32, u32)], t: u32) -> bool {
     w.iter().any(|&(a, b)| t >= a && t < b)
 }
 
+/// The oracle of a run: one car with the single-charger oracle, or several sharing.
+enum OracleCars {
+    One(Car),
+    Many(oracle::SharedOracle, Vec<Car>),
+}
+
+impl OracleCars {
+    /// Sets the limits for the second `now` (ms) of the house load `house_a`; returns
+    /// each charger's limit.
+    fn command(
+        &mut self,
+        cfg: &Config,
+        cap_ma: u32,
+        s: &Scenario,
+        now: u64,
+        house_a: [f64; 3],
+    ) -> Vec<u32> {
+        match self {
+            OracleCars::One(car) => {
+                let ma = oracle::limit_ma(cfg, cap_ma, s.car.phases, house_a);
+                car.command(now, ma);
+                vec![ma]
+            }
+            OracleCars::Many(o, cars) => {
+                let wants: Vec<bool> = cars.iter().map(Car::plugged_in).collect();
+                let limits = o.limits_ma(now, house_a, &wants);
+                for (car, &ma) in cars.iter_mut().zip(&limits) {
+                    car.command(now, ma);
+                }
+                limits
+            }
+        }
+    }
+
+    fn cars(&self) -> &[Car] {
+        match self {
+            OracleCars::One(car) => std::slice::from_ref(car),
+            OracleCars::Many(_, cars) => cars,
+        }
+    }
+
+    fn cars_mut(&mut self) -> &mut [Car] {
+        match self {
+            OracleCars::One(car) => std::slice::from_mut(car),
+            OracleCars::Many(_, cars) => cars,
+        }
+    }
+}
+
+/// A reactive yardstick of a run: one car, or several sharing. (Four per run, in an
+/// array: the sizes do not matter.)
+#[allow(clippy::large_enum_variant)]
+enum Yard {
+    One(oracle::Reactive, Car),
+    Many(oracle::SharedReactive, Vec<Car>),
+}
+
+impl Yard {
+    fn on_reading(&mut self, tk: u64, house_a: [f64; 3]) {
+        match self {
+            Yard::One(ctl, _) => ctl.on_reading(tk, house_a),
+            Yard::Many(ctl, _) => ctl.on_reading(tk, house_a),
+        }
+    }
+
+    fn tick(&mut self, tk: u64) {
+        match self {
+            Yard::One(ctl, car) => car.command(tk, ctl.tick(tk)),
+            Yard::Many(ctl, cars) => {
+                let wants: Vec<bool> = cars.iter().map(Car::plugged_in).collect();
+                for (car, ma) in cars.iter_mut().zip(ctl.tick(tk, &wants)) {
+                    car.command(tk, ma);
+                }
+            }
+        }
+    }
+
+    fn cars(&self) -> &[Car] {
+        match self {
+            Yard::One(_, car) => std::slice::from_ref(car),
+            Yard::Many(_, cars) => cars,
+        }
+    }
+
+    fn cars_mut(&mut self) -> &mut [Car] {
+        match self {
+            Yard::One(_, car) => std::slice::from_mut(car),
+            Yard::Many(_, cars) => cars,
+        }
+    }
+}
+
+/// The cars' currents on each grid phase together, A (the first car's as they are).
+fn currents_of(cars: &[Car]) -> [f64; 3] {
+    let mut it = cars.iter();
+    let mut a = it.next().map_or([0.0; 3], Car::currents);
+    for car in it {
+        for (x, c) in a.iter_mut().zip(car.currents()) {
+            *x += c;
+        }
+    }
+    a
+}
+
+fn energy_of(cars: &[Car]) -> f64 {
+    cars.iter().map(Car::energy_kwh).sum()
+}
+
+/// Charger `k`'s own phases' measurement of a car drawing `car_ma` on the grid phases:
+/// its phase j sees the grid phase its wiring puts j on.
+fn charger_view(cfg: &Config, k: usize, car_ma: [u32; 3]) -> [u32; 3] {
+    let wiring = cfg.wiring_of(k);
+    core::array::from_fn(|j| wiring.grid_phase(j).map_or(0, |p| car_ma[p]))
+}
+
+/// Jain's index over `energies` (1.0 for none, or all 0).
+fn jain(energies: &[f64]) -> f64 {
+    let sum: f64 = energies.iter().sum();
+    let squares: f64 = energies.iter().map(|x| x * x).sum();
+    if energies.is_empty() || squares <= 0.0 {
+        1.0
+    } else {
+        sum * sum / (energies.len() as f64 * squares)
+    }
+}
+
 /// Runs `scenario` with the balancer configured by `config` (validated by the caller).
 /// With `trace`, every second is kept for the plot.
+///
+/// Every car of the scenario (charger 1's, then [`Scenario::more_cars`]) sits behind its
+/// own charger on the one bus; with one car and one charger the yardsticks are the
+/// single-charger ones, with several they share per phase ([`oracle::SharedOracle`],
+/// [`oracle::SharedReactive`]).
 pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
     let s = scenario;
     let cfg = *config;
@@ -231,15 +417,41 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
     let mut balancer = Balancer::new(cfg, Instant::ZERO);
     let cap_ma = balancer.cap_ma();
     let min_a = f64::from(cfg.charger_min_ma()) / 1000.0;
-    let mut car = Car::new(&s.car, Dynamics::real(min_a, s.car.delay_ms));
+    let specs: Vec<&super::car::CarSpec> = s.cars().take(MAX_CHARGERS).collect();
+    let n = specs.len();
+    let multi = n > 1 || cfg.chargers() > 1;
+    let real = |c: &super::car::CarSpec| Car::new(c, Dynamics::real(min_a, c.delay_ms));
+    let mut cars: Vec<Car> = specs.iter().map(|c| real(c)).collect();
     let mut bus = ChargerBus::new(&cfg);
     let mut bus_events = Vec::new();
-    let mut oracle_car = Car::new(&s.car, Dynamics::oracle(min_a));
-    let mut yard = YARDSTICKS.map(|(hold, margin)| {
-        (
-            oracle::Reactive::new(&cfg, cap_ma, s.car.phases, hold, margin),
-            Car::new(&s.car, Dynamics::real(min_a, s.car.delay_ms)),
+    let seats: Vec<oracle::Seat> = specs
+        .iter()
+        .enumerate()
+        .map(|(k, c)| oracle::Seat::of(&cfg, cap_ma, k, c.phases))
+        .collect();
+    let mut oracle_cars = if multi {
+        OracleCars::Many(
+            oracle::SharedOracle::new(&cfg, seats.clone()),
+            specs
+                .iter()
+                .map(|c| Car::new(c, Dynamics::oracle(min_a)))
+                .collect(),
         )
+    } else {
+        OracleCars::One(Car::new(&s.car, Dynamics::oracle(min_a)))
+    };
+    let mut yard = YARDSTICKS.map(|(hold, margin)| {
+        if multi {
+            Yard::Many(
+                oracle::SharedReactive::new(&cfg, seats.clone(), hold, margin),
+                specs.iter().map(|c| real(c)).collect(),
+            )
+        } else {
+            Yard::One(
+                oracle::Reactive::new(&cfg, cap_ma, s.car.phases, hold, margin),
+                real(&s.car),
+            )
+        }
     });
     let mut fuse = Fuse::new(s.fuse_a);
     let phases = usize::from(cfg.phases());
@@ -248,9 +460,13 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
 
     let mut m = Metrics {
         duration_s: s.duration_s,
-        charger_fault_s: s.car.stuck_seconds(),
+        charger_fault_s: specs.iter().map(|c| c.stuck_seconds()).sum(),
+        charger_count: n,
         ..Metrics::default()
     };
+    for (k, cm) in m.per_charger.iter_mut().enumerate().take(n) {
+        cm.priority = cfg.priority_of(k);
+    }
     let mut samples = Vec::with_capacity(if trace { s.duration_s as usize } else { 0 });
     let mut volts = [230.0; 3];
     // The current stretch above the fuse rating: (length, touched by a fault).
@@ -270,32 +486,49 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
         let now = u64::from(t) * 1000;
         // 1. The tick, when due: the balancer's timer, or right after a telegram (see
         // 4.); the car gets each new value when it is decided.
-        tick_due(&mut balancer, now, &car, &mut yard, &mut m);
+        tick_due(&mut balancer, now, &cars, &mut yard, &mut m);
         let (house_a, recorded_v) = house.load(t);
-        let oracle_ma = oracle::limit_ma(&cfg, cap_ma, s.car.phases, house_a);
-        oracle_car.command(now, oracle_ma);
-        let oracle_before_kwh = oracle_car.energy_kwh();
+        let oracle_ma = oracle_cars.command(&cfg, cap_ma, s, now, house_a);
+        let oracle_before_kwh = energy_of(oracle_cars.cars());
         let d = balancer.decision();
         let in_fallback = d.state == State::Fallback;
         if in_fallback {
             m.seconds_in_fallback += 1;
         }
-        if car.wants_charge() && d.sent_ma == 0 && oracle_ma > 0 {
-            m.paused_s_oracle_charging += 1;
+        let sent: Vec<u32> = (0..n)
+            .map(|k| {
+                if k == 0 {
+                    d.sent_ma
+                } else {
+                    balancer.sent_of_ma(k)
+                }
+            })
+            .collect();
+        for (k, car) in cars.iter().enumerate() {
+            if car.wants_charge() && sent[k] == 0 && oracle_ma.get(k).is_some_and(|&o| o > 0) {
+                m.paused_s_oracle_charging += 1;
+            }
         }
-        let stuck = in_windows(&s.car.stuck, t);
+        charger_seconds(&mut m, &cars, &sent);
+        let stuck = specs.iter().any(|c| in_windows(&c.stuck, t));
         let mut fault = stuck || in_windows(&s.meter.silent, t);
         let mut measured = [0.0; 3];
         for k in 0..STEPS {
             let tk = now + u64::from(k) * u64::from(1000 / STEPS);
             if k > 0 {
-                tick_due(&mut balancer, tk, &car, &mut yard, &mut m);
+                tick_due(&mut balancer, tk, &cars, &mut yard, &mut m);
             }
-            car.step(tk, DT_S, volts);
-            oracle_car.step(tk, DT_S, volts);
-            for ((_, ycar), ym) in yard.iter_mut().zip(&mut m.reactive) {
-                ycar.step(tk, DT_S, volts);
-                let c = ycar.currents();
+            for car in &mut cars {
+                car.step(tk, DT_S, volts);
+            }
+            for car in oracle_cars.cars_mut() {
+                car.step(tk, DT_S, volts);
+            }
+            for (y, ym) in yard.iter_mut().zip(&mut m.reactive) {
+                for ycar in y.cars_mut() {
+                    ycar.step(tk, DT_S, volts);
+                }
+                let c = currents_of(y.cars());
                 let grid = [0, 1, 2].map(|p| house_a[p] + c[p]);
                 if grid[..phases].iter().any(|&a| a > upper_a) {
                     ym.seconds_over_upper += DT_S;
@@ -308,20 +541,42 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
                     ym.stretch_s = 0.0;
                 }
             }
-            let c = car.currents();
+            for (cm, car) in m.per_charger.iter_mut().zip(&cars) {
+                let a = car.currents().iter().copied().fold(0.0, f64::max);
+                cm.ampere_hours += a * DT_S / 3600.0;
+            }
+            let c = currents_of(&cars);
             let grid = [0, 1, 2].map(|p| house_a[p] + c[p]);
             if k == 0 {
                 volts = meter.voltages(grid, recorded_v);
                 measured = grid;
                 if trace {
+                    let per_car =
+                        |cs: &[Car]| currents_of(cs).iter().copied().fold(0.0, f64::max) as f32;
                     samples.push(Sample {
                         grid_a: grid.map(|a| a as f32),
-                        sent_a: d.sent_ma as f32 / 1000.0,
-                        car_a: c.iter().copied().fold(0.0, f64::max) as f32,
+                        sent_a: if multi {
+                            sent.iter().map(|&v| v as f32).sum::<f32>() / 1000.0
+                        } else {
+                            d.sent_ma as f32 / 1000.0
+                        },
+                        car_a: if multi {
+                            per_car(&cars)
+                        } else {
+                            c.iter().copied().fold(0.0, f64::max) as f32
+                        },
                         oracle_a: 0.0,
-                        oracle_car_a: oracle_car.currents().iter().copied().fold(0.0, f64::max)
-                            as f32,
+                        oracle_car_a: per_car(oracle_cars.cars()),
                         state: d.state,
+                        sent_each_a: core::array::from_fn(|j| {
+                            sent.get(j).map_or(0.0, |&v| v as f32 / 1000.0)
+                        }),
+                        car_each_a: core::array::from_fn(|j| {
+                            cars.get(j).map_or(0.0, |c| {
+                                c.currents().iter().copied().fold(0.0, f64::max) as f32
+                            })
+                        }),
+                        house_a: house_a.map(|a| a as f32),
                     });
                 }
             }
@@ -332,33 +587,55 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
                     if let P1Event::Telegram(reading) = event {
                         let grid_ma = reading.grid_currents_ma(source);
                         if balancer.on_reading(Instant::from_millis(tk), grid_ma) {
-                            for (ctl, _) in &mut yard {
-                                ctl.on_reading(tk, house_a);
+                            for y in &mut yard {
+                                y.on_reading(tk, house_a);
                             }
                         }
-                        tick_due(&mut balancer, tk, &car, &mut yard, &mut m);
+                        tick_due(&mut balancer, tk, &cars, &mut yard, &mut m);
                     }
                 });
                 let after = meter.stats();
                 fault |= after.corrupted != before.corrupted || after.junk != before.junk;
             }
             if u64::from(k) * 100 == CHARGER_MEASURES_AT_MS {
-                bus.measure(car.measured_ma());
+                for (j, car) in cars.iter().enumerate() {
+                    bus.measure_of(j, charger_view(&cfg, j, car.measured_ma()));
+                }
             }
-            // The bus to the end of this step, with the value decided so far.
-            bus.run_until(
+            for (j, car) in cars.iter().enumerate() {
+                bus.set_connected(j, car.plugged_in());
+            }
+            // The bus to the end of this step, with the values decided so far.
+            let d_now = balancer.decision();
+            let sent_now: [u32; MAX_CHARGERS] = core::array::from_fn(|j| {
+                if j == 0 {
+                    d_now.sent_ma
+                } else {
+                    balancer.sent_of_ma(j)
+                }
+            });
+            bus.run_until_each(
                 Instant::from_millis(tk + 1000 / u64::from(STEPS)),
-                balancer.decision().sent_ma,
+                &sent_now,
                 &mut bus_events,
             );
-            for ev in bus_events.drain(..) {
+            for (j, ev) in bus_events.drain(..) {
                 match ev {
                     BusEvent::LimitApplied { at, limit_ma } => {
-                        car.command(at.total_millis(), limit_ma)
+                        if let Some(car) = cars.get_mut(j) {
+                            car.command(at.total_millis(), limit_ma)
+                        }
                     }
                     BusEvent::StatusRead { at } => {
-                        if let Some(driver) = bus.master().driver(0) {
-                            balancer.on_charger_currents(at, driver.status().current_ma);
+                        if let Some(driver) = bus.master().driver(j) {
+                            let st = driver.status();
+                            let reading = ChargerReading {
+                                current_ma: st.current_ma,
+                                state: st.state,
+                                silent: driver.not_answering(),
+                                exception: driver.exception(),
+                            };
+                            balancer.on_charger(at, j, &reading, true);
                         }
                     }
                 }
@@ -386,23 +663,30 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
             }
         }
         if in_fallback {
-            m.oracle_energy_in_fallback_kwh += oracle_car.energy_kwh() - oracle_before_kwh;
+            m.oracle_energy_in_fallback_kwh += energy_of(oracle_cars.cars()) - oracle_before_kwh;
         }
         if let Some(last) = samples.last_mut() {
-            last.oracle_a = oracle_ma as f32 / 1000.0;
+            last.oracle_a = oracle_ma.iter().map(|&v| v as f32).sum::<f32>() / 1000.0;
         }
     }
     end_episode(episode.take(), &mut m);
 
     let ms = meter.stats();
     let rs = input.stats();
-    m.ev_energy_kwh = car.energy_kwh();
-    m.oracle_energy_kwh = oracle_car.energy_kwh();
+    m.ev_energy_kwh = energy_of(&cars);
+    m.oracle_energy_kwh = energy_of(oracle_cars.cars());
     m.oracle_pct = pct(m.ev_energy_kwh, m.oracle_energy_kwh);
-    for ((_, ycar), ym) in yard.iter().zip(&mut m.reactive) {
-        ym.energy_kwh = ycar.energy_kwh();
+    for (y, ym) in yard.iter().zip(&mut m.reactive) {
+        ym.energy_kwh = energy_of(y.cars());
         ym.oracle_pct = pct(ym.energy_kwh, m.oracle_energy_kwh);
     }
+    for (k, (cm, car)) in m.per_charger.iter_mut().zip(&cars).enumerate() {
+        cm.energy_kwh = car.energy_kwh();
+        let view = balancer.charger(k);
+        cm.phases = view.phases;
+        cm.wiring_known = view.wiring_known;
+    }
+    m.fairness = fairness(m.chargers());
     m.causal_bound_pct = m.reactive[CAUSAL_BOUND].oracle_pct;
     m.causal_bound_margin_pct = m.reactive[CAUSAL_BOUND_MARGIN].oracle_pct;
     m.implausible_readbacks = balancer.implausible_readbacks();
@@ -425,28 +709,77 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
     }
 }
 
+/// The seconds each charger's car was paused, and its wait while another car of its
+/// priority charged, for the second whose values are `sent`.
+fn charger_seconds(m: &mut Metrics, cars: &[Car], sent: &[u32]) {
+    let n = cars.len().min(MAX_CHARGERS);
+    let charging: Vec<bool> = (0..n)
+        .map(|k| cars[k].wants_charge() && sent[k] > 0)
+        .collect();
+    for k in 0..n {
+        let wants = cars[k].wants_charge();
+        let priority = m.per_charger[k].priority;
+        let other = (0..n).any(|j| j != k && charging[j] && m.per_charger[j].priority == priority);
+        let cm = &mut m.per_charger[k];
+        cm.wanted |= wants;
+        if !wants || sent[k] > 0 {
+            cm.wait_s = 0;
+            continue;
+        }
+        cm.paused_s += 1;
+        if other {
+            cm.wait_s += 1;
+            cm.longest_wait_s = cm.longest_wait_s.max(cm.wait_s);
+        }
+    }
+}
+
+/// Jain's index per priority among the chargers whose car wanted to charge; the lowest.
+fn fairness(chargers: &[ChargerMetrics]) -> f64 {
+    let mut worst: f64 = 1.0;
+    for priority in 0..8u8 {
+        let energies: Vec<f64> = chargers
+            .iter()
+            .filter(|c| c.wanted && c.priority == priority)
+            .map(|c| c.energy_kwh)
+            .collect();
+        worst = worst.min(jain(&energies));
+    }
+    worst
+}
+
 /// Ticks the balancer (and the yardsticks, at the same instants) when its tick is due
-/// at `tk`, and commands the yardsticks' cars (the balancer's value goes over the bus).
+/// at `tk`, and commands the yardsticks' cars (the balancer's values go over the bus).
 fn tick_due(
     balancer: &mut Balancer,
     tk: u64,
-    car: &Car,
-    yard: &mut [(oracle::Reactive, Car); YARDSTICKS.len()],
+    cars: &[Car],
+    yard: &mut [Yard; YARDSTICKS.len()],
     m: &mut Metrics,
 ) {
     let now = Instant::from_millis(tk);
     if balancer.next_tick() > now {
         return;
     }
+    let before: [u32; MAX_CHARGERS] = core::array::from_fn(|k| balancer.sent_of_ma(k));
     let d = balancer.tick(now);
     if d.changed {
         m.limit_changes += 1;
-        if d.sent_ma == 0 && car.wants_charge() {
-            m.pauses += 1;
+        if cars.len() <= 1 {
+            if d.sent_ma == 0 && cars.first().is_some_and(Car::wants_charge) {
+                m.pauses += 1;
+            }
+        } else {
+            for (k, car) in cars.iter().enumerate() {
+                let sent = balancer.sent_of_ma(k);
+                if sent == 0 && before[k] != 0 && car.wants_charge() {
+                    m.pauses += 1;
+                }
+            }
         }
     }
-    for (ctl, car) in yard.iter_mut() {
-        car.command(tk, ctl.tick(tk));
+    for y in yard.iter_mut() {
+        y.tick(tk);
     }
 }
 
@@ -486,6 +819,102 @@ mod tests {
         other.seed += 100;
         let c = run(&other, &config(&other, 1), false);
         assert_ne!(a.metrics, c.metrics);
+    }
+
+    /// `scenario` cut to its first `minutes`, headroom mode.
+    fn short(name: &str, minutes: u32) -> RunResult {
+        let mut s = scenario::by_name(name).expect("scenario");
+        s.duration_s = minutes * 60;
+        for car in std::iter::once(&mut s.car).chain(&mut s.more_cars) {
+            for session in &mut car.sessions {
+                session.leave_s = session.leave_s.min(s.duration_s);
+            }
+        }
+        run(&s, &config(&s, 1), false)
+    }
+
+    /// Two chargers on one bus: each car follows its own charger, the balancer learns
+    /// each one's state and phases, the lower priority pauses when L1 holds one
+    /// minimum, and the grid carries both cars.
+    #[test]
+    fn two_chargers_each_car_behind_its_own() {
+        let r = short("two-cars-priority", 60);
+        let m = r.metrics;
+        assert_eq!(m.chargers().len(), 2);
+        let [three, single] = [m.chargers()[0], m.chargers()[1]];
+        assert!(three.energy_kwh > 1.0 && single.energy_kwh > 0.5, "{m:?}");
+        assert_eq!(three.phases, [true; 3]);
+        assert_eq!(single.phases, [true, false, false]);
+        assert!(three.wiring_known && single.wiring_known);
+        assert!((single.priority, three.priority) == (2, 1));
+        // The oven on L1 leaves room for one minimum at times: the lower priority
+        // pauses, the higher does not wait for it.
+        assert!(three.paused_s > single.paused_s + 300, "{m:?}");
+        assert_eq!(single.longest_wait_s, 0);
+        assert!(m.ev_energy_kwh <= m.oracle_energy_kwh * 1.01);
+        assert_eq!(m.fairness, 1.0);
+        assert_eq!(m.trips, 0);
+    }
+
+    /// Four cars of one priority where two minimums fit at times: they take turns.
+    #[test]
+    fn four_chargers_take_turns() {
+        let r = short("four-cars", 100);
+        let m = r.metrics;
+        assert_eq!(m.chargers().len(), 4);
+        for c in m.chargers() {
+            assert!(c.energy_kwh > 1.0, "{c:?}");
+            assert!(c.longest_wait_s <= 900, "{c:?}");
+        }
+        assert!(m.chargers().iter().any(|c| c.longest_wait_s > 60), "{m:?}");
+        assert!(m.fairness > 0.95, "{}", m.fairness);
+        assert_eq!(m.trips, 0);
+    }
+
+    /// One car: one charger entry, fairness 1, the single-charger yardsticks.
+    #[test]
+    fn one_car_one_entry() {
+        let r = short("oven-evening", 2);
+        let m = r.metrics;
+        assert_eq!(m.chargers().len(), 1);
+        assert_eq!(m.fairness, 1.0);
+        assert!((m.chargers()[0].energy_kwh - m.ev_energy_kwh).abs() < 1e-12);
+        assert_eq!(m.chargers()[0].longest_wait_s, 0);
+    }
+
+    /// A reproduction for the balancer (not the simulator): in `two-cars-priority`
+    /// (headroom, car 2 s late) the oven on L1 goes off at 2682 s; after the 6 s hold
+    /// the three-phase car (priority 1) is admitted again at 2689 s with ~10 A each,
+    /// but the sum sent on L1 is lowered at 2692 s (charger 2's car's 1.9 A climb, below
+    /// the edge, counted as house load), so when charger 1's car ramps (2694–2696 s,
+    /// ahead of its read-back) the shared L1 law no longer takes the rise for a car
+    /// climbing (`may_climb` looks at the last change of the sum sent only) and counts
+    /// it as house load: the L1 budget drops under two minimums and charger 1 is paused
+    /// at 2697–2707 s with the house drawing 1.9 A on L1 (room ≈ 20 A). Ignored until
+    /// the balancer is fixed: `cargo test -p p1lb-sim -- --ignored readmitted`.
+    #[test]
+    #[ignore = "a balancer problem, reported: the shared law counts a re-admitted car's ramp as house load"]
+    fn a_readmitted_car_is_not_paused_again_with_room_to_spare() {
+        let s = scenario::by_name("two-cars-priority").expect("scenario");
+        let r = run(&s, &config(&s, 1), true);
+        let wrongly: Vec<usize> = (2690..2720)
+            .filter(|&t| {
+                let x = &r.trace[t];
+                let quiet = (t - 8..=t).all(|u| r.trace[u].house_a[0] < 4.0);
+                quiet && x.sent_each_a[0] == 0.0
+            })
+            .collect();
+        assert!(
+            wrongly.is_empty(),
+            "charger 1 paused at {wrongly:?} s with L1 quiet"
+        );
+    }
+
+    #[test]
+    fn jain_index() {
+        assert_eq!(jain(&[]), 1.0);
+        assert_eq!(jain(&[3.0, 3.0, 3.0]), 1.0);
+        assert!((jain(&[1.0, 0.0]) - 0.5).abs() < 1e-12);
     }
 
     #[test]

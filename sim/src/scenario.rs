@@ -32,8 +32,12 @@ pub struct Scenario {
     pub seed: u64,
     /// The house.
     pub load: Load,
-    /// The car and its sessions.
+    /// The car and its sessions, behind charger 1.
     pub car: CarSpec,
+    /// The cars behind chargers 2, 3 … (each on its own charger and phases; empty for
+    /// a single charger). The scenario's settings give the charger count (1037) and each
+    /// charger's wiring, maximum and priority.
+    pub more_cars: Vec<CarSpec>,
     /// The meter and its faults.
     pub meter: MeterSpec,
     /// The main fuse's rating per phase, A.
@@ -47,10 +51,25 @@ impl Scenario {
     /// The same scenario with its car's first session plugged in from the start (the
     /// daemon's built-in simulation: whoever runs it sees the loop close at once).
     pub fn plugged_in_at_start(mut self) -> Scenario {
-        if let Some(first) = self.car.sessions.first_mut() {
-            first.arrive_s = 0;
+        for car in std::iter::once(&mut self.car).chain(&mut self.more_cars) {
+            if let Some(first) = car.sessions.first_mut() {
+                first.arrive_s = 0;
+            }
         }
         self
+    }
+
+    /// Every car, charger 1's first.
+    pub fn cars(&self) -> impl Iterator<Item = &CarSpec> {
+        std::iter::once(&self.car).chain(&self.more_cars)
+    }
+
+    /// Sets every car's delay (from its charger applying a limit to the car following
+    /// it), ms.
+    pub fn set_car_delay_ms(&mut self, delay_ms: u64) {
+        for car in std::iter::once(&mut self.car).chain(&mut self.more_cars) {
+            car.delay_ms = delay_ms;
+        }
     }
 }
 
@@ -64,6 +83,10 @@ pub const NAMES: &[&str] = &[
     "long-day",
     "single-phase-home",
     "oven-evening",
+    "kitchen-l2-l3",
+    "rotated-wiring",
+    "two-cars-priority",
+    "four-cars",
 ];
 
 /// The scenario run when none is named.
@@ -83,6 +106,10 @@ pub fn by_name(name: &str) -> Option<Scenario> {
         "long-day" => long_day(),
         "single-phase-home" => single_phase_home(),
         "oven-evening" => oven_evening(),
+        "kitchen-l2-l3" => kitchen_l2_l3(),
+        "rotated-wiring" => rotated_wiring(),
+        "two-cars-priority" => two_cars_priority(),
+        "four-cars" => four_cars(),
         _ => return None,
     })
 }
@@ -128,6 +155,7 @@ fn evening_peak() -> Scenario {
             None,
         )),
         car,
+        more_cars: Vec::new(),
         meter: MeterSpec::healthy(Flavour::Dsmr5, 3),
         fuse_a: 25.0,
         settings: Vec::new(),
@@ -165,6 +193,7 @@ fn solar_day() -> Scenario {
             }),
         )),
         car,
+        more_cars: Vec::new(),
         meter: MeterSpec::healthy(Flavour::Dsmr5, 3),
         fuse_a: 25.0,
         settings: Vec::new(),
@@ -199,6 +228,7 @@ fn single_phase_car() -> Scenario {
             None,
         )),
         car,
+        more_cars: Vec::new(),
         meter: MeterSpec::healthy(Flavour::Dsmr5, 3),
         fuse_a: 25.0,
         settings: Vec::new(),
@@ -237,6 +267,7 @@ fn meter_dropout() -> Scenario {
             )
         }),
         car: CarSpec::three_phase(d, 0.3),
+        more_cars: Vec::new(),
         meter,
         fuse_a: 25.0,
         settings: Vec::new(),
@@ -266,6 +297,7 @@ fn noisy_line() -> Scenario {
             None,
         )),
         car: CarSpec::three_phase(d, 0.4),
+        more_cars: Vec::new(),
         meter,
         fuse_a: 25.0,
         settings: Vec::new(),
@@ -348,6 +380,7 @@ fn long_day() -> Scenario {
             )
         }),
         car,
+        more_cars: Vec::new(),
         meter,
         fuse_a: 25.0,
         settings: Vec::new(),
@@ -386,6 +419,7 @@ fn single_phase_home() -> Scenario {
             solar: None,
         }),
         car,
+        more_cars: Vec::new(),
         meter: MeterSpec::healthy(Flavour::Dsmr5, 1),
         fuse_a: 40.0,
         settings: vec![
@@ -442,9 +476,168 @@ fn oven_evening() -> Scenario {
             solar: None,
         }),
         car: CarSpec::three_phase(d, 0.3),
+        more_cars: Vec::new(),
         meter: MeterSpec::healthy(Flavour::Dsmr5, 3),
         fuse_a: 25.0,
         settings: Vec::new(),
+    }
+}
+
+/// A single-phase car on L1 (16 A charger, wiring 0: learned from the charger's own
+/// currents) with the kitchen on the other phases: an oven on L3 and an induction hob
+/// on L2 + L3, the washing machine on L2; only kettles and the base load on L1. Once the
+/// balancer has learned that the car uses L1 alone, the kitchen does not touch its
+/// limit.
+fn kitchen_l2_l3() -> Scenario {
+    let d = 2 * HOUR;
+    let mut car = CarSpec::three_phase(d, 0.3);
+    car.phases = Phases::One(0);
+    car.obc_max_a = 32.0;
+    car.battery_kwh = 40.0;
+    Scenario {
+        name: "kitchen-l2-l3".into(),
+        about: "single-phase car on L1, wiring learned; oven on L3, hob on L2+L3, kettles on L1"
+            .into(),
+        duration_s: d,
+        start: DateTime::new(2025, 2, 12, 17, 30),
+        seed: 9,
+        load: Load::Model(three_phase_house(
+            vec![
+                Event::kettle(12 * MIN, 0),
+                Event::oven(20 * MIN, 50 * MIN, 2),
+                Event::hob(40 * MIN, 30 * MIN, Phases::Two(1, 2), 8.0),
+                Event::heat_pump(75 * MIN, 30 * MIN, Phases::Three, 3.0),
+                Event::kettle(85 * MIN, 0),
+                Event::washing_machine(90 * MIN, 1),
+                Event::kettle(100 * MIN, 0),
+            ],
+            None,
+        )),
+        car,
+        more_cars: Vec::new(),
+        meter: MeterSpec::healthy(Flavour::Dsmr5, 3),
+        fuse_a: 25.0,
+        settings: Vec::new(),
+    }
+}
+
+/// A three-phase charger wired rotated (1040 = 5: its L1/L2/L3 on grid L2/L3/L1) with a
+/// single-phase car, which therefore charges on grid L2; the oven and the hob load L1
+/// (and L3), kettles and the washing machine L2. The balancer must learn that the car
+/// uses the charger's L1 and limit it by grid L2 only.
+fn rotated_wiring() -> Scenario {
+    let d = 2 * HOUR;
+    let mut car = CarSpec::three_phase(d, 0.3);
+    car.phases = Phases::One(1);
+    car.obc_max_a = 32.0;
+    car.battery_kwh = 40.0;
+    Scenario {
+        name: "rotated-wiring".into(),
+        about: "charger wired L2/L3/L1 (1040 = 5), single-phase car lands on L2; oven, hob on L1"
+            .into(),
+        duration_s: d,
+        start: DateTime::new(2025, 3, 4, 18, 0),
+        seed: 10,
+        load: Load::Model(three_phase_house(
+            vec![
+                Event::oven(10 * MIN, 45 * MIN, 0),
+                Event::kettle(15 * MIN, 1),
+                Event::hob(62 * MIN, 25 * MIN, Phases::Two(0, 2), 12.0),
+                Event::washing_machine(30 * MIN, 1),
+                Event::kettle(95 * MIN, 1),
+                Event::heat_pump(90 * MIN, 30 * MIN, Phases::Three, 3.0),
+            ],
+            None,
+        )),
+        car,
+        more_cars: Vec::new(),
+        meter: MeterSpec::healthy(Flavour::Dsmr5, 3),
+        fuse_a: 25.0,
+        settings: vec![(address::CHARGER1_WIRING, 5)],
+    }
+}
+
+/// Two chargers on a 3 × 25 A connection: charger 1 three-phase (wiring 1, priority 1),
+/// an 11 kW car plugged in throughout; charger 2 single-phase on L1 (wiring 2, priority
+/// 2: it charges first), a 16 A car arriving after 15 min. The oven and kettles on L1
+/// leave room for one car's minimum there at times; the hob on L2 + L3.
+fn two_cars_priority() -> Scenario {
+    let d = 3 * HOUR;
+    let first = CarSpec::three_phase(d, 0.3);
+    let mut second = CarSpec::three_phase(d, 0.2);
+    second.phases = Phases::One(0);
+    second.battery_kwh = 50.0;
+    second.sessions[0].arrive_s = 15 * MIN;
+    Scenario {
+        name: "two-cars-priority".into(),
+        about: "3 × 25 A, a three-phase car (priority 1) and a single-phase car on L1 (priority 2)"
+            .into(),
+        duration_s: d,
+        start: DateTime::new(2025, 1, 22, 17, 0),
+        seed: 11,
+        load: Load::Model(three_phase_house(
+            vec![
+                Event::heat_pump(0, 40 * MIN, Phases::Three, 3.0),
+                Event::kettle(20 * MIN, 0),
+                Event::oven(30 * MIN, 60 * MIN, 0),
+                Event::hob(55 * MIN, 30 * MIN, Phases::Two(1, 2), 11.0),
+                Event::kettle(100 * MIN, 0),
+                Event::washing_machine(110 * MIN, 0),
+                Event::kettle(150 * MIN, 2),
+            ],
+            None,
+        )),
+        car: first,
+        more_cars: vec![second],
+        meter: MeterSpec::healthy(Flavour::Dsmr5, 3),
+        fuse_a: 25.0,
+        settings: vec![
+            (address::CHARGER_COUNT, 2),
+            (address::CHARGER1_WIRING, 1),
+            (address::CHARGER1_PRIORITY, 1),
+            (address::CHARGER2_WIRING, 2),
+            (address::CHARGER2_PRIORITY, 2),
+        ],
+    }
+}
+
+/// Four chargers on a 3 × 40 A connection (upper 36 A, alarm 39 A, lower 33 A), four
+/// identical 11 kW cars of equal priority plugged in throughout, wiring learned. A heat
+/// pump, an oven on L1, an induction hob on L2 + L3, kettles and a washing machine: at
+/// times the room on a phase holds only two cars' minimum, so the cars take turns.
+fn four_cars() -> Scenario {
+    let d = 3 * HOUR;
+    let car = CarSpec::three_phase(d, 0.2);
+    Scenario {
+        name: "four-cars".into(),
+        about: "3 × 40 A, four 11 kW cars of equal priority; kitchen and heat pump leave room \
+                for two at times"
+            .into(),
+        duration_s: d,
+        start: DateTime::new(2025, 12, 10, 17, 0),
+        seed: 12,
+        load: Load::Model(three_phase_house(
+            vec![
+                Event::heat_pump(0, 150 * MIN, Phases::Three, 6.0),
+                Event::kettle(10 * MIN, 0),
+                Event::oven(25 * MIN, 70 * MIN, 0),
+                Event::hob(40 * MIN, 40 * MIN, Phases::Two(1, 2), 12.0),
+                Event::kettle(75 * MIN, 1),
+                Event::washing_machine(100 * MIN, 2),
+                Event::kettle(130 * MIN, 0),
+            ],
+            None,
+        )),
+        car: car.clone(),
+        more_cars: vec![car.clone(), car.clone(), car],
+        meter: MeterSpec::healthy(Flavour::Dsmr5, 3),
+        fuse_a: 40.0,
+        settings: vec![
+            (address::CHARGER_COUNT, 4),
+            (address::ALARM_CURRENT, 39_000),
+            (address::UPPER_CURRENT, 36_000),
+            (address::LOWER_CURRENT, 33_000),
+        ],
     }
 }
 
@@ -473,6 +666,7 @@ pub fn replay(name: &str, rec: Recording) -> Scenario {
         meter: MeterSpec::healthy(rec.flavour, rec.phases),
         load: Load::Recorded(rec),
         car,
+        more_cars: Vec::new(),
         fuse_a: if single { 40.0 } else { 25.0 },
         settings: if single {
             single_phase_home().settings

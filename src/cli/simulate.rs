@@ -110,7 +110,7 @@ pub fn run(opts: &Options, mut out: impl Write) -> Result<Vec<RunResult>> {
     }
     if let Some(delay) = opts.car_delay_ms {
         for s in &mut scenarios {
-            s.car.delay_ms = delay;
+            s.set_car_delay_ms(delay);
         }
     }
     let plot_path = match (&opts.plot, opts.json) {
@@ -281,6 +281,29 @@ pub fn json_entry(r: &RunResult) -> Value {
         "causal_bound_margin_pct": round(m.causal_bound_margin_pct, 2),
         "implausible_readbacks": m.implausible_readbacks,
         "car_delay_s": r.car_delay_ms as f64 / 1000.0,
+        "chargers": m.chargers().iter().map(charger_entry).collect::<Vec<_>>(),
+        "fairness": round(m.fairness, 3),
+    })
+}
+
+/// One charger of a run in the JSON contract: `energy_kwh`, `paused_s`,
+/// `longest_wait_s`, then `ampere_hours`, `priority` and `phases` (the grid phases the
+/// balancer had it on at the end, as `"L1"`, `"L1L2L3"`).
+fn charger_entry(c: &runner::ChargerMetrics) -> Value {
+    let phases: String = c
+        .phases
+        .iter()
+        .enumerate()
+        .filter(|(_, on)| **on)
+        .map(|(p, _)| format!("L{}", p + 1))
+        .collect();
+    json!({
+        "energy_kwh": round(c.energy_kwh, 3),
+        "paused_s": c.paused_s,
+        "longest_wait_s": c.longest_wait_s,
+        "ampere_hours": round(c.ampere_hours, 2),
+        "priority": c.priority,
+        "phases": phases,
     })
 }
 
@@ -339,6 +362,37 @@ fn print_tables(
                 m.seconds_in_fallback,
                 m.trips,
                 m.longest_over_fuse_s,
+            )?;
+        }
+    }
+    let shared: Vec<&RunResult> = runs
+        .iter()
+        .filter(|r| r.metrics.chargers().len() > 1)
+        .collect();
+    if !shared.is_empty() {
+        writeln!(
+            out,
+            "\nSeveral chargers (per charger: kWh, paused s, longest wait s, priority):"
+        )?;
+        for r in shared {
+            let each: Vec<String> = r
+                .metrics
+                .chargers()
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{:.2} kWh {} s {} s p{}",
+                        c.energy_kwh, c.paused_s, c.longest_wait_s, c.priority
+                    )
+                })
+                .collect();
+            writeln!(
+                out,
+                "  {:<18} {:<8} fairness {:.3}; {}",
+                r.scenario,
+                mode_name(r.mode),
+                r.metrics.fairness,
+                each.join(" | ")
             )?;
         }
     }
