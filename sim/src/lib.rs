@@ -12,7 +12,7 @@
 //! - [`meter`]: real DSMR 5 / e-MUCS telegram bytes with CRC; silence, corruption.
 //! - [`fuse`]: the main breaker's thermal model (IEC 60898-1 points).
 //! - [`oracle`]: the best limit with perfect knowledge: the 100 % mark; the causal
-//!   yardsticks, for one charger or several ([`share`]: the core's sharing rules).
+//!   yardsticks, for one charger or several ([`p1lb_core::balancer::share`]: the core's sharing rules).
 //! - [`scenario`]: the named scenarios; [`replay`]: a recorded P1 stream as the house.
 //! - [`runner`]: one run, second by second; [`plot`]: the SVG chart.
 //! - [`rng`], [`time`]: the seeded PRNG and the meter's clock.
@@ -30,5 +30,4 @@ pub mod replay;
 pub mod rng;
 pub mod runner;
 pub mod scenario;
-pub mod share;
 pub mod time;

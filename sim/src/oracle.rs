@@ -29,7 +29,7 @@ use p1lb_core::config::{Config, MAX_CHARGERS};
 use p1lb_core::time::Instant;
 
 use super::house::Phases;
-use super::share::{Candidate, Turns};
+use p1lb_core::balancer::share::{Candidate, Turns};
 
 /// The oracle's limit, mA, for the house currents `house_a` (A per phase).
 pub fn limit_ma(cfg: &Config, cap_ma: u32, car_phases: Phases, house_a: [f64; 3]) -> u32 {
@@ -246,7 +246,7 @@ fn phase_config(cfg: &Config, capacity_ma: u32) -> Config {
 }
 
 /// The shares of `budget` (mA per grid phase) among `seats` (`wants`: a car is
-/// plugged in), with the core's rules (see [`crate::share`]).
+/// plugged in), with the core's rules (see [`p1lb_core::balancer::share`]).
 fn shares(
     turns: &mut Turns,
     now_ms: u64,

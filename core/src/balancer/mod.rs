@@ -31,7 +31,7 @@
 //! Never panics; all arithmetic saturates.
 
 mod law;
-mod share;
+pub mod share;
 
 pub use law::*;
 pub use share::{MIN_TURN, TURN_WAIT};

@@ -40,7 +40,7 @@ pub const MIN_TURN: Duration = Duration::from_secs(60);
 
 /// One charger as the sharing sees it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Candidate {
+pub struct Candidate {
     /// The grid phases it draws on.
     pub phases: [bool; 3],
     /// The most it may be sent (its maximum, the override cap; no more than it was
@@ -56,7 +56,7 @@ pub(crate) struct Candidate {
 
 /// What one charger gets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Share {
+pub struct Share {
     /// The value to send, mA.
     pub sent_ma: u32,
     /// Its car waits for room (or its turn).
@@ -73,28 +73,29 @@ struct TurnState {
 
 /// The turns of the cars (see the module documentation).
 #[derive(Debug, Clone)]
-pub(crate) struct Turns {
+pub struct Turns {
     last: Instant,
     state: [TurnState; MAX_CHARGERS],
 }
 
 impl Turns {
-    pub(crate) fn new(now: Instant) -> Self {
+    /// No car waiting or charging yet, at `now`.
+    pub fn new(now: Instant) -> Self {
         Turns {
             last: now,
             state: [TurnState::default(); MAX_CHARGERS],
         }
     }
 
-    /// How long charger `k` has waited while another of its priority charged.
-    #[cfg(test)]
-    pub(crate) fn waited(&self, k: usize) -> Duration {
-        self.state[k].waited
+    /// How long charger `k` (0-based, `k <` [`MAX_CHARGERS`]) has waited while another
+    /// of its priority charged.
+    pub fn waited(&self, k: usize) -> Duration {
+        self.state.get(k).map_or(Duration::ZERO, |st| st.waited)
     }
 
     /// Shares `budget` (mA per grid phase) among `cands` (at most
     /// [`MAX_CHARGERS`]), each getting 0 or at least `min_ma`.
-    pub(crate) fn share(
+    pub fn share(
         &mut self,
         now: Instant,
         budget: [u32; 3],
