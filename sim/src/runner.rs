@@ -882,18 +882,15 @@ mod tests {
         assert_eq!(m.chargers()[0].longest_wait_s, 0);
     }
 
-    /// A reproduction for the balancer (not the simulator): in `two-cars-priority`
-    /// (headroom, car 2 s late) the oven on L1 goes off at 2682 s; after the 6 s hold
-    /// the three-phase car (priority 1) is admitted again at 2689 s with ~10 A each,
-    /// but the sum sent on L1 is lowered at 2692 s (charger 2's car's 1.9 A climb, below
-    /// the edge, counted as house load), so when charger 1's car ramps (2694–2696 s,
-    /// ahead of its read-back) the shared L1 law no longer takes the rise for a car
-    /// climbing (`may_climb` looks at the last change of the sum sent only) and counts
-    /// it as house load: the L1 budget drops under two minimums and charger 1 is paused
-    /// at 2697–2707 s with the house drawing 1.9 A on L1 (room ≈ 20 A). Ignored until
-    /// the balancer is fixed: `cargo test -p p1lb-sim -- --ignored readmitted`.
+    /// Found with this simulator: in `two-cars-priority` (headroom, car 2 s late) the
+    /// oven on L1 goes off at 2682 s; after the 6 s hold the three-phase car (priority 1)
+    /// is admitted again at 2689 s with ~10 A each, the sum sent on L1 is lowered at
+    /// 2692 s, and when charger 1's car ramps (2694–2696 s, ahead of its read-back) the
+    /// shared L1 law took the rise for house load (it looked at the last change of the
+    /// sum sent only): the L1 budget dropped under two minimums and charger 1 was paused
+    /// at 2697–2707 s with the house drawing 1.9 A on L1. A shared law now takes a rise
+    /// for a car's climb for a while after any charger on its phase was given more.
     #[test]
-    #[ignore = "a balancer problem, reported: the shared law counts a re-admitted car's ramp as house load"]
     fn a_readmitted_car_is_not_paused_again_with_room_to_spare() {
         let s = scenario::by_name("two-cars-priority").expect("scenario");
         let r = run(&s, &config(&s, 1), true);

@@ -231,6 +231,8 @@ pub(crate) struct Law {
     shared: bool,
     /// Shared: when a charger on its phases was last given more ([`Law::note_raise`]).
     raised_at: Option<Instant>,
+    /// Shared: when one was given more while the total sent did not rise.
+    transfer_at: Option<Instant>,
 }
 
 impl Law {
@@ -267,6 +269,7 @@ impl Law {
             mask: phase_mask(cfg.phases()),
             shared: false,
             raised_at: None,
+            transfer_at: None,
         }
     }
 
@@ -313,11 +316,16 @@ impl Law {
         self
     }
 
-    /// A charger on its phases was given more while what was sent on them in all did
-    /// not rise (another one paused): its car's climb shows in the meter before the
-    /// read-backs, and is no house load.
-    pub fn note_raise(&mut self, now: Instant) {
+    /// A charger on its phases was given more: its car may climb for a while, and a
+    /// rise of the meter meanwhile may be its (even when the total sent on the phase fell
+    /// because another one was cut). `transfer`: the total did not rise (another one
+    /// paused): the climb shows in the meter before the read-backs and is no house
+    /// load, so the projection alone cuts nothing for a while.
+    pub fn note_raise(&mut self, now: Instant, transfer: bool) {
         self.raised_at = Some(now);
+        if transfer {
+            self.transfer_at = Some(now);
+        }
     }
 
     /// What was really sent on its phases after the tick (the chargers' shares of
@@ -724,6 +732,7 @@ impl Law {
         // phase rose: cars that have drawn less than allowed for longer are not.)
         let window = HEADROOM_FOLLOW + crate::abb::POLL * 2;
         let may_climb = !self.shared
+            || self.raised_at.is_some_and(|at| (now - at) < window)
             || self
                 .prev_sent
                 .is_some_and(|(v, at)| v < self.sent_ma && (now - at) < window);
@@ -839,7 +848,7 @@ impl Law {
         // projection (which counts the climb twice).
         let raise_unseen = self.shared
             && self
-                .raised_at
+                .transfer_at
                 .is_some_and(|at| (now - at) < HEADROOM_FOLLOW + crate::abb::POLL)
             && c < sent.saturating_sub(SETTLED_MA);
         if raise_unseen && i <= upper {

@@ -518,8 +518,8 @@ impl Balancer {
             }
         }
         for p in 0..3 {
-            if raised[p] && sent_on[p] <= sent_before[p] {
-                self.laws[p].note_raise(now);
+            if raised[p] {
+                self.laws[p].note_raise(now, sent_on[p] <= sent_before[p]);
             }
         }
         for (p, law) in self.laws[..phases].iter_mut().enumerate() {
