@@ -306,6 +306,42 @@ impl SettingKind for Parity {
     }
 }
 
+/// A power in watts (`u32`, getter names end in `_w`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watts;
+
+impl SettingKind for Watts {
+    type Value = u32;
+    const UNIT: &'static str = "W";
+    const SUFFIX: &'static str = "_w";
+    fn decode(raw: u16) -> u32 {
+        u32::from(raw)
+    }
+    fn encode(value: u32) -> Option<u16> {
+        u16::try_from(value).ok()
+    }
+}
+
+impl SettingKind for CapacityMode {
+    type Value = CapacityMode;
+    const UNIT: &'static str = "";
+    const SUFFIX: &'static str = "";
+    fn decode(raw: u16) -> CapacityMode {
+        match raw {
+            1 => CapacityMode::Target,
+            2 => CapacityMode::FollowPeak,
+            _ => CapacityMode::Off,
+        }
+    }
+    fn encode(value: CapacityMode) -> Option<u16> {
+        Some(match value {
+            CapacityMode::Off => 0,
+            CapacityMode::Target => 1,
+            CapacityMode::FollowPeak => 2,
+        })
+    }
+}
+
 /// The position of the setting at `address` in [`SETTINGS`]; a compile error when
 /// there is none (used in constants only).
 const fn index_of(address: u16) -> usize {
@@ -553,6 +589,12 @@ settings! {
         Ma: u32, charger8_max_ma / set_charger8_max_ma, 0, ZeroOr(6000, 63000), Some("≥ charger_min_current when set");
     1063, CHARGER8_PRIORITY, "charger8_priority", "Priority of charger 8 when the current does not reach every car's minimum",
         Count: u8, charger8_priority / set_charger8_priority, 1, Span(0, 7), None;
+    1072, CAPACITY_MODE, "capacity_mode", "Capacity tariff: 0 off, 1 keep every quarter-hour under capacity_target, 2 follow the month's peak",
+        CapacityMode: CapacityMode, capacity_mode / set_capacity_mode, 0, Span(0, 2), None;
+    1073, CAPACITY_TARGET, "capacity_target", "Capacity target: the quarter-hour average import power to keep under",
+        Watts: u32, capacity_target_w / set_capacity_target_w, 2500, Span(1000, 60000), None;
+    1074, CAPACITY_MARGIN, "capacity_margin", "Safety margin kept under the capacity target",
+        Watts: u32, capacity_margin_w / set_capacity_margin_w, 100, Span(0, 2000), None;
     1090, SERVER_ADDRESS, "server_address", "Modbus server address of the device",
         Unit: u8, server_address / set_server_address, 10, Span(1, 247), None;
 }
@@ -630,6 +672,17 @@ impl core::fmt::Display for ConfigError {
 
 #[cfg(feature = "std")]
 impl std::error::Error for ConfigError {}
+
+/// Capacity tariff mode (register 1072).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapacityMode {
+    /// No capacity constraint.
+    Off,
+    /// Keep every quarter-hour's average import at or under the target (1073).
+    Target,
+    /// Keep it at or under the larger of the target and the month's peak so far.
+    FollowPeak,
+}
 
 /// Control law (register 1023).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1028,8 +1081,9 @@ mod tests {
             match unit {
                 "mA" => assert!(getter.ends_with("_ma"), "{getter}"),
                 "s" => assert!(getter.ends_with("_s"), "{getter}"),
+                "W" => assert!(getter.ends_with("_w"), "{getter}"),
                 "" => assert!(
-                    !getter.ends_with("_ma") && !getter.ends_with("_s"),
+                    !getter.ends_with("_ma") && !getter.ends_with("_s") && !getter.ends_with("_w"),
                     "{getter}"
                 ),
                 other => panic!("unexpected unit {other}"),

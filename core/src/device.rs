@@ -51,7 +51,7 @@ impl Device {
     pub fn on_telegram(&mut self, now: Instant, reading: &Reading) -> bool {
         self.last_reading = Some(MeterSnapshot::from_reading(reading));
         let grid = reading.grid_currents_ma(self.balancer.config().grid_source());
-        let used = self.balancer.on_reading(now, grid);
+        let used = self.balancer.on_telegram(now, reading);
         let status = self.map.status_mut();
         status.grid_ca = grid.map(|ma| ma.map_or(0, |ma| clamp_i16(ma / 10)));
         status.voltage_dv = reading.phases.each_ref().map(|p| {

@@ -256,6 +256,16 @@ others! {
         "Uptime";
     1121, FIRMWARE_VERSION, "firmware_version", R, U16, "",
         "Firmware version: major × 256 + minor";
+    1122, QUARTER_AVERAGE_POWER, "quarter_average_power", R, U16, "W",
+        "Capacity tariff: average import power of the quarter-hour so far";
+    1123, QUARTER_PROJECTED_POWER, "quarter_projected_power", R, U16, "W",
+        "Capacity tariff: the quarter-hour's average if the present power continued to its end";
+    1124, MONTH_PEAK_POWER, "month_peak_power", R, U16, "W",
+        "Capacity tariff: the highest quarter-hour average of this month";
+    1125, QUARTER_SECONDS_LEFT, "quarter_seconds_left", R, U16, "s",
+        "Capacity tariff: seconds left in the quarter-hour";
+    1126, CAPACITY_CHARGER_POWER, "capacity_charger_power", R, U16, "W",
+        "Capacity tariff: power the capacity budget allows the chargers now (all together; 65535 when capacity mode is off)";
     1130, CHARGER1_LIMIT, "charger1_limit", R, U16, "mA",
         "Charger 1: the limit sent to it";
     1131, CHARGER1_CURRENT_L1, "charger1_current_l1", R, U16, "0.01 A",
@@ -588,6 +598,36 @@ pub struct Status {
     pub telegrams_rejected: u32,
     /// 1119–1120: uptime, s.
     pub uptime_s: u32,
+    /// 1122–1126: the capacity tariff's quarter-hour account.
+    pub capacity: CapacityRegs,
+}
+
+/// The capacity tariff's status, registers 1122–1126 (read-only), W and s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CapacityRegs {
+    /// 1122: average import power of the quarter-hour so far, W.
+    pub quarter_average_w: u16,
+    /// 1123: the quarter's average if the present power continued to its end, W.
+    pub quarter_projected_w: u16,
+    /// 1124: the highest quarter-hour average of this month, W.
+    pub month_peak_w: u16,
+    /// 1125: seconds left in the quarter-hour.
+    pub seconds_left: u16,
+    /// 1126: power the capacity budget allows the chargers now, W (65535: no bound).
+    pub charger_power_w: u16,
+}
+
+impl Default for CapacityRegs {
+    /// Nothing known: zeros, the quarter's full 900 s, no bound on the chargers.
+    fn default() -> Self {
+        CapacityRegs {
+            quarter_average_w: 0,
+            quarter_projected_w: 0,
+            month_peak_w: 0,
+            seconds_left: 900,
+            charger_power_w: u16::MAX,
+        }
+    }
 }
 
 impl Default for Status {
@@ -610,6 +650,7 @@ impl Default for Status {
             telegrams_valid: 0,
             telegrams_rejected: 0,
             uptime_s: 0,
+            capacity: CapacityRegs::default(),
         }
     }
 }
@@ -798,6 +839,11 @@ impl RegisterMap {
                     .and_then(|c| c.words().get(field).copied())
                     .unwrap_or(0)
             }
+            QUARTER_AVERAGE_POWER => s.capacity.quarter_average_w,
+            QUARTER_PROJECTED_POWER => s.capacity.quarter_projected_w,
+            MONTH_PEAK_POWER => s.capacity.month_peak_w,
+            QUARTER_SECONDS_LEFT => s.capacity.seconds_left,
+            CAPACITY_CHARGER_POWER => s.capacity.charger_power_w,
             // The register (address::FIRMWARE_VERSION) shows the value (self::).
             FIRMWARE_VERSION => self::FIRMWARE_VERSION,
             _ => match self.long(address) {

@@ -42,6 +42,8 @@ fn defaults_are_valid_and_match_the_contract() {
     for k in 0..8u16 {
         round2.extend([(1040 + 3 * k, 0), (1041 + 3 * k, 0), (1042 + 3 * k, 1)]);
     }
+    // The capacity tariff: off, a 2.5 kW target, a 100 W margin.
+    round2.extend([(1072, 0), (1073, 2500), (1074, 100)]);
     want.splice(at..at, round2);
     let got: Vec<(u16, u16)> = c.iter().map(|(s, v)| (s.address, v)).collect();
     assert_eq!(got, want);

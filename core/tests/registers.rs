@@ -9,9 +9,9 @@ use p1lb_core::device::Device;
 use p1lb_core::modbus::{Frame, MAX_ADU, Request, Response, Words};
 use p1lb_core::registers::State;
 use p1lb_core::registers::{
-    Access, CHARGER_STATUS_WORDS, ChargerFlags, ChargerRegs, Exception, FIRMWARE_VERSION, Flags,
-    REGISTERS, RegisterMap, Save, Type, WriteOutcome, charger_status_address, markdown_table,
-    register,
+    Access, CHARGER_STATUS_WORDS, CapacityRegs, ChargerFlags, ChargerRegs, Exception,
+    FIRMWARE_VERSION, Flags, REGISTERS, RegisterMap, Save, Type, WriteOutcome,
+    charger_status_address, markdown_table, register,
 };
 use p1lb_core::server::{ServerAction, serve};
 use p1lb_core::time::Instant;
@@ -58,6 +58,13 @@ fn busy_map() -> RegisterMap {
     s.telegrams_valid = 0x0005_0006;
     s.telegrams_rejected = 0x0007_0008;
     s.uptime_s = 0x0009_000a;
+    s.capacity = CapacityRegs {
+        quarter_average_w: 2201,
+        quarter_projected_w: 2402,
+        month_peak_w: 3003,
+        seconds_left: 444,
+        charger_power_w: 1505,
+    };
     for (k, c) in s.chargers.iter_mut().enumerate() {
         *c = busy_charger(k);
     }
@@ -126,6 +133,11 @@ fn expected(name: &str) -> Vec<u16> {
         "telegrams_rejected" => &[7, 8],
         "uptime" => &[9, 10],
         "firmware_version" => &[FIRMWARE_VERSION],
+        "quarter_average_power" => &[2201],
+        "quarter_projected_power" => &[2402],
+        "month_peak_power" => &[3003],
+        "quarter_seconds_left" => &[444],
+        "capacity_charger_power" => &[1505],
         other => panic!("no expectation for {other}"),
     };
     fixed.to_vec()
@@ -169,6 +181,8 @@ fn the_table_holds_every_setting_and_the_other_registers_of_registers_md() {
     want.extend((1110..=1114).map(|a| (a, Read, U16)));
     want.extend([(1115, Read, U32), (1117, Read, U32), (1119, Read, U32)]);
     want.push((1121, Read, U16));
+    // The capacity tariff's quarter-hour account.
+    want.extend((1122..=1126).map(|a| (a, Read, U16)));
     // The status of chargers 1 … 8: six read-only words each from 1130.
     want.extend((1130..=1177).map(|a| (a, Read, U16)));
     assert_eq!(others, want);
@@ -803,7 +817,7 @@ fn each_charger_has_six_named_read_only_registers_from_1130() {
     assert_eq!(charger_status_address(MAX_CHARGERS), None);
     assert_eq!(charger_status_address(usize::MAX), None);
     // The addresses around the block stay reserved.
-    for reserved in [1122, 1129, 1178, 1199] {
+    for reserved in [1127, 1129, 1178, 1199] {
         assert_eq!(register(reserved), None, "{reserved}");
     }
 }
@@ -865,13 +879,14 @@ fn the_charger_status_block_reads_through_the_rtu_server() {
         };
         assert_eq!(rtu(&mut map, &one), Ok(vec![want]), "{address}");
     }
-    // From 1121 to the end of the map: the reserved 1122–1129 and 1178–1199 read 0.
+    // From 1121 to the end of the map: the capacity account, the reserved 1127–1129
+    // and 1178–1199 read 0.
     let tail = Request::ReadHolding {
         start: 1121,
         quantity: 79,
     };
-    let mut want = vec![FIRMWARE_VERSION];
-    want.extend([0; 8]);
+    let mut want = vec![FIRMWARE_VERSION, 2201, 2402, 3003, 444, 1505];
+    want.extend([0; 3]);
     want.extend(&block);
     want.extend([0; 22]);
     assert_eq!(rtu(&mut map, &tail), Ok(want));

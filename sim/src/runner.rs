@@ -456,7 +456,6 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
     let mut fuse = Fuse::new(s.fuse_a);
     let phases = usize::from(cfg.phases());
     let upper_a = f64::from(cfg.upper_ma()) / 1000.0;
-    let source = cfg.grid_source();
 
     let mut m = Metrics {
         duration_s: s.duration_s,
@@ -585,8 +584,7 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
                 let bytes = meter.second(t, measured, volts);
                 input.feed(bytes, |event| {
                     if let P1Event::Telegram(reading) = event {
-                        let grid_ma = reading.grid_currents_ma(source);
-                        if balancer.on_reading(Instant::from_millis(tk), grid_ma) {
+                        if balancer.on_telegram(Instant::from_millis(tk), reading) {
                             for y in &mut yard {
                                 y.on_reading(tk, house_a);
                             }

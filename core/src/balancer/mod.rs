@@ -37,6 +37,7 @@ pub use law::*;
 pub use share::{MIN_TURN, TURN_WAIT};
 
 use crate::config::{Config, ControlMode, MAX_CHARGERS, Wiring};
+use crate::p1::Reading;
 use crate::time::Instant;
 use law::{Law, phase_mask};
 use share::{Candidate, Turns};
@@ -254,6 +255,15 @@ impl Balancer {
         } else {
             &mut self.laws[..1]
         }
+    }
+
+    /// A valid telegram: its signed grid currents (per setting 1024) to
+    /// [`on_reading`](Self::on_reading), and its clock, energy registers and demand
+    /// objects to the capacity tariff's quarter-hour account. Returns what
+    /// `on_reading` returns. This is what the products and the simulator call.
+    pub fn on_telegram(&mut self, now: Instant, reading: &Reading) -> bool {
+        let grid = reading.grid_currents_ma(self.cfg.grid_source());
+        self.on_reading(now, grid)
     }
 
     /// A valid telegram's signed grid currents (mA, import positive), per phase.
