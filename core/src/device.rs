@@ -14,7 +14,7 @@ use crate::config::P1Line;
 use crate::meter_emulation::MeterSnapshot;
 use crate::modbus::MAX_ADU;
 use crate::p1::{Event, ReaderStats, Reading, Rejection, TelegramReader};
-use crate::registers::{ChargerFlags, ChargerRegs, Flags, RegisterMap, WriteOutcome};
+use crate::registers::{CapacityRegs, ChargerFlags, ChargerRegs, Flags, RegisterMap, WriteOutcome};
 use crate::server::{ServerAction, serve};
 use crate::time::{Duration, Instant};
 
@@ -60,6 +60,15 @@ impl Device {
         });
         status.import_w = reading.power_import_w.map_or(0, clamp_u32);
         status.export_w = reading.power_export_w.map_or(0, clamp_u32);
+        let q = self.balancer.quarter();
+        let word = |w: u32| u16::try_from(w).unwrap_or(u16::MAX);
+        status.capacity = CapacityRegs {
+            quarter_average_w: word(q.average_w),
+            quarter_projected_w: word(q.projected_w),
+            month_peak_w: word(q.month_peak_w),
+            seconds_left: word(q.seconds_left),
+            charger_power_w: self.balancer.capacity_allowance_w().map_or(u16::MAX, word),
+        };
         used
     }
 

@@ -37,6 +37,7 @@ extern crate std;
 pub mod abb;
 pub mod balancer;
 pub mod bus_master;
+pub mod capacity;
 pub mod config;
 #[cfg(feature = "flash-store")]
 pub mod config_store;

@@ -59,6 +59,7 @@ fn the_modbus_codec_imports_nothing_from_above_it() {
         "abb",
         "balancer",
         "bus_master",
+        "capacity",
         "config",
         "config_store",
         "device",
@@ -77,6 +78,7 @@ fn the_settings_and_the_register_map_import_nothing_from_above_them() {
         "abb",
         "balancer",
         "bus_master",
+        "capacity",
         "config_store",
         "device",
         "led",
@@ -90,4 +92,23 @@ fn the_settings_and_the_register_map_import_nothing_from_above_them() {
     );
     // The settings sit below the map.
     assert_reaches_none_of(&[src("config.rs")], &["registers"], "config reaches up");
+}
+
+/// The capacity tariff's account sits between the reading and the balancer: it knows
+/// the meter's readings and the settings, and nothing of what uses it.
+#[test]
+fn the_capacity_account_imports_nothing_from_above_it() {
+    let above = [
+        "abb",
+        "balancer",
+        "bus_master",
+        "config_store",
+        "device",
+        "led",
+        "meter_emulation",
+        "registers",
+        "server",
+        "modbus",
+    ];
+    assert_reaches_none_of(&[src("capacity.rs")], &above, "capacity reaches up");
 }

@@ -265,9 +265,11 @@ fn shares(
             priority: s.priority,
             wants: w,
             reserved_ma: 0,
+            weight_dv: 0,
         })
         .collect();
-    let out = turns.share(Instant::from_millis(now_ms), budget, min_ma, &cands);
+    // (No power budget: the weights do not matter.)
+    let out = turns.share(Instant::from_millis(now_ms), budget, u64::MAX, min_ma, &cands);
     (0..seats.len())
         .map(|k| out.get(k).map_or(0, |s| s.sent_ma))
         .collect()

@@ -37,6 +37,7 @@ pub use law::*;
 pub use share::{MIN_TURN, TURN_WAIT};
 
 use crate::config::{Config, ControlMode, MAX_CHARGERS, Wiring};
+use crate::capacity::{Account, QuarterFigures};
 use crate::p1::Reading;
 use crate::time::Instant;
 use law::{Law, phase_mask};
@@ -93,6 +94,16 @@ pub const LEARN_PHASE_MA: u32 = 1000;
 /// switching phases mid-session is followed the same way).
 pub const LEARN_READS: u8 = 2;
 
+/// A capacity cap on one charger's current changes only by at least this much (or
+/// across the charger minimum): the budget is an integral, a little more or less now is
+/// made up later, and the car need not follow every watt of the house, mA.
+pub const CAPACITY_DEADBAND_MA: u32 = 500;
+
+/// Voltages outside this range (0.1 V) are not trusted for power: 230 V is used.
+const MIN_DV: i32 = 1000;
+const MAX_DV: i32 = 3000;
+const NOMINAL_DV: u32 = 2300;
+
 /// What the balancer keeps per charger.
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
@@ -127,6 +138,14 @@ pub struct Balancer {
     cap_changed: bool,
     /// The latest time it was given.
     now: Instant,
+    /// The capacity tariff's quarter-hour account (on the meter's clock).
+    account: Account,
+    /// What the capacity budget allows the chargers now, W (`None`: capacity off).
+    capacity_w: Option<u32>,
+    /// One charger: the capacity budget as a cap on its current, mA (`u32::MAX`: none).
+    capacity_cap_ma: u32,
+    /// The latest voltages, 0.1 V (230 V until the meter says).
+    volts_dv: [u32; 3],
 }
 
 impl Balancer {
@@ -149,6 +168,10 @@ impl Balancer {
             },
             cap_changed: false,
             now,
+            account: Account::new(),
+            capacity_w: None,
+            capacity_cap_ma: u32::MAX,
+            volts_dv: [NOMINAL_DV; 3],
         };
         b.build_laws(now);
         b
@@ -168,7 +191,7 @@ impl Balancer {
             let mask = self.phases_of(0);
             let mut law = Law::new(single_law_config(&self.cfg, mask), now);
             law.set_mask(mask);
-            law.set_cap(self.cap_ma);
+            law.set_cap(self.cap_ma.min(self.capacity_cap_ma));
             self.laws[0] = law;
         }
     }
@@ -230,7 +253,7 @@ impl Balancer {
             self.cap_ma = cap_ma;
             self.cap_changed = true;
             if !self.shared {
-                self.laws[0].set_cap(cap_ma);
+                self.laws[0].set_cap(cap_ma.min(self.capacity_cap_ma));
             }
         }
     }
@@ -263,7 +286,82 @@ impl Balancer {
     /// `on_reading` returns. This is what the products and the simulator call.
     pub fn on_telegram(&mut self, now: Instant, reading: &Reading) -> bool {
         let grid = reading.grid_currents_ma(self.cfg.grid_source());
-        self.on_reading(now, grid)
+        let used = self.on_reading(now, grid);
+        for (v, p) in self.volts_dv.iter_mut().zip(&reading.phases) {
+            *v = match p.voltage_dv {
+                Some(dv @ MIN_DV..=MAX_DV) => dv.unsigned_abs(),
+                _ => NOMINAL_DV,
+            };
+        }
+        self.account.on_reading(reading);
+        self.update_capacity();
+        used
+    }
+
+    /// The capacity budget's allowance for the chargers after a telegram: the power
+    /// (all chargers, for the sharing) and, with one charger, a cap on its current
+    /// (changed only by at least [`CAPACITY_DEADBAND_MA`], or across the minimum).
+    fn update_capacity(&mut self) {
+        let n = self.cfg.chargers();
+        let mut chargers_w = 0i64;
+        let mut min_w = u32::MAX;
+        for k in 0..n {
+            let v = self.charger(k);
+            chargers_w += (0..3)
+                .map(|p| i64::from(v.grid_ma[p]) * i64::from(self.volts_dv[p]) / 10_000)
+                .sum::<i64>();
+            if v.connected || k == 0 {
+                min_w = min_w.min(self.watts(self.cfg.charger_min_ma(), v.phases));
+            }
+        }
+        self.capacity_w = self.account.allowance_w(&self.cfg, chargers_w, min_w);
+        let cap = match self.capacity_w {
+            Some(w) if !self.shared => {
+                let per_ma = self.dv_of(self.phases_of(0)).max(1);
+                let ma = u64::from(w) * 10_000 / per_ma;
+                let ma = u32::try_from(ma).unwrap_or(u32::MAX) / 100 * 100;
+                let old = self.capacity_cap_ma;
+                let min = self.cfg.charger_min_ma();
+                let across = (ma < min) != (old < min);
+                if across || ma + CAPACITY_DEADBAND_MA <= old || ma >= old.saturating_add(CAPACITY_DEADBAND_MA) {
+                    ma
+                } else {
+                    old
+                }
+            }
+            _ => u32::MAX,
+        };
+        if cap != self.capacity_cap_ma {
+            self.capacity_cap_ma = cap;
+            self.cap_changed = true;
+            if !self.shared {
+                self.laws[0].set_cap(self.cap_ma.min(cap));
+            }
+        }
+    }
+
+    /// The sum of the voltages of `phases`, 0.1 V.
+    fn dv_of(&self, phases: [bool; 3]) -> u64 {
+        (0..3)
+            .filter(|&p| phases[p])
+            .map(|p| u64::from(self.volts_dv[p]))
+            .sum()
+    }
+
+    /// The power of `ma` on each of `phases`, W.
+    fn watts(&self, ma: u32, phases: [bool; 3]) -> u32 {
+        u32::try_from(u64::from(ma) * self.dv_of(phases) / 10_000).unwrap_or(u32::MAX)
+    }
+
+    /// The capacity tariff's account (registers 1122–1125).
+    pub fn quarter(&self) -> QuarterFigures {
+        self.account.figures()
+    }
+
+    /// What the capacity budget allows the chargers now, all together, W (register
+    /// 1126); `None` when capacity mode is off.
+    pub fn capacity_allowance_w(&self) -> Option<u32> {
+        self.capacity_w
     }
 
     /// A valid telegram's signed grid currents (mA, import positive), per phase.
@@ -572,9 +670,13 @@ impl Balancer {
                 priority: self.cfg.priority_of(k),
                 wants: !r.silent && matches!(r.state, Some(1..=5)),
                 reserved_ma: slot.reserve.unwrap_or(0),
+                weight_dv: u32::try_from(self.dv_of(mask)).unwrap_or(u32::MAX),
             };
         }
-        let shares = self.turns.share(now, budget, min, &candidates[..n]);
+        let power = self
+            .capacity_w
+            .map_or(u64::MAX, |w| u64::from(w) * 10_000);
+        let shares = self.turns.share(now, budget, power, min, &candidates[..n]);
         for (k, (slot, share)) in self.slots.iter_mut().zip(shares).enumerate() {
             let share = if k < n { share } else { Default::default() };
             slot.sent_ma = share.sent_ma;

@@ -52,6 +52,9 @@ pub struct Candidate {
     pub wants: bool,
     /// Silent: what it was last sent, reserved on its phases, mA.
     pub reserved_ma: u32,
+    /// The sum of the voltages of its phases, 0.1 V: a mA sent to it draws this many
+    /// mA·dV of a power budget (see [`Turns::share`]).
+    pub weight_dv: u32,
 }
 
 /// What one charger gets.
@@ -93,12 +96,14 @@ impl Turns {
         self.state.get(k).map_or(Duration::ZERO, |st| st.waited)
     }
 
-    /// Shares `budget` (mA per grid phase) among `cands` (at most
-    /// [`MAX_CHARGERS`]), each getting 0 or at least `min_ma`.
+    /// Shares `budget` (mA per grid phase) and `power` (all chargers together, in
+    /// mA·dV: W × 10 000; `u64::MAX` for no bound, see [`Candidate::weight_dv`]) among
+    /// `cands` (at most [`MAX_CHARGERS`]), each getting 0 or at least `min_ma`.
     pub fn share(
         &mut self,
         now: Instant,
         budget: [u32; 3],
+        power: u64,
         min_ma: u32,
         cands: &[Candidate],
     ) -> [Share; MAX_CHARGERS] {
@@ -123,8 +128,11 @@ impl Turns {
         let mut out = [Share::default(); MAX_CHARGERS];
         // Silent chargers keep their reservation.
         let mut room = budget;
+        let mut power = power;
+        let cost = |c: &Candidate, ma: u32| u64::from(ma) * u64::from(c.weight_dv);
         for (c, o) in cands.iter().zip(out.iter_mut()) {
             if c.reserved_ma > 0 {
+                power = power.saturating_sub(cost(c, c.reserved_ma));
                 // (Sent again should it answer, within its present bounds.)
                 let again = c.reserved_ma.min(c.max_ma);
                 o.sent_ma = if again >= min_ma { again } else { 0 };
@@ -181,10 +189,11 @@ impl Turns {
             if c.max_ma < min_ma || c.max_ma == 0 {
                 continue;
             }
-            let fits = (0..3).all(|p| !c.phases[p] || room[p] >= min_ma);
+            let fits = (0..3).all(|p| !c.phases[p] || room[p] >= min_ma) && power >= cost(c, min_ma);
             if fits {
                 admitted[k] = true;
                 level[k] = min_ma;
+                power -= cost(c, min_ma);
                 for p in 0..3 {
                     if c.phases[p] {
                         room[p] -= min_ma;
@@ -223,9 +232,17 @@ impl Turns {
                     step = step.min(each);
                 }
             }
+            let weight: u64 = (0..n)
+                .filter(|&k| active[k])
+                .map(|k| u64::from(cands[k].weight_dv))
+                .sum();
+            if let Some(each) = power.checked_div(weight) {
+                step = step.min(u32::try_from(each).unwrap_or(u32::MAX));
+            }
             for k in 0..n {
                 if active[k] {
                     level[k] += step;
+                    power = power.saturating_sub(cost(&cands[k], step));
                     for p in 0..3 {
                         if cands[k].phases[p] {
                             room[p] -= step;
@@ -233,9 +250,14 @@ impl Turns {
                     }
                 }
             }
-            // A phase with less left than one mA per charger on it is full.
+            // A phase with less left than one mA per charger on it is full; so is the
+            // power budget with less than one mA for each.
+            let power_full = power < weight.max(1);
             for k in 0..n {
-                if active[k] && (0..3).any(|p| cands[k].phases[p] && room[p] < count[p].max(1)) {
+                if active[k]
+                    && (power_full
+                        || (0..3).any(|p| cands[k].phases[p] && room[p] < count[p].max(1)))
+                {
                     active[k] = false;
                 }
             }
@@ -271,6 +293,7 @@ mod tests {
             priority,
             wants: true,
             reserved_ma: 0,
+            weight_dv: 2300 * phases.iter().filter(|&&p| p).count() as u32,
         }
     }
 
@@ -283,6 +306,7 @@ mod tests {
         let s = t.share(
             Instant::ZERO,
             [20_000, 30_000, 30_000],
+            u64::MAX,
             6000,
             &[car(ALL, 16_000, 1), car(L1, 32_000, 1)],
         );
@@ -291,6 +315,7 @@ mod tests {
         let s = t.share(
             Instant::ZERO,
             [40_000, 10_000, 30_000],
+            u64::MAX,
             6000,
             &[car(ALL, 16_000, 1), car(L1, 32_000, 1)],
         );
@@ -304,6 +329,7 @@ mod tests {
         let s = t.share(
             Instant::ZERO,
             [10_000; 3],
+            u64::MAX,
             6000,
             &[car(ALL, 16_000, 1), car(ALL, 16_000, 2)],
         );
@@ -331,7 +357,7 @@ mod tests {
         let mut worst = Duration::ZERO;
         for s in 0..(3 * 3600u64) {
             let now = Instant::ZERO + Duration::from_secs(s);
-            let shares = t.share(now, [7000; 3], 6000, &cars);
+            let shares = t.share(now, [7000; 3], u64::MAX, 6000, &cars);
             let charging = shares.iter().take(4).filter(|s| s.sent_ma > 0).count();
             assert_eq!(charging, 1, "one charges at {s} s");
             for k in 0..4 {
