@@ -51,16 +51,19 @@ pub const REACTION_S: i64 = 8;
 /// does not switch the car on and off every few seconds near its minimum.
 pub const RESTART_MARGIN_PCT: i64 = 10;
 
+/// The house's own import is taken as the median of this many telegrams' estimates
+/// (the meter's import less what the chargers report): a charger's report lags the
+/// meter by up to a poll and a measurement, so for a few telegrams after a car starts
+/// or stops the difference shows a spike of the car's whole power that is not the
+/// house's.
+pub const HOUSE_MEDIAN: usize = 7;
+
 /// Seconds on the meter's clock, comparable across the DST change: local time less the
 /// offset its flag states (Central European: 1 h in winter, 2 h in summer; without a
 /// flag, as DSMR 2/3 print it, winter). Quarters of this count are the meter's clock
 /// quarters, since the offsets are whole hours.
 pub fn meter_seconds(ts: &Timestamp) -> i64 {
-    let days = days_from_civil(
-        i64::from(ts.year),
-        i64::from(ts.month),
-        i64::from(ts.day),
-    );
+    let days = days_from_civil(i64::from(ts.year), i64::from(ts.month), i64::from(ts.day));
     let local = days * 86_400
         + i64::from(ts.hour) * 3600
         + i64::from(ts.minute) * 60
@@ -134,6 +137,12 @@ pub struct Account {
     timed: bool,
     /// The chargers were allowed at least their minimum (a charge under way).
     charging: bool,
+    /// The latest estimates of the house's own import, W (oldest first once full).
+    house: [i64; HOUSE_MEDIAN],
+    /// How many of `house` are filled.
+    house_len: usize,
+    /// The allowance given last, W.
+    last_w: i64,
 }
 
 impl Account {
@@ -177,7 +186,9 @@ impl Account {
             None => {
                 // The first telegram: its quarter's start is seen only when it is
                 // the start.
-                let start = (t == index.saturating_mul(QUARTER_S)).then_some(wh).flatten();
+                let start = (t == index.saturating_mul(QUARTER_S))
+                    .then_some(wh)
+                    .flatten();
                 self.start(index, start, wh);
             }
         }
@@ -203,9 +214,9 @@ impl Account {
     /// known (`end_wh` and its start seen), else with the energy seen (a lower bound).
     fn close(&mut self, q: Quarter, end_wh: Option<i64>) {
         let used = match (q.start_wh, end_wh) {
-            (Some(s), Some(e)) => Some(e - s),
+            (Some(s), Some(e)) => Some(e.saturating_sub(s)),
             _ => match (q.first_wh, self.last.and_then(|l| l.wh)) {
-                (Some(f), Some(l)) => Some(l - f),
+                (Some(f), Some(l)) => Some(l.saturating_sub(f)),
                 _ => None,
             },
         };
@@ -300,7 +311,7 @@ impl Account {
         let margin = i64::from(cfg.capacity_margin_w());
         let aim = (target - margin).max(0);
         let chargers_w = chargers_w.max(0);
-        let house = self.power_w.saturating_sub(chargers_w);
+        let house = self.house_w(self.power_w.saturating_sub(chargers_w));
         let min_w = i64::from(min_w);
         let left_s = QUARTER_S - self.elapsed().unwrap_or(0);
         let allowance = match self.used_j() {
@@ -310,24 +321,51 @@ impl Account {
                     .saturating_mul(QUARTER_S)
                     .saturating_sub(used)
                     .saturating_sub(reserve);
-                left / left_s.max(1) - house
+                (left / left_s.max(1)).saturating_sub(house)
             }
-            None => aim - house,
+            None => aim.saturating_sub(house),
         };
         // Half the margin's energy over the quarter, and at least a watt-hour.
-        let tolerance = (margin * QUARTER_S / 2).max(3600);
-        let w = if allowance >= min_w
-            && (self.charging || allowance * 100 >= min_w * (100 + RESTART_MARGIN_PCT))
-        {
+        let tolerance = (margin.saturating_mul(QUARTER_S) / 2).max(3600);
+        let restart = min_w.saturating_mul(100 + RESTART_MARGIN_PCT) / 100;
+        let w = if allowance >= min_w && (self.charging || allowance >= restart) {
             self.charging = true;
             allowance
-        } else if self.charging && (min_w - allowance).saturating_mul(left_s) <= tolerance {
+        } else if self.charging
+            && min_w.saturating_sub(allowance).saturating_mul(left_s) <= tolerance
+        {
             min_w
         } else {
             self.charging = false;
-            allowance.min(min_w - 1)
+            allowance.min(min_w.saturating_sub(1))
         };
+        // In the quarter's last seconds a raise would only show in the next one (the
+        // car follows later): hold.
+        let w = if left_s <= REACTION_S {
+            w.min(self.last_w)
+        } else {
+            w
+        };
+        self.last_w = w;
         Some(u32::try_from(w.max(0)).unwrap_or(u32::MAX))
+    }
+}
+
+impl Account {
+    /// Adds the latest estimate of the house's import and returns the median of the
+    /// last [`HOUSE_MEDIAN`].
+    fn house_w(&mut self, estimate: i64) -> i64 {
+        if self.house_len < HOUSE_MEDIAN {
+            self.house[self.house_len] = estimate;
+            self.house_len += 1;
+        } else {
+            self.house.rotate_left(1);
+            self.house[HOUSE_MEDIAN - 1] = estimate;
+        }
+        let mut sorted = self.house;
+        let filled = &mut sorted[..self.house_len];
+        filled.sort_unstable();
+        filled[filled.len() / 2]
     }
 }
 

@@ -269,7 +269,13 @@ fn shares(
         })
         .collect();
     // (No power budget: the weights do not matter.)
-    let out = turns.share(Instant::from_millis(now_ms), budget, u64::MAX, min_ma, &cands);
+    let out = turns.share(
+        Instant::from_millis(now_ms),
+        budget,
+        u64::MAX,
+        min_ma,
+        &cands,
+    );
     (0..seats.len())
         .map(|k| out.get(k).map_or(0, |s| s.sent_ma))
         .collect()

@@ -36,8 +36,8 @@ pub mod share;
 pub use law::*;
 pub use share::{MIN_TURN, TURN_WAIT};
 
-use crate::config::{Config, ControlMode, MAX_CHARGERS, Wiring};
 use crate::capacity::{Account, QuarterFigures};
+use crate::config::{Config, ControlMode, MAX_CHARGERS, Wiring};
 use crate::p1::Reading;
 use crate::time::Instant;
 use law::{Law, phase_mask};
@@ -323,7 +323,10 @@ impl Balancer {
                 let old = self.capacity_cap_ma;
                 let min = self.cfg.charger_min_ma();
                 let across = (ma < min) != (old < min);
-                if across || ma + CAPACITY_DEADBAND_MA <= old || ma >= old.saturating_add(CAPACITY_DEADBAND_MA) {
+                if across
+                    || ma + CAPACITY_DEADBAND_MA <= old
+                    || ma >= old.saturating_add(CAPACITY_DEADBAND_MA)
+                {
                     ma
                 } else {
                     old
@@ -673,9 +676,7 @@ impl Balancer {
                 weight_dv: u32::try_from(self.dv_of(mask)).unwrap_or(u32::MAX),
             };
         }
-        let power = self
-            .capacity_w
-            .map_or(u64::MAX, |w| u64::from(w) * 10_000);
+        let power = self.capacity_w.map_or(u64::MAX, |w| u64::from(w) * 10_000);
         let shares = self.turns.share(now, budget, power, min, &candidates[..n]);
         for (k, (slot, share)) in self.slots.iter_mut().zip(shares).enumerate() {
             let share = if k < n { share } else { Default::default() };

@@ -189,7 +189,8 @@ impl Turns {
             if c.max_ma < min_ma || c.max_ma == 0 {
                 continue;
             }
-            let fits = (0..3).all(|p| !c.phases[p] || room[p] >= min_ma) && power >= cost(c, min_ma);
+            let fits =
+                (0..3).all(|p| !c.phases[p] || room[p] >= min_ma) && power >= cost(c, min_ma);
             if fits {
                 admitted[k] = true;
                 level[k] = min_ma;
@@ -369,5 +370,30 @@ mod tests {
             }
         }
         assert!(worst <= Duration::from_secs(15 * 60), "{worst:?}");
+    }
+
+    #[test]
+    fn a_power_budget_bounds_the_chargers_together_by_their_phases() {
+        let mut t = Turns::new(Instant::ZERO);
+        // 6.9 kW for a three-phase and a single-phase car (230 V): each mA of the
+        // three-phase one costs three times the single-phase one's.
+        let cars = [car(ALL, 16_000, 1), car(L1, 32_000, 1)];
+        let power = 6900 * 10_000;
+        let s = t.share(Instant::ZERO, [40_000; 3], power, 6000, &cars);
+        let used: u64 = cars
+            .iter()
+            .zip(&s)
+            .map(|(c, s)| u64::from(s.sent_ma) * u64::from(c.weight_dv))
+            .sum();
+        assert!(used <= power, "{used}");
+        // Both at the same current (water-filling), filling the budget: 3I + I = 30 A.
+        assert_eq!(s[0].sent_ma, s[1].sent_ma);
+        assert!(s[0].sent_ma >= 7490, "{s:?}");
+        // Not enough for both minima (4.14 + 1.38 kW): one pauses, never both.
+        let s = t.share(Instant::ZERO, [40_000; 3], 5000 * 10_000, 6000, &cars);
+        assert_eq!(s.iter().filter(|s| s.sent_ma > 0).count(), 1, "{s:?}");
+        // No budget at all: every car waits.
+        let s = t.share(Instant::ZERO, [40_000; 3], 0, 6000, &cars);
+        assert!(s.iter().all(|s| s.sent_ma == 0));
     }
 }
