@@ -324,7 +324,7 @@ impl Balancer {
                 let min = self.cfg.charger_min_ma();
                 let across = (ma < min) != (old < min);
                 if across
-                    || ma + CAPACITY_DEADBAND_MA <= old
+                    || ma.saturating_add(CAPACITY_DEADBAND_MA) <= old
                     || ma >= old.saturating_add(CAPACITY_DEADBAND_MA)
                 {
                     ma

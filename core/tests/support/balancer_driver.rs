@@ -4,7 +4,8 @@
 
 /// Runs one input through a [`Balancer`] as a product would, with everything from
 /// outside hostile: a random site (one to eight chargers, any wiring, maximum, priority,
-/// site maximum, phases, mode), arbitrary grid currents (or none) at arbitrary times,
+/// site maximum, phases, mode, capacity tariff), arbitrary grid currents (or none) at
+/// arbitrary times, whole readings (any meter clock, energy, demand, peak, power),
 /// arbitrary charger read-backs (any `u32` per phase, any state code, silent or not) for
 /// any charger index (also beyond the count), override caps, and new configurations
 /// while it runs. Checks after every tick: nothing panics, every charger's value is 0 or
@@ -31,6 +32,9 @@ pub fn run(data: &[u8]) {
             let _ = c.set_max_of_ma(k, [0, 6000, 10_000, 32_000][usize::from((w >> 3) & 3)]);
             let _ = c.set_priority_of(k, (w >> 5) & 7);
         }
+        let capacity = next().unwrap_or(0);
+        let _ = c.set(address::CAPACITY_MODE, u16::from(capacity % 3));
+        let _ = c.set(address::CAPACITY_TARGET, 1000 + u16::from(capacity >> 2) * 500);
         // An inconsistent set is what a product never runs: the defaults then.
         if c.validate().is_err() {
             c = Config::default();
@@ -45,7 +49,7 @@ pub fn run(data: &[u8]) {
         u32::from_le_bytes([next().unwrap_or(0), next().unwrap_or(0), next().unwrap_or(0), next().unwrap_or(0)])
     };
     while let Some(op) = next() {
-        match op % 6 {
+        match op % 7 {
             0 => now += Duration::from_millis(u64::from(next().unwrap_or(0)) * 40),
             1 => {
                 let mut grid = [None; 3];
@@ -98,6 +102,40 @@ pub fn run(data: &[u8]) {
                 b.set_cap(v);
                 // The cap applies from the next tick on.
                 b.tick(now);
+            }
+            5 => {
+                // A whole telegram's reading: its clock, energy, demand, peak, power
+                // and voltages, mostly plausible, sometimes anything.
+                use p1lb_core::p1::{Peak, PhaseReading, Reading, Tariffs, Timestamp};
+                let t = word(&mut next);
+                let timestamp = (t & 1 == 0).then(|| Timestamp {
+                    year: 2000 + (t >> 1) as u16 % 100,
+                    month: 1 + (t >> 8) as u8 % 12,
+                    day: 1 + (t >> 12) as u8 % 31,
+                    hour: (t >> 17) as u8 % 24,
+                    minute: (t >> 22) as u8 % 60,
+                    second: next().unwrap_or(0) % 61,
+                    summer: [None, Some(true), Some(false), None][usize::from(next().unwrap_or(0) & 3)],
+                });
+                let energy = word(&mut next);
+                let power = word(&mut next) as i32;
+                let volts = word(&mut next);
+                let mut phases = [PhaseReading::default(); 3];
+                for (p, ph) in phases.iter_mut().enumerate() {
+                    ph.voltage_dv = Some(((volts >> (8 * p)) & 0xFF) as i32 * 10);
+                    ph.power_import_w = Some((power / 3).max(0));
+                    ph.power_export_w = Some((-(power / 3)).max(0));
+                }
+                let r = Reading {
+                    timestamp,
+                    import_wh: Tariffs { t1: (energy & 1 == 0).then_some(i64::from(energy)), t2: None, total: None },
+                    average_demand_w: (power & 2 == 0).then_some(i64::from(power)),
+                    month_peak: (energy & 2 == 0).then_some(Peak { at: timestamp, power_w: i64::from(volts) }),
+                    power_import_w: Some(i64::from(power)),
+                    phases,
+                    ..Reading::default()
+                };
+                b.on_telegram(now, &r);
             }
             _ => {
                 cfg = site(&mut next);
