@@ -50,6 +50,14 @@ impl DateTime {
         }
     }
 
+    /// The start of its clock quarter-hour (hh:00, :15, :30, :45).
+    pub fn floor_quarter(self) -> Self {
+        DateTime {
+            days: self.days,
+            secs: self.secs - self.secs % 900,
+        }
+    }
+
     /// Seconds since midnight.
     pub fn second_of_day(&self) -> u32 {
         self.secs
