@@ -6,7 +6,8 @@
 //! scenario and mode, with at least the keys `name`, `mode`, `ev_energy_kwh`,
 //! `oracle_energy_kwh`, `oracle_pct`, `seconds_over_upper`, `seconds_over_fuse`,
 //! `max_phase_current_a`, `limit_changes_per_hour`, `seconds_in_fallback` and `trips`,
-//! in that order; more keys follow (see [`json_entry`]).
+//! in that order; more keys follow (see [`json_entry`]), the capacity tariff's last
+//! (present in every entry, `null` where they do not apply).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow};
 use p1lb_core::config::{
-    Config, ConfigError, ControlMode, Range, SETTINGS, Setting, setting_named,
+    CapacityMode, Config, ConfigError, ControlMode, Range, SETTINGS, Setting, setting_named,
 };
 use serde_json::{Value, json};
 
@@ -65,6 +66,8 @@ pub struct Options {
     /// Override every scenario's car delay (from the charger applying a limit to the
     /// car following it), ms.
     pub car_delay_ms: Option<u64>,
+    /// Run every scenario over this many days ([`Scenario::over_days`]).
+    pub days: Option<u32>,
 }
 
 /// The chart written when no `--plot` is given and the output is the table.
@@ -108,6 +111,9 @@ pub fn run(opts: &Options, mut out: impl Write) -> Result<Vec<RunResult>> {
             s.seed = seed;
         }
     }
+    if let Some(days) = opts.days {
+        scenarios = scenarios.iter().map(|s| s.over_days(days)).collect();
+    }
     if let Some(delay) = opts.car_delay_ms {
         for s in &mut scenarios {
             s.set_car_delay_ms(delay);
@@ -125,7 +131,7 @@ pub fn run(opts: &Options, mut out: impl Write) -> Result<Vec<RunResult>> {
         for &mode in opts.mode.modes() {
             let cfg = config_for(s, &overrides, mode)
                 .map_err(|e| anyhow!("{}{e}", config_origin(opts.config.as_deref())))?;
-            runs.push(runner::run(s, &cfg, plot_path.is_some()));
+            runs.push(runner::with_saving(s, &cfg, plot_path.is_some()));
         }
     }
     let wall = started.elapsed();
@@ -247,7 +253,7 @@ fn round(x: f64, decimals: i32) -> f64 {
 /// One run in the JSON contract.
 pub fn json_entry(r: &RunResult) -> Value {
     let m = &r.metrics;
-    json!({
+    let mut entry = json!({
         "name": r.scenario,
         "mode": mode_name(r.mode),
         "ev_energy_kwh": round(m.ev_energy_kwh, 3),
@@ -283,7 +289,41 @@ pub fn json_entry(r: &RunResult) -> Value {
         "car_delay_s": r.car_delay_ms as f64 / 1000.0,
         "chargers": m.chargers().iter().map(charger_entry).collect::<Vec<_>>(),
         "fairness": round(m.fairness, 3),
+    });
+    if let (Value::Object(map), Value::Object(more)) = (&mut entry, capacity_entry(&r.capacity)) {
+        map.extend(more);
+    }
+    entry
+}
+
+/// The capacity tariff's keys of a run (every run has them; `null` where they do not
+/// apply): see the README's "Capacity tariff" section.
+fn capacity_entry(c: &runner::Capacity) -> Value {
+    json!({
+        "quarter_peak_kw": round(c.quarter_peak_kw, 3),
+        "month_peak_kw": c.month_peaks.iter().map(|p| round(p.kw, 3)).collect::<Vec<_>>(),
+        "capacity_mode": c.mode.map(capacity_mode_name),
+        "capacity_target_kw": c.target_kw,
+        "quarters_over_target": c.quarters_over_target,
+        "house_quarters_over_target": c.house_quarters_over_target,
+        "quarters_full": c.quarters.iter().filter(|q| q.full()).count(),
+        "capacity_oracle_energy_kwh": c.oracle_energy_kwh.map(|x| round(x, 3)),
+        "capacity_oracle_pct": c.oracle_pct.map(|x| round(x, 2)),
+        "car_sessions": c.sessions,
+        "car_sessions_full": c.sessions_full,
+        "hours_to_full": c.hours_to_full.map(|x| round(x, 2)),
+        "capacity_cost_eur_per_year": round(c.cost_eur_per_year, 2),
+        "capacity_saving_eur_per_year": c.saving_eur_per_year.map(|x| round(x, 2)),
     })
+}
+
+/// The name of a capacity mode (1072) in JSON.
+fn capacity_mode_name(mode: CapacityMode) -> &'static str {
+    match mode {
+        CapacityMode::Off => "off",
+        CapacityMode::Target => "target",
+        CapacityMode::FollowPeak => "follow-peak",
+    }
 }
 
 /// One charger of a run in the JSON contract: `energy_kwh`, `paused_s`,
