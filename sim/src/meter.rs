@@ -843,4 +843,38 @@ mod tests {
         assert_eq!(got[0].0.month_peak.map(|p| p.power_w), Some(690));
         assert_eq!(got[0].0.average_demand_w, Some(690));
     }
+
+    /// Across the end of summer time the hour 02:00–03:00 has eight quarters, four `S`
+    /// and four `W`, each full; across its start an hour has none.
+    #[test]
+    fn quarters_follow_the_clock_across_dst() {
+        let spec = MeterSpec::healthy(Flavour::Emucs, 3);
+        let mut m = Meter::new(&spec, DateTime::new(2025, 10, 26, 1, 30), 1);
+        for t in 0..3 * 3600 {
+            m.second(t, [1.0; 3], [230.0; 3]);
+        }
+        let q = m.finish();
+        let starts: Vec<String> = q
+            .iter()
+            .map(|q| String::from_utf8_lossy(&q.start.dsmr()[6..]).into_owned())
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                "013000S", "014500S", "020000S", "021500S", "023000S", "024500S", "020000W",
+                "021500W", "023000W", "024500W", "030000W", "031500W"
+            ]
+        );
+        assert!(q.iter().all(Quarter::full));
+        let mut m = Meter::new(&spec, DateTime::new(2025, 3, 30, 1, 30), 1);
+        for t in 0..3600 {
+            m.second(t, [1.0; 3], [230.0; 3]);
+        }
+        let q = m.finish();
+        let starts: Vec<String> = q
+            .iter()
+            .map(|q| String::from_utf8_lossy(&q.start.dsmr()[6..]).into_owned())
+            .collect();
+        assert_eq!(starts, ["013000W", "014500W", "030000S", "031500S"]);
+    }
 }

@@ -424,13 +424,17 @@ mod tests {
         assert!((q[2].ev_wh - 725.0).abs() < 1e-6, "{q:?}");
         assert!((q[2].import_wh - 600.0).abs() < 1e-6, "{q:?}");
         // Then only the need left (1000 − 233.3 − 725 Wh).
-        assert!((q[3].ev_wh - (1000.0 - q[0].ev_wh - 725.0)).abs() < 1e-6, "{q:?}");
+        assert!(
+            (q[3].ev_wh - (1000.0 - q[0].ev_wh - 725.0)).abs() < 1e-6,
+            "{q:?}"
+        );
         assert_eq!(q[4].ev_wh, 0.0);
         assert!((o.energy_kwh() - 1.0).abs() < 1e-9);
 
         // Following a 6 kW peak the budget is 5.9 kW: 600 s × 4.9 kW in the first
         // quarter, and 2.9 kW × 900 s in the second.
-        cfg.set_capacity_mode(CapacityMode::FollowPeak).expect("mode");
+        cfg.set_capacity_mode(CapacityMode::FollowPeak)
+            .expect("mode");
         car.battery_kwh = 100.0;
         let mut o = CapacityOracle::new(&cfg, &[&car], Stamp::of(start), 6000.0);
         for t in 0..1500 {

@@ -270,7 +270,8 @@ pub struct Capacity {
 /// [`Capacity::saving_eur_per_year`].
 pub fn with_saving(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
     let mut off = *config;
-    if config.capacity_mode() == CapacityMode::Off || off.set_capacity_mode(CapacityMode::Off).is_err()
+    if config.capacity_mode() == CapacityMode::Off
+        || off.set_capacity_mode(CapacityMode::Off).is_err()
     {
         return run(scenario, config, trace);
     }
@@ -771,7 +772,8 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
         if let Some(o) = &mut capacity_oracle {
             for (k, c) in specs.iter().enumerate() {
                 let plugged = c.sessions.iter().any(|x| t >= x.arrive_s && t < x.leave_s);
-                let a = (f64::from(oracle_ma.get(k).copied().unwrap_or(0)) / 1000.0).min(c.obc_max_a);
+                let a =
+                    (f64::from(oracle_ma.get(k).copied().unwrap_or(0)) / 1000.0).min(c.obc_max_a);
                 caps_w[k] = if plugged && a >= min_a && a > 0.0 {
                     c.phases
                         .mask()
@@ -788,7 +790,11 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
         }
         if let Some(car) = cars.first() {
             if car.plugged_in() && !car.wants_charge() {
-                let i = s.car.sessions.iter().position(|x| t >= x.arrive_s && t < x.leave_s);
+                let i = s
+                    .car
+                    .sessions
+                    .iter()
+                    .position(|x| t >= x.arrive_s && t < x.leave_s);
                 if let Some(slot) = i.and_then(|i| full_at.get_mut(i)) {
                     slot.get_or_insert(t);
                 }
@@ -884,10 +890,7 @@ fn capacity_figures(
     let start = Stamp::after(s.start, 0);
     let earlier_peak_kw = f64::from(s.meter.month_peak.map_or(0, |p| p.power_w)) / 1000.0;
     let month_peaks = tariff::month_peaks(start, earlier_peak_kw, &quarters);
-    let quarter_peak_kw = quarters
-        .iter()
-        .map(Quarter::average_kw)
-        .fold(0.0, f64::max);
+    let quarter_peak_kw = quarters.iter().map(Quarter::average_kw).fold(0.0, f64::max);
     let mode = cfg.capacity_mode();
     let on = mode != CapacityMode::Off;
     let target_kw = on.then(|| f64::from(cfg.capacity_target_w()) / 1000.0);

@@ -6,7 +6,7 @@ use super::house::{Event, HouseSpec, Kind, Pattern, Phases, Solar};
 use super::meter::{EarlierPeak, Flavour, MeterSpec};
 use super::replay::Recording;
 use super::rng::Rng;
-use super::time::{DAY_S, DateTime};
+use super::time::{DAY_S, DateTime, Stamp};
 use p1lb_core::config::address;
 
 /// Where the house load comes from.
@@ -84,8 +84,16 @@ impl Scenario {
             Load::Model(spec) => spec.base_a[1] <= 0.0 && spec.base_a[2] <= 0.0,
             Load::Recorded(r) => r.phases == 1,
         };
-        let day_of = |t: u32| self.start.plus(t);
+        // The meter's (and the household's) clock: across a DST change a day's uses
+        // keep their clock time.
+        let day_of = |t: u32| Stamp::after(self.start, t).local;
         let weekend = |t: u32| day_of(t).weekday() >= 5;
+        let same_clock = |t0: u32, d: u32| {
+            let t = t0 + d * DAY_S;
+            let then = Stamp::after(self.start, t0).summer;
+            let now = Stamp::after(self.start, t).summer;
+            (i64::from(t) + 3600 * (i64::from(then) - i64::from(now))).max(0) as u32
+        };
         if let Load::Model(spec) = &mut out.load {
             let first: Vec<Event> = spec
                 .events
@@ -95,7 +103,6 @@ impl Scenario {
                 .collect();
             for d in 1..days {
                 let mut rng = Rng::stream(self.seed, 1000 + u64::from(d));
-                let base = d * DAY_S;
                 for e in &first {
                     let skip = match e.kind {
                         Kind::WashingMachine | Kind::Oven => 0.25,
@@ -108,7 +115,7 @@ impl Scenario {
                     if skipped {
                         continue;
                     }
-                    let mut start_s = base + e.start_s;
+                    let mut start_s = same_clock(e.start_s, d);
                     let hour = day_of(start_s).hour_f();
                     if weekend(start_s) && (6.0..12.0).contains(&hour) {
                         start_s += 75 * MIN;
@@ -122,7 +129,7 @@ impl Scenario {
                 }
                 // Lunch on the weekend day(s) of this 24 h window.
                 for h in 0..24 {
-                    let t = base + h * HOUR;
+                    let t = same_clock(h * HOUR, d);
                     let clock = day_of(t);
                     if weekend(t) && clock.second_of_day() / HOUR == 12 {
                         let at = t - clock.second_of_day() % HOUR + 30 * MIN;
@@ -157,7 +164,7 @@ impl Scenario {
                     let arrive_j = rng.range(-1800.0, 1800.0) as i64;
                     let leave_j = rng.range(-1200.0, 1200.0) as i64;
                     let soc = s.soc_start + rng.range(-0.08, 0.08);
-                    let shift = |t: u32, j: i64| (i64::from(d * DAY_S + t) + j).max(0) as u32;
+                    let shift = |t: u32, j: i64| (i64::from(same_clock(t, d)) + j).max(0) as u32;
                     let mut leave = shift(s.leave_s, leave_j);
                     let clock = day_of(leave);
                     if weekend(leave) && clock.hour_f() < 10.0 && clock.hour_f() > 4.0 {
@@ -966,10 +973,45 @@ fn capacity_1phase_40a() -> Scenario {
 
 /// A scenario from a recorded P1 stream: the recording is the house (repeated to fill
 /// at least an hour), an 11 kW car (single-phase and 1 × 40 A settings when the meter
-/// is single-phase) charges on top, the meter speaks the recording's format.
+/// is single-phase) charges on top, the meter speaks the recording's format. A Belgian
+/// (e-MUCS) recording runs with capacity mode on (1072 = 1, the default target 2.5 kW
+/// and margin, which `--config` may change): the run shows what it would have done
+/// (and, beside it, the same run with the mode off), the meter starting from the
+/// month's peak the recording's first telegram printed (when of the same month).
 pub fn replay(name: &str, rec: Recording) -> Scenario {
     let d = rec.length_s().max(HOUR);
     let single = rec.phases == 1;
+    let start = rec.start.unwrap_or(DateTime::new(2025, 1, 15, 17, 0));
+    let emucs = rec.flavour == Flavour::Emucs;
+    let mut meter = MeterSpec::healthy(rec.flavour, rec.phases);
+    if emucs {
+        meter.month_peak = rec.month_peak.map(|(first, _)| {
+            let at = first.at.map(|s| s.local).filter(|t| {
+                let (y, m, _) = t.date();
+                let (sy, sm, _) = start.date();
+                (y, m) == (sy, sm)
+            });
+            let (day, sod) = at.map_or((1, 0), |t| (t.date().2, t.second_of_day()));
+            EarlierPeak {
+                day,
+                hour: sod / 3600,
+                minute: sod / 60 % 60,
+                power_w: if at.is_some() {
+                    u32::try_from(first.power_w).unwrap_or(0)
+                } else {
+                    0
+                },
+            }
+        });
+    }
+    let mut settings = if single {
+        single_phase_home().settings
+    } else {
+        Vec::new()
+    };
+    if emucs {
+        settings.push((address::CAPACITY_MODE, 1));
+    }
     let mut car = CarSpec::three_phase(d, 0.3);
     if single {
         car.phases = Phases::One(0);
@@ -984,18 +1026,14 @@ pub fn replay(name: &str, rec: Recording) -> Scenario {
             d
         ),
         duration_s: d,
-        start: rec.start.unwrap_or(DateTime::new(2025, 1, 15, 17, 0)),
+        start,
         seed: 0,
-        meter: MeterSpec::healthy(rec.flavour, rec.phases),
+        meter,
         load: Load::Recorded(rec),
         car,
         more_cars: Vec::new(),
         fuse_a: if single { 40.0 } else { 25.0 },
-        settings: if single {
-            single_phase_home().settings
-        } else {
-            Vec::new()
-        },
+        settings,
     }
 }
 

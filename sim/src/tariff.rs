@@ -127,8 +127,8 @@ mod tests {
     fn the_arithmetic_on_a_small_case() {
         let start = Stamp::of(DateTime::new(2025, 1, 31, 23, 30));
         let mut quarters = vec![
-            q(31, 23, 30, 0.5, 900),  // 2.0 kW
-            q(31, 23, 45, 0.9, 900),  // 3.6 kW
+            q(31, 23, 30, 0.5, 900), // 2.0 kW
+            q(31, 23, 45, 0.9, 900), // 3.6 kW
         ];
         quarters.push(Quarter {
             start: Stamp::of(DateTime::new(2025, 2, 1, 0, 0)),

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use p1lb_sim::plot;
 use p1lb_sim::replay::Recording;
 use p1lb_sim::runner::{self, RunResult, mode_name};
-use p1lb_sim::scenario::{self, Scenario};
+use p1lb_sim::scenario::{self, Load, Scenario};
 
 /// Which control modes to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -137,7 +137,17 @@ pub fn run(opts: &Options, mut out: impl Write) -> Result<Vec<RunResult>> {
     let wall = started.elapsed();
 
     if opts.json {
-        let doc = json!({ "scenarios": runs.iter().map(json_entry).collect::<Vec<_>>() });
+        let entries: Vec<Value> = runs
+            .iter()
+            .map(|r| {
+                let mut e = json_entry(r);
+                if let (Value::Object(map), Some(rec)) = (&mut e, recording_of(&scenarios, r)) {
+                    map.insert("recording".into(), recording_entry(rec));
+                }
+                e
+            })
+            .collect();
+        let doc = json!({ "scenarios": entries });
         writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
         print_tables(&mut out, &scenarios, &runs, opts.mode)?;
@@ -161,6 +171,52 @@ pub fn run(opts: &Options, mut out: impl Write) -> Result<Vec<RunResult>> {
         }
     }
     Ok(runs)
+}
+
+/// The recording a run replayed, if it did.
+fn recording_of<'a>(scenarios: &'a [Scenario], r: &RunResult) -> Option<&'a Recording> {
+    scenarios
+        .iter()
+        .find(|s| s.name == r.scenario)
+        .and_then(|s| match &s.load {
+            Load::Recorded(rec) => Some(rec),
+            Load::Model(_) => None,
+        })
+}
+
+/// What a recording shows of the capacity tariff, from its own registers: each clock
+/// quarter (its start as the meter prints it, the import from the 1.8.x deltas, the
+/// average, the last 1.4.0, whether the recording holds all of it), the highest full
+/// quarter, and the month's peak (1.6.0) at the recording's start and end.
+fn recording_entry(rec: &Recording) -> Value {
+    let quarters: Vec<Value> = rec
+        .quarters
+        .iter()
+        .map(|q| {
+            json!({
+                "start": String::from_utf8_lossy(&q.start.dsmr()),
+                "import_kwh": q.import_wh.map(|wh| wh as f64 / 1000.0),
+                "average_kw": q.average_kw().map(|x| round(x, 3)),
+                "demand_1_4_0_kw": q.demand_w.map(|w| w as f64 / 1000.0),
+                "telegrams": q.telegrams,
+                "full": q.full,
+            })
+        })
+        .collect();
+    let full_peak = rec
+        .quarters
+        .iter()
+        .filter(|q| q.full)
+        .filter_map(|q| q.average_kw())
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+    let peak = |p: &p1lb_sim::replay::RecordedPeak| p.power_w as f64 / 1000.0;
+    json!({
+        "quarters": quarters,
+        "full_quarters": rec.quarters.iter().filter(|q| q.full).count(),
+        "quarter_peak_kw": full_peak.map(|x| round(x, 3)),
+        "month_peak_kw_at_start": rec.month_peak.map(|(a, _)| peak(&a)),
+        "month_peak_kw_at_end": rec.month_peak.map(|(_, b)| peak(&b)),
+    })
 }
 
 fn by_name(name: &str) -> Result<Scenario> {
@@ -433,6 +489,81 @@ fn print_tables(
                 mode_name(r.mode),
                 r.metrics.fairness,
                 each.join(" | ")
+            )?;
+        }
+    }
+    let capacity: Vec<&RunResult> = runs
+        .iter()
+        .filter(|r| r.capacity.target_kw.is_some())
+        .collect();
+    if !capacity.is_empty() {
+        writeln!(
+            out,
+            "\nCapacity tariff (quarter-hour import; €{}/kW/year, at least {} kW a month):",
+            p1lb_sim::tariff::EUR_PER_KW_YEAR,
+            p1lb_sim::tariff::MIN_BILLED_KW
+        )?;
+        writeln!(
+            out,
+            "{:<22} {:<8} {:>7} {:>7} {:>6} {:>6} {:>8} {:>7} {:>9} {:>8}",
+            "scenario",
+            "mode",
+            "peak kW",
+            "target",
+            "over",
+            "house",
+            "% cap.or",
+            "h full",
+            "€/year",
+            "saving"
+        )?;
+        for r in capacity {
+            let c = &r.capacity;
+            let opt = |x: Option<f64>, d: usize| x.map_or("-".into(), |x| format!("{x:.d$}"));
+            writeln!(
+                out,
+                "{:<22} {:<8} {:>7.2} {:>7.2} {:>6} {:>6} {:>8} {:>7} {:>9.2} {:>8}",
+                r.scenario,
+                mode_name(r.mode),
+                c.quarter_peak_kw,
+                c.target_kw.unwrap_or(0.0),
+                c.quarters_over_target.unwrap_or(0),
+                c.house_quarters_over_target.unwrap_or(0),
+                opt(c.oracle_pct, 1),
+                opt(c.hours_to_full, 1),
+                c.cost_eur_per_year,
+                opt(c.saving_eur_per_year, 2),
+            )?;
+        }
+        writeln!(
+            out,
+            "peak: the highest quarter; over: full quarters above the target (mode 2: above the \
+             month's peak so far when higher); house: of those, the house alone;\n% cap.or: of \
+             the capacity oracle's energy; h full: plug-in to full, h; saving: against the same \
+             run with 1072 = 0."
+        )?;
+    }
+    for s in scenarios {
+        if let Load::Recorded(rec) = &s.load {
+            let full: Vec<f64> = rec
+                .quarters
+                .iter()
+                .filter(|q| q.full)
+                .filter_map(|q| q.average_kw())
+                .collect();
+            let peak = full.iter().copied().fold(0.0, f64::max);
+            writeln!(
+                out,
+                "\nThe recording's quarters (its own 1.8.x): {} in all, {} full, the highest full \
+                 one {:.3} kW{}.",
+                rec.quarters.len(),
+                full.len(),
+                peak,
+                rec.month_peak.map_or(String::new(), |(a, b)| format!(
+                    "; month peak (1.6.0) {:.3} kW at the start, {:.3} kW at the end",
+                    a.power_w as f64 / 1000.0,
+                    b.power_w as f64 / 1000.0
+                ))
             )?;
         }
     }
