@@ -72,7 +72,7 @@ use p1lb_core::modbus::{
 use p1lb_core::registers::Exception;
 use p1lb_core::time::Instant as CoreInstant;
 use p1lb_sim::meter::{Flavour, MeterValues, PhaseValues, write_telegram};
-use p1lb_sim::time::DateTime;
+use p1lb_sim::time::{DateTime, Stamp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_modbus::client::{Context, tcp};
 use tokio_modbus::prelude::{ExceptionCode, Reader, Slave, SlaveContext, Writer};
@@ -616,16 +616,17 @@ impl MeterLink {
         });
         self.import_wh += grid_a.iter().map(|a| 230.0 * a.max(0.0)).sum::<f64>() / 3600.0;
         let values = MeterValues {
-            time: start.plus(k),
+            time: Stamp::of(start.plus(k)),
             tariff: 2,
             import_wh: [6_184_667, self.import_wh as u64],
             export_wh: [1_708_286, 3_405_268],
             phases: 3,
             phase,
             gas_l: 3_133_361,
-            gas_time: start,
+            gas_time: Stamp::of(start),
             average_demand_w: 0,
-            peak: (DateTime::new(2025, 11, 3, 18, 45), 0),
+            peak: (Stamp::of(DateTime::new(2025, 11, 3, 18, 45)), 0),
+            history: None,
         };
         let mut out = Vec::with_capacity(1024);
         write_telegram(&mut out, Flavour::Dsmr5, &values);

@@ -58,6 +58,31 @@ const SINGLE: &[&str] = &[
 /// The scenarios with several chargers.
 const SHARED: &[&str] = &["two-cars-priority", "four-cars"];
 
+/// The capacity tariff's scenarios (issue 17), after the others in `--scenario all`.
+const CAPACITY: &[&str] = &[
+    "capacity-evening",
+    "capacity-follow-peak",
+    "capacity-1phase-40a",
+];
+
+/// The capacity keys, in order, at the end of every entry.
+const CAPACITY_KEYS: &[&str] = &[
+    "quarter_peak_kw",
+    "month_peak_kw",
+    "capacity_mode",
+    "capacity_target_kw",
+    "quarters_over_target",
+    "house_quarters_over_target",
+    "quarters_full",
+    "capacity_oracle_energy_kwh",
+    "capacity_oracle_pct",
+    "car_sessions",
+    "car_sessions_full",
+    "hours_to_full",
+    "capacity_cost_eur_per_year",
+    "capacity_saving_eur_per_year",
+];
+
 fn p1lb(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_p1lb"))
         .args(args)
@@ -101,7 +126,7 @@ fn entry<'a>(runs: &'a [Value], name: &str, mode: &str) -> &'a Value {
 #[test]
 fn every_scenario_in_both_modes_with_the_contract_keys_in_order() {
     let runs = all();
-    assert_eq!(runs.len(), SCENARIOS.len() * 2);
+    assert_eq!(runs.len(), (SCENARIOS.len() + CAPACITY.len()) * 2);
     for name in SCENARIOS {
         for mode in ["stepped", "headroom"] {
             let r = entry(runs, name, mode);
@@ -753,4 +778,192 @@ fn several_chargers_share_by_priority_and_turns() {
         );
         assert_eq!(m.house_seconds_over_fuse, 0.0, "{name}");
     }
+}
+
+/// Every entry ends with the capacity keys, in order; without a capacity mode the
+/// target, the quarters over it, the oracle and the saving are `null` and the rest is
+/// measured all the same.
+#[test]
+fn every_entry_has_the_capacity_keys() {
+    for r in all() {
+        let keys: Vec<&str> = r
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            &keys[keys.len() - CAPACITY_KEYS.len()..],
+            CAPACITY_KEYS,
+            "{}",
+            r["name"]
+        );
+        let capacity = CAPACITY.iter().any(|n| r["name"] == *n);
+        assert!(r["quarter_peak_kw"].as_f64().expect("peak") > 0.0, "{r}");
+        let months = r["month_peak_kw"].as_array().expect("months");
+        assert_eq!(months.len(), 1, "{r}");
+        let cost = r["capacity_cost_eur_per_year"].as_f64().expect("cost");
+        assert!(cost >= 2.5 * 40.4 - 1e-9, "{r}");
+        for k in [
+            "capacity_target_kw",
+            "quarters_over_target",
+            "capacity_oracle_pct",
+            "capacity_saving_eur_per_year",
+        ] {
+            assert_eq!(r[k].is_null(), !capacity, "{} {k}: {}", r["name"], r[k]);
+        }
+    }
+    for name in CAPACITY {
+        for mode in ["stepped", "headroom"] {
+            let r = entry(all(), name, mode);
+            // A day from 17:00: 96 full quarters, one car session.
+            assert_eq!(r["quarters_full"], 96, "{r}");
+            assert_eq!(r["car_sessions"], 1, "{r}");
+            // The capacity oracle meets the car's need overnight.
+            let oracle = r["capacity_oracle_energy_kwh"].as_f64().expect("oracle");
+            assert!(oracle > 17.9, "{r}");
+            // The house alone stays under the target (the goals below are the car's).
+            assert_eq!(r["house_quarters_over_target"], 0, "{r}");
+        }
+    }
+}
+
+/// The goals of issue 17 for every capacity scenario: no full quarter above the target
+/// (in `capacity-follow-peak`: above the month's 6 kW peak), at least 95 % of the
+/// capacity oracle's energy, and in `capacity-evening` the car full before it leaves
+/// at 07:30 (13.5 h after it plugs in). They fail until the core's capacity controller
+/// is in: without it the car charges at full power on top of the house (quarters of
+/// 8–13.5 kW).
+#[test]
+#[ignore = "needs the capacity controller (issue 17)"]
+fn capacity_goals() {
+    let mut missed = Vec::new();
+    for name in CAPACITY {
+        for mode in ["stepped", "headroom"] {
+            let r = entry(all(), name, mode);
+            if r["quarters_over_target"] != 0 {
+                missed.push(format!(
+                    "{name} {mode}: {} quarter(s) over",
+                    r["quarters_over_target"]
+                ));
+            }
+            let pct = r["capacity_oracle_pct"].as_f64().expect("pct");
+            if pct < 95.0 {
+                missed.push(format!("{name} {mode}: {pct} % of the capacity oracle"));
+            }
+            let saving = r["capacity_saving_eur_per_year"].as_f64().expect("saving");
+            if saving <= 0.0 {
+                missed.push(format!("{name} {mode}: saves {saving} €/year"));
+            }
+        }
+    }
+    for mode in ["stepped", "headroom"] {
+        let r = entry(all(), "capacity-evening", mode);
+        let full = r["hours_to_full"].as_f64();
+        if !full.is_some_and(|h| h <= 13.5) {
+            missed.push(format!("capacity-evening {mode}: full after {full:?} h"));
+        }
+    }
+    assert!(missed.is_empty(), "{missed:#?}");
+}
+
+/// A month of days from the library: each day drawn anew (weekends different), the
+/// car's sessions repeated, the clock across the end of summer time and a month end.
+#[test]
+fn a_run_of_days_varies_its_days_and_crosses_dst_and_the_month() {
+    use p1lb_sim::house::Kind;
+    use p1lb_sim::scenario::Load;
+    use p1lb_sim::time::{DAY_S, Stamp};
+    let s = scenario::by_name("capacity-1phase-40a").expect("scenario");
+    let m = s.over_days(30);
+    assert_eq!(m.duration_s, 30 * DAY_S);
+    assert_eq!(m.car.sessions.len(), 30);
+    assert_eq!(m.car.sessions[0], s.car.sessions[0]);
+    for w in m.car.sessions.windows(2) {
+        assert!(w[0].leave_s <= w[1].arrive_s, "{w:?}");
+    }
+    let Load::Model(house) = &m.load else {
+        panic!("a modelled house");
+    };
+    // Lunch on Saturdays and Sundays only (25 and 26 October, 1 and 2 November …).
+    let lunches: Vec<Stamp> = house
+        .events
+        .iter()
+        .filter(|e| e.kind == Kind::Hob)
+        .map(|e| Stamp::after(m.start, e.start_s))
+        .filter(|t| (12.0..13.0).contains(&t.local.hour_f()))
+        .collect();
+    assert!(lunches.len() >= 8, "{lunches:?}");
+    assert!(lunches.iter().all(|t| t.local.weekday() >= 5));
+    // Not every day is the same: washing on some days only.
+    let washes = house
+        .events
+        .iter()
+        .filter(|e| e.kind == Kind::WashingMachine)
+        .count();
+    assert!((15..30).contains(&washes), "{washes}");
+    // The meter's clock at the end: 30 days on, an hour earlier (summer time ended).
+    let end = Stamp::after(m.start, m.duration_s);
+    assert_eq!(&end.dsmr(), b"251121160000W");
+}
+
+/// A Belgian recording (made here with the simulator's own meter: an hour of 2.3 kW
+/// from 17:00) replayed: its quarters from its 1.8.x, its 1.4.0 and 1.6.0, and the run
+/// with capacity mode on, as the mode would have done, beside the same run with it off.
+#[test]
+fn an_emucs_recording_reports_its_quarters_and_the_capacity_mode() {
+    use p1lb_sim::meter::{Flavour, Meter, MeterSpec};
+    use p1lb_sim::time::DateTime;
+    let mut spec = MeterSpec::healthy(Flavour::Emucs, 3);
+    spec.history = true;
+    let mut meter = Meter::new(&spec, DateTime::new(2025, 1, 15, 17, 0), 3);
+    let mut bytes = Vec::new();
+    for t in 0..3600 {
+        // 2.3 kW, then 4.6 kW in the third quarter.
+        let a = if (1800..2700).contains(&t) {
+            20.0 / 3.0
+        } else {
+            10.0 / 3.0
+        };
+        bytes.extend_from_slice(meter.second(t, [a; 3], [230.0; 3]));
+    }
+    let dir = scratch("emucs-log");
+    let path = dir.join("be.txt");
+    std::fs::write(&path, &bytes).expect("write");
+    let doc = json(&p1lb(&[
+        "simulate",
+        "--p1-log",
+        path.to_str().expect("utf-8"),
+        "--mode",
+        "headroom",
+        "--json",
+    ]));
+    let r = &doc["scenarios"][0];
+    let rec = &r["recording"];
+    let q = rec["quarters"].as_array().expect("quarters");
+    assert_eq!(q.len(), 4, "{rec}");
+    assert_eq!(q[0]["start"], "250115170000W");
+    // Full: the first three (the last has no next quarter to end it).
+    assert_eq!(rec["full_quarters"], 3, "{rec}");
+    let avg = |i: usize| q[i]["average_kw"].as_f64().expect("kW");
+    let demand = |i: usize| q[i]["demand_1_4_0_kw"].as_f64().expect("kW");
+    assert!(
+        (avg(0) - 2.3).abs() < 0.01 && (avg(2) - 4.6).abs() < 0.01,
+        "{rec}"
+    );
+    assert!(
+        (demand(0) - 2.3).abs() < 0.01 && (demand(2) - 4.6).abs() < 0.01,
+        "{rec}"
+    );
+    assert!((rec["quarter_peak_kw"].as_f64().expect("kW") - 4.6).abs() < 0.01);
+    // 1.6.0: 2.589 kW before (the model meter's), 4.6 kW once the third quarter ended.
+    assert_eq!(rec["month_peak_kw_at_start"], 2.589);
+    let end = rec["month_peak_kw_at_end"].as_f64().expect("kW");
+    assert!((end - 4.6).abs() < 0.01, "{rec}");
+    // The run: capacity mode on at the default 2.5 kW target, the saving beside it.
+    assert_eq!(r["capacity_mode"], "target");
+    assert_eq!(r["capacity_target_kw"], 2.5);
+    assert!(r["capacity_saving_eur_per_year"].is_number(), "{r}");
+    assert!(r["capacity_oracle_pct"].is_number(), "{r}");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -16,6 +16,8 @@
 //! - [`scenario`]: the named scenarios; [`replay`]: a recorded P1 stream as the house.
 //! - [`runner`]: one run, second by second; [`plot`]: the SVG chart.
 //! - [`rng`], [`time`]: the seeded PRNG and the meter's clock.
+//! - [`tariff`]: the capacity tariff's arithmetic (month peaks, quarters over the target, the
+//!   yearly cost).
 #![warn(missing_docs)]
 
 pub mod bus;
@@ -30,4 +32,5 @@ pub mod replay;
 pub mod rng;
 pub mod runner;
 pub mod scenario;
+pub mod tariff;
 pub mod time;

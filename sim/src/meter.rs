@@ -7,12 +7,22 @@
 //! export (W resolution), totals, energy registers per tariff, gas, and for e-MUCS the
 //! quarter-hour average demand and the month's peak.
 //!
+//! The meter's clock is local time with its DST flag ([`Stamp::after`]): a run of days
+//! crosses midnight, month ends and the DST changes as a real meter's does. The e-MUCS
+//! demand objects follow Fluvius' meters: 1-0:1.4.0 is the import of the clock quarter
+//! (hh:00/15/30/45) so far, averaged over the seconds of it elapsed; 1-0:1.6.0 is the
+//! highest full quarter's average of the calendar month with the time the quarter ended,
+//! reset at the month change (to 0 kW, stamped with the month's first second) after the
+//! month's last quarter closed; 0-0:98.1.0 (optional, [`MeterSpec::history`]) lists the
+//! peaks of the past months, newest first, at most 13. Every closed quarter is kept
+//! ([`Meter::quarters`]) with its true import energy, for the capacity metrics.
+//!
 //! Faults: silent windows (no bytes at all), telegrams corrupted on the line (one bit
 //! flipped somewhere between `/` and the end of the CRC: the reader must reject each
 //! one), and junk bytes between telegrams.
 
 use super::rng::Rng;
-use super::time::DateTime;
+use super::time::{DateTime, Stamp};
 use p1lb_core::p1::crc16_arc;
 
 /// The telegram format.
@@ -48,10 +58,10 @@ pub struct PhaseValues {
 }
 
 /// Everything one telegram says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeterValues {
     /// The meter's clock.
-    pub time: DateTime,
+    pub time: Stamp,
     /// Active tariff, 1 or 2.
     pub tariff: u8,
     /// Energy imported, Wh, tariff 1 and 2.
@@ -65,11 +75,63 @@ pub struct MeterValues {
     /// Gas meter, dm³ (litres), and when the gas meter was last read.
     pub gas_l: u64,
     /// When the gas meter was last read (every 5 minutes).
-    pub gas_time: DateTime,
+    pub gas_time: Stamp,
     /// e-MUCS: the running quarter-hour average demand, W.
     pub average_demand_w: u32,
     /// e-MUCS: the month's peak quarter-hour, W, and when it ended.
-    pub peak: (DateTime, u32),
+    pub peak: (Stamp, u32),
+    /// e-MUCS 0-0:98.1.0, when printed: the past months' peaks, newest first.
+    pub history: Option<Vec<PastPeak>>,
+}
+
+/// One past month in 0-0:98.1.0: when its period ended (the next month's first
+/// second), when its peak quarter ended, and the peak, W.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PastPeak {
+    /// The end of the month (00:00:00 of the next month's first day).
+    pub month_end: Stamp,
+    /// When the month's peak quarter ended.
+    pub at: Stamp,
+    /// The month's peak, W.
+    pub power_w: u32,
+}
+
+/// The month's peak already on the meter when a run starts: a quarter of the start's
+/// month (day, hour and minute it ended) and its average, W.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EarlierPeak {
+    /// Day of the start's month, 1–31.
+    pub day: u32,
+    /// Hour the quarter ended.
+    pub hour: u32,
+    /// Minute the quarter ended.
+    pub minute: u32,
+    /// Its average import, W.
+    pub power_w: u32,
+}
+
+/// One clock quarter-hour the meter measured in a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quarter {
+    /// Its start on the meter's clock (hh:00, :15, :30 or :45).
+    pub start: Stamp,
+    /// Energy imported in it (all phases netted each second, as the meter does;
+    /// export does not offset import), Wh, unrounded.
+    pub import_wh: f64,
+    /// Seconds of it inside the run (900 for a full quarter).
+    pub seconds: u32,
+}
+
+impl Quarter {
+    /// Its average import power as billed (energy over 15 minutes), kW.
+    pub fn average_kw(&self) -> f64 {
+        self.import_wh * 4.0 / 1000.0
+    }
+
+    /// All 900 seconds of it were in the run.
+    pub fn full(&self) -> bool {
+        self.seconds >= 900
+    }
 }
 
 /// The meter's faults.
@@ -85,6 +147,10 @@ pub struct MeterSpec {
     pub corrupt_prob: f64,
     /// Probability of a burst of junk bytes before a telegram.
     pub junk_prob: f64,
+    /// The month's peak before the run (e-MUCS 1-0:1.6.0), if any.
+    pub month_peak: Option<EarlierPeak>,
+    /// e-MUCS: print 0-0:98.1.0, the past months' peaks.
+    pub history: bool,
 }
 
 impl MeterSpec {
@@ -96,6 +162,13 @@ impl MeterSpec {
             silent: Vec::new(),
             corrupt_prob: 0.0,
             junk_prob: 0.0,
+            month_peak: Some(EarlierPeak {
+                day: 1,
+                hour: 18,
+                minute: 45,
+                power_w: 2589,
+            }),
+            history: false,
         }
     }
 }
@@ -129,7 +202,13 @@ pub struct Meter {
     gas_l: f64,
     quarter: (f64, u32),
     average_w: u32,
-    peak: (DateTime, u32),
+    peak: (Stamp, u32),
+    /// The calendar month the peak is of.
+    peak_month: (i32, u32),
+    history: Vec<PastPeak>,
+    /// The quarter going on: its start and true import, Wh.
+    open: Option<(Stamp, f64, u32)>,
+    quarters: Vec<Quarter>,
     buf: Vec<u8>,
     stats: MeterStats,
 }
@@ -140,6 +219,13 @@ impl Meter {
         let mut rng = Rng::stream(seed, 3);
         let offset_v = [0; 3].map(|_| rng.range(0.0, 6.0));
         let (y, m, _) = start.date();
+        let peak = match spec.month_peak {
+            Some(p) => (
+                Stamp::of(DateTime::new(y, m, p.day, p.hour, p.minute)),
+                p.power_w,
+            ),
+            None => (Stamp::of(DateTime::new(y, m, 1, 0, 0)), 0),
+        };
         Meter {
             spec: spec.clone(),
             start,
@@ -151,7 +237,11 @@ impl Meter {
             gas_l: 3_133_361.0,
             quarter: (0.0, 0),
             average_w: 0,
-            peak: (DateTime::new(y, m, 1, 18, 45), 2589),
+            peak,
+            peak_month: (y, m),
+            history: Vec::new(),
+            open: None,
+            quarters: Vec::new(),
             buf: Vec::with_capacity(2048),
             stats: MeterStats::default(),
         }
@@ -160,6 +250,34 @@ impl Meter {
     /// The counters.
     pub fn stats(&self) -> MeterStats {
         self.stats
+    }
+
+    /// The quarters closed so far, oldest first (see [`Meter::finish`]).
+    pub fn quarters(&self) -> &[Quarter] {
+        &self.quarters
+    }
+
+    /// The month's peak now (1-0:1.6.0): when its quarter ended, W.
+    pub fn month_peak(&self) -> (Stamp, u32) {
+        self.peak
+    }
+
+    /// The past months' peaks (0-0:98.1.0), newest first.
+    pub fn history(&self) -> &[PastPeak] {
+        &self.history
+    }
+
+    /// The end of the run: closes the quarter going on (partial unless its 900 s are
+    /// in) and returns every quarter.
+    pub fn finish(&mut self) -> &[Quarter] {
+        if let Some((start, import_wh, seconds)) = self.open.take() {
+            self.quarters.push(Quarter {
+                start,
+                import_wh,
+                seconds,
+            });
+        }
+        &self.quarters
     }
 
     /// The phase voltages, V, at the given grid currents: the supply's own level (or
@@ -180,7 +298,7 @@ impl Meter {
     /// accumulates the registers and returns the bytes put on the line (empty while
     /// silent).
     pub fn second(&mut self, t_s: u32, grid_a: [f64; 3], volts: [f64; 3]) -> &[u8] {
-        let time = self.start.plus(t_s);
+        let time = Stamp::after(self.start, t_s);
         let values = self.measure(time, grid_a, volts);
         self.buf.clear();
         if self.spec.silent.iter().any(|&(a, b)| t_s >= a && t_s < b) {
@@ -207,7 +325,8 @@ impl Meter {
         &self.buf
     }
 
-    fn measure(&mut self, time: DateTime, grid_a: [f64; 3], volts: [f64; 3]) -> MeterValues {
+    fn measure(&mut self, stamp: Stamp, grid_a: [f64; 3], volts: [f64; 3]) -> MeterValues {
+        let time = stamp.local;
         let mut phase = [PhaseValues::default(); 3];
         let mut total_w = 0i64;
         for p in 0..self.spec.phases.min(3) {
@@ -235,18 +354,58 @@ impl Meter {
         let sod = time.second_of_day();
         if sod % 900 == 0 && self.quarter.1 > 0 {
             if self.average_w > self.peak.1 {
-                self.peak = (time, self.average_w);
+                self.peak = (stamp, self.average_w);
             }
             self.quarter = (0.0, 0);
+        }
+        let (y, m, d) = time.date();
+        if sod % 900 == 0 && (y, m) != self.peak_month {
+            // The month's last quarter is in: its peak goes to the history, the new
+            // month starts from nothing.
+            let month_start = Stamp {
+                local: DateTime::new(y, m, 1, 0, 0),
+                summer: stamp.summer,
+            };
+            self.history.insert(
+                0,
+                PastPeak {
+                    month_end: month_start,
+                    at: self.peak.0,
+                    power_w: self.peak.1,
+                },
+            );
+            self.history.truncate(13);
+            self.peak = (month_start, 0);
+            self.peak_month = (y, m);
+        }
+        if sod % 900 == 0 || self.open.is_none() {
+            if let Some((start, import_wh, seconds)) = self.open.take() {
+                self.quarters.push(Quarter {
+                    start,
+                    import_wh,
+                    seconds,
+                });
+            }
+            let start = Stamp {
+                local: DateTime::new(y, m, d, 0, 0).plus(sod - sod % 900),
+                summer: stamp.summer,
+            };
+            self.open = Some((start, 0.0, 0));
+        }
+        if let Some(q) = &mut self.open {
+            q.1 += wh.max(0.0);
+            q.2 += 1;
         }
         self.quarter.0 += total_w.max(0) as f64;
         self.quarter.1 += 1;
         self.average_w = (self.quarter.0 / f64::from(self.quarter.1)).round() as u32;
         // The gas meter is read every five minutes.
-        let (y, m, d) = time.date();
-        let gas_time = DateTime::new(y, m, d, 0, 0).plus(sod - sod % 300);
+        let gas_time = Stamp {
+            local: DateTime::new(y, m, d, 0, 0).plus(sod - sod % 300),
+            summer: stamp.summer,
+        };
         MeterValues {
-            time,
+            time: stamp,
             tariff,
             import_wh: self.import_wh.map(|x| x as u64),
             export_wh: self.export_wh.map(|x| x as u64),
@@ -256,6 +415,7 @@ impl Meter {
             gas_time,
             average_demand_w: self.average_w,
             peak: self.peak,
+            history: self.spec.history.then(|| self.history.clone()),
         }
     }
 }
@@ -336,7 +496,7 @@ pub fn write_telegram(out: &mut Vec<u8>, flavour: Flavour, v: &MeterValues) {
         obj(out, b"1-0:2.8.1", v.export_wh[0], 6, 3, b"*kWh");
         obj(out, b"1-0:2.8.2", v.export_wh[1], 6, 3, b"*kWh");
     };
-    let stamp = |out: &mut Vec<u8>, obis: &[u8], t: &DateTime| {
+    let stamp = |out: &mut Vec<u8>, obis: &[u8], t: &Stamp| {
         line(out, obis);
         out.extend_from_slice(&t.dsmr());
         end(out, b"");
@@ -404,6 +564,21 @@ pub fn write_telegram(out: &mut Vec<u8>, flavour: Flavour, v: &MeterValues) {
             out.extend_from_slice(b")(");
             num(out, u64::from(v.peak.1), 2, 3);
             end(out, b"*kW");
+            if let Some(history) = &v.history {
+                line(out, b"0-0:98.1.0");
+                num(out, history.len() as u64, 1, 0);
+                out.extend_from_slice(b")(1-0:1.6.0)(1-0:1.6.0)");
+                for p in history {
+                    out.push(b'(');
+                    out.extend_from_slice(&p.month_end.dsmr());
+                    out.extend_from_slice(b")(");
+                    out.extend_from_slice(&p.at.dsmr());
+                    out.extend_from_slice(b")(");
+                    num(out, u64::from(p.power_w), 2, 3);
+                    out.extend_from_slice(b"*kW)");
+                }
+                out.extend_from_slice(b"\r\n");
+            }
             obj(out, b"0-0:96.14.0", u64::from(v.tariff), 4, 0, b"");
             obj(out, b"1-0:1.7.0", kw(total), 2, 3, b"*kW");
             obj(out, b"1-0:2.7.0", kw(-total), 2, 3, b"*kW");
@@ -447,7 +622,7 @@ mod tests {
     use p1lb_core::p1::{CrcStatus, Event, GridSource, Reading, TelegramReader};
 
     fn values(phases: usize) -> MeterValues {
-        let t = DateTime::new(2025, 1, 15, 17, 30);
+        let t = Stamp::of(DateTime::new(2025, 1, 15, 17, 30));
         MeterValues {
             time: t,
             tariff: 2,
@@ -475,9 +650,10 @@ mod tests {
                 },
             ],
             gas_l: 3_133_361,
-            gas_time: DateTime::new(2025, 1, 15, 17, 25),
+            gas_time: Stamp::of(DateTime::new(2025, 1, 15, 17, 25)),
             average_demand_w: 2351,
-            peak: (DateTime::new(2025, 1, 9, 13, 45), 2589),
+            peak: (Stamp::of(DateTime::new(2025, 1, 9, 13, 45)), 2589),
+            history: None,
         }
     }
 
@@ -585,6 +761,7 @@ mod tests {
             silent: vec![(10, 20)],
             corrupt_prob: 0.3,
             junk_prob: 0.2,
+            ..MeterSpec::healthy(Flavour::Dsmr5, 3)
         };
         let mut m = Meter::new(&spec, DateTime::new(2025, 1, 15, 17, 0), 9);
         let mut stream = Vec::new();
@@ -606,5 +783,98 @@ mod tests {
             assert!((g[0].expect("L1") - 10_000).abs() < 10, "{g:?}");
             assert!((g[1].expect("L2") + 5_000).abs() < 10, "{g:?}");
         }
+    }
+
+    /// The month's peak is reset at the month change, after the month's last quarter;
+    /// the quarters follow the clock; 98.1.0 lists the past month; the reader reads it.
+    #[test]
+    fn the_peak_resets_at_the_month_change() {
+        let mut spec = MeterSpec::healthy(Flavour::Emucs, 3);
+        spec.month_peak = Some(EarlierPeak {
+            day: 20,
+            hour: 19,
+            minute: 30,
+            power_w: 4000,
+        });
+        spec.history = true;
+        let mut m = Meter::new(&spec, DateTime::new(2025, 1, 31, 23, 0), 1);
+        let mut telegrams = Vec::new();
+        for t in 0..7200 {
+            // 10 A on L1 before midnight, 5 A after; L2 exports 2 A (not netted
+            // against the quarter: the meter nets the phases each second).
+            let a = if t < 3600 { 10.0 } else { 5.0 };
+            let grid = [a, -2.0, 0.0];
+            let bytes = m.second(t, grid, [230.0; 3]).to_vec();
+            if [3599, 3600, 4500, 7199].contains(&t) {
+                telegrams.push(bytes);
+            }
+        }
+        let q = m.finish().to_vec();
+        assert_eq!(q.len(), 8);
+        assert!(q.iter().all(Quarter::full));
+        assert_eq!(&q[4].start.dsmr(), b"250201000000W");
+        // (10 A − 2 A) × 230 V = 1.84 kW; after midnight 0.69 kW.
+        assert!((q[3].average_kw() - 1.84).abs() < 0.001, "{q:?}");
+        assert!((q[4].average_kw() - 0.69).abs() < 0.001, "{q:?}");
+        assert_eq!(m.history().len(), 1);
+        assert_eq!(m.history()[0].power_w, 4000);
+        assert_eq!(m.month_peak().1, 690);
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        // 23:59:59: January's peak, no history yet.
+        assert!(text(&telegrams[0]).contains("1-0:1.6.0(250120193000W)(04.000*kW)"));
+        assert!(text(&telegrams[0]).contains("0-0:98.1.0(0)(1-0:1.6.0)(1-0:1.6.0)\r\n"));
+        // 00:00:00: reset, January in the history.
+        let t = text(&telegrams[1]);
+        assert!(t.contains("1-0:1.6.0(250201000000W)(00.000*kW)"), "{t}");
+        assert!(
+            t.contains(
+                "0-0:98.1.0(1)(1-0:1.6.0)(1-0:1.6.0)(250201000000W)(250120193000W)(04.000*kW)"
+            ),
+            "{t}"
+        );
+        // 00:15:00: the first quarter of February is its peak.
+        assert!(text(&telegrams[2]).contains("1-0:1.6.0(250201001500W)(00.690*kW)"));
+        for b in &telegrams {
+            let (got, rejected) = read(b);
+            assert_eq!((got.len(), rejected), (1, 0));
+            assert!(matches!(got[0].1, CrcStatus::Ok(_)));
+        }
+        let (got, _) = read(&telegrams[3]);
+        assert_eq!(got[0].0.month_peak.map(|p| p.power_w), Some(690));
+        assert_eq!(got[0].0.average_demand_w, Some(690));
+    }
+
+    /// Across the end of summer time the hour 02:00–03:00 has eight quarters, four `S`
+    /// and four `W`, each full; across its start an hour has none.
+    #[test]
+    fn quarters_follow_the_clock_across_dst() {
+        let spec = MeterSpec::healthy(Flavour::Emucs, 3);
+        let mut m = Meter::new(&spec, DateTime::new(2025, 10, 26, 1, 30), 1);
+        for t in 0..3 * 3600 {
+            m.second(t, [1.0; 3], [230.0; 3]);
+        }
+        let q = m.finish();
+        let starts: Vec<String> = q
+            .iter()
+            .map(|q| String::from_utf8_lossy(&q.start.dsmr()[6..]).into_owned())
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                "013000S", "014500S", "020000S", "021500S", "023000S", "024500S", "020000W",
+                "021500W", "023000W", "024500W", "030000W", "031500W"
+            ]
+        );
+        assert!(q.iter().all(Quarter::full));
+        let mut m = Meter::new(&spec, DateTime::new(2025, 3, 30, 1, 30), 1);
+        for t in 0..3600 {
+            m.second(t, [1.0; 3], [230.0; 3]);
+        }
+        let q = m.finish();
+        let starts: Vec<String> = q
+            .iter()
+            .map(|q| String::from_utf8_lossy(&q.start.dsmr()[6..]).into_owned())
+            .collect();
+        assert_eq!(starts, ["013000W", "014500W", "030000S", "031500S"]);
     }
 }

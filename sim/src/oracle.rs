@@ -384,6 +384,85 @@ impl SharedReactive {
 
 #[cfg(test)]
 mod tests {
+    use super::super::car::{CarSpec, Session};
+    use super::super::time::{DateTime, Stamp};
+    use p1lb_core::config::CapacityMode;
+
+    /// The capacity oracle on a hand-made run: 2.5 kW target, 100 W margin, a car that
+    /// could draw 11 kW, from 17:05 (a 600 s first quarter).
+    #[test]
+    fn the_capacity_oracle_fills_each_quarter_budget() {
+        let mut cfg = Config::default();
+        cfg.set_capacity_mode(CapacityMode::Target).expect("mode");
+        let mut car = CarSpec::three_phase(3600, 0.5);
+        car.battery_kwh = 10.0;
+        car.sessions = vec![Session {
+            arrive_s: 0,
+            leave_s: 3600,
+            soc_start: 0.5,
+            soc_target: 0.6, // 1 kWh of need
+        }];
+        let start = DateTime::new(2025, 1, 15, 17, 5);
+        let mut o = CapacityOracle::new(&cfg, &[&car], Stamp::of(start), 2000.0);
+        for t in 0..3600 {
+            let at = Stamp::after(start, t);
+            let house_w = match t {
+                // 17:05–17:15: 1 kW.
+                0..600 => 1000.0,
+                // 17:15–17:30: 3 kW, above the budget by itself.
+                600..1500 => 3000.0,
+                // 17:30–17:45: 2 kW export for 450 s, then 1 kW.
+                1500..1950 => -2000.0,
+                1950..2400 => 1000.0,
+                _ => 500.0,
+            };
+            o.second(t, at, house_w, &[11_040.0]);
+        }
+        o.finish();
+        let q = o.quarters();
+        assert_eq!(q.len(), 5);
+        assert_eq!(&q[0].start.dsmr(), b"250115170000W");
+        // 600 s × (2400 − 1000) W.
+        assert!((q[0].ev_wh - 600.0 * 1400.0 / 3600.0).abs() < 1e-6, "{q:?}");
+        assert_eq!(q[1].ev_wh, 0.0);
+        assert!((q[1].import_wh - 750.0).abs() < 1e-6);
+        // The export absorbed (2 kW × 450 s, 250 Wh, free) plus the budget less the
+        // house's import (2400 × 900 − 1000 × 450 W·s, 475 Wh); the import is the
+        // budget exactly.
+        assert!((q[2].ev_wh - 725.0).abs() < 1e-6, "{q:?}");
+        assert!((q[2].import_wh - 600.0).abs() < 1e-6, "{q:?}");
+        // Then only the need left (1000 − 233.3 − 725 Wh).
+        assert!(
+            (q[3].ev_wh - (1000.0 - q[0].ev_wh - 725.0)).abs() < 1e-6,
+            "{q:?}"
+        );
+        assert_eq!(q[4].ev_wh, 0.0);
+        assert!((o.energy_kwh() - 1.0).abs() < 1e-9);
+
+        // Following a 6 kW peak the budget is 5.9 kW: 600 s × 4.9 kW in the first
+        // quarter, and 2.9 kW × 900 s in the second.
+        cfg.set_capacity_mode(CapacityMode::FollowPeak)
+            .expect("mode");
+        car.battery_kwh = 100.0;
+        let mut o = CapacityOracle::new(&cfg, &[&car], Stamp::of(start), 6000.0);
+        for t in 0..1500 {
+            let house_w = if t < 600 { 1000.0 } else { 3000.0 };
+            o.second(t, Stamp::after(start, t), house_w, &[11_040.0]);
+        }
+        o.finish();
+        let q = o.quarters();
+        assert!((q[0].ev_wh - 600.0 * 4900.0 / 3600.0).abs() < 1e-6, "{q:?}");
+        assert!((q[1].ev_wh - 900.0 * 2900.0 / 3600.0).abs() < 1e-6, "{q:?}");
+        assert_eq!(q[1].ceiling_w, 6000.0);
+        // Unplugged (no room, 0 W): nothing.
+        let mut o = CapacityOracle::new(&cfg, &[&car], Stamp::of(start), 0.0);
+        for t in 0..600 {
+            o.second(t, Stamp::after(start, t), 0.0, &[0.0]);
+        }
+        o.finish();
+        assert_eq!(o.energy_kwh(), 0.0);
+    }
+
     use super::*;
 
     #[test]
@@ -409,5 +488,227 @@ mod tests {
             limit_ma(&cfg, 10_000, Phases::Three, [1.0, 1.0, 1.0]),
             10_000
         );
+    }
+}
+
+/// The capacity oracle (issue 17): the most energy the cars could take in each clock
+/// quarter-hour without its average import going above the budget, knowing the whole
+/// quarter's house load in advance. Per quarter:
+///
+/// `EV = F + clamp(B − H, 0, C − F)`, limited by the cars' remaining need, where
+/// - `B = (ceiling − margin (1074)) × the quarter's seconds in the run`, the ceiling
+///   being the target (1073) or, in mode 2, the larger of the target and the month's
+///   peak so far (the peak on the meter before the run, then the oracle's own quarters;
+///   back to 0 at a month change);
+/// - `H` the house's import energy of the quarter (phases netted each second, as the
+///   meter does; export does not offset import);
+/// - `C` what the cars could draw over the quarter: each second, each plugged-in car at
+///   the fuse oracle's limit for that second (upper limit 1015 less the house on its
+///   phases, charger maximum 1010, 0 below the charger minimum 1025; shared among the
+///   cars as the core does when there are several), at most its on-board charger's
+///   maximum, at the second's voltages;
+/// - `F` the part of `C` that absorbs the house's export in the same second (free).
+///
+/// A car's minimum is respected: it draws at least the minimum or nothing, so a budget
+/// smaller than the minimum's power is spent by charging for part of the quarter. The
+/// energy is shared among several cars in proportion to what each could draw, none
+/// beyond its need (`battery × (target − state of charge on arrival)` per session).
+/// The battery's taper above [`super::car::CarSpec::taper_soc`] is not modelled (the
+/// oracle is an upper bound), nor an export smaller than a car's minimum (counted as
+/// free although the car must import the rest of its minimum to use it).
+#[derive(Debug, Clone)]
+pub struct CapacityOracle {
+    follow_peak: bool,
+    target_w: f64,
+    margin_w: f64,
+    peak_w: f64,
+    peak_month: (i32, u32),
+    cars: Vec<CapacityCar>,
+    open: Option<OpenQuarter>,
+    quarters: Vec<OracleQuarter>,
+}
+
+#[derive(Debug, Clone)]
+struct CapacityCar {
+    sessions: Vec<super::car::Session>,
+    battery_kwh: f64,
+    /// The session the delivered energy is of.
+    session: Option<usize>,
+    delivered_wh: f64,
+    energy_wh: f64,
+}
+
+impl CapacityCar {
+    fn need_wh(&self) -> f64 {
+        match self.session.and_then(|i| self.sessions.get(i)) {
+            Some(s) => {
+                let need = self.battery_kwh * 1000.0 * (s.soc_target - s.soc_start).max(0.0);
+                (need - self.delivered_wh).max(0.0)
+            }
+            None => 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct OpenQuarter {
+    start: super::time::Stamp,
+    seconds: u32,
+    house_ws: f64,
+    free_ws: f64,
+    cap_ws: Vec<f64>,
+}
+
+/// One quarter of the capacity oracle.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OracleQuarter {
+    /// Its start on the meter's clock.
+    pub start: super::time::Stamp,
+    /// Energy into the cars, Wh.
+    pub ev_wh: f64,
+    /// The import of the quarter with the oracle's cars, Wh.
+    pub import_wh: f64,
+    /// The ceiling it was held to (target, or the month's peak in mode 2), W.
+    pub ceiling_w: f64,
+}
+
+impl CapacityOracle {
+    /// The oracle for `cars` (charger 1's first) under `cfg`'s capacity settings
+    /// (1072–1074), for a run starting at `start` with the month's peak `month_peak_w`
+    /// already on the meter.
+    pub fn new(
+        cfg: &Config,
+        cars: &[&super::car::CarSpec],
+        start: super::time::Stamp,
+        month_peak_w: f64,
+    ) -> Self {
+        let (y, m, _) = start.local.date();
+        CapacityOracle {
+            follow_peak: cfg.capacity_mode() == p1lb_core::config::CapacityMode::FollowPeak,
+            target_w: f64::from(cfg.capacity_target_w()),
+            margin_w: f64::from(cfg.capacity_margin_w()),
+            peak_w: month_peak_w,
+            peak_month: (y, m),
+            cars: cars
+                .iter()
+                .map(|c| CapacityCar {
+                    sessions: c.sessions.clone(),
+                    battery_kwh: c.battery_kwh,
+                    session: None,
+                    delivered_wh: 0.0,
+                    energy_wh: 0.0,
+                })
+                .collect(),
+            open: None,
+            quarters: Vec::new(),
+        }
+    }
+
+    /// Second `t_s` of the run, at `at` on the meter's clock: the house's net power
+    /// (W, import positive, all phases) and the most each car could draw in it (W; 0
+    /// when it is not plugged in or its room is below its minimum).
+    pub fn second(&mut self, t_s: u32, at: super::time::Stamp, house_w: f64, caps_w: &[f64]) {
+        if at.local.second_of_day() % 900 == 0 {
+            self.close();
+        }
+        for car in &mut self.cars {
+            let now = car
+                .sessions
+                .iter()
+                .position(|s| t_s >= s.arrive_s && t_s < s.leave_s);
+            if now.is_some() && now != car.session {
+                car.session = now;
+                car.delivered_wh = 0.0;
+            }
+        }
+        let n = self.cars.len();
+        let q = self.open.get_or_insert_with(|| OpenQuarter {
+            start: super::time::Stamp {
+                local: at.local.floor_quarter(),
+                summer: at.summer,
+            },
+            seconds: 0,
+            house_ws: 0.0,
+            free_ws: 0.0,
+            cap_ws: vec![0.0; n],
+        });
+        q.seconds += 1;
+        q.house_ws += house_w.max(0.0);
+        let mut all = 0.0;
+        for (acc, &c) in q.cap_ws.iter_mut().zip(caps_w) {
+            *acc += c.max(0.0);
+            all += c.max(0.0);
+        }
+        q.free_ws += all.min((-house_w).max(0.0));
+    }
+
+    /// Closes the quarter going on (the end of the run).
+    pub fn finish(&mut self) {
+        self.close();
+    }
+
+    fn close(&mut self) {
+        let Some(q) = self.open.take() else {
+            return;
+        };
+        let (y, m, _) = q.start.local.date();
+        if (y, m) != self.peak_month {
+            self.peak_month = (y, m);
+            self.peak_w = 0.0;
+        }
+        let ceiling_w = if self.follow_peak {
+            self.target_w.max(self.peak_w)
+        } else {
+            self.target_w
+        };
+        let budget_ws = (ceiling_w - self.margin_w).max(0.0) * f64::from(q.seconds);
+        let cap_ws: f64 = q.cap_ws.iter().sum();
+        let free_ws = q.free_ws.min(cap_ws);
+        let want_ws = free_ws + (budget_ws - q.house_ws).clamp(0.0, cap_ws - free_ws);
+        // Share in proportion to what each could draw, within each one's need.
+        let mut given = vec![0.0; self.cars.len()];
+        let mut left = want_ws;
+        for _ in 0..3 {
+            let room: Vec<f64> = self
+                .cars
+                .iter()
+                .zip(&q.cap_ws)
+                .zip(&given)
+                .map(|((car, cap), g)| (car.need_wh() * 3600.0 - g).min(cap - g).max(0.0))
+                .collect();
+            let total: f64 = room.iter().sum();
+            if left <= 1e-9 || total <= 1e-9 {
+                break;
+            }
+            let k = (left / total).min(1.0);
+            for (g, r) in given.iter_mut().zip(&room) {
+                *g += r * k;
+            }
+            left = want_ws - given.iter().sum::<f64>();
+        }
+        let ev_ws: f64 = given.iter().sum();
+        for (car, g) in self.cars.iter_mut().zip(&given) {
+            car.delivered_wh += g / 3600.0;
+            car.energy_wh += g / 3600.0;
+        }
+        let import_ws = q.house_ws + (ev_ws - free_ws.min(ev_ws));
+        let average_w = import_ws / 900.0;
+        self.peak_w = self.peak_w.max(average_w);
+        self.quarters.push(OracleQuarter {
+            start: q.start,
+            ev_wh: ev_ws / 3600.0,
+            import_wh: import_ws / 3600.0,
+            ceiling_w,
+        });
+    }
+
+    /// Energy into all its cars so far, kWh (closed quarters).
+    pub fn energy_kwh(&self) -> f64 {
+        self.cars.iter().map(|c| c.energy_wh).sum::<f64>() / 1000.0
+    }
+
+    /// Its quarters, oldest first.
+    pub fn quarters(&self) -> &[OracleQuarter] {
+        &self.quarters
     }
 }

@@ -1,7 +1,9 @@
 //! The chart: one panel per run (rows: scenarios, columns: modes), each showing the
 //! grid current per phase, the limit sent to the charger, the oracle's limit, the fuse
-//! rating and the balancer's lower / upper / alarm thresholds over time. SVG, drawn
-//! with `plotters` (text as SVG `<text>`, so no font file is needed).
+//! rating and the balancer's lower / upper / alarm thresholds over time. A run with a
+//! capacity target (1072 ≠ 0) gets a strip below: the meter's quarter-hour averages
+//! (kW, import), the target and, in mode 2, the ceiling the month's peak sets. SVG,
+//! drawn with `plotters` (text as SVG `<text>`, so no font file is needed).
 
 use std::path::Path;
 
@@ -26,6 +28,8 @@ const ALARM: RGBColor = RGBColor(255, 127, 14);
 const UPPER: RGBColor = RGBColor(148, 103, 189);
 const LOWER: RGBColor = RGBColor(23, 190, 207);
 const ORACLE: RGBColor = RGBColor(160, 160, 160);
+const QUARTER: RGBColor = RGBColor(31, 119, 180);
+const TARGET: RGBColor = RGBColor(214, 39, 40);
 
 /// Writes the chart of `runs` to `path`.
 pub fn write_svg(path: &Path, runs: &[RunResult]) -> Result<()> {
@@ -57,7 +61,13 @@ pub fn render(runs: &[RunResult]) -> Result<String> {
             let row = names.iter().position(|n| *n == r.scenario).unwrap_or(0);
             let col = modes.iter().position(|m| *m == r.mode).unwrap_or(0);
             if let Some(area) = panels.get(row * cols + col) {
-                panel(area, r).map_err(|e| anyhow!("plot: {e}"))?;
+                if r.capacity.target_kw.is_some() {
+                    let (top, bottom) = area.split_vertically(PANEL.1 * 62 / 100);
+                    panel(&top, r).map_err(|e| anyhow!("plot: {e}"))?;
+                    quarters(&bottom, r).map_err(|e| anyhow!("plot: {e}"))?;
+                } else {
+                    panel(area, r).map_err(|e| anyhow!("plot: {e}"))?;
+                }
             }
         }
         root.present().map_err(|e| anyhow!("plot: {e}"))?;
@@ -66,8 +76,8 @@ pub fn render(runs: &[RunResult]) -> Result<String> {
 }
 
 /// One bucket of samples reduced to a point: time (s), highest grid current per phase,
-/// lowest sent limit, lowest oracle limit.
-fn buckets(trace: &[Sample]) -> Vec<(f64, [f64; 3], f64, f64)> {
+/// lowest sent limit, lowest oracle limit. Each sample covers `step_s` seconds.
+fn buckets(trace: &[Sample], step_s: u32) -> Vec<(f64, [f64; 3], f64, f64)> {
     let size = trace.len().div_ceil(MAX_POINTS).max(1);
     trace
         .chunks(size)
@@ -82,7 +92,12 @@ fn buckets(trace: &[Sample]) -> Vec<(f64, [f64; 3], f64, f64)> {
                 sent = sent.min(f64::from(s.sent_a));
                 oracle = oracle.min(f64::from(s.oracle_a));
             }
-            ((i * size) as f64, g, sent, oracle)
+            (
+                (i * size) as f64 * f64::from(step_s.max(1)),
+                g,
+                sent,
+                oracle,
+            )
         })
         .collect()
 }
@@ -94,7 +109,7 @@ type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 
 fn panel(area: &Area<'_>, r: &RunResult) -> Result<(), Box<dyn std::error::Error>> {
     let m = &r.metrics;
-    let pts = buckets(&r.trace);
+    let pts = buckets(&r.trace, r.trace_step_s);
     let hours = m.duration_s > 4 * 3600;
     let (unit, scale) = if hours { ("h", 3600.0) } else { ("min", 60.0) };
     let x_max = f64::from(m.duration_s) / scale;
@@ -193,6 +208,83 @@ fn panel(area: &Area<'_>, r: &RunResult) -> Result<(), Box<dyn std::error::Error
         }
         let font = ("sans-serif", 12).into_font().color(&BLACK);
         area.draw(&Text::new(label.clone(), (x + 28, y - 6), font))?;
+    }
+    Ok(())
+}
+
+/// The capacity strip of a run: each clock quarter's average import (kW, a step per
+/// quarter), the target (1073) and the month peaks' ceiling in mode 2.
+fn quarters(area: &Area<'_>, r: &RunResult) -> Result<(), Box<dyn std::error::Error>> {
+    let c = &r.capacity;
+    let m = &r.metrics;
+    let hours = m.duration_s > 4 * 3600;
+    let scale = if hours { 3600.0 } else { 60.0 };
+    let x_max = f64::from(m.duration_s) / scale;
+    let target = c.target_kw.unwrap_or(0.0);
+    let mut steps = Vec::with_capacity(2 * c.quarters.len());
+    let mut t = 0.0;
+    for q in &c.quarters {
+        let kw = q.average_kw();
+        steps.push((t / scale, kw));
+        t += f64::from(q.seconds);
+        steps.push((t / scale, kw));
+    }
+    let hi = steps
+        .iter()
+        .map(|p| p.1)
+        .fold(target.max(c.earlier_peak_kw), f64::max);
+    let caption = format!(
+        "quarter-hour import: peak {:.2} kW, target {:.1} kW, {} full quarter(s) over it",
+        c.quarter_peak_kw,
+        target,
+        c.quarters_over_target.unwrap_or(0)
+    );
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 13))
+        .margin(10)
+        .margin_right(LEGEND_W)
+        .x_label_area_size(30)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0.0..x_max, 0.0..(hi * 1.1 + 0.5))?;
+    chart
+        .configure_mesh()
+        .y_desc("kW")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.1}"))
+        .light_line_style(RGBColor(235, 235, 235))
+        .bold_line_style(RGBColor(215, 215, 215))
+        .label_style(("sans-serif", 11))
+        .draw()?;
+    chart.draw_series(LineSeries::new(steps, QUARTER.stroke_width(2)))?;
+    let flat = |v: f64| vec![(0.0, v), (x_max, v)];
+    chart.draw_series(DashedLineSeries::new(
+        flat(target),
+        6,
+        4,
+        TARGET.stroke_width(2),
+    ))?;
+    if c.mode == Some(p1lb_core::config::CapacityMode::FollowPeak) {
+        chart.draw_series(DashedLineSeries::new(
+            flat(c.earlier_peak_kw),
+            3,
+            3,
+            ORACLE.stroke_width(1),
+        ))?;
+    }
+    let (w, _) = area.dim_in_pixel();
+    let x = w as i32 - LEGEND_W as i32 + 8;
+    let font = ("sans-serif", 12).into_font().color(&BLACK);
+    let mut labels = vec![("quarter avg", QUARTER), ("target (1073)", TARGET)];
+    if c.mode == Some(p1lb_core::config::CapacityMode::FollowPeak) {
+        labels.push(("peak before run", ORACLE));
+    }
+    for (i, (label, color)) in labels.into_iter().enumerate() {
+        let y = 30 + 18 * i as i32;
+        area.draw(&PathElement::new(
+            vec![(x, y), (x + 21, y)],
+            color.stroke_width(2),
+        ))?;
+        area.draw(&Text::new(label, (x + 28, y - 6), font.clone()))?;
     }
     Ok(())
 }

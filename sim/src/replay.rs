@@ -6,17 +6,56 @@
 //! house load, and the simulated car is added on top. Telegrams are spaced by their
 //! timestamps where those advance by 1–60 s, else one second apart; the load holds
 //! between telegrams, and the recording repeats when the run is longer than it.
+//!
+//! The capacity tariff as the recording shows it ([`Recording::quarters`]): the clock
+//! quarters of its timestamps (with their DST flag), each one's import from the deltas
+//! of its energy registers (1-0:1.8.1 + 1.8.2, from the first telegram of the quarter
+//! to the first of the next) and, from an e-MUCS meter, the last 1-0:1.4.0 it printed in
+//! the quarter; and the month's peak (1-0:1.6.0) on the meter at the start and the end.
 
 use p1lb_core::p1::{Event, GridSource, Reading, TelegramReader};
 
 use super::meter::Flavour;
-use super::time::DateTime;
+use super::time::{DateTime, Stamp};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Sample {
     at_s: u32,
     current_a: [f64; 3],
     voltage_v: Option<[f64; 3]>,
+}
+
+/// One clock quarter-hour of a recording, as its own registers tell it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecordedQuarter {
+    /// Its start (hh:00, :15, :30, :45 of the meter's clock).
+    pub start: Stamp,
+    /// Import in it from the energy registers (first telegram of the quarter to the
+    /// first of the next; to the last of its own for the recording's last quarter), Wh.
+    pub import_wh: Option<u64>,
+    /// The last 1-0:1.4.0 printed in it (the quarter's average so far), W.
+    pub demand_w: Option<i64>,
+    /// Telegrams in it.
+    pub telegrams: u32,
+    /// The recording holds all of it: a telegram in its first 10 s, and the next
+    /// quarter's first telegram in that one's first 10 s.
+    pub full: bool,
+}
+
+impl RecordedQuarter {
+    /// Its average import (energy over 15 minutes), kW.
+    pub fn average_kw(&self) -> Option<f64> {
+        self.import_wh.map(|wh| wh as f64 * 4.0 / 1000.0)
+    }
+}
+
+/// A peak as an e-MUCS meter printed it (1-0:1.6.0): when, and W.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordedPeak {
+    /// When the peak quarter ended, if printed.
+    pub at: Option<Stamp>,
+    /// The peak, W.
+    pub power_w: i64,
 }
 
 /// A parsed recording.
@@ -32,6 +71,78 @@ pub struct Recording {
     pub start: Option<DateTime>,
     /// Telegrams the reader refused in the recording.
     pub rejected: u32,
+    /// The clock quarters of the recording (its timestamped telegrams).
+    pub quarters: Vec<RecordedQuarter>,
+    /// 1-0:1.6.0 in the first and in the last telegram that printed it.
+    pub month_peak: Option<(RecordedPeak, RecordedPeak)>,
+}
+
+fn stamp_of(ts: &p1lb_core::p1::Timestamp) -> Stamp {
+    let local = DateTime::new(
+        i32::from(ts.year),
+        u32::from(ts.month),
+        u32::from(ts.day),
+        u32::from(ts.hour),
+        u32::from(ts.minute),
+    )
+    .plus(u32::from(ts.second));
+    match ts.summer {
+        Some(summer) => Stamp { local, summer },
+        None => Stamp::of(local),
+    }
+}
+
+/// The quarters of `(stamp, import Wh, 1.4.0 W)` telegram readings in time order.
+fn quarters_of(readings: &[(Stamp, Option<u64>, Option<i64>)]) -> Vec<RecordedQuarter> {
+    let key = |s: &Stamp| (s.local.floor_quarter(), s.summer);
+    let mut out: Vec<(RecordedQuarter, Option<u64>, u32)> = Vec::new();
+    for (at, import, demand) in readings {
+        let into = at.local.second_of_day() % 900;
+        match out.last_mut() {
+            Some((q, _, _)) if key(&q.start) == key(at) => {
+                q.telegrams += 1;
+                q.demand_w = demand.or(q.demand_w);
+            }
+            _ => out.push((
+                RecordedQuarter {
+                    start: Stamp {
+                        local: at.local.floor_quarter(),
+                        summer: at.summer,
+                    },
+                    import_wh: None,
+                    demand_w: *demand,
+                    telegrams: 1,
+                    full: into < 10,
+                },
+                *import,
+                into,
+            )),
+        }
+    }
+    // Energy: first register of the next quarter less this one's first; the last
+    // quarter to its own last telegram.
+    let last_import = readings.iter().rev().find_map(|r| r.1);
+    let n = out.len();
+    let mut quarters = Vec::with_capacity(n);
+    for i in 0..n {
+        let (mut q, first, _) = out[i];
+        let next = out.get(i + 1);
+        let end = match next {
+            Some((_, e, _)) => *e,
+            None => last_import,
+        };
+        q.import_wh = match (first, end) {
+            (Some(a), Some(b)) if b >= a => Some(b - a),
+            _ => None,
+        };
+        // Adjacent in real time (UTC): across a DST change too.
+        let utc = |s: &Stamp| s.local.epoch_s() - if s.summer { 7200 } else { 3600 };
+        let adjacent =
+            next.is_some_and(|(nq, _, into)| *into < 10 && utc(&nq.start) - utc(&q.start) == 900);
+        q.full = q.full && adjacent;
+        quarters.push(q);
+    }
+    quarters
 }
 
 impl Recording {
@@ -45,6 +156,8 @@ impl Recording {
         let mut emucs = false;
         let mut phases = 1;
         let mut at_s = 0u32;
+        let mut demand: Vec<(Stamp, Option<u64>, Option<i64>)> = Vec::new();
+        let mut peaks: Vec<RecordedPeak> = Vec::new();
         while !rest.is_empty() {
             let (used, event) = reader.feed(rest);
             rest = &rest[used..];
@@ -52,6 +165,19 @@ impl Recording {
                 continue;
             };
             let r = Reading::parse(&t);
+            if let Some(ts) = &r.timestamp {
+                let import = match (r.import_wh.t1, r.import_wh.t2) {
+                    (Some(a), Some(b)) => u64::try_from(a.saturating_add(b)).ok(),
+                    _ => None,
+                };
+                demand.push((stamp_of(ts), import, r.average_demand_w));
+            }
+            if let Some(p) = r.month_peak {
+                peaks.push(RecordedPeak {
+                    at: p.at.as_ref().map(stamp_of),
+                    power_w: p.power_w,
+                });
+            }
             let grid = r.grid_currents_ma(source);
             if grid.iter().all(Option::is_none) {
                 continue;
@@ -110,6 +236,8 @@ impl Recording {
             phases,
             start,
             rejected: reader.stats().rejected(),
+            quarters: quarters_of(&demand),
+            month_peak: peaks.first().copied().zip(peaks.last().copied()),
         })
     }
 

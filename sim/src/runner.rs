@@ -29,7 +29,7 @@
 //! ([`oracle::SharedOracle`], [`oracle::SharedReactive`]).
 
 use p1lb_core::balancer::{Balancer, ChargerReading, State};
-use p1lb_core::config::{Config, ControlMode, MAX_CHARGERS};
+use p1lb_core::config::{CapacityMode, Config, ControlMode, MAX_CHARGERS};
 use p1lb_core::device::{P1Event, P1Input};
 use p1lb_core::time::Instant;
 
@@ -37,9 +37,11 @@ use super::bus::{BusEvent, ChargerBus};
 use super::car::{Car, Dynamics};
 use super::fuse::Fuse;
 use super::house::House;
-use super::meter::Meter;
+use super::meter::{Meter, Quarter};
 use super::oracle;
 use super::scenario::{Load, Scenario};
+use super::tariff::{self, MonthPeak};
+use super::time::{DAY_S, Stamp};
 
 /// Physics steps per second.
 pub const STEPS: u32 = 10;
@@ -223,6 +225,67 @@ pub struct Sample {
     pub house_a: [f32; 3],
 }
 
+/// The capacity tariff's figures of a run (issue 17; see [`super::tariff`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Capacity {
+    /// The capacity mode the balancer ran with (1072); `None` = off.
+    pub mode: Option<CapacityMode>,
+    /// The target (1073), kW, when the mode is on.
+    pub target_kw: Option<f64>,
+    /// Every clock quarter the meter measured, with its true import.
+    pub quarters: Vec<Quarter>,
+    /// What the house alone (no car) imported in each of those quarters, Wh.
+    pub house_wh: Vec<f64>,
+    /// The peak already on the meter for the start's month, kW.
+    pub earlier_peak_kw: f64,
+    /// The peak of every calendar month touched (the start's with the earlier peak).
+    pub month_peaks: Vec<MonthPeak>,
+    /// The highest quarter of the run (energy over 15 minutes; the partial quarters at
+    /// the ends count with what the run saw of them), kW.
+    pub quarter_peak_kw: f64,
+    /// Full quarters above the target (mode 2: above the larger of the target and the
+    /// month's peak so far); with the mode on.
+    pub quarters_over_target: Option<u32>,
+    /// Of the full quarters, those the house alone put above that ceiling.
+    pub house_quarters_over_target: Option<u32>,
+    /// The capacity oracle's energy ([`oracle::CapacityOracle`]), kWh, with the mode on.
+    pub oracle_energy_kwh: Option<f64>,
+    /// The run's EV energy as % of the capacity oracle's.
+    pub oracle_pct: Option<f64>,
+    /// Charger 1's car's sessions that began in the run.
+    pub sessions: u32,
+    /// Of those, the ones whose need was met (the car reached its target).
+    pub sessions_full: u32,
+    /// The longest from plug-in to full over those sessions, h; `None` when one of
+    /// them never got full (or there was none).
+    pub hours_to_full: Option<f64>,
+    /// [`tariff::yearly_cost_eur`] of the month peaks, €/year.
+    pub cost_eur_per_year: f64,
+    /// What the mode saves a year: the same run with 1072 = 0 costs this much more, €
+    /// ([`with_saving`]; `None` with the mode off or when not asked).
+    pub saving_eur_per_year: Option<f64>,
+}
+
+/// [`run`], and with a capacity mode on, the same run with it off beside it for
+/// [`Capacity::saving_eur_per_year`].
+pub fn with_saving(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
+    let mut off = *config;
+    if config.capacity_mode() == CapacityMode::Off
+        || off.set_capacity_mode(CapacityMode::Off).is_err()
+    {
+        return run(scenario, config, trace);
+    }
+    // The twin beside it, on a thread of its own.
+    let (mut r, twin) = std::thread::scope(|scope| {
+        let twin = scope.spawn(|| run(scenario, &off, false));
+        let r = run(scenario, config, trace);
+        (r, twin.join().ok())
+    });
+    r.capacity.saving_eur_per_year =
+        twin.map(|t| t.capacity.cost_eur_per_year - r.capacity.cost_eur_per_year);
+    r
+}
+
 /// A finished run.
 #[derive(Debug, Clone)]
 pub struct RunResult {
@@ -240,6 +303,11 @@ pub struct RunResult {
     pub trace: Vec<Sample>,
     /// The car's delay in this run, ms.
     pub car_delay_ms: u64,
+    /// The capacity tariff's figures.
+    pub capacity: Capacity,
+    /// Seconds per trace sample: 1, or for runs longer than two days 60 (each sample
+    /// then holds the minute's highest currents and lowest limits).
+    pub trace_step_s: u32,
 }
 
 /// The name of a control mode as used on the command line and in JSON.
@@ -466,7 +534,28 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
     for (k, cm) in m.per_charger.iter_mut().enumerate().take(n) {
         cm.priority = cfg.priority_of(k);
     }
-    let mut samples = Vec::with_capacity(if trace { s.duration_s as usize } else { 0 });
+    let trace_step_s = if s.duration_s > 2 * DAY_S { 60 } else { 1 };
+    let mut samples = Vec::with_capacity(if trace {
+        (s.duration_s / trace_step_s) as usize + 1
+    } else {
+        0
+    });
+    // The capacity tariff: the house alone per meter quarter, the capacity oracle (with
+    // the mode on), when charger 1's car got full in each of its sessions.
+    let capacity_mode = cfg.capacity_mode();
+    let earlier_peak_w = s.meter.month_peak.map_or(0, |p| p.power_w);
+    let mut capacity_oracle = (capacity_mode != CapacityMode::Off).then(|| {
+        oracle::CapacityOracle::new(
+            &cfg,
+            &specs,
+            Stamp::after(s.start, 0),
+            f64::from(earlier_peak_w),
+        )
+    });
+    let meter_phases = s.meter.phases.min(3);
+    let mut house_wh: Vec<f64> = Vec::new();
+    let mut full_at: Vec<Option<u32>> = vec![None; s.car.sessions.len()];
+    let mut caps_w = vec![0.0; n];
     let mut volts = [230.0; 3];
     // The current stretch above the fuse rating: (length, touched by a fault).
     let mut episode: Option<(f64, bool)> = None;
@@ -666,6 +755,51 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
         if let Some(last) = samples.last_mut() {
             last.oracle_a = oracle_ma.iter().map(|&v| v as f32).sum::<f32>() / 1000.0;
         }
+        if trace_step_s > 1 && t % trace_step_s != 0 && samples.len() > 1 {
+            if let Some(x) = samples.pop() {
+                if let Some(agg) = samples.last_mut() {
+                    merge(agg, &x);
+                }
+            }
+        }
+        // The capacity tariff's accounts for the second.
+        let house_w: f64 = (0..meter_phases).map(|p| house_a[p] * volts[p]).sum();
+        let open = meter.quarters().len();
+        if house_wh.len() <= open {
+            house_wh.resize(open + 1, 0.0);
+        }
+        house_wh[open] += house_w.max(0.0) / 3600.0;
+        if let Some(o) = &mut capacity_oracle {
+            for (k, c) in specs.iter().enumerate() {
+                let plugged = c.sessions.iter().any(|x| t >= x.arrive_s && t < x.leave_s);
+                let a =
+                    (f64::from(oracle_ma.get(k).copied().unwrap_or(0)) / 1000.0).min(c.obc_max_a);
+                caps_w[k] = if plugged && a >= min_a && a > 0.0 {
+                    c.phases
+                        .mask()
+                        .iter()
+                        .zip(volts)
+                        .filter(|(used, _)| **used)
+                        .map(|(_, v)| a * v)
+                        .sum()
+                } else {
+                    0.0
+                };
+            }
+            o.second(t, Stamp::after(s.start, t), house_w, &caps_w);
+        }
+        if let Some(car) = cars.first() {
+            if car.plugged_in() && !car.wants_charge() {
+                let i = s
+                    .car
+                    .sessions
+                    .iter()
+                    .position(|x| t >= x.arrive_s && t < x.leave_s);
+                if let Some(slot) = i.and_then(|i| full_at.get_mut(i)) {
+                    slot.get_or_insert(t);
+                }
+            }
+        }
     }
     end_episode(episode.take(), &mut m);
 
@@ -696,6 +830,19 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
     m.meter_silent_s = ms.silent_s;
     m.telegrams_valid = rs.valid;
     m.telegrams_rejected = rs.rejected();
+    let quarters = meter.finish().to_vec();
+    if let Some(o) = &mut capacity_oracle {
+        o.finish();
+    }
+    let capacity = capacity_figures(
+        s,
+        &cfg,
+        quarters,
+        house_wh,
+        &full_at,
+        capacity_oracle.as_ref(),
+        m.ev_energy_kwh,
+    );
     RunResult {
         scenario: s.name.clone(),
         mode: cfg.mode(),
@@ -704,6 +851,88 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
         metrics: m,
         trace: samples,
         car_delay_ms: s.car.delay_ms,
+        capacity,
+        trace_step_s,
+    }
+}
+
+/// Folds the second `x` into the trace sample `agg` (runs longer than two days): the
+/// highest currents, the lowest limits.
+fn merge(agg: &mut Sample, x: &Sample) {
+    for (a, b) in agg.grid_a.iter_mut().zip(x.grid_a) {
+        *a = a.max(b);
+    }
+    for (a, b) in agg.house_a.iter_mut().zip(x.house_a) {
+        *a = a.max(b);
+    }
+    agg.sent_a = agg.sent_a.min(x.sent_a);
+    agg.oracle_a = agg.oracle_a.min(x.oracle_a);
+    agg.car_a = agg.car_a.max(x.car_a);
+    agg.oracle_car_a = agg.oracle_car_a.max(x.oracle_car_a);
+    for (a, b) in agg.sent_each_a.iter_mut().zip(x.sent_each_a) {
+        *a = a.min(b);
+    }
+    for (a, b) in agg.car_each_a.iter_mut().zip(x.car_each_a) {
+        *a = a.max(b);
+    }
+}
+
+/// The capacity figures of a finished run.
+fn capacity_figures(
+    s: &Scenario,
+    cfg: &Config,
+    quarters: Vec<Quarter>,
+    house_wh: Vec<f64>,
+    full_at: &[Option<u32>],
+    oracle: Option<&oracle::CapacityOracle>,
+    ev_energy_kwh: f64,
+) -> Capacity {
+    let start = Stamp::after(s.start, 0);
+    let earlier_peak_kw = f64::from(s.meter.month_peak.map_or(0, |p| p.power_w)) / 1000.0;
+    let month_peaks = tariff::month_peaks(start, earlier_peak_kw, &quarters);
+    let quarter_peak_kw = quarters.iter().map(Quarter::average_kw).fold(0.0, f64::max);
+    let mode = cfg.capacity_mode();
+    let on = mode != CapacityMode::Off;
+    let target_kw = on.then(|| f64::from(cfg.capacity_target_w()) / 1000.0);
+    let over = target_kw.map(|target| {
+        tariff::over_target(mode, target, start, earlier_peak_kw, &quarters, &house_wh)
+    });
+    let oracle_energy_kwh = oracle.map(oracle::CapacityOracle::energy_kwh);
+    // Charger 1's car's sessions that began in the run, and when each got full.
+    let mut sessions = 0;
+    let mut sessions_full = 0;
+    let mut longest: Option<f64> = Some(0.0);
+    for (x, full) in s.car.sessions.iter().zip(full_at) {
+        if x.arrive_s >= s.duration_s {
+            continue;
+        }
+        sessions += 1;
+        match full {
+            Some(at) => {
+                sessions_full += 1;
+                let h = f64::from(at.saturating_sub(x.arrive_s)) / 3600.0;
+                longest = longest.map(|l| l.max(h));
+            }
+            None => longest = None,
+        }
+    }
+    Capacity {
+        mode: on.then_some(mode),
+        target_kw,
+        earlier_peak_kw,
+        cost_eur_per_year: tariff::yearly_cost_eur(&month_peaks),
+        month_peaks,
+        quarter_peak_kw,
+        quarters_over_target: over.map(|o| o.0),
+        house_quarters_over_target: over.map(|o| o.1),
+        oracle_pct: oracle_energy_kwh.map(|o| pct(ev_energy_kwh, o)),
+        oracle_energy_kwh,
+        sessions,
+        sessions_full,
+        hours_to_full: if sessions > 0 { longest } else { None },
+        quarters,
+        house_wh,
+        saving_eur_per_year: None,
     }
 }
 

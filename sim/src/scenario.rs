@@ -3,9 +3,10 @@
 
 use super::car::{CarSpec, Session};
 use super::house::{Event, HouseSpec, Kind, Pattern, Phases, Solar};
-use super::meter::{Flavour, MeterSpec};
+use super::meter::{EarlierPeak, Flavour, MeterSpec};
 use super::replay::Recording;
-use super::time::DateTime;
+use super::rng::Rng;
+use super::time::{DAY_S, DateTime, Stamp};
 use p1lb_core::config::address;
 
 /// Where the house load comes from.
@@ -64,6 +65,130 @@ impl Scenario {
         std::iter::once(&self.car).chain(&self.more_cars)
     }
 
+    /// The same scenario over `days` days (at least one) from its start: its first day
+    /// as it is, then each later day's house and cars drawn from it with a seed of
+    /// their own (`Rng::stream(seed, 1000 + day)`). Every appliance use and car session
+    /// of the first 24 h comes back each day at the same clock time (the house's jitter
+    /// on top), its current and length varied by ±10–15 %; washing machine, oven and
+    /// kettles are skipped on some days; on Saturdays and Sundays the morning's uses
+    /// come 75 minutes later, a lunch is cooked at 12:30 (an induction hob) and the car
+    /// stays plugged in until 10:00 when it would leave earlier. Each session's arrival
+    /// and departure move by up to ±30 and ±20 minutes and its state of charge on
+    /// arrival by ±0.08. The injected faults (meter silences, a stuck charger) stay on
+    /// the first day. A recorded house repeats as it does for any length.
+    pub fn over_days(&self, days: u32) -> Scenario {
+        let days = days.max(1);
+        let mut out = self.clone();
+        out.duration_s = days.saturating_mul(DAY_S);
+        let single = match &self.load {
+            Load::Model(spec) => spec.base_a[1] <= 0.0 && spec.base_a[2] <= 0.0,
+            Load::Recorded(r) => r.phases == 1,
+        };
+        // The meter's (and the household's) clock: across a DST change a day's uses
+        // keep their clock time.
+        let day_of = |t: u32| Stamp::after(self.start, t).local;
+        let weekend = |t: u32| day_of(t).weekday() >= 5;
+        let same_clock = |t0: u32, d: u32| {
+            let t = t0 + d * DAY_S;
+            let then = Stamp::after(self.start, t0).summer;
+            let now = Stamp::after(self.start, t).summer;
+            (i64::from(t) + 3600 * (i64::from(then) - i64::from(now))).max(0) as u32
+        };
+        if let Load::Model(spec) = &mut out.load {
+            let first: Vec<Event> = spec
+                .events
+                .iter()
+                .filter(|e| e.start_s < DAY_S)
+                .copied()
+                .collect();
+            for d in 1..days {
+                let mut rng = Rng::stream(self.seed, 1000 + u64::from(d));
+                for e in &first {
+                    let skip = match e.kind {
+                        Kind::WashingMachine | Kind::Oven => 0.25,
+                        Kind::Kettle => 0.15,
+                        Kind::Hob | Kind::HeatPump => 0.0,
+                    };
+                    let skipped = rng.chance(skip);
+                    let amps = e.amps * rng.range(0.9, 1.1);
+                    let length = rng.range(0.85, 1.15);
+                    if skipped {
+                        continue;
+                    }
+                    let mut start_s = same_clock(e.start_s, d);
+                    let hour = day_of(start_s).hour_f();
+                    if weekend(start_s) && (6.0..12.0).contains(&hour) {
+                        start_s += 75 * MIN;
+                    }
+                    spec.events.push(Event {
+                        start_s,
+                        amps,
+                        duration_s: (f64::from(e.duration_s) * length) as u32,
+                        ..*e
+                    });
+                }
+                // Lunch on the weekend day(s) of this 24 h window.
+                for h in 0..24 {
+                    let t = same_clock(h * HOUR, d);
+                    let clock = day_of(t);
+                    if weekend(t) && clock.second_of_day() / HOUR == 12 {
+                        let at = t - clock.second_of_day() % HOUR + 30 * MIN;
+                        let phases = if single {
+                            Phases::One(0)
+                        } else {
+                            Phases::Two(0, 1)
+                        };
+                        spec.events
+                            .push(Event::hob(at, 25 * MIN, phases, rng.range(4.5, 6.0)));
+                    }
+                }
+            }
+            spec.events.sort_by_key(|e| e.start_s);
+        }
+        let seed = self.seed;
+        let duration = out.duration_s;
+        for (k, car) in std::iter::once(&mut out.car)
+            .chain(&mut out.more_cars)
+            .enumerate()
+        {
+            let first: Vec<Session> = car
+                .sessions
+                .iter()
+                .filter(|s| s.arrive_s < DAY_S)
+                .copied()
+                .collect();
+            let mut sessions = car.sessions.clone();
+            for d in 1..days {
+                let mut rng = Rng::stream(seed, 1000 + u64::from(d) + 100_000 * (k as u64 + 1));
+                for s in &first {
+                    let arrive_j = rng.range(-1800.0, 1800.0) as i64;
+                    let leave_j = rng.range(-1200.0, 1200.0) as i64;
+                    let soc = s.soc_start + rng.range(-0.08, 0.08);
+                    let shift = |t: u32, j: i64| (i64::from(same_clock(t, d)) + j).max(0) as u32;
+                    let mut leave = shift(s.leave_s, leave_j);
+                    let clock = day_of(leave);
+                    if weekend(leave) && clock.hour_f() < 10.0 && clock.hour_f() > 4.0 {
+                        leave += 10 * HOUR - clock.second_of_day();
+                    }
+                    let after = sessions.last().map_or(0, |p: &Session| p.leave_s);
+                    let arrive = shift(s.arrive_s, arrive_j).max(after);
+                    let leave = leave.min(duration);
+                    if leave > arrive {
+                        sessions.push(Session {
+                            arrive_s: arrive,
+                            leave_s: leave,
+                            soc_start: soc.clamp(0.02, (s.soc_target - 0.05).max(0.02)),
+                            soc_target: s.soc_target,
+                        });
+                    }
+                }
+            }
+            car.sessions = sessions;
+        }
+        out.about = format!("{} (over {days} days)", self.about);
+        out
+    }
+
     /// Sets every car's delay (from its charger applying a limit to the car following
     /// it), ms.
     pub fn set_car_delay_ms(&mut self, delay_ms: u64) {
@@ -87,6 +212,16 @@ pub const NAMES: &[&str] = &[
     "rotated-wiring",
     "two-cars-priority",
     "four-cars",
+    "capacity-evening",
+    "capacity-follow-peak",
+    "capacity-1phase-40a",
+];
+
+/// The scenarios with a capacity target (1072 ≠ 0): the issue 17 goals apply.
+pub const CAPACITY: &[&str] = &[
+    "capacity-evening",
+    "capacity-follow-peak",
+    "capacity-1phase-40a",
 ];
 
 /// The scenario run when none is named.
@@ -110,6 +245,9 @@ pub fn by_name(name: &str) -> Option<Scenario> {
         "rotated-wiring" => rotated_wiring(),
         "two-cars-priority" => two_cars_priority(),
         "four-cars" => four_cars(),
+        "capacity-evening" => capacity_evening(),
+        "capacity-follow-peak" => capacity_follow_peak(),
+        "capacity-1phase-40a" => capacity_1phase_40a(),
         _ => return None,
     })
 }
@@ -641,12 +779,239 @@ fn four_cars() -> Scenario {
     }
 }
 
+/// A Flemish household on a Fluvius e-MUCS meter (3 × 25 A, gas heating, cooking on
+/// induction) with a capacity target of 2.5 kW (1072 = 1, 1073 = 2500 W, 1074 = 100 W):
+/// 24 h from Wednesday 15 January 17:00. A kettle at 17:45, the hob (two zones on L2 +
+/// L3) from 18:15 for 35 minutes, a kettle at 19:20, the washing machine at 20:30, a
+/// kettle at 22:00, breakfast kettles at 07:05 and 07:20, one at 16:00. An 11 kW car
+/// (3 × 16 A) plugs in at 18:00 needing 22.2 kWh (60 kWh battery, 40 → 77 %) and
+/// leaves at 07:30. Its minimum (3 × 6 A, 4.1 kW) is above the budget of 2.4 kW: it
+/// can only charge part of each quarter. The month's peak before the run: 2.3 kW on
+/// the 6th at 07:45.
+fn capacity_evening() -> Scenario {
+    let d = 24 * HOUR;
+    let h = |hh: u32, mm: u32| ((hh + 24 - 17) % 24) * HOUR + mm * MIN;
+    let car = CarSpec {
+        battery_kwh: 60.0,
+        sessions: vec![Session {
+            arrive_s: h(18, 0),
+            leave_s: h(7, 30),
+            soc_start: 0.40,
+            soc_target: 0.77,
+        }],
+        ..CarSpec::three_phase(d, 0.4)
+    };
+    let mut meter = MeterSpec::healthy(Flavour::Emucs, 3);
+    meter.history = true;
+    meter.month_peak = Some(EarlierPeak {
+        day: 6,
+        hour: 7,
+        minute: 45,
+        power_w: 2300,
+    });
+    Scenario {
+        name: "capacity-evening".into(),
+        about: "e-MUCS, 3 × 25 A, 2.5 kW capacity target; cooking 18–19 h; 11 kW car 18:00–07:30 \
+                needing 22 kWh"
+            .into(),
+        duration_s: d,
+        start: DateTime::new(2025, 1, 15, 17, 0),
+        seed: 13,
+        load: Load::Model(HouseSpec {
+            base_a: [0.7, 0.5, 0.6],
+            fridge: Some(0),
+            events: vec![
+                Event::kettle(h(17, 45), 0),
+                Event::hob(h(18, 15), 35 * MIN, Phases::Two(1, 2), 5.0),
+                Event::kettle(h(19, 20), 0),
+                Event::washing_machine(h(20, 30), 2),
+                Event::kettle(h(22, 0), 1),
+                Event::kettle(h(7, 5), 0),
+                Event::kettle(h(7, 20), 1),
+                Event::kettle(h(16, 0), 2),
+            ],
+            jitter_s: 5 * MIN,
+            solar: None,
+        }),
+        car,
+        more_cars: Vec::new(),
+        meter,
+        fuse_a: 25.0,
+        settings: vec![
+            (address::CAPACITY_MODE, 1),
+            (address::CAPACITY_TARGET, 2500),
+            (address::CAPACITY_MARGIN, 100),
+        ],
+    }
+}
+
+/// "Follow the peak" (1072 = 2, target 2.5 kW): a cold week set a 6 kW peak this month
+/// (the heat pump and the oven on the 8th at 07:45), so charging up to it costs nothing
+/// more. 3 × 25 A, e-MUCS, a heat pump cycling (3 A per phase, 25 minutes in 75), an
+/// oven and the hob from 18:00, washing at 21:00. 24 h from Wednesday 22 January 17:00;
+/// an 11 kW car plugs in at 18:00 needing 30 kWh (25 → 75 % of 60 kWh), leaves at 07:30.
+fn capacity_follow_peak() -> Scenario {
+    let d = 24 * HOUR;
+    let h = |hh: u32, mm: u32| ((hh + 24 - 17) % 24) * HOUR + mm * MIN;
+    let mut events = Vec::new();
+    let mut t = 0;
+    while t < d {
+        events.push(Event::heat_pump(t, 25 * MIN, Phases::Three, 3.0));
+        t += 75 * MIN;
+    }
+    events.extend([
+        Event::kettle(h(17, 40), 0),
+        Event::oven(h(18, 0), 50 * MIN, 0),
+        Event::hob(h(18, 25), 30 * MIN, Phases::Two(1, 2), 10.0),
+        Event::kettle(h(19, 15), 1),
+        Event::washing_machine(h(21, 0), 2),
+        Event::kettle(h(7, 0), 0),
+        Event::kettle(h(16, 30), 2),
+    ]);
+    let car = CarSpec {
+        battery_kwh: 60.0,
+        sessions: vec![Session {
+            arrive_s: h(18, 0),
+            leave_s: h(7, 30),
+            soc_start: 0.25,
+            soc_target: 0.75,
+        }],
+        ..CarSpec::three_phase(d, 0.25)
+    };
+    let mut meter = MeterSpec::healthy(Flavour::Emucs, 3);
+    meter.history = true;
+    meter.month_peak = Some(EarlierPeak {
+        day: 8,
+        hour: 7,
+        minute: 45,
+        power_w: 6000,
+    });
+    Scenario {
+        name: "capacity-follow-peak".into(),
+        about: "e-MUCS, follow the month's 6 kW peak (target 2.5 kW); heat pump, oven, hob; \
+                11 kW car 18:00–07:30 needing 30 kWh"
+            .into(),
+        duration_s: d,
+        start: DateTime::new(2025, 1, 22, 17, 0),
+        seed: 14,
+        load: Load::Model(three_phase_house(events, None)),
+        car,
+        more_cars: Vec::new(),
+        meter,
+        fuse_a: 25.0,
+        settings: vec![
+            (address::CAPACITY_MODE, 2),
+            (address::CAPACITY_TARGET, 2500),
+            (address::CAPACITY_MARGIN, 100),
+        ],
+    }
+}
+
+/// A single-phase home (1 × 40 A, limits as `single-phase-home`) on an e-MUCS meter
+/// with a 3.5 kW capacity target (1072 = 1, margin 100 W): 24 h from Wednesday
+/// 22 October 17:00 (so `--days 30` crosses the end of summer time and a month end). The
+/// hob on L1 from 18:30, kettles, the washing machine at 20:00; a 7.4 kW single-phase car
+/// (32 A) plugs in at 18:30 needing 18 kWh (30 → 70 % of 45 kWh), leaves at 07:00.
+fn capacity_1phase_40a() -> Scenario {
+    let d = 24 * HOUR;
+    let h = |hh: u32, mm: u32| ((hh + 24 - 17) % 24) * HOUR + mm * MIN;
+    let car = CarSpec {
+        phases: Phases::One(0),
+        obc_max_a: 32.0,
+        battery_kwh: 45.0,
+        sessions: vec![Session {
+            arrive_s: h(18, 30),
+            leave_s: h(7, 0),
+            soc_start: 0.30,
+            soc_target: 0.70,
+        }],
+        ..CarSpec::three_phase(d, 0.3)
+    };
+    let mut meter = MeterSpec::healthy(Flavour::Emucs, 1);
+    meter.history = true;
+    meter.month_peak = Some(EarlierPeak {
+        day: 9,
+        hour: 19,
+        minute: 15,
+        power_w: 3100,
+    });
+    let mut settings = single_phase_home().settings;
+    settings.extend([
+        (address::CAPACITY_MODE, 1),
+        (address::CAPACITY_TARGET, 3500),
+        (address::CAPACITY_MARGIN, 100),
+    ]);
+    Scenario {
+        name: "capacity-1phase-40a".into(),
+        about: "e-MUCS, 1 × 40 A, 3.5 kW capacity target; hob, washing; 7.4 kW car 18:30–07:00 \
+                needing 18 kWh"
+            .into(),
+        duration_s: d,
+        start: DateTime::new(2025, 10, 22, 17, 0),
+        seed: 15,
+        load: Load::Model(HouseSpec {
+            base_a: [1.6, 0.0, 0.0],
+            fridge: Some(0),
+            events: vec![
+                Event::kettle(h(17, 50), 0),
+                Event::hob(h(18, 30), 30 * MIN, Phases::One(0), 7.0),
+                Event::washing_machine(h(20, 0), 0),
+                Event::kettle(h(21, 30), 0),
+                Event::kettle(h(7, 10), 0),
+                Event::kettle(h(15, 45), 0),
+            ],
+            jitter_s: 5 * MIN,
+            solar: None,
+        }),
+        car,
+        more_cars: Vec::new(),
+        meter,
+        fuse_a: 40.0,
+        settings,
+    }
+}
+
 /// A scenario from a recorded P1 stream: the recording is the house (repeated to fill
 /// at least an hour), an 11 kW car (single-phase and 1 × 40 A settings when the meter
-/// is single-phase) charges on top, the meter speaks the recording's format.
+/// is single-phase) charges on top, the meter speaks the recording's format. A Belgian
+/// (e-MUCS) recording runs with capacity mode on (1072 = 1, the default target 2.5 kW
+/// and margin, which `--config` may change): the run shows what it would have done
+/// (and, beside it, the same run with the mode off), the meter starting from the
+/// month's peak the recording's first telegram printed (when of the same month).
 pub fn replay(name: &str, rec: Recording) -> Scenario {
     let d = rec.length_s().max(HOUR);
     let single = rec.phases == 1;
+    let start = rec.start.unwrap_or(DateTime::new(2025, 1, 15, 17, 0));
+    let emucs = rec.flavour == Flavour::Emucs;
+    let mut meter = MeterSpec::healthy(rec.flavour, rec.phases);
+    if emucs {
+        meter.month_peak = rec.month_peak.map(|(first, _)| {
+            let at = first.at.map(|s| s.local).filter(|t| {
+                let (y, m, _) = t.date();
+                let (sy, sm, _) = start.date();
+                (y, m) == (sy, sm)
+            });
+            let (day, sod) = at.map_or((1, 0), |t| (t.date().2, t.second_of_day()));
+            EarlierPeak {
+                day,
+                hour: sod / 3600,
+                minute: sod / 60 % 60,
+                power_w: if at.is_some() {
+                    u32::try_from(first.power_w).unwrap_or(0)
+                } else {
+                    0
+                },
+            }
+        });
+    }
+    let mut settings = if single {
+        single_phase_home().settings
+    } else {
+        Vec::new()
+    };
+    if emucs {
+        settings.push((address::CAPACITY_MODE, 1));
+    }
     let mut car = CarSpec::three_phase(d, 0.3);
     if single {
         car.phases = Phases::One(0);
@@ -661,18 +1026,14 @@ pub fn replay(name: &str, rec: Recording) -> Scenario {
             d
         ),
         duration_s: d,
-        start: rec.start.unwrap_or(DateTime::new(2025, 1, 15, 17, 0)),
+        start,
         seed: 0,
-        meter: MeterSpec::healthy(rec.flavour, rec.phases),
+        meter,
         load: Load::Recorded(rec),
         car,
         more_cars: Vec::new(),
         fuse_a: if single { 40.0 } else { 25.0 },
-        settings: if single {
-            single_phase_home().settings
-        } else {
-            Vec::new()
-        },
+        settings,
     }
 }
 

@@ -41,6 +41,23 @@ impl DateTime {
         self.days * i64::from(DAY_S) + i64::from(self.secs)
     }
 
+    /// The local time `s` seconds after 1970-01-01 00:00 of this clock (the inverse of
+    /// [`DateTime::epoch_s`]).
+    pub fn from_epoch_s(s: i64) -> Self {
+        DateTime {
+            days: s.div_euclid(i64::from(DAY_S)),
+            secs: s.rem_euclid(i64::from(DAY_S)) as u32,
+        }
+    }
+
+    /// The start of its clock quarter-hour (hh:00, :15, :30, :45).
+    pub fn floor_quarter(self) -> Self {
+        DateTime {
+            days: self.days,
+            secs: self.secs - self.secs % 900,
+        }
+    }
+
     /// Seconds since midnight.
     pub fn second_of_day(&self) -> u32 {
         self.secs
@@ -80,6 +97,52 @@ impl DateTime {
             out[2 * i + 1] = b'0' + (f % 10) as u8;
         }
         out[12] = if self.is_summer() { b'S' } else { b'W' };
+        out
+    }
+}
+
+/// A meter's clock reading: the local (Belgian / Dutch) time and its DST flag, as a
+/// DSMR timestamp prints them. In the hour that occurs twice at the end of summer time
+/// (02:00–03:00 on the last Sunday of October) only the flag tells the two apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// The local date and time.
+    pub local: DateTime,
+    /// Summer time (`S`), else winter time (`W`).
+    pub summer: bool,
+}
+
+impl Stamp {
+    /// `local` with the flag [`DateTime::is_summer`] gives it (the summer reading of the
+    /// repeated hour).
+    pub fn of(local: DateTime) -> Stamp {
+        Stamp {
+            local,
+            summer: local.is_summer(),
+        }
+    }
+
+    /// The meter's clock `s` seconds of real time after `start` (read as [`Stamp::of`]):
+    /// local time in Central Europe, one hour ahead of UTC in winter and two in summer,
+    /// the clock jumping from 02:00 W to 03:00 S on the last Sunday of March and back from
+    /// 03:00 S to 02:00 W on the last Sunday of October (both at 01:00 UTC).
+    pub fn after(start: DateTime, s: u32) -> Stamp {
+        let offset = |summer: bool| if summer { 7200 } else { 3600 };
+        let utc = start.epoch_s() - offset(start.is_summer()) + i64::from(s);
+        let (year, _, _) = DateTime::from_epoch_s(utc).date();
+        let from = last_sunday(year, 3) * i64::from(DAY_S) + 3600;
+        let to = last_sunday(year, 10) * i64::from(DAY_S) + 3600;
+        let summer = utc >= from && utc < to;
+        Stamp {
+            local: DateTime::from_epoch_s(utc + offset(summer)),
+            summer,
+        }
+    }
+
+    /// The DSMR timestamp `YYMMDDhhmmssX` with this flag.
+    pub fn dsmr(&self) -> [u8; 13] {
+        let mut out = self.local.dsmr();
+        out[12] = if self.summer { b'S' } else { b'W' };
         out
     }
 }
@@ -138,5 +201,37 @@ mod tests {
         assert!(DateTime::new(2025, 6, 21, 12, 0).is_summer());
         assert!(!DateTime::new(2025, 10, 26, 3, 0).is_summer());
         assert_eq!(&DateTime::new(2024, 2, 29, 9, 5).dsmr(), b"240229090500W");
+    }
+
+    /// The meter's clock across both DST changes of 2025, a month end and a year end.
+    #[test]
+    fn the_clock_crosses_dst_month_and_year_ends() {
+        // Spring: 01:59:59 W is followed by 03:00:00 S.
+        let start = DateTime::new(2025, 3, 30, 1, 0);
+        assert_eq!(&Stamp::after(start, 3599).dsmr(), b"250330015959W");
+        assert_eq!(&Stamp::after(start, 3600).dsmr(), b"250330030000S");
+        // Autumn: 02:00–03:00 twice, first S then W.
+        let start = DateTime::new(2025, 10, 26, 1, 30);
+        assert_eq!(&Stamp::after(start, 1800).dsmr(), b"251026020000S");
+        assert_eq!(&Stamp::after(start, 5399).dsmr(), b"251026025959S");
+        assert_eq!(&Stamp::after(start, 5400).dsmr(), b"251026020000W");
+        assert_eq!(&Stamp::after(start, 9000).dsmr(), b"251026030000W");
+        // A winter start stays on winter time across the month and the year.
+        let start = DateTime::new(2025, 12, 31, 23, 45);
+        assert_eq!(&Stamp::after(start, 900).dsmr(), b"260101000000W");
+        let start = DateTime::new(2025, 4, 30, 23, 59);
+        assert_eq!(&Stamp::after(start, 60).dsmr(), b"250501000000S");
+        // 30 days from 1 March: 29 × 24 h + 23 h of local time (an hour lost).
+        let start = DateTime::new(2025, 3, 15, 0, 0);
+        assert_eq!(&Stamp::after(start, 30 * DAY_S).dsmr(), b"250414010000S");
+        // Away from the changes the flag is `is_summer`'s and the time is `plus`'s.
+        for (start, s) in [
+            (DateTime::new(2025, 1, 15, 17, 0), 86_400),
+            (DateTime::new(2025, 6, 1, 0, 0), 999_999),
+        ] {
+            let st = Stamp::after(start, s);
+            assert_eq!(st.local, start.plus(s));
+            assert_eq!(st, Stamp::of(start.plus(s)));
+        }
     }
 }

@@ -6,7 +6,8 @@
 //! scenario and mode, with at least the keys `name`, `mode`, `ev_energy_kwh`,
 //! `oracle_energy_kwh`, `oracle_pct`, `seconds_over_upper`, `seconds_over_fuse`,
 //! `max_phase_current_a`, `limit_changes_per_hour`, `seconds_in_fallback` and `trips`,
-//! in that order; more keys follow (see [`json_entry`]).
+//! in that order; more keys follow (see [`json_entry`]), the capacity tariff's last
+//! (present in every entry, `null` where they do not apply).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,14 +15,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow};
 use p1lb_core::config::{
-    Config, ConfigError, ControlMode, Range, SETTINGS, Setting, setting_named,
+    CapacityMode, Config, ConfigError, ControlMode, Range, SETTINGS, Setting, setting_named,
 };
 use serde_json::{Value, json};
 
 use p1lb_sim::plot;
 use p1lb_sim::replay::Recording;
 use p1lb_sim::runner::{self, RunResult, mode_name};
-use p1lb_sim::scenario::{self, Scenario};
+use p1lb_sim::scenario::{self, Load, Scenario};
 
 /// Which control modes to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -65,6 +66,8 @@ pub struct Options {
     /// Override every scenario's car delay (from the charger applying a limit to the
     /// car following it), ms.
     pub car_delay_ms: Option<u64>,
+    /// Run every scenario over this many days ([`Scenario::over_days`]).
+    pub days: Option<u32>,
 }
 
 /// The chart written when no `--plot` is given and the output is the table.
@@ -108,6 +111,9 @@ pub fn run(opts: &Options, mut out: impl Write) -> Result<Vec<RunResult>> {
             s.seed = seed;
         }
     }
+    if let Some(days) = opts.days {
+        scenarios = scenarios.iter().map(|s| s.over_days(days)).collect();
+    }
     if let Some(delay) = opts.car_delay_ms {
         for s in &mut scenarios {
             s.set_car_delay_ms(delay);
@@ -125,13 +131,23 @@ pub fn run(opts: &Options, mut out: impl Write) -> Result<Vec<RunResult>> {
         for &mode in opts.mode.modes() {
             let cfg = config_for(s, &overrides, mode)
                 .map_err(|e| anyhow!("{}{e}", config_origin(opts.config.as_deref())))?;
-            runs.push(runner::run(s, &cfg, plot_path.is_some()));
+            runs.push(runner::with_saving(s, &cfg, plot_path.is_some()));
         }
     }
     let wall = started.elapsed();
 
     if opts.json {
-        let doc = json!({ "scenarios": runs.iter().map(json_entry).collect::<Vec<_>>() });
+        let entries: Vec<Value> = runs
+            .iter()
+            .map(|r| {
+                let mut e = json_entry(r);
+                if let (Value::Object(map), Some(rec)) = (&mut e, recording_of(&scenarios, r)) {
+                    map.insert("recording".into(), recording_entry(rec));
+                }
+                e
+            })
+            .collect();
+        let doc = json!({ "scenarios": entries });
         writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
         print_tables(&mut out, &scenarios, &runs, opts.mode)?;
@@ -155,6 +171,52 @@ pub fn run(opts: &Options, mut out: impl Write) -> Result<Vec<RunResult>> {
         }
     }
     Ok(runs)
+}
+
+/// The recording a run replayed, if it did.
+fn recording_of<'a>(scenarios: &'a [Scenario], r: &RunResult) -> Option<&'a Recording> {
+    scenarios
+        .iter()
+        .find(|s| s.name == r.scenario)
+        .and_then(|s| match &s.load {
+            Load::Recorded(rec) => Some(rec),
+            Load::Model(_) => None,
+        })
+}
+
+/// What a recording shows of the capacity tariff, from its own registers: each clock
+/// quarter (its start as the meter prints it, the import from the 1.8.x deltas, the
+/// average, the last 1.4.0, whether the recording holds all of it), the highest full
+/// quarter, and the month's peak (1.6.0) at the recording's start and end.
+fn recording_entry(rec: &Recording) -> Value {
+    let quarters: Vec<Value> = rec
+        .quarters
+        .iter()
+        .map(|q| {
+            json!({
+                "start": String::from_utf8_lossy(&q.start.dsmr()),
+                "import_kwh": q.import_wh.map(|wh| wh as f64 / 1000.0),
+                "average_kw": q.average_kw().map(|x| round(x, 3)),
+                "demand_1_4_0_kw": q.demand_w.map(|w| w as f64 / 1000.0),
+                "telegrams": q.telegrams,
+                "full": q.full,
+            })
+        })
+        .collect();
+    let full_peak = rec
+        .quarters
+        .iter()
+        .filter(|q| q.full)
+        .filter_map(|q| q.average_kw())
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+    let peak = |p: &p1lb_sim::replay::RecordedPeak| p.power_w as f64 / 1000.0;
+    json!({
+        "quarters": quarters,
+        "full_quarters": rec.quarters.iter().filter(|q| q.full).count(),
+        "quarter_peak_kw": full_peak.map(|x| round(x, 3)),
+        "month_peak_kw_at_start": rec.month_peak.map(|(a, _)| peak(&a)),
+        "month_peak_kw_at_end": rec.month_peak.map(|(_, b)| peak(&b)),
+    })
 }
 
 fn by_name(name: &str) -> Result<Scenario> {
@@ -247,7 +309,7 @@ fn round(x: f64, decimals: i32) -> f64 {
 /// One run in the JSON contract.
 pub fn json_entry(r: &RunResult) -> Value {
     let m = &r.metrics;
-    json!({
+    let mut entry = json!({
         "name": r.scenario,
         "mode": mode_name(r.mode),
         "ev_energy_kwh": round(m.ev_energy_kwh, 3),
@@ -283,7 +345,41 @@ pub fn json_entry(r: &RunResult) -> Value {
         "car_delay_s": r.car_delay_ms as f64 / 1000.0,
         "chargers": m.chargers().iter().map(charger_entry).collect::<Vec<_>>(),
         "fairness": round(m.fairness, 3),
+    });
+    if let (Value::Object(map), Value::Object(more)) = (&mut entry, capacity_entry(&r.capacity)) {
+        map.extend(more);
+    }
+    entry
+}
+
+/// The capacity tariff's keys of a run (every run has them; `null` where they do not
+/// apply): see the README's "Capacity tariff" section.
+fn capacity_entry(c: &runner::Capacity) -> Value {
+    json!({
+        "quarter_peak_kw": round(c.quarter_peak_kw, 3),
+        "month_peak_kw": c.month_peaks.iter().map(|p| round(p.kw, 3)).collect::<Vec<_>>(),
+        "capacity_mode": c.mode.map(capacity_mode_name),
+        "capacity_target_kw": c.target_kw,
+        "quarters_over_target": c.quarters_over_target,
+        "house_quarters_over_target": c.house_quarters_over_target,
+        "quarters_full": c.quarters.iter().filter(|q| q.full()).count(),
+        "capacity_oracle_energy_kwh": c.oracle_energy_kwh.map(|x| round(x, 3)),
+        "capacity_oracle_pct": c.oracle_pct.map(|x| round(x, 2)),
+        "car_sessions": c.sessions,
+        "car_sessions_full": c.sessions_full,
+        "hours_to_full": c.hours_to_full.map(|x| round(x, 2)),
+        "capacity_cost_eur_per_year": round(c.cost_eur_per_year, 2),
+        "capacity_saving_eur_per_year": c.saving_eur_per_year.map(|x| round(x, 2)),
     })
+}
+
+/// The name of a capacity mode (1072) in JSON.
+fn capacity_mode_name(mode: CapacityMode) -> &'static str {
+    match mode {
+        CapacityMode::Off => "off",
+        CapacityMode::Target => "target",
+        CapacityMode::FollowPeak => "follow-peak",
+    }
 }
 
 /// One charger of a run in the JSON contract: `energy_kwh`, `paused_s`,
@@ -393,6 +489,81 @@ fn print_tables(
                 mode_name(r.mode),
                 r.metrics.fairness,
                 each.join(" | ")
+            )?;
+        }
+    }
+    let capacity: Vec<&RunResult> = runs
+        .iter()
+        .filter(|r| r.capacity.target_kw.is_some())
+        .collect();
+    if !capacity.is_empty() {
+        writeln!(
+            out,
+            "\nCapacity tariff (quarter-hour import; €{}/kW/year, at least {} kW a month):",
+            p1lb_sim::tariff::EUR_PER_KW_YEAR,
+            p1lb_sim::tariff::MIN_BILLED_KW
+        )?;
+        writeln!(
+            out,
+            "{:<22} {:<8} {:>7} {:>7} {:>6} {:>6} {:>8} {:>7} {:>9} {:>8}",
+            "scenario",
+            "mode",
+            "peak kW",
+            "target",
+            "over",
+            "house",
+            "% cap.or",
+            "h full",
+            "€/year",
+            "saving"
+        )?;
+        for r in capacity {
+            let c = &r.capacity;
+            let opt = |x: Option<f64>, d: usize| x.map_or("-".into(), |x| format!("{x:.d$}"));
+            writeln!(
+                out,
+                "{:<22} {:<8} {:>7.2} {:>7.2} {:>6} {:>6} {:>8} {:>7} {:>9.2} {:>8}",
+                r.scenario,
+                mode_name(r.mode),
+                c.quarter_peak_kw,
+                c.target_kw.unwrap_or(0.0),
+                c.quarters_over_target.unwrap_or(0),
+                c.house_quarters_over_target.unwrap_or(0),
+                opt(c.oracle_pct, 1),
+                opt(c.hours_to_full, 1),
+                c.cost_eur_per_year,
+                opt(c.saving_eur_per_year, 2),
+            )?;
+        }
+        writeln!(
+            out,
+            "peak: the highest quarter; over: full quarters above the target (mode 2: above the \
+             month's peak so far when higher); house: of those, the house alone;\n% cap.or: of \
+             the capacity oracle's energy; h full: plug-in to full, h; saving: against the same \
+             run with 1072 = 0."
+        )?;
+    }
+    for s in scenarios {
+        if let Load::Recorded(rec) = &s.load {
+            let full: Vec<f64> = rec
+                .quarters
+                .iter()
+                .filter(|q| q.full)
+                .filter_map(|q| q.average_kw())
+                .collect();
+            let peak = full.iter().copied().fold(0.0, f64::max);
+            writeln!(
+                out,
+                "\nThe recording's quarters (its own 1.8.x): {} in all, {} full, the highest full \
+                 one {:.3} kW{}.",
+                rec.quarters.len(),
+                full.len(),
+                peak,
+                rec.month_peak.map_or(String::new(), |(a, b)| format!(
+                    "; month peak (1.6.0) {:.3} kW at the start, {:.3} kW at the end",
+                    a.power_w as f64 / 1000.0,
+                    b.power_w as f64 / 1000.0
+                ))
             )?;
         }
     }

@@ -10,7 +10,7 @@ use p1lb::rtu_io::Clock;
 use p1lb_core::modbus::{Frame, LineConfig, MAX_ADU, Parity, SilenceFramer};
 use p1lb_core::time::Instant as CoreInstant;
 use p1lb_sim::meter::{Flavour, MeterValues, PhaseValues, write_telegram};
-use p1lb_sim::time::DateTime;
+use p1lb_sim::time::{DateTime, Stamp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -161,16 +161,17 @@ impl MeterLink {
             self.export_wh -= total_w / 3600.0;
         }
         let values = MeterValues {
-            time: start.plus(k),
+            time: Stamp::of(start.plus(k)),
             tariff: 2,
             import_wh: [6_184_667, self.import_wh as u64],
             export_wh: [1_708_286, self.export_wh as u64],
             phases: 3,
             phase,
             gas_l: 3_133_361,
-            gas_time: start,
+            gas_time: Stamp::of(start),
             average_demand_w: 0,
-            peak: (DateTime::new(2025, 6, 3, 18, 45), 0),
+            peak: (Stamp::of(DateTime::new(2025, 6, 3, 18, 45)), 0),
+            history: None,
         };
         let mut out = Vec::with_capacity(1024);
         write_telegram(&mut out, Flavour::Dsmr5, &values);
