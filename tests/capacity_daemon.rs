@@ -22,14 +22,23 @@
 //!    (6 A × 3 × 230 V ≈ 4.1 kW): 1122 ≈ 1123 ≈ 7500 W, 1125 = 301 (the meter's clock,
 //!    not the 3 s of real time), 1126 < 4140 W and the charger held at 0 (its 0x4100,
 //!    1001 and 1130);
-//! 2. fast, 10:10:00 → 10:15:04 at 500 W: the quarter closes at 10:15:00 and 1124 is
-//!    its average, (7.5 kW × 600 s + 0.5 kW × 300 s) / 900 s ≈ 5167 W — above the
-//!    e-MUCS meter's own 1.6.0 (3 kW, set earlier this month), so the account's own
-//!    quarter wins; 1125 = 896, 1122 ≈ 500 W;
+//! 2. fast, 10:10:00 → 10:15:04 at 500 W (a look at 10:14:59 on the way): the quarter
+//!    closes at 10:15:00 and 1124 is its average, (7.5 kW × 600 s + 0.5 kW × 300 s) /
+//!    900 s ≈ 5167 W (5164 W by the whole Wh the meter prints) — above the e-MUCS
+//!    meter's own 1.6.0 (3 kW, set earlier this month), so the account's own quarter
+//!    wins; 1125 = 896; 1122 the new quarter's 4 s (500 W by the e-MUCS 1.4.0, or the
+//!    whole Wh of the registers over 4 s when larger: 900 W a Wh). The budget allows
+//!    the car from 10:10:00 on, 300 of the meter's seconds, but the balancer's waits
+//!    are on the device clock: its first raise comes at least half a second of real
+//!    time later (about 1.9 s), and the car, 2 s behind its limit, draws nothing in
+//!    the fast parts;
 //! 3. real time, a telegram a second for [`PART3_S`] s, the meter's power the house's
-//!    500 W plus what the car draws: 1126 ≈ 7.9 kW − 0.5 kW; the charger is raised to a
-//!    usable limit (≥ 6 A) but never above 1126 / (3 × 230 V) plus the cap's rounding
-//!    and dead band; the car charges.
+//!    500 W plus what the car draws: 1126 ≈ 7.9 kW − 0.5 kW (within 400 W once the car
+//!    is steady; while it ramps, the charger's read-back lags the meter and the house's
+//!    estimate may be too high for a few telegrams, never so far that the car would
+//!    pause); the charger is raised to a usable limit (≥ 6 A) but never above 1126 /
+//!    (3 × 230 V) plus the cap's rounding and its 500 mA dead band; 1001, 1130 and the
+//!    charger's 0x4100 agree; the car charges.
 //!
 //! The same runs with a Dutch DSMR 5 meter (no 1.4.0, no 1.6.0), side by side with its
 //! own daemon: it works the same from its energy registers (1124 from its own account).
@@ -309,6 +318,8 @@ struct Meter {
     quarter_ws: f64,
     /// The import register printed in each telegram, Wh.
     printed_wh: Vec<u64>,
+    /// The power of the last telegram, W.
+    power_w: f64,
 }
 
 impl Meter {
@@ -319,6 +330,7 @@ impl Meter {
             import_wh: 4_861_230.0,
             quarter_ws: 0.0,
             printed_wh: Vec::new(),
+            power_w: 0.0,
         }
     }
 
@@ -338,6 +350,7 @@ impl Meter {
             export_w: 0,
         };
         let total = f64::from(3 * w);
+        self.power_w = total;
         let demand = if elapsed == 0 {
             0
         } else {
@@ -381,6 +394,8 @@ struct Regs {
     allowance_w: u16,
     sent_ma: u16,
     limit_1130: u16,
+    /// 1131: charger 1's current on grid L1 as the daemon read it back, 0.01 A.
+    readback_ca: u16,
     valid: u32,
     rejected: u32,
 }
@@ -390,7 +405,7 @@ impl std::fmt::Display for Regs {
         write!(
             f,
             "1122 {:5} W  1123 {:5} W  1124 {:5} W  1125 {:3} s  1126 {:5} W  \
-             1001 {:5} mA  1130 {:5} mA  (telegrams {} valid, {} rejected)",
+             1001 {:5} mA  1130 {:5} mA  1131 {:5.2} A  (telegrams {} valid, {} rejected)",
             self.average_w,
             self.projected_w,
             self.month_peak_w,
@@ -398,6 +413,7 @@ impl std::fmt::Display for Regs {
             self.allowance_w,
             self.sent_ma,
             self.limit_1130,
+            f64::from(self.readback_ca) / 100.0,
             self.valid,
             self.rejected
         )
@@ -418,7 +434,7 @@ async fn read(ctx: &mut Context, start: u16, count: u16) -> Vec<u16> {
 async fn regs(ctx: &mut Context) -> Regs {
     let q = read(ctx, address::QUARTER_AVERAGE_POWER, 5).await;
     let sent = read(ctx, address::SENT_CURRENT, 1).await;
-    let c = read(ctx, address::CHARGER1_LIMIT, 1).await;
+    let c = read(ctx, address::CHARGER1_LIMIT, 2).await;
     let t = read(ctx, address::TELEGRAMS_VALID, 4).await;
     let long = |i: usize| (u32::from(t[i]) << 16) | u32::from(t[i + 1]);
     Regs {
@@ -429,6 +445,7 @@ async fn regs(ctx: &mut Context) -> Regs {
         allowance_w: q[4],
         sent_ma: sent[0],
         limit_1130: c[0],
+        readback_ca: c[1],
         valid: long(0),
         rejected: long(2),
     }
@@ -521,15 +538,16 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
     feed_fast(&mut port, &mut meter, &world, 0..PART1_END, HOUSE1_W).await;
     let p1_fed = lock(&world).now_s() - p1_from;
     let r1 = settled(&mut ctx, PART1_END, &daemon).await;
-    let (t1, limit1, max1) = {
+    let (limit1, max1) = {
         let w = lock(&world);
-        let t = w.now_s();
-        (t, w.terra.limit_ma, w.max_write(p1_from, t))
+        (w.terra.limit_ma, w.max_write(p1_from, w.now_s()))
     };
     let _ = writeln!(
         text,
-        "{name} part 1 (10:00:00 → 10:09:59 at 7.5 kW, fed in {p1_fed:.2} s):\n  {r1}\n  \
-         charger 0x4100 {limit1} mA (largest written in part 1: {max1} mA)"
+        "{name} part 1 (10:00:00 → 10:09:59 at 7.5 kW, {p1_from:.2} s → {:.2} s of real \
+         time):\n  10:09:59 {r1}\n  \
+         charger 0x4100 {limit1} mA (largest written in part 1: {max1} mA)",
+        p1_from + p1_fed
     );
     let log = || daemon.log_text();
     assert_eq!(
@@ -561,25 +579,33 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
     );
 
     // Part 2, fast: 10:10:00 → 10:15:04 at 500 W; the quarter closes at 10:15:00.
+    // A look at 10:14:59, the old quarter's last second, on the way.
     let p2_from = lock(&world).now_s();
-    feed_fast(&mut port, &mut meter, &world, PART1_END..PART2_END, HOUSE2_W).await;
+    feed_fast(&mut port, &mut meter, &world, PART1_END..900, HOUSE2_W).await;
+    let r2a = settled(&mut ctx, 900, &daemon).await;
+    feed_fast(&mut port, &mut meter, &world, 900..PART2_END, HOUSE2_W).await;
     let p2_fed = lock(&world).now_s() - p2_from;
     let r2 = settled(&mut ctx, PART2_END, &daemon).await;
     let (limit2, max2, car2) = {
         let w = lock(&world);
-        (w.terra.limit_ma, w.max_write(p2_from, w.now_s()), w.car_max_a)
+        (
+            w.terra.limit_ma,
+            w.max_write(p2_from, w.now_s()),
+            w.car_max_a,
+        )
     };
     let closed_w = meter.quarter_w(0, 900);
     let elapsed2 = (PART2_END - 1) % 900;
-    let own_w = (meter.printed_wh[PART2_END as usize - 1] - meter.printed_wh[900]) as f64
-        * 3600.0
+    let own_w = (meter.printed_wh[PART2_END as usize - 1] - meter.printed_wh[900]) as f64 * 3600.0
         / f64::from(elapsed2);
     let _ = writeln!(
         text,
-        "{name} part 2 (10:10:00 → 10:15:04 at 0.5 kW, fed in {p2_fed:.2} s):\n  {r2}\n  \
+        "{name} part 2 (10:10:00 → 10:15:04 at 0.5 kW, {p2_from:.2} s → {:.2} s):\n  \
+         10:14:59 {r2a}\n  10:15:04 {r2}\n  \
          charger 0x4100 {limit2} mA (largest written in part 2: {max2} mA); the closed \
          quarter by the printed registers {closed_w:.0} W; the new quarter's {elapsed2} s by \
-         the printed registers {own_w:.0} W"
+         the printed registers {own_w:.0} W",
+        p2_from + p2_fed
     );
     assert_eq!(
         (r2.valid, r2.rejected),
@@ -634,12 +660,32 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
         };
         let _ = writeln!(
             text,
-            "  {name} {}  {r}  0x4100 {limit:5} mA  car {car:4.1} A",
-            clock(start.plus(k))
+            "  {name} {}  meter {:4.0} W  {r}  0x4100 {limit:5} mA  car {car:4.1} A",
+            clock(start.plus(k)),
+            meter.power_w
         );
         samples.push((k, r, limit, car));
     }
     let r3 = settled(&mut ctx, PART2_END + PART3_S, &daemon).await;
+    let first_usable = lock(&world)
+        .writes
+        .iter()
+        .find(|&&(_, ma)| ma >= 6000)
+        .map(|&(t, _)| t);
+    let after = first_usable.map_or(f64::NAN, |t| t - p2_from);
+    let _ = writeln!(
+        text,
+        "{name}: first usable limit written {after:.2} s of real time after the 10:10:00 \
+         telegram (from which the budget allowed it; 10:10:00 → 10:15:04 took \
+         {p2_fed:.2} s)"
+    );
+    // The budget allowed the car from 10:10:00 on (1126 far above its minimum at
+    // 10:14:59), 300 of the meter's seconds, but the balancer's waits are on the
+    // device clock: no raise within the first half second of real time.
+    assert!(
+        r2a.allowance_w > 3 * min_w && after >= 0.5,
+        "{name}: the first raise {after:.2} s after the budget allowed it\n{text}"
+    );
     let (car3, energy3, writes3, setup, unexpected, reads) = {
         let mut w = lock(&world);
         w.advance();
@@ -661,7 +707,7 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
     };
     let _ = writeln!(
         text,
-        "{name} part 3 end: {r3}\n  car {car3:.1} A, {energy3:.1} Wh; limits written in \
+        "{name} part 3 (from {t3:.2} s) end: {r3}\n  car {car3:.1} A, {energy3:.1} Wh; limits written in \
          part 3 (s, mA): {writes3:?}\n  setup {setup:?}; {reads} status reads; \
          unexpected {unexpected:?}; {:.1} s",
         wall.elapsed().as_secs_f64()
@@ -671,12 +717,23 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
         "{name}: the bus\n{text}"
     );
     assert_eq!(r3.rejected, 0, "{name}\n{text}");
-    // 1126 ≈ 7.9 kW − 0.5 kW once the quarter is under way.
+    // 1126 ≈ 7.9 kW − 0.5 kW: never so low that the car would pause (the restart
+    // threshold, the minimum + 10 %), and within 400 W of it once the car has been
+    // steady for a while (while it ramps up the charger's read-back lags the meter by
+    // seconds: the house's estimate, the meter less the read-back, is too high for a
+    // few telegrams).
     let aim = f64::from(TARGET_W - MARGIN_W) - HOUSE2_W;
-    for (k, r, limit, _) in &samples {
+    let restart = 3.0 * VOLTS * MIN_A * 1.1;
+    for (i, (k, r, limit, _)) in samples.iter().enumerate() {
+        let w = f64::from(r.allowance_w);
         assert!(
-            (f64::from(r.allowance_w) - aim).abs() <= 400.0,
+            w >= restart && w <= aim + 400.0,
             "{name}: 1126 at {} (≈ {aim:.0} W wanted)\n{text}",
+            clock(start.plus(*k))
+        );
+        assert!(
+            i < samples.len() - 10 || (w - aim).abs() <= 400.0,
+            "{name}: 1126 at {} with the car steady (≈ {aim:.0} W wanted)\n{text}",
             clock(start.plus(*k))
         );
         assert!(
@@ -685,11 +742,22 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
             clock(start.plus(*k))
         );
         assert!(
-            u32::from(r.sent_ma) == *limit || (*k as usize) < PART2_END as usize + 3,
-            "{name}: 1001 and the charger's 0x4100 differ at {}\n{text}",
+            u32::from(r.sent_ma) == *limit && u32::from(r.limit_1130) == *limit,
+            "{name}: 1001, 1130 and the charger's 0x4100 differ at {}\n{text}",
             clock(start.plus(*k))
         );
     }
+    let most = samples
+        .iter()
+        .map(|(_, r, ..)| cap_ma(r.allowance_w))
+        .max()
+        .unwrap_or(0);
+    assert!(
+        writes3
+            .iter()
+            .all(|&(_, ma)| ma <= most + CAPACITY_DEADBAND_MA),
+        "{name}: a limit written in part 3 above what 1126 allowed ({most} mA)\n{text}"
+    );
     assert!(
         samples.iter().any(|&(_, _, limit, _)| limit >= 6000),
         "{name}: no usable limit in part 3\n{text}"
@@ -698,7 +766,6 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
         car3 >= MIN_A && energy3 > 0.0,
         "{name}: the car charges\n{text}"
     );
-    let _ = t1;
     drop(daemon);
     drop((rs485, p1));
     Outcome {
@@ -764,14 +831,8 @@ fn the_quarter_hour_account_runs_on_the_meters_clock_in_the_daemon() {
         .block_on(async {
             let wall = Instant::now();
             // Winter (W) for the Belgian meter, summer (S) for the Dutch one.
-            let emucs = tokio::spawn(run_meter(
-                Flavour::Emucs,
-                DateTime::new(2025, 1, 15, 10, 0),
-            ));
-            let dsmr = tokio::spawn(run_meter(
-                Flavour::Dsmr5,
-                DateTime::new(2025, 6, 12, 10, 0),
-            ));
+            let emucs = tokio::spawn(run_meter(Flavour::Emucs, DateTime::new(2025, 1, 15, 10, 0)));
+            let dsmr = tokio::spawn(run_meter(Flavour::Dsmr5, DateTime::new(2025, 6, 12, 10, 0)));
             let mut outcomes = Vec::new();
             for h in [emucs, dsmr] {
                 match h.await {
