@@ -569,3 +569,44 @@ proptest! {
         }
     }
 }
+
+/// A car starting under the budget is not paused by its own start: the house draws a
+/// steady 500 W, the allowance (~5.4 kW on a 6 kW target) is above a three-phase car's
+/// minimum (4140 W) and the car climbs to 7.8 A a phase at 4 A/s. The charger's
+/// read-back lags the meter as it does in the daemon (the Terra AC measures its car once
+/// a second; the daemon polls it every 2 s, here just before a measurement): 0 A for
+/// two telegrams of the climb and one more at full current, then 5.6 A for two. The
+/// house's estimate (the meter less the read-back) is 3260, 5882, 2018 and 2018 W in
+/// four of the seven telegrams of [`HOUSE_MEDIAN`](p1lb_core::capacity::HOUSE_MEDIAN),
+/// so the median is 2018 W instead of 500 W and the allowance falls to ~3.9 kW, below
+/// the minimum by more than the margin's tolerance: the charge is paused — and it will
+/// start again 7 telegrams later, climb, and pause again.
+#[test]
+#[ignore = "capacity.rs: a starting car's lagging read-back outlasts the 7-telegram median (found by tests/capacity_daemon.rs)"]
+fn a_starting_car_is_not_paused_by_its_own_lagging_read_back() {
+    let cfg = capacity_config(CapacityMode::Target, 6000, 100);
+    let min_w = 4140;
+    let mut meter = SteadyMeter::new(Stamp::new(2025, 1, 15, 10, 15, 0, false), true);
+    let mut account = Account::new();
+    // The car's current at each telegram, and the read-back the balancer has then, A.
+    let car = [
+        0.0, 0.0, 0.0, 0.0, 0.0, 4.0, 7.8, 7.8, 7.8, 7.8, 7.8, 7.8, 7.8, 7.8,
+    ];
+    let readback = [
+        0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 5.6, 5.6, 7.8, 7.8, 7.8, 7.8, 7.8,
+    ];
+    let mut seen = Vec::new();
+    for (c, rb) in car.iter().zip(readback) {
+        let r = meter.second(500 + (c * 690.0) as i64);
+        account.on_reading(&r);
+        let w = account
+            .allowance_w(&cfg, (rb * 690.0) as i64, min_w)
+            .expect("capacity on");
+        seen.push(w);
+    }
+    assert!(
+        seen.iter().all(|&w| w >= min_w),
+        "the allowance went below the car's minimum with the house at a steady 500 W: \
+         {seen:?}"
+    );
+}
