@@ -118,6 +118,20 @@ struct Quarter {
     first_wh: Option<i64>,
 }
 
+/// What the chargers draw, as [`Account::allowance_w`] needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChargerDraw {
+    /// What they draw now, as they report it, W.
+    pub draw_w: i64,
+    /// The least a charging car draws (the charger minimum on its phases), W.
+    pub min_w: u32,
+    /// No charger's value changed for [`REACTION_S`]: their reports show what their
+    /// cars draw. While one settles (its car ramping, its report lagging the meter by
+    /// up to a poll and a measurement) the meter less the reports is not the house's
+    /// import, and the house's estimate is kept as it was.
+    pub settled: bool,
+}
+
 /// The quarter-hour account. See the module documentation.
 #[derive(Debug, Clone, Default)]
 pub struct Account {
@@ -288,9 +302,9 @@ impl Account {
     /// The power the chargers may draw now, all together, W; `None` when capacity
     /// mode is off.
     ///
-    /// `chargers_w` is what the chargers draw now (as they report it), `min_w` the
-    /// least a charging car draws (the charger minimum on its phases). The house's own
-    /// import is the meter's less `chargers_w`. The budget is `(target − margin) ×
+    /// `chargers` says what the chargers draw now (see [`ChargerDraw`]). The house's
+    /// own import is the meter's less what they draw (the median of the last
+    /// [`HOUSE_MEDIAN`] telegrams' estimates, taken while the chargers are settled). The budget is `(target − margin) ×
     /// 15 min` (mode 2: the target is at least the month's peak), less what the
     /// quarter used and [`REACTION_S`] of the chargers' power; spread over the seconds
     /// left, less the house, it is the allowance. When it falls below `min_w` a charge
@@ -298,7 +312,12 @@ impl Account {
     /// half the margin; a paused one starts again at `min_w` plus
     /// [`RESTART_MARGIN_PCT`]. A quarter whose use is not known is kept at pace
     /// (target − margin − house).
-    pub fn allowance_w(&mut self, cfg: &Config, chargers_w: i64, min_w: u32) -> Option<u32> {
+    pub fn allowance_w(&mut self, cfg: &Config, chargers: ChargerDraw) -> Option<u32> {
+        let ChargerDraw {
+            draw_w: chargers_w,
+            min_w,
+            settled,
+        } = chargers;
         let mode = cfg.capacity_mode();
         if mode == CapacityMode::Off {
             self.charging = false;
@@ -311,7 +330,7 @@ impl Account {
         let margin = i64::from(cfg.capacity_margin_w());
         let aim = (target - margin).max(0);
         let chargers_w = chargers_w.max(0);
-        let house = self.house_w(self.power_w.saturating_sub(chargers_w));
+        let house = self.house_w(self.power_w.saturating_sub(chargers_w), settled);
         let min_w = i64::from(min_w);
         let left_s = QUARTER_S - self.elapsed().unwrap_or(0);
         let allowance = match self.used_j() {
@@ -339,10 +358,18 @@ impl Account {
             self.charging = false;
             allowance.min(min_w.saturating_sub(1))
         };
-        // In the quarter's last seconds a raise would only show in the next one (the
-        // car follows later): hold.
+        // In the quarter's last seconds a raise would only show in the next one (the car
+        // follows later): hold. And a charge the next quarter cannot carry on (its budget
+        // at the present house load is under the minimum) stops now, on the reserve, so
+        // that the car is off when the next quarter starts rather than its delay later.
         let w = if left_s <= REACTION_S {
-            w.min(self.last_w)
+            let next_quarter = aim.saturating_sub(house);
+            if next_quarter < restart {
+                self.charging = false;
+                0
+            } else {
+                w.min(self.last_w)
+            }
         } else {
             w
         };
@@ -352,10 +379,13 @@ impl Account {
 }
 
 impl Account {
-    /// Adds the latest estimate of the house's import and returns the median of the
-    /// last [`HOUSE_MEDIAN`].
-    fn house_w(&mut self, estimate: i64) -> i64 {
-        if self.house_len < HOUSE_MEDIAN {
+    /// Adds the latest estimate of the house's import (unless the chargers are not
+    /// `settled` and there is one already) and returns the median of the last
+    /// [`HOUSE_MEDIAN`].
+    fn house_w(&mut self, estimate: i64, settled: bool) -> i64 {
+        if !settled && self.house_len > 0 {
+            // (Kept as it was.)
+        } else if self.house_len < HOUSE_MEDIAN {
             self.house[self.house_len] = estimate;
             self.house_len += 1;
         } else {

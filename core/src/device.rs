@@ -67,7 +67,11 @@ impl Device {
             quarter_projected_w: word(q.projected_w),
             month_peak_w: word(q.month_peak_w),
             seconds_left: word(q.seconds_left),
-            charger_power_w: self.balancer.capacity_allowance_w().map_or(u16::MAX, word),
+            // (65535 is "no bound": a bound never reads as it.)
+            charger_power_w: self
+                .balancer
+                .capacity_allowance_w()
+                .map_or(u16::MAX, |w| word(w).min(u16::MAX - 1)),
         };
         used
     }

@@ -36,10 +36,10 @@ pub mod share;
 pub use law::*;
 pub use share::{MIN_TURN, TURN_WAIT};
 
-use crate::capacity::{Account, QuarterFigures};
+use crate::capacity::{Account, ChargerDraw, QuarterFigures, REACTION_S};
 use crate::config::{Config, ControlMode, MAX_CHARGERS, Wiring};
 use crate::p1::Reading;
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use law::{Law, phase_mask};
 use share::{Candidate, Turns};
 
@@ -99,6 +99,10 @@ pub const LEARN_READS: u8 = 2;
 /// made up later, and the car need not follow every watt of the house, mA.
 pub const CAPACITY_DEADBAND_MA: u32 = 500;
 
+/// After a charger's value changed, its car and its report settle this long; the
+/// capacity account keeps its estimate of the house's import meanwhile.
+const CAPACITY_SETTLE: Duration = Duration::from_secs(REACTION_S as u64);
+
 /// Voltages outside this range (0.1 V) are not trusted for power: 230 V is used.
 const MIN_DV: i32 = 1000;
 const MAX_DV: i32 = 3000;
@@ -146,6 +150,8 @@ pub struct Balancer {
     capacity_cap_ma: u32,
     /// The latest voltages, 0.1 V (230 V until the meter says).
     volts_dv: [u32; 3],
+    /// When a charger's value last changed.
+    changed_at: Instant,
 }
 
 impl Balancer {
@@ -172,6 +178,7 @@ impl Balancer {
             capacity_w: None,
             capacity_cap_ma: u32::MAX,
             volts_dv: [NOMINAL_DV; 3],
+            changed_at: now,
         };
         b.build_laws(now);
         b
@@ -294,14 +301,14 @@ impl Balancer {
             };
         }
         self.account.on_reading(reading);
-        self.update_capacity();
+        self.update_capacity(now);
         used
     }
 
     /// The capacity budget's allowance for the chargers after a telegram: the power
     /// (all chargers, for the sharing) and, with one charger, a cap on its current
     /// (changed only by at least [`CAPACITY_DEADBAND_MA`], or across the minimum).
-    fn update_capacity(&mut self) {
+    fn update_capacity(&mut self, now: Instant) {
         let n = self.cfg.chargers();
         let mut chargers_w = 0i64;
         let mut min_w = u32::MAX;
@@ -314,7 +321,12 @@ impl Balancer {
                 min_w = min_w.min(self.watts(self.cfg.charger_min_ma(), v.phases));
             }
         }
-        self.capacity_w = self.account.allowance_w(&self.cfg, chargers_w, min_w);
+        let draw = ChargerDraw {
+            draw_w: chargers_w,
+            min_w,
+            settled: now - self.changed_at >= CAPACITY_SETTLE,
+        };
+        self.capacity_w = self.account.allowance_w(&self.cfg, draw);
         let cap = match self.capacity_w {
             Some(w) if !self.shared => {
                 let per_ma = self.dv_of(self.phases_of(0)).max(1);
@@ -587,6 +599,9 @@ impl Balancer {
         self.now = self.now.max(now);
         if !self.shared {
             let d = self.laws[0].tick(now);
+            if d.changed {
+                self.changed_at = now;
+            }
             self.cap_changed = false;
             self.slots[0].sent_ma = d.sent_ma;
             self.slots[0].paused = false;
@@ -637,6 +652,9 @@ impl Balancer {
             law.set_sent(now, sent_on[p]);
         }
         let changed = (0..MAX_CHARGERS).any(|k| self.slots[k].sent_ma != before[k]);
+        if changed {
+            self.changed_at = now;
+        }
         self.decision = Decision {
             limit_ma: self.slots[0].sent_ma,
             sent_ma: self.slots[0].sent_ma,
