@@ -63,7 +63,7 @@ use p1lb_core::balancer::CAPACITY_DEADBAND_MA;
 use p1lb_core::modbus::{MAX_ADU, Request, Response, Words, exception_reply};
 use p1lb_core::registers::{Exception, address};
 use p1lb_sim::meter::{Flavour, MeterValues, PhaseValues, write_telegram};
-use p1lb_sim::time::DateTime;
+use p1lb_sim::time::{DateTime, Stamp};
 use tokio::io::AsyncWriteExt;
 use tokio_modbus::client::Context;
 use tokio_modbus::prelude::Reader;
@@ -359,16 +359,17 @@ impl Meter {
         let printed = self.import_wh.floor() as u64;
         self.printed_wh.push(printed);
         let values = MeterValues {
-            time: self.start.plus(k),
+            time: Stamp::of(self.start.plus(k)),
             tariff: 2,
             import_wh: [6_184_667, printed],
             export_wh: [1_708_286, 3_405_268],
             phases: 3,
             phase: [phase; 3],
             gas_l: 3_133_361,
-            gas_time: self.start,
+            gas_time: Stamp::of(self.start),
             average_demand_w: demand,
-            peak: (DateTime::new(2025, 1, 7, 18, 45), METER_PEAK_W),
+            peak: (Stamp::of(DateTime::new(2025, 1, 7, 18, 45)), METER_PEAK_W),
+            history: None,
         };
         let mut out = Vec::with_capacity(1024);
         write_telegram(&mut out, self.flavour, &values);

@@ -150,8 +150,8 @@ pub struct Balancer {
     capacity_cap_ma: u32,
     /// The latest voltages, 0.1 V (230 V until the meter says).
     volts_dv: [u32; 3],
-    /// When a charger's value last changed.
-    changed_at: Instant,
+    /// When a charger's value last changed (`None`: never).
+    changed_at: Option<Instant>,
 }
 
 impl Balancer {
@@ -178,7 +178,7 @@ impl Balancer {
             capacity_w: None,
             capacity_cap_ma: u32::MAX,
             volts_dv: [NOMINAL_DV; 3],
-            changed_at: now,
+            changed_at: None,
         };
         b.build_laws(now);
         b
@@ -324,7 +324,7 @@ impl Balancer {
         let draw = ChargerDraw {
             draw_w: chargers_w,
             min_w,
-            settled: now - self.changed_at >= CAPACITY_SETTLE,
+            settled: self.changed_at.is_none_or(|t| now - t >= CAPACITY_SETTLE),
         };
         self.capacity_w = self.account.allowance_w(&self.cfg, draw);
         let cap = match self.capacity_w {
@@ -600,7 +600,7 @@ impl Balancer {
         if !self.shared {
             let d = self.laws[0].tick(now);
             if d.changed {
-                self.changed_at = now;
+                self.changed_at = Some(now);
             }
             self.cap_changed = false;
             self.slots[0].sent_ma = d.sent_ma;
@@ -653,7 +653,7 @@ impl Balancer {
         }
         let changed = (0..MAX_CHARGERS).any(|k| self.slots[k].sent_ma != before[k]);
         if changed {
-            self.changed_at = now;
+            self.changed_at = Some(now);
         }
         self.decision = Decision {
             limit_ma: self.slots[0].sent_ma,
