@@ -591,7 +591,7 @@ fn run_bus_site(
     let mut b = Balancer::new(cfg, Instant::ZERO);
     let mut m = SteadyMeter::new(Stamp::new(2026, 12, 3, 0, 0, 0, false), true);
     let mut sent = vec![0u32; 3];
-    let (mut car_ma, mut measured, mut readback) = (0.0f64, 0u32, 0u32);
+    let (mut car_ma, mut measured) = (0.0f64, 0u32);
     let (mut quarters, mut q_j, mut car_wh) = (Vec::new(), 0.0, 0.0);
     for s in 0..seconds {
         let now = Instant::ZERO + Duration::from_secs(u64::from(s));
@@ -613,7 +613,8 @@ fn run_bus_site(
         car_wh += car_w as f64 / 3600.0;
         b.on_telegram(now, &m.second(power));
         if s % 2 == 1 {
-            readback = measured;
+            // (What the charger measured a second ago, read now.)
+            let readback = measured;
             b.on_charger(
                 now,
                 0,
