@@ -162,7 +162,7 @@ fn capacity_lines(words: &[u16]) -> String {
         |w| format!("chargers may draw {}", kw(w)),
     );
     format!(
-        "capacity         quarter {} so far, {} projected, month peak {}, {} s left, {chargers}\n\
+        "\ncapacity         quarter {} so far, {} projected, month peak {}, {} s left, {chargers}\n\
          {:<16} mode {} ({}), target {}, margin {}\n",
         kw(c.quarter_average_w),
         kw(c.quarter_projected_w),
