@@ -339,3 +339,150 @@ fn config_names_the_charger_settings_and_status_registers() {
     drop(d);
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// The capacity tariff by name: its settings in W (set as W or kW, out of range refused
+/// with the range, saved into the file) and its quarter-hour account read only; `p1lb
+/// monitor` shows the account once capacity mode is on (`--json`: a `capacity` object,
+/// always).
+#[test]
+fn config_and_monitor_show_the_capacity_tariff() {
+    let dir = temp_dir("config-capacity");
+    let d = start(&dir);
+    let get = |name: &str| text(&config(&d, &["get", name])).0.trim().to_owned();
+    let monitor_json = || -> serde_json::Value {
+        let out = Command::new(BIN)
+            .args(["monitor", "--device", &d.device()])
+            .args(["--json", "--count", "1"])
+            .output()
+            .expect("p1lb monitor runs");
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        serde_json::from_str(stdout.trim()).expect("JSON")
+    };
+    let monitor_table = || -> String {
+        let out = Command::new(BIN)
+            .args(["monitor", "--device", &d.device(), "--count", "1"])
+            .output()
+            .expect("p1lb monitor runs");
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        stdout
+    };
+
+    assert_eq!(get("capacity_mode"), "capacity_mode = 0 (off)");
+    assert_eq!(get("capacity-target"), "capacity_target = 2500 W");
+    assert_eq!(get("1074"), "capacity_margin = 100 W");
+    // Off: 1126 reads 65535, no bound on the chargers; no capacity line in the monitor.
+    assert_eq!(
+        get("capacity_charger_power"),
+        "capacity_charger_power = 65535 (no bound)"
+    );
+    let v = monitor_json();
+    let c = &v["capacity"];
+    assert_eq!(c["mode"], 0, "{v}");
+    assert_eq!(c["target_w"], 2500, "{v}");
+    assert_eq!(c["margin_w"], 100, "{v}");
+    assert_eq!(c["charger_power_w"], serde_json::Value::Null, "{v}");
+    for key in [
+        "quarter_average_w",
+        "quarter_projected_w",
+        "month_peak_w",
+        "seconds_left",
+    ] {
+        assert!(c[key].is_u64(), "{key} in {v}");
+    }
+    assert!(c["seconds_left"].as_u64().unwrap() <= 900, "{v}");
+    let t = monitor_table();
+    assert!(!t.contains("capacity"), "{t}");
+
+    for (name, value, shown) in [
+        ("capacity-target", "3.5kW", "capacity_target = 3500 W"),
+        ("capacity_margin", "250W", "capacity_margin = 250 W"),
+        ("capacity_mode", "1", "capacity_mode = 1 (target)"),
+    ] {
+        let out = config(&d, &["set", name, value]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{name} {value}: {stderr}");
+        assert!(stdout.starts_with(shown), "{stdout}");
+        assert_eq!(get(name), shown);
+    }
+
+    // Out of range: the device answers 03 and the message names the range; a unit that
+    // does not fit is refused before anything is sent.
+    for (name, value, range) in [
+        ("capacity_target", "0.5kW", "1000 … 60000 W (1 kW … 60 kW)"),
+        ("capacity_margin", "2001", "0 … 2000 W"),
+        ("capacity_mode", "3", "0 … 2"),
+    ] {
+        let out = config(&d, &["set", name, value]);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{name} {value}: {stderr}");
+        assert!(
+            stderr.contains("out of range") && stderr.contains(range),
+            "{name} {value}: {stderr}"
+        );
+    }
+    let out = config(&d, &["set", "capacity_target", "16A"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("W or kW"), "{stderr}");
+
+    let out = config(&d, &["save"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let toml = fs::read_to_string(dir.join("p1lb.toml")).unwrap();
+    for line in [
+        "capacity_mode = 1",
+        "capacity_target = 3500",
+        "capacity_margin = 250",
+    ] {
+        assert!(toml.lines().any(|l| l == line), "{line} not in\n{toml}");
+    }
+
+    // The account, read only, by name.
+    for (name, unit) in [
+        ("quarter_average_power", " W"),
+        ("quarter-projected-power", " W"),
+        ("month_peak_power", " W"),
+        ("quarter_seconds_left", " s"),
+    ] {
+        let line = get(name);
+        assert!(
+            line.starts_with(&format!("{} = ", name.replace('-', "_"))) && line.ends_with(unit),
+            "{line}"
+        );
+    }
+    let out = config(&d, &["set", "month_peak_power", "1kW"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("read only"), "{stderr}");
+
+    // On: the monitor's JSON has the saved settings and its view the capacity line.
+    let v = monitor_json();
+    let c = &v["capacity"];
+    assert_eq!(c["mode"], 1, "{v}");
+    assert_eq!(c["target_w"], 3500, "{v}");
+    assert_eq!(c["margin_w"], 250, "{v}");
+    assert!(
+        c["charger_power_w"].is_null() || c["charger_power_w"].is_u64(),
+        "{v}"
+    );
+    let t = monitor_table();
+    let line = t
+        .lines()
+        .find(|l| l.starts_with("capacity "))
+        .unwrap_or_else(|| panic!("no capacity line:\n{t}"));
+    for want in [
+        "quarter ",
+        " kW so far, ",
+        " kW projected, month peak ",
+        " s left, ",
+    ] {
+        assert!(line.contains(want), "{want:?} not in {line}");
+    }
+    assert!(
+        t.contains("mode 1 (target), target 3.50 kW, margin 0.25 kW"),
+        "{t}"
+    );
+    drop(d);
+    let _ = fs::remove_dir_all(&dir);
+}

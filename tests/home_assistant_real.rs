@@ -9,9 +9,11 @@
 //!   sensor, number, select and button of the register map; and rejects a broken copy
 //!   (so the check can fail).
 //! - `hass` itself runs the package against `p1lb run` (the built-in simulated house):
-//!   every sensor reads the daemon's value (settings at their defaults, scaled to A/V),
-//!   and numbers, selects and buttons called through Home Assistant's REST API write the
-//!   daemon's registers (read back over Modbus TCP) and its saved `p1lb.toml`.
+//!   every sensor reads the daemon's value (settings at their defaults, scaled to A/V;
+//!   `capacity_charger_power` unavailable while it reads 65535, no bound), and numbers,
+//!   selects and buttons called through Home Assistant's REST API write the daemon's
+//!   registers (read back over Modbus TCP) and its saved `p1lb.toml`, the capacity
+//!   tariff's settings among them.
 //!
 //! Without Python 3.11/3.12 or PyPI the tests skip loudly, except under CI (the
 //! environment variable `CI` set), where that is a failure.
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 use common::{Daemon, Guard, free_port, temp_dir};
 use p1lb::cli::home_assistant;
 use p1lb_core::config::{Range, SETTINGS};
-use p1lb_core::registers::{Access, REGISTERS, Register};
+use p1lb_core::registers::{Access, REGISTERS, Register, address};
 use serde_json::{Value, json};
 use tokio_modbus::prelude::*;
 
@@ -379,23 +381,41 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
     }
     eprintln!("hass: API up after {:.1} s", t0.elapsed().as_secs_f64());
 
-    // Every sensor has a value from the daemon, and at least one telegram was counted.
+    // Every sensor has a value from the daemon, and at least one telegram was counted;
+    // but the power the capacity budget allows the chargers reads 65535 (no bound) while
+    // capacity mode is off (its default): unavailable, not a number.
     let readable: Vec<&Register> = REGISTERS
         .iter()
         .filter(|r| r.access != Access::Write)
         .collect();
+    let no_bound = "sensor.p1lb_capacity_charger_power";
     let states = wait_states(
         &api,
         &log,
         Duration::from_secs(60),
-        "every p1lb sensor with a number, telegrams_valid > 0",
+        "every p1lb sensor with a number (1126 unavailable), telegrams_valid > 0",
         |s| {
             readable
                 .iter()
+                .filter(|r| r.address != address::CAPACITY_CHARGER_POWER)
                 .all(|r| number(s, &format!("sensor.p1lb_{}", r.name)).is_some())
                 && number(s, "sensor.p1lb_telegrams_valid").is_some_and(|n| n > 0.0)
+                && s.get(no_bound).map(|e| &e["state"]) == Some(&json!("unavailable"))
         },
     );
+    // The capacity account's measurements: power in W, the seconds left in a quarter.
+    for name in [
+        "quarter_average_power",
+        "quarter_projected_power",
+        "month_peak_power",
+        "capacity_charger_power",
+    ] {
+        let attributes = &states[&format!("sensor.p1lb_{name}")]["attributes"];
+        assert_eq!(attributes["device_class"], "power", "{name}: {attributes}");
+        assert_eq!(attributes["state_class"], "measurement", "{name}");
+    }
+    let left = number(&states, "sensor.p1lb_quarter_seconds_left").unwrap();
+    assert!((0.0..=900.0).contains(&left), "quarter_seconds_left {left}");
     eprintln!(
         "hass: every sensor read after {:.1} s",
         t0.elapsed().as_secs_f64()
@@ -469,6 +489,25 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
         json!({"entity_id": "select.p1lb_phases", "option": "1"}),
     );
     await_register(&mut ctx, 1011, 1).await;
+    // The capacity tariff's settings: numbers in W (and 0–2 for the mode).
+    api.service(
+        "number",
+        "set_value",
+        json!({"entity_id": "number.p1lb_capacity_target", "value": 3500}),
+    );
+    await_register(&mut ctx, 1073, 3500).await;
+    api.service(
+        "number",
+        "set_value",
+        json!({"entity_id": "number.p1lb_capacity_margin", "value": 250}),
+    );
+    await_register(&mut ctx, 1074, 250).await;
+    api.service(
+        "number",
+        "set_value",
+        json!({"entity_id": "number.p1lb_capacity_mode", "value": 2}),
+    );
+    await_register(&mut ctx, 1072, 2).await;
     assert_ne!(read(&mut ctx, 1003).await & 1 << 5, 0, "1003 bit 5: staged");
 
     // "save" writes them to the daemon's p1lb.toml.
@@ -484,12 +523,16 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
     }
     assert_eq!(saved(&toml_file, "upper_wait"), Some(7));
     assert_eq!(saved(&toml_file, "phases"), Some(1));
+    assert_eq!(saved(&toml_file, "capacity_mode"), Some(2));
+    assert_eq!(saved(&toml_file, "capacity_target"), Some(3500));
+    assert_eq!(saved(&toml_file, "capacity_margin"), Some(250));
 
     // Home Assistant reads the new values back (asked to poll at once).
     api.service(
         "homeassistant",
         "update_entity",
-        json!({"entity_id": ["sensor.p1lb_override_cap", "sensor.p1lb_upper_wait", "sensor.p1lb_phases"]}),
+        json!({"entity_id": ["sensor.p1lb_override_cap", "sensor.p1lb_upper_wait", "sensor.p1lb_phases",
+                             "sensor.p1lb_capacity_target", "sensor.p1lb_capacity_mode"]}),
     );
     wait_states(
         &api,
@@ -501,6 +544,9 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
                 && number(s, "number.p1lb_override_cap") == Some(10.5)
                 && number(s, "number.p1lb_upper_wait") == Some(7.0)
                 && s.get("select.p1lb_phases").map(|e| &e["state"]) == Some(&json!("1"))
+                && number(s, "sensor.p1lb_capacity_target") == Some(3500.0)
+                && number(s, "number.p1lb_capacity_target") == Some(3500.0)
+                && number(s, "number.p1lb_capacity_mode") == Some(2.0)
         },
     );
 
@@ -512,7 +558,10 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
     );
     await_register(&mut ctx, 1016, 5).await;
     await_register(&mut ctx, 1011, 3).await;
+    await_register(&mut ctx, 1072, 0).await;
+    await_register(&mut ctx, 1073, 2500).await;
     assert_eq!(saved(&toml_file, "upper_wait"), Some(5));
+    assert_eq!(saved(&toml_file, "capacity_target"), Some(2500));
 
     // Nothing in Home Assistant's log about the package: no error at all, no warning
     // from the integrations it uses.

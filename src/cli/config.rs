@@ -303,6 +303,55 @@ mod tests {
         assert_eq!(parse_value(phases, "-1").unwrap_err().code, 2);
     }
 
+    /// The capacity tariff's settings and status by name; watts as W or kW.
+    #[test]
+    fn capacity_settings_take_watts_and_kilowatts() {
+        assert_eq!(reg("capacity-mode").address, 1072);
+        assert_eq!(reg("capacity_target").address, 1073);
+        assert_eq!(reg("Capacity-Margin").address, 1074);
+        assert_eq!(reg("quarter_average_power").address, 1122);
+        assert_eq!(reg("1126").name, "capacity_charger_power");
+        let target = reg("capacity_target");
+        assert_eq!(parse_value(target, "3500").unwrap(), 3500);
+        assert_eq!(parse_value(target, "3500W").unwrap(), 3500);
+        assert_eq!(parse_value(target, "3500 w").unwrap(), 3500);
+        assert_eq!(parse_value(target, "3.5kW").unwrap(), 3500);
+        assert_eq!(parse_value(target, "3.5 kw").unwrap(), 3500);
+        assert_eq!(parse_value(target, "60 kW").unwrap(), 60000);
+        // Not a whole number of watts, a register's worth, or the wrong unit.
+        assert_eq!(parse_value(target, "3.5005kW").unwrap_err().code, 2);
+        assert_eq!(parse_value(target, "70kW").unwrap_err().code, 2);
+        let e = parse_value(target, "16A").unwrap_err();
+        assert!(e.message.contains("W or kW"), "{}", e.message);
+        assert_eq!(parse_value(target, "3.5MW").unwrap_err().code, 2);
+        assert_eq!(
+            parse_value(reg("upper_current"), "3kW").unwrap_err().code,
+            2
+        );
+        assert_eq!(parse_value(reg("capacity_mode"), "2").unwrap(), 2);
+        assert_eq!(parse_value(reg("capacity_mode"), "2W").unwrap_err().code, 2);
+
+        assert_eq!(format_value(target, 2500), "2500 W");
+        assert_eq!(format_value(reg("capacity_margin"), 100), "100 W");
+        assert_eq!(format_value(reg("capacity_mode"), 0), "0 (off)");
+        assert_eq!(format_value(reg("capacity_mode"), 1), "1 (target)");
+        assert_eq!(format_value(reg("capacity_mode"), 2), "2 (follow_peak)");
+        assert_eq!(format_value(reg("capacity_mode"), 7), "7 (unknown)");
+        assert_eq!(format_value(reg("month_peak_power"), 3100), "3100 W");
+        assert_eq!(format_value(reg("quarter_seconds_left"), 412), "412 s");
+        assert_eq!(format_value(reg("capacity_charger_power"), 1850), "1850 W");
+        assert_eq!(
+            format_value(reg("capacity_charger_power"), 65535),
+            "65535 (no bound)"
+        );
+        assert_eq!(range_text(target).unwrap(), "1000 … 60000 W (1 kW … 60 kW)");
+        assert_eq!(
+            range_text(reg("capacity_margin")).unwrap(),
+            "0 … 2000 W (0 kW … 2 kW)"
+        );
+        assert_eq!(range_text(reg("capacity_mode")).unwrap(), "0 … 2");
+    }
+
     #[test]
     fn values_show_scaled_with_units() {
         assert_eq!(format_value(reg("grid_current_l1"), -123), "-1.23 A");

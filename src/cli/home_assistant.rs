@@ -2,8 +2,10 @@
 //! the register map ([`REGISTERS`], settings from [`SETTINGS`]):
 //!
 //! - `modbus:` one TCP hub to the daemon's Modbus TCP server, with a sensor per readable
-//!   register (mA → A with scale 0.001, 0.01 A, 0.1 V, `int16` for 1100–1102, `uint32`
-//!   for the two-register values, high word first);
+//!   register (mA → A with scale 0.001, 0.01 A, 0.1 V, W and s as they are, `int16` for
+//!   1100–1102, `uint32` for the two-register values, high word first; the read-only
+//!   measurements with `state_class: measurement`); `capacity_charger_power` (1126) is
+//!   unavailable while it reads 65535 (no bound: capacity mode off), not 65.5 kW;
 //! - `template:` a `number` per writable register with a range (a `select` for those
 //!   with a list of values), showing the sensor and writing with
 //!   `modbus.write_register`; a `button` each for save (1091) and restore defaults
@@ -24,7 +26,7 @@
 use std::fmt::Write;
 
 use p1lb_core::config::Range;
-use p1lb_core::registers::{Access, REGISTERS, RESTORE_DEFAULTS, Register, SAVE};
+use p1lb_core::registers::{Access, REGISTERS, RESTORE_DEFAULTS, Register, SAVE, address};
 
 /// The committed file, relative to the repository root.
 pub const PATH: &str = "integrations/home-assistant/p1lb.yaml";
@@ -120,6 +122,9 @@ fn write_yaml(y: &mut String, host: &str, port: u16, unit: u8) -> std::fmt::Resu
         if reg.setting.is_none() && reg.access == Access::Read && s.device_class.is_some() {
             writeln!(y, "        state_class: measurement")?;
         }
+        if let Some(none) = no_value(reg) {
+            writeln!(y, "        nan_value: {none}")?;
+        }
         writeln!(
             y,
             "        scan_interval: {}",
@@ -177,6 +182,13 @@ fn write_yaml(y: &mut String, host: &str, port: u16, unit: u8) -> std::fmt::Resu
         write_register(y, unit, address, "1")?;
     }
     Ok(())
+}
+
+/// The raw value that means "none" for a register: its sensor is unavailable then
+/// (the modbus integration's `nan_value`) rather than showing the number.
+fn no_value(reg: &Register) -> Option<u16> {
+    // 1126: no bound on the chargers (capacity mode off, or nothing known yet).
+    (reg.address == address::CAPACITY_CHARGER_POWER).then_some(u16::MAX)
 }
 
 /// A setting with a list of allowed values is a `select`.
@@ -237,6 +249,85 @@ mod tests {
         );
         assert!(y.contains("scale: 0.001"));
         assert!(!y.contains('\t'));
+    }
+
+    fn sensor<'a>(y: &'a str, name: &str) -> &'a str {
+        let start = y
+            .find(&format!("unique_id: {HUB}_{name}\n"))
+            .unwrap_or_else(|| panic!("{name}: no sensor"));
+        let end = y[start..].find("- name:").map_or(y.len(), |i| start + i);
+        &y[start..end]
+    }
+
+    /// The capacity tariff: its account as power (W) and duration (s) measurements,
+    /// 1126 unavailable at 65535; its settings as numbers with the table's ranges.
+    #[test]
+    fn the_capacity_tariff_has_sensors_in_watts_and_numbers_for_its_settings() {
+        let y = yaml();
+        for (name, address, unit, class) in [
+            ("quarter_average_power", 1122, "W", "power"),
+            ("quarter_projected_power", 1123, "W", "power"),
+            ("month_peak_power", 1124, "W", "power"),
+            ("quarter_seconds_left", 1125, "s", "duration"),
+            ("capacity_charger_power", 1126, "W", "power"),
+        ] {
+            let s = sensor(&y, name);
+            for want in [
+                format!("address: {address}\n"),
+                "data_type: uint16\n".to_owned(),
+                format!("unit_of_measurement: {unit}\n"),
+                format!("device_class: {class}\n"),
+                "state_class: measurement\n".to_owned(),
+                "scan_interval: 5\n".to_owned(),
+            ] {
+                assert!(s.contains(&want), "{want}\n{s}");
+            }
+            assert!(!s.contains("scale:"), "{s}");
+            assert_eq!(
+                s.contains("nan_value: 65535\n"),
+                name == "capacity_charger_power",
+                "{s}"
+            );
+            assert!(
+                !y.contains(&format!("{HUB}_{name}_set")),
+                "{name}: read only"
+            );
+        }
+        assert_eq!(y.matches("nan_value:").count(), 1);
+        // The settings: sensors (no state class), and numbers that write them raw.
+        for (name, address, lo, hi, unit) in [
+            ("capacity_mode", 1072, 0, 2, None),
+            ("capacity_target", 1073, 1000, 60000, Some("W")),
+            ("capacity_margin", 1074, 0, 2000, Some("W")),
+        ] {
+            let s = sensor(&y, name);
+            assert!(s.contains(&format!("address: {address}\n")), "{s}");
+            assert!(!s.contains("state_class"), "{s}");
+            assert!(s.contains("scan_interval: 30\n"), "{s}");
+            match unit {
+                Some(u) => assert!(
+                    s.contains(&format!("unit_of_measurement: {u}\n"))
+                        && s.contains("device_class: power\n"),
+                    "{s}"
+                ),
+                None => assert!(!s.contains("unit_of_measurement"), "{s}"),
+            }
+            let number = sensor(&y, &format!("{name}_set"));
+            for want in [
+                format!("state: \"{{{{ states('sensor.{HUB}_{name}') }}}}\"\n"),
+                format!("min: {lo}\n"),
+                format!("max: {hi}\n"),
+                "step: 1\n".to_owned(),
+                format!("address: {address}\n"),
+                "value: \"{{ value | round(0) | int }}\"\n".to_owned(),
+            ] {
+                assert!(number.contains(&want), "{want}\n{number}");
+            }
+        }
+        let numbers = &y[y.find("  - number:").unwrap()..y.find("  - select:").unwrap()];
+        for name in ["capacity_mode", "capacity_target", "capacity_margin"] {
+            assert!(numbers.contains(&format!("unique_id: {HUB}_{name}_set\n")));
+        }
     }
 
     /// The status of each charger: the limit and the currents in A (measurements), the

@@ -1,12 +1,15 @@
 //! `p1lb monitor`: the live state of a daemon or firmware over Modbus (the same device
 //! options as `p1lb config`): balancer state, the limit sent, the flags by name, phase
-//! currents, voltages, powers and the telegram counters, and each charger's status
+//! currents, voltages, powers and the telegram counters, the capacity tariff's
+//! quarter-hour account (1072–1074, 1122–1126), and each charger's status
 //! (1130 + 6(k−1) …, as many chargers as `charger_count`, 1037, says). A refreshing
-//! terminal table (ANSI clear and redraw; one line per charger when there are several),
-//! or with `--json` one JSON object per line (with a `chargers` array, always).
+//! terminal table (ANSI clear and redraw; a capacity line when `capacity_mode` ≠ 0, one
+//! line per charger when there are several), or with `--json` one JSON object per line
+//! (with a `capacity` object and a `chargers` array, always).
 //!
-//! Each sample takes two reads: 1000 up to 1121 (firmware version), then the status of
-//! the chargers 1037 names (6 registers each).
+//! Each sample takes two reads (a read holds at most 125 registers): 1000 up to 1121
+//! (firmware version), then from 1122 (the capacity account) to the end of the status
+//! of the chargers 1037 names (6 registers each).
 
 use std::io::Write;
 use std::time::Duration;
@@ -18,7 +21,9 @@ use p1lb_core::registers::{
 use serde_json::{Map, Value, json};
 
 use crate::cli::device::{self, DeviceArgs, Failure, parse_duration};
-use crate::cli::units::{self, CHARGER_FLAGS, charger_flag_names, flag_names, state_name};
+use crate::cli::units::{
+    self, CHARGER_FLAGS, NO_BOUND, capacity_mode_name, charger_flag_names, flag_names, state_name,
+};
 
 /// `p1lb monitor`'s arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -97,6 +102,80 @@ fn chargers_json(words: &[u16]) -> Vec<Value> {
         .collect()
 }
 
+/// The capacity tariff's settings and quarter-hour account, from the words read at 1000
+/// onwards.
+struct Capacity {
+    mode: u16,
+    target_w: u16,
+    margin_w: u16,
+    quarter_average_w: u16,
+    quarter_projected_w: u16,
+    month_peak_w: u16,
+    seconds_left: u16,
+    /// `None` when 1126 reads [`NO_BOUND`].
+    charger_power_w: Option<u16>,
+}
+
+fn capacity(words: &[u16]) -> Capacity {
+    let w = |a: u16| word(words, a);
+    let charger_power = w(address::CAPACITY_CHARGER_POWER);
+    Capacity {
+        mode: w(setting::CAPACITY_MODE),
+        target_w: w(setting::CAPACITY_TARGET),
+        margin_w: w(setting::CAPACITY_MARGIN),
+        quarter_average_w: w(address::QUARTER_AVERAGE_POWER),
+        quarter_projected_w: w(address::QUARTER_PROJECTED_POWER),
+        month_peak_w: w(address::MONTH_PEAK_POWER),
+        seconds_left: w(address::QUARTER_SECONDS_LEFT),
+        charger_power_w: (charger_power != NO_BOUND).then_some(charger_power),
+    }
+}
+
+/// The capacity object of `--json` (stable keys; `charger_power_w` is null when the
+/// budget puts no bound on the chargers).
+fn capacity_json(words: &[u16]) -> Value {
+    let c = capacity(words);
+    json!({
+        "mode": c.mode,
+        "target_w": c.target_w,
+        "margin_w": c.margin_w,
+        "quarter_average_w": c.quarter_average_w,
+        "quarter_projected_w": c.quarter_projected_w,
+        "month_peak_w": c.month_peak_w,
+        "seconds_left": c.seconds_left,
+        "charger_power_w": c.charger_power_w,
+    })
+}
+
+fn kw(w: u16) -> String {
+    format!("{:.2} kW", f64::from(w) / 1000.0)
+}
+
+/// The terminal lines of the capacity tariff; empty when `capacity_mode` is 0.
+fn capacity_lines(words: &[u16]) -> String {
+    let c = capacity(words);
+    if c.mode == 0 {
+        return String::new();
+    }
+    let chargers = c.charger_power_w.map_or_else(
+        || "no bound on the chargers".to_owned(),
+        |w| format!("chargers may draw {}", kw(w)),
+    );
+    format!(
+        "\ncapacity         quarter {} so far, {} projected, month peak {}, {} s left, {chargers}\n\
+         {:<16} mode {} ({}), target {}, margin {}\n",
+        kw(c.quarter_average_w),
+        kw(c.quarter_projected_w),
+        kw(c.month_peak_w),
+        c.seconds_left,
+        "",
+        c.mode,
+        capacity_mode_name(c.mode),
+        kw(c.target_w),
+        kw(c.margin_w),
+    )
+}
+
 /// One sample as JSON, from the words read at 1000 onwards.
 pub fn sample(words: &[u16]) -> Value {
     let v = |name: &str| value(words, name);
@@ -123,6 +202,7 @@ pub fn sample(words: &[u16]) -> Value {
         "telegrams_valid": v("telegrams_valid"),
         "telegrams_rejected": v("telegrams_rejected"),
         "uptime_s": v("uptime"),
+        "capacity": capacity_json(words),
         "chargers": chargers_json(words),
     })
 }
@@ -186,7 +266,7 @@ pub fn table(words: &[u16], device: &str) -> String {
          \n\
          import power     {} W   export power {} W\n\
          telegrams        {} valid, {} rejected, last {} ago\n\
-         uptime           {} s\n{}",
+         uptime           {} s\n{}{}",
         state_name(v("balancer_state") as u16),
         v("balancer_state"),
         v("sent_current") as f64 / 1000.0,
@@ -214,6 +294,7 @@ pub fn table(words: &[u16], device: &str) -> String {
             format!("{since} s")
         },
         v("uptime"),
+        capacity_lines(words),
         if charger_count(words) > 1 {
             format!("\n{}", charger_lines(words))
         } else {
@@ -222,16 +303,17 @@ pub fn table(words: &[u16], device: &str) -> String {
     )
 }
 
-/// Reads one sample: 1000 up to 1121, then the status of the chargers 1037 names;
-/// the words from 1000 onwards (the reserved 1122–1129 as 0).
+/// Reads one sample: 1000 up to 1121, then 1122 up to the end of the status of the
+/// chargers 1037 names; the words from 1000 onwards (the reserved 1127–1129 read 0).
 async fn read_sample(
     ctx: &mut tokio_modbus::client::Context,
     dev: &DeviceArgs,
 ) -> Result<Vec<u16>, Failure> {
     let mut words = device::read(ctx, dev, FIRST, address::FIRMWARE_VERSION - FIRST + 1).await?;
     let n = charger_count(&words);
-    let first = address::CHARGER1_LIMIT;
-    let count = CHARGER_STATUS_WORDS * u16::try_from(n).unwrap_or(1);
+    let first = address::QUARTER_AVERAGE_POWER;
+    let count =
+        address::CHARGER1_LIMIT - first + CHARGER_STATUS_WORDS * u16::try_from(n).unwrap_or(1);
     let block = device::read(ctx, dev, first, count).await?;
     words.resize(usize::from(first - FIRST), 0);
     words.extend(block);
@@ -298,6 +380,75 @@ mod tests {
             !t.contains("car_connected"),
             "one charger: no charger lines\n{t}"
         );
+    }
+
+    /// The capacity account: always in the JSON (1126 = 65535 as null), a line in the
+    /// terminal view only while capacity mode is on.
+    #[test]
+    fn the_capacity_account_shows_in_kw_while_capacity_mode_is_on() {
+        let mut words = vec![0u16; 136];
+        words[72..75].copy_from_slice(&[1, 2500, 100]); // 1072–1074
+        words[122..127].copy_from_slice(&[2310, 2450, 3100, 412, 1850]); // 1122–1126
+        let s = sample(&words);
+        assert_eq!(
+            s["capacity"],
+            json!({"mode": 1, "target_w": 2500, "margin_w": 100,
+                   "quarter_average_w": 2310, "quarter_projected_w": 2450,
+                   "month_peak_w": 3100, "seconds_left": 412, "charger_power_w": 1850})
+        );
+        let t = table(&words, "tcp://x:1");
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("capacity "))
+            .unwrap_or_else(|| panic!("no capacity line\n{t}"));
+        assert_eq!(
+            line,
+            "capacity         quarter 2.31 kW so far, 2.45 kW projected, month peak 3.10 kW, \
+             412 s left, chargers may draw 1.85 kW"
+        );
+        assert!(
+            t.contains("mode 1 (target), target 2.50 kW, margin 0.10 kW"),
+            "{t}"
+        );
+
+        // No bound on the chargers (65535): null, and said so.
+        words[126] = u16::MAX;
+        words[72] = 2;
+        let s = sample(&words);
+        assert_eq!(s["capacity"]["charger_power_w"], Value::Null);
+        assert_eq!(s["capacity"]["mode"], 2);
+        let t = table(&words, "tcp://x:1");
+        assert!(
+            t.contains("3.10 kW, 412 s left, no bound on the chargers\n"),
+            "{t}"
+        );
+        assert!(t.contains("mode 2 (follow_peak)"), "{t}");
+
+        // Capacity mode off: the same keys in the JSON, no line.
+        words[72] = 0;
+        let s = sample(&words);
+        let keys: Vec<&str> = s["capacity"]
+            .as_object()
+            .expect("capacity")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "mode",
+                "target_w",
+                "margin_w",
+                "quarter_average_w",
+                "quarter_projected_w",
+                "month_peak_w",
+                "seconds_left",
+                "charger_power_w"
+            ]
+        );
+        assert_eq!(s["capacity"]["mode"], 0);
+        let t = table(&words, "tcp://x:1");
+        assert!(!t.contains("capacity") && !t.contains("kW"), "{t}");
     }
 
     #[test]

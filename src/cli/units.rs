@@ -1,6 +1,6 @@
 //! Register values for people: registers by name or address, values with their units
-//! (`22A`, `22000mA`, `5s`, `2min`), allowed ranges, the state and flag names — shared
-//! by `p1lb config` and `p1lb monitor`.
+//! (`22A`, `22000mA`, `5s`, `2min`, `3.5kW`, `3500W`), allowed ranges, the state, mode
+//! and flag names — shared by `p1lb config` and `p1lb monitor`.
 
 use std::fmt::Write as _;
 
@@ -57,10 +57,13 @@ pub fn parse_value(reg: &Register, text: &str) -> Result<u16, Failure> {
         ("s", "s") => 1.0,
         ("s", "ms") => 0.001,
         ("s", "min") => 60.0,
+        ("W", "W" | "w") => 1.0,
+        ("W", "kW" | "kw" | "KW") => 1000.0,
         _ => {
             let want = match reg.unit {
                 "mA" => "mA or A",
                 "s" => "s, ms or min",
+                "W" => "W or kW",
                 "" => "no unit",
                 other => other,
             };
@@ -107,15 +110,27 @@ pub fn range_text(reg: &Register) -> Option<String> {
     let mut s = match setting.range {
         Range::Span(lo, hi) => {
             let mut s = format!("{lo} … {hi}{}", unit_suffix(setting.unit));
-            if setting.unit == "mA" {
-                let _ = write!(s, " ({} A … {} A)", amps(lo), amps(hi));
+            match setting.unit {
+                "mA" => {
+                    let _ = write!(s, " ({} A … {} A)", amps(lo), amps(hi));
+                }
+                "W" => {
+                    let _ = write!(s, " ({} kW … {} kW)", kilowatts(lo), kilowatts(hi));
+                }
+                _ => {}
             }
             s
         }
         Range::ZeroOr(lo, hi) => {
             let mut s = format!("0 or {lo} … {hi}{}", unit_suffix(setting.unit));
-            if setting.unit == "mA" {
-                let _ = write!(s, " (0 or {} A … {} A)", amps(lo), amps(hi));
+            match setting.unit {
+                "mA" => {
+                    let _ = write!(s, " (0 or {} A … {} A)", amps(lo), amps(hi));
+                }
+                "W" => {
+                    let _ = write!(s, " (0 or {} kW … {} kW)", kilowatts(lo), kilowatts(hi));
+                }
+                _ => {}
             }
             s
         }
@@ -133,6 +148,29 @@ pub fn range_text(reg: &Register) -> Option<String> {
 fn amps(ma: u16) -> String {
     let a = f64::from(ma) / 1000.0;
     format!("{a}")
+}
+
+fn kilowatts(w: u16) -> String {
+    let kw = f64::from(w) / 1000.0;
+    format!("{kw}")
+}
+
+/// `capacity_charger_power` (1126) reads this when the capacity budget puts no bound
+/// on the chargers (capacity mode off, or nothing known yet).
+pub const NO_BOUND: u16 = u16::MAX;
+
+/// The name of a capacity mode (register 1072, `capacity_mode`).
+pub fn capacity_mode_name(code: u16) -> &'static str {
+    use p1lb_core::config::{CapacityMode, SettingKind};
+    const MODES: [(CapacityMode, &str); 3] = [
+        (CapacityMode::Off, "off"),
+        (CapacityMode::Target, "target"),
+        (CapacityMode::FollowPeak, "follow_peak"),
+    ];
+    MODES
+        .iter()
+        .find(|(m, _)| CapacityMode::encode(*m) == Some(code))
+        .map_or("unknown", |(_, n)| n)
 }
 
 /// The names of the bits of register 1003.
@@ -234,6 +272,14 @@ pub fn format_value(reg: &Register, raw: i64) -> String {
         }
         "" if reg.address == p1lb_core::registers::address::BALANCER_STATE => {
             format!("{raw} ({})", state_name(raw as u16))
+        }
+        "" if reg.address == p1lb_core::config::address::CAPACITY_MODE => {
+            format!("{raw} ({})", capacity_mode_name(raw as u16))
+        }
+        "W" if reg.address == p1lb_core::registers::address::CAPACITY_CHARGER_POWER
+            && raw == i64::from(NO_BOUND) =>
+        {
+            format!("{raw} (no bound)")
         }
         "" => raw.to_string(),
         unit => format!("{raw} {unit}"),

@@ -366,6 +366,69 @@ mod tests {
     }
 
     #[test]
+    fn capacity_settings_load_by_name_round_trip_and_a_bad_value_names_the_setting() {
+        use p1lb_core::config::CapacityMode;
+        let f =
+            parse("[settings]\ncapacity_mode = 2\ncapacity_target = 3500\ncapacity_margin = 150\n")
+                .expect("loads");
+        assert_eq!(f.settings.capacity_mode(), CapacityMode::FollowPeak);
+        assert_eq!(f.settings.capacity_target_w(), 3500);
+        assert_eq!(f.settings.capacity_margin_w(), 150);
+        let mut want = Config::default();
+        want.set_capacity_mode(CapacityMode::FollowPeak).unwrap();
+        want.set_capacity_target_w(3500).unwrap();
+        want.set_capacity_margin_w(150).unwrap();
+        assert_eq!(f.settings, want, "the rest at the defaults");
+        // Saved and read back through the example file: the lines change in place.
+        let out = update_settings(EXAMPLE, &want).unwrap();
+        for line in [
+            "capacity_mode = 2",
+            "capacity_target = 3500",
+            "capacity_margin = 150",
+        ] {
+            assert_eq!(
+                out.lines().filter(|l| *l == line).count(),
+                1,
+                "{line}\n{out}"
+            );
+        }
+        assert_eq!(parse(&out).unwrap().settings, want);
+        // Into a file without them: added (they differ from the defaults), and back.
+        let out = update_settings("[settings]\nphases = 3\n", &want).unwrap();
+        assert!(out.contains("\ncapacity_target = 3500\n"), "{out}");
+        assert_eq!(parse(&out).unwrap().settings, want);
+        // Back to the defaults: the example's lines say so again.
+        let out = update_settings(EXAMPLE, &Config::default()).unwrap();
+        assert_eq!(out, EXAMPLE);
+
+        let cases: &[(&str, &[&str])] = &[
+            ("capacity_mode = 3", &["capacity_mode (1072) = 3", "0 … 2"]),
+            (
+                "capacity_target = 999",
+                &["capacity_target (1073) = 999", "1000 … 60000 W"],
+            ),
+            (
+                "capacity_target = 60001",
+                &["capacity_target (1073) = 60001", "1000 … 60000 W"],
+            ),
+            (
+                "capacity_margin = 2001",
+                &["capacity_margin (1074) = 2001", "0 … 2000 W"],
+            ),
+            ("capacity_targett = 3000", &["capacity_targett"]),
+        ];
+        for (settings, words) in cases {
+            let e = parse(&format!("[settings]\n{settings}\n"))
+                .map(|f| f.settings)
+                .expect_err(settings)
+                .to_string();
+            for w in *words {
+                assert!(e.contains(w), "{settings}: no {w:?} in {e}");
+            }
+        }
+    }
+
+    #[test]
     fn update_keeps_comments_and_other_sections() {
         let text = "# top\n[p1]\nsource = \"sim\" # here\n\n[settings]\n# the charger\ncharger_max_current = 16000 # mA\nphases = 3\n";
         let mut c = Config::default();
