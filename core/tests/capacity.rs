@@ -424,55 +424,13 @@ fn the_budget_at_the_quarter_s_last_seconds_keeps_the_reaction_reserve() {
     assert_eq!(a.allowance_w(&off, draw(0, 4140)), None);
 }
 
-/// A site with one three-phase charger and a car that follows the value sent `delay`
-/// later, run through the balancer on Fluvius telegrams; returns each complete
-/// quarter's average import (W) and the car's energy (Wh).
-fn run_site(cfg: Config, house_w: impl Fn(u32) -> i64, seconds: u32) -> (Vec<f64>, f64) {
-    let mut b = Balancer::new(cfg, Instant::ZERO);
-    let mut m = SteadyMeter::new(Stamp::new(2026, 12, 3, 0, 0, 0, false), true);
-    let delay = 2;
-    let mut sent_hist = vec![0u32; delay + 1];
-    let mut car_ma = 0u32;
-    let (mut quarters, mut q_j, mut car_wh) = (Vec::new(), 0.0, 0.0);
-    for s in 0..seconds {
-        let now = Instant::ZERO + Duration::from_secs(u64::from(s));
-        // The car follows what was sent `delay` s ago.
-        car_ma = sent_hist[0];
-        let car_w = i64::from(car_ma) * 3 * 230 / 1000;
-        let power = house_w(s) + car_w;
-        if s > 0 && s % 900 == 0 {
-            quarters.push(q_j / 900.0);
-            q_j = 0.0;
-        }
-        q_j += power.max(0) as f64;
-        car_wh += car_w as f64 / 3600.0;
-        let r = m.second(power);
-        b.on_telegram(now, &r);
-        b.on_charger(
-            now,
-            0,
-            &ChargerReading {
-                current_ma: [Some(car_ma); 3],
-                state: Some(2),
-                ..Default::default()
-            },
-            true,
-        );
-        b.tick(now);
-        sent_hist.remove(0);
-        sent_hist.push(b.sent_of_ma(0));
-    }
-    let _ = car_ma;
-    (quarters, car_wh)
-}
-
 #[test]
 fn a_car_on_a_low_target_charges_in_every_quarter_and_no_quarter_exceeds_it() {
     let mut cfg = capacity_config(CapacityMode::Target, 2500, 100);
     cfg.set_mode(ControlMode::Headroom).expect("mode");
     // An evening house: 400 W, a 2 kW oven for 20 minutes in the second hour.
     let house = |s: u32| if (4000..5200).contains(&s) { 2400 } else { 400 };
-    let (quarters, car_wh) = run_site(cfg, house, 4 * 3600);
+    let (_, quarters, car_wh) = run_bus_site(cfg, house, 4 * 3600);
     for (i, q) in quarters.iter().enumerate() {
         assert!(*q <= 2500.0, "quarter {i}: {q:.0} W");
     }
@@ -480,7 +438,7 @@ fn a_car_on_a_low_target_charges_in_every_quarter_and_no_quarter_exceeds_it() {
     let ideal = 2000.0 * 4.0 - 2000.0 * (1200.0 / 3600.0);
     assert!(car_wh >= 0.9 * ideal, "car {car_wh:.0} Wh of {ideal:.0}");
     // Without capacity mode the same evening peaks at the car's full power.
-    let (free, _) = run_site(Config::default(), house, 3600);
+    let (_, free, _) = run_bus_site(Config::default(), house, 3600);
     assert!(free.iter().any(|q| *q > 5000.0), "{free:?}");
 }
 
