@@ -304,10 +304,10 @@ impl Account {
     ///
     /// `chargers` says what the chargers draw now (see [`ChargerDraw`]). The house's
     /// own import is the meter's less what they draw (the median of the last
-    /// [`HOUSE_MEDIAN`] telegrams' estimates, taken while the chargers are settled). The budget is `(target − margin) ×
-    /// 15 min` (mode 2: the target is at least the month's peak), less what the
-    /// quarter used and [`REACTION_S`] of the chargers' power; spread over the seconds
-    /// left, less the house, it is the allowance. When it falls below `min_w` a charge
+    /// [`HOUSE_MEDIAN`] telegrams' estimates, taken while the chargers are settled).
+    /// The budget is `(target − margin) × 15 min` (mode 2: the target is at least the
+    /// month's peak), less what the quarter used and [`REACTION_S`] of the chargers'
+    /// power; spread over the seconds left, less the house, it is the allowance. When it falls below `min_w` a charge
     /// under way keeps `min_w` as long as the overspend that projects to stays within
     /// half the margin; a paused one starts again at `min_w` plus
     /// [`RESTART_MARGIN_PCT`]. A quarter whose use is not known is kept at pace
@@ -376,9 +376,7 @@ impl Account {
         self.last_w = w;
         Some(u32::try_from(w.max(0)).unwrap_or(u32::MAX))
     }
-}
 
-impl Account {
     /// Adds the latest estimate of the house's import (unless the chargers are not
     /// `settled` and there is one already) and returns the median of the last
     /// [`HOUSE_MEDIAN`].
