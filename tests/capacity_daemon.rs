@@ -51,17 +51,16 @@
 
 mod common;
 
-use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::terra_bus::{Terra, serve_units};
+use common::terra_bus::{Car, TerraUnit, serve_units};
 use common::{Daemon, Pty, have_socat, temp_dir};
 use p1lb_core::balancer::CAPACITY_DEADBAND_MA;
-use p1lb_core::modbus::{MAX_ADU, Request, Response, Words, exception_reply};
-use p1lb_core::registers::{Exception, address};
+use p1lb_core::modbus::{MAX_ADU, Request, exception_reply};
+use p1lb_core::registers::address;
 use p1lb_sim::meter::{Flavour, MeterValues, PhaseValues, write_telegram};
 use p1lb_sim::time::{DateTime, Stamp};
 use tokio::io::AsyncWriteExt;
@@ -105,80 +104,27 @@ const CAR_DELAY_S: f64 = 2.0;
 const CAR_UP_A_S: f64 = 4.0;
 const CAR_DOWN_A_S: f64 = 20.0;
 
-/// The car behind the charger (three-phase, at most 16 A).
-#[derive(Debug, Default)]
-struct Car {
-    commands: VecDeque<(f64, f64)>,
-    last_command: f64,
-    effective: f64,
-    /// Per phase, A.
-    current: f64,
-    energy_wh: f64,
-}
-
-impl Car {
-    fn command(&mut self, at: f64, limit_a: f64) {
-        if limit_a != self.last_command {
-            self.commands.push_back((at, limit_a));
-            self.last_command = limit_a;
-        }
-    }
-
-    fn step(&mut self, t: f64, dt: f64) {
-        while let Some(&(at, a)) = self.commands.front() {
-            if at + CAR_DELAY_S > t + 1e-9 {
-                break;
-            }
-            self.effective = a;
-            self.commands.pop_front();
-        }
-        let target = if self.effective >= MIN_A {
-            self.effective.min(16.0)
-        } else {
-            0.0
-        };
-        let before = self.current;
-        self.current = if target > before {
-            (before + CAR_UP_A_S * dt).min(target)
-        } else {
-            (before - CAR_DOWN_A_S * dt).max(target)
-        };
-        self.energy_wh += 3.0 * VOLTS * (before + self.current) / 2.0 * dt / 3600.0;
-    }
-}
-
 /// The charger, its car and what the daemon did on the bus; time in s from `t0`.
 #[derive(Debug)]
 struct World {
     t0: Instant,
     step: u64,
-    terra: Terra,
-    car: Car,
+    /// The charger (its 0x4100 writes, status reads, setup) and its three-phase car.
+    unit: TerraUnit,
     /// The charger's last measurement of the car, A a phase.
     measured_a: f64,
-    /// Limits written to 0x4100: s, mA.
-    writes: Vec<(f64, u32)>,
-    /// Status block reads.
-    reads: u32,
-    /// 0x4106 and 0x4109 written.
-    setup: Vec<String>,
-    unexpected: Vec<String>,
     /// The car's largest current so far, A.
     car_max_a: f64,
 }
 
 impl World {
     fn new() -> World {
+        let car = Car::new([true; 3], CAR_DELAY_S, CAR_UP_A_S, CAR_DOWN_A_S);
         World {
             t0: Instant::now(),
             step: 0,
-            terra: Terra::new(TERRA_MAX_MA),
-            car: Car::default(),
+            unit: TerraUnit::new(TERRA_MAX_MA, car),
             measured_a: 0.0,
-            writes: Vec::new(),
-            reads: 0,
-            setup: Vec::new(),
-            unexpected: Vec::new(),
             car_max_a: 0.0,
         }
     }
@@ -192,10 +138,10 @@ impl World {
         let to = (self.now_s() / STEP_S) as u64;
         while self.step < to {
             if self.step % 100 == 40 {
-                self.measured_a = self.car.current;
+                self.measured_a = self.unit.car.current;
             }
-            self.car.step(self.step as f64 * STEP_S, STEP_S);
-            self.car_max_a = self.car_max_a.max(self.car.current);
+            self.unit.car.step(self.step as f64 * STEP_S, STEP_S);
+            self.car_max_a = self.car_max_a.max(self.unit.car.current);
             self.step += 1;
         }
     }
@@ -205,82 +151,14 @@ impl World {
         let t = self.now_s();
         let ma = (self.measured_a * 1000.0).round() as u32;
         let phases = if ma > 50 { [ma; 3] } else { [0; 3] };
-        let reply = match *request {
-            Request::ReadHolding { start, quantity } | Request::ReadInput { start, quantity } => {
-                let regs: Option<Vec<u16>> = (0..quantity)
-                    .map(|i| {
-                        self.terra
-                            .word(start.checked_add(i)?, phases, self.car.energy_wh)
-                    })
-                    .collect();
-                match regs {
-                    Some(regs) => {
-                        if start == 0x4000 {
-                            self.reads += 1;
-                        }
-                        Ok(Response::ReadHolding(Words::Native(&regs))
-                            .emit_frame(UNIT, out)
-                            .unwrap_or(0))
-                    }
-                    None => Err(Exception::IllegalDataAddress),
-                }
-            }
-            Request::WriteSingle { address, value } => match address {
-                0x4106 | 0x4109 => {
-                    self.setup(address, value);
-                    Ok(Response::WriteSingle { address, value }
-                        .emit_frame(UNIT, out)
-                        .unwrap_or(0))
-                }
-                _ => {
-                    self.unexpected
-                        .push(format!("write 0x{address:04X} = {value}"));
-                    Err(Exception::IllegalDataAddress)
-                }
-            },
-            Request::WriteMultiple { start, values } => {
-                match (start, values.get(0), values.get(1), values.len()) {
-                    (0x4100, Some(hi), Some(lo), 2) => {
-                        let ma = (u32::from(hi) << 16) | u32::from(lo);
-                        self.terra.limit_ma = ma;
-                        self.writes.push((t, ma));
-                        let applied = f64::from(self.terra.applied_ma()) / 1000.0;
-                        self.car.command(t, applied);
-                        Ok(Response::WriteMultiple { start, quantity: 2 }
-                            .emit_frame(UNIT, out)
-                            .unwrap_or(0))
-                    }
-                    (0x4106 | 0x4109, Some(v), _, 1) => {
-                        self.setup(start, v);
-                        Ok(Response::WriteMultiple { start, quantity: 1 }
-                            .emit_frame(UNIT, out)
-                            .unwrap_or(0))
-                    }
-                    _ => {
-                        self.unexpected.push(format!("FC 16 at 0x{start:04X}"));
-                        Err(Exception::IllegalDataAddress)
-                    }
-                }
-            }
-        };
-        match reply {
-            Ok(n) => n,
-            Err(e) => exception_reply(UNIT, request.function(), e, out),
-        }
-    }
-
-    fn setup(&mut self, address: u16, value: u16) {
-        if address == 0x4106 {
-            self.terra.timeout_s = value;
-        } else {
-            self.terra.fallback_a = value;
-        }
-        self.setup.push(format!("0x{address:04X} = {value}"));
+        let energy_wh = self.unit.car.energy_wh;
+        self.unit.answer(UNIT, t, phases, energy_wh, request, out)
     }
 
     /// The largest limit written in `[from, to)` s, mA (0 when none).
     fn max_write(&self, from: f64, to: f64) -> u32 {
-        self.writes
+        self.unit
+            .writes
             .iter()
             .filter(|&&(t, _)| t >= from && t < to)
             .map(|&(_, ma)| ma)
@@ -525,7 +403,7 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
 
     // The daemon configures the charger (0x4106, 0x4109, the limit: 0, no telegram yet).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while lock(&world).writes.is_empty() {
+    while lock(&world).unit.writes.is_empty() {
         assert!(
             Instant::now() < deadline,
             "{name}: no limit written to the charger:\n{}",
@@ -541,7 +419,7 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
     let r1 = settled(&mut ctx, PART1_END, &daemon).await;
     let (limit1, max1) = {
         let w = lock(&world);
-        (w.terra.limit_ma, w.max_write(p1_from, w.now_s()))
+        (w.unit.terra.limit_ma, w.max_write(p1_from, w.now_s()))
     };
     let _ = writeln!(
         text,
@@ -590,7 +468,7 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
     let (limit2, max2, car2) = {
         let w = lock(&world);
         (
-            w.terra.limit_ma,
+            w.unit.terra.limit_ma,
             w.max_write(p2_from, w.now_s()),
             w.car_max_a,
         )
@@ -649,7 +527,7 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
         let bytes = {
             let mut w = lock(&world);
             w.advance();
-            meter.telegram(k, HOUSE2_W, w.car.current)
+            meter.telegram(k, HOUSE2_W, w.unit.car.current)
         };
         port.write_all(&bytes).await.expect("write the telegram");
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -657,7 +535,7 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
         let (limit, car) = {
             let mut w = lock(&world);
             w.advance();
-            (w.terra.limit_ma, w.car.current)
+            (w.unit.terra.limit_ma, w.unit.car.current)
         };
         let _ = writeln!(
             text,
@@ -669,6 +547,7 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
     }
     let r3 = settled(&mut ctx, PART2_END + PART3_S, &daemon).await;
     let first_usable = lock(&world)
+        .unit
         .writes
         .iter()
         .find(|&&(_, ma)| ma >= 6000)
@@ -692,18 +571,19 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
         w.advance();
         let from = t3;
         let writes: Vec<(f64, u32)> = w
+            .unit
             .writes
             .iter()
             .copied()
             .filter(|&(t, _)| t >= from)
             .collect();
         (
-            w.car.current,
-            w.car.energy_wh,
+            w.unit.car.current,
+            w.unit.car.energy_wh,
             writes,
-            w.setup.clone(),
-            w.unexpected.clone(),
-            w.reads,
+            w.unit.setup.clone(),
+            w.unit.unexpected.clone(),
+            w.unit.reads.len(),
         )
     };
     let _ = writeln!(
@@ -826,7 +706,7 @@ async fn feed_fast(
         let bytes = {
             let mut w = lock(world);
             w.advance();
-            meter.telegram(k, house_w, w.car.current)
+            meter.telegram(k, house_w, w.unit.car.current)
         };
         port.write_all(&bytes).await.expect("write the telegram");
     }

@@ -52,7 +52,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::terra_bus::{MeterLink, Terra, serve_units};
+use common::terra_bus::{Car, MeterLink, Terra, serve_units};
 use common::{Daemon, Pty, have_socat, temp_dir};
 use p1lb_core::config::Config;
 use p1lb_core::modbus::{MAX_ADU, Request, Response, Words, exception_reply};
@@ -70,8 +70,6 @@ const STEPS_PER_S: u64 = 100;
 const FUSE_SAMPLE_STEPS: u64 = 10;
 /// The charger measures the car at this step of every second (k + 0.4 s).
 const CHARGER_SAMPLE_STEP: u64 = 40;
-/// Nominal phase voltage, V.
-const VOLTS: f64 = 230.0;
 /// The car: at most 16 A per phase on three phases.
 const CAR_MAX_A: f64 = 16.0;
 /// Below this the car pauses (IEC 61851-1).
@@ -148,71 +146,14 @@ fn highest(a: [f64; 3]) -> f64 {
     a.into_iter().fold(f64::NEG_INFINITY, f64::max)
 }
 
-/// The car behind the charger.
-#[derive(Debug, Clone, Default)]
-struct Car {
-    /// Limits received (s, A), not yet followed.
-    commands: VecDeque<(f64, f64)>,
-    /// The last limit received, A.
-    last_command: f64,
-    /// The limit the car follows now, A.
-    effective: f64,
-    /// Current per phase, A.
-    current: f64,
-    /// The contactor is closed (charging or ramping).
-    drawing: bool,
-    /// A usable limit came back after a pause: current flows again from then.
-    resume_at: Option<f64>,
-    energy_wh: f64,
-}
-
-impl Car {
-    /// The charger applies `limit_a` at `at_s`.
-    fn command(&mut self, at_s: f64, limit_a: f64) {
-        if limit_a != self.last_command {
-            self.commands.push_back((at_s, limit_a));
-            self.last_command = limit_a;
-        }
-    }
-
-    /// One step of `dt` s from `t`.
-    fn step(&mut self, t: f64, dt: f64) {
-        while let Some(&(at, a)) = self.commands.front() {
-            if at + CAR_DELAY_S > t + 1e-9 {
-                break;
-            }
-            self.effective = a;
-            self.commands.pop_front();
-        }
-        let want = if self.effective >= CAR_MIN_A {
-            self.effective.min(CAR_MAX_A)
-        } else {
-            0.0
-        };
-        let target = if want > 0.0 {
-            if !self.drawing {
-                let at = *self.resume_at.get_or_insert(t + CAR_RESUME_S);
-                if t + 1e-9 >= at {
-                    self.drawing = true;
-                    self.resume_at = None;
-                }
-            }
-            if self.drawing { want } else { 0.0 }
-        } else {
-            self.resume_at = None;
-            if self.current <= 0.0 {
-                self.drawing = false;
-            }
-            0.0
-        };
-        let before = self.current;
-        self.current = if target > before {
-            (before + CAR_UP_A_S * dt).min(target)
-        } else {
-            (before - CAR_DOWN_A_S * dt).max(target)
-        };
-        self.energy_wh += 3.0 * VOLTS * (before + self.current) / 2.0 * dt / 3600.0;
-    }
+/// The car behind the charger: three-phase, at most [`CAR_MAX_A`], pausing below
+/// [`CAR_MIN_A`] and resuming [`CAR_RESUME_S`] after a usable limit comes back.
+fn car() -> Car {
+    let mut car = Car::new([true; 3], CAR_DELAY_S, CAR_UP_A_S, CAR_DOWN_A_S);
+    car.min_a = CAR_MIN_A;
+    car.max_a = CAR_MAX_A;
+    car.resume_s = CAR_RESUME_S;
+    car
 }
 
 /// Time above the fuse.
@@ -284,7 +225,7 @@ impl Fuse {
 }
 
 /// The car and the grid against the fuse, in 10 ms steps from t = 0.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Plant {
     car: Car,
     /// Steps done.
@@ -292,6 +233,17 @@ struct Plant {
     fuse: Fuse,
     /// The charger's last measurement of the car, A.
     measured_a: f64,
+}
+
+impl Default for Plant {
+    fn default() -> Plant {
+        Plant {
+            car: car(),
+            step: 0,
+            fuse: Fuse::default(),
+            measured_a: 0.0,
+        }
+    }
 }
 
 impl Plant {

@@ -24,16 +24,15 @@
 
 mod common;
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::terra_bus::{MeterLink, Terra, serve_units};
+use common::terra_bus::{Car, MeterLink, TerraUnit, serve_units};
 use common::{Daemon, Pty, have_socat, temp_dir};
 use p1lb_core::config::address;
-use p1lb_core::modbus::{MAX_ADU, Request, Response, Words, exception_reply};
-use p1lb_core::registers::{self, ChargerFlags, Exception, Flags};
+use p1lb_core::modbus::{MAX_ADU, Request, exception_reply};
+use p1lb_core::registers::{self, ChargerFlags, Flags};
 use tokio_modbus::prelude::Reader;
 
 /// The profile's length, s.
@@ -55,87 +54,30 @@ fn house(t: f64) -> [f64; 3] {
     a
 }
 
-/// A car: follows the limit its charger applies 2 s late.
-#[derive(Debug, Clone)]
-struct Car {
-    /// The grid phases it draws on.
-    phases: [bool; 3],
-    commands: VecDeque<(f64, f64)>,
-    last_command: f64,
-    effective: f64,
-    /// Per phase it uses, A.
-    current: f64,
-}
-
-impl Car {
-    fn new(phases: [bool; 3]) -> Car {
-        Car {
-            phases,
-            commands: VecDeque::new(),
-            last_command: 0.0,
-            effective: 0.0,
-            current: 0.0,
-        }
-    }
-
-    fn command(&mut self, at: f64, limit_a: f64) {
-        if limit_a != self.last_command {
-            self.commands.push_back((at, limit_a));
-            self.last_command = limit_a;
-        }
-    }
-
-    fn step(&mut self, t: f64, dt: f64) {
-        while let Some(&(at, a)) = self.commands.front() {
-            if at + 2.0 > t + 1e-9 {
-                break;
-            }
-            self.effective = a;
-            self.commands.pop_front();
-        }
-        let target = if self.effective >= 6.0 {
-            self.effective.min(16.0)
-        } else {
-            0.0
-        };
-        self.current = if target > self.current {
-            (self.current + 4.0 * dt).min(target)
-        } else {
-            (self.current - 20.0 * dt).max(target)
-        };
-    }
+/// A car on `phases`: follows the limit its charger applies 2 s late, ramps at 4 A/s up
+/// and 20 A/s down.
+fn car(phases: [bool; 3]) -> Car {
+    Car::new(phases, 2.0, 4.0, 20.0)
 }
 
 /// One unit on the line.
 #[derive(Debug)]
 struct Unit {
-    terra: Terra,
-    car: Car,
+    /// Its registers, its car and what the daemon did to it.
+    charger: TerraUnit,
     /// Its last measurement per own phase, mA.
     measured: [u32; 3],
     energy_wh: f64,
     silent: bool,
-    /// Limits written: s, mA.
-    writes: Vec<(f64, u32)>,
-    /// Status block reads, s.
-    reads: Vec<f64>,
-    /// 0x4106 and 0x4109 written.
-    setup: Vec<String>,
-    unexpected: Vec<String>,
 }
 
 impl Unit {
     fn new(max_ma: u32, car: Car) -> Unit {
         Unit {
-            terra: Terra::new(max_ma),
-            car,
+            charger: TerraUnit::new(max_ma, car),
             measured: [0; 3],
             energy_wh: 0.0,
             silent: false,
-            writes: Vec::new(),
-            reads: Vec::new(),
-            setup: Vec::new(),
-            unexpected: Vec::new(),
         }
     }
 }
@@ -163,8 +105,8 @@ impl World {
         let mut g = house(t);
         for u in &self.units {
             for (p, gp) in g.iter_mut().enumerate() {
-                if u.car.phases[p] {
-                    *gp += u.car.current;
+                if u.charger.car.phases[p] {
+                    *gp += u.charger.car.current;
                 }
             }
         }
@@ -186,12 +128,12 @@ impl World {
             for u in &mut self.units {
                 if self.step % 100 == 40 {
                     // Its own L1 carries a single-phase car.
-                    let ma = (u.car.current * 1000.0).round() as u32;
-                    let n = u.car.phases.iter().filter(|&&p| p).count();
+                    let ma = (u.charger.car.current * 1000.0).round() as u32;
+                    let n = u.charger.car.phases.iter().filter(|&&p| p).count();
                     u.measured = if n == 3 { [ma; 3] } else { [ma, 0, 0] };
                 }
-                u.car.step(ts, STEP_S);
-                u.energy_wh += u.car.current * 230.0 * STEP_S / 3600.0;
+                u.charger.car.step(ts, STEP_S);
+                u.energy_wh += u.charger.car.current * 230.0 * STEP_S / 3600.0;
             }
             self.step += 1;
         }
@@ -211,70 +153,10 @@ impl World {
         if u.silent {
             return None;
         }
-        let reply = match *request {
-            Request::ReadHolding { start, quantity } | Request::ReadInput { start, quantity } => {
-                let regs: Option<Vec<u16>> = (0..quantity)
-                    .map(|i| u.terra.word(start.checked_add(i)?, u.measured, u.energy_wh))
-                    .collect();
-                match regs {
-                    Some(regs) => {
-                        if start == 0x4000 {
-                            u.reads.push(t);
-                        }
-                        Ok(Response::ReadHolding(Words::Native(&regs))
-                            .emit_frame(unit_id, out)
-                            .unwrap_or(0))
-                    }
-                    None => Err(Exception::IllegalDataAddress),
-                }
-            }
-            Request::WriteSingle { address, value } => match address {
-                0x4106 | 0x4109 => {
-                    if address == 0x4106 {
-                        u.terra.timeout_s = value;
-                    } else {
-                        u.terra.fallback_a = value;
-                    }
-                    u.setup.push(format!("0x{address:04X} = {value}"));
-                    Ok(Response::WriteSingle { address, value }
-                        .emit_frame(unit_id, out)
-                        .unwrap_or(0))
-                }
-                _ => {
-                    u.unexpected
-                        .push(format!("write 0x{address:04X} = {value}"));
-                    Err(Exception::IllegalDataAddress)
-                }
-            },
-            Request::WriteMultiple { start, values } => {
-                match (start, values.get(0), values.get(1), values.len()) {
-                    (0x4100, Some(hi), Some(lo), 2) => {
-                        let ma = (u32::from(hi) << 16) | u32::from(lo);
-                        u.terra.limit_ma = ma;
-                        u.writes.push((t, ma));
-                        let applied = f64::from(u.terra.applied_ma()) / 1000.0;
-                        u.car.command(t.max(0.0), applied);
-                        Ok(Response::WriteMultiple { start, quantity: 2 }
-                            .emit_frame(unit_id, out)
-                            .unwrap_or(0))
-                    }
-                    (0x4106 | 0x4109, Some(v), _, 1) => {
-                        u.setup.push(format!("0x{start:04X} = {v}"));
-                        Ok(Response::WriteMultiple { start, quantity: 1 }
-                            .emit_frame(unit_id, out)
-                            .unwrap_or(0))
-                    }
-                    _ => {
-                        u.unexpected.push(format!("FC 16 at 0x{start:04X}"));
-                        Err(Exception::IllegalDataAddress)
-                    }
-                }
-            }
-        };
-        Some(match reply {
-            Ok(n) => n,
-            Err(e) => exception_reply(unit_id, request.function(), e, out),
-        })
+        Some(
+            u.charger
+                .answer(unit_id, t, u.measured, u.energy_wh, request, out),
+        )
     }
 }
 
@@ -325,6 +207,7 @@ async fn rating_via_gateway(d: &Daemon, unit: u8) -> Option<u32> {
 /// The last limit written to unit `k` at or before `t` s.
 fn limit_at(w: &World, k: usize, t: f64) -> u32 {
     w.units[k]
+        .charger
         .writes
         .iter()
         .take_while(|&&(at, _)| at <= t)
@@ -352,8 +235,8 @@ async fn run() {
         t0: None,
         step: 0,
         units: [
-            Unit::new(16_000, Car::new([true; 3])),
-            Unit::new(32_000, Car::new([true, false, false])),
+            Unit::new(16_000, car([true; 3])),
+            Unit::new(32_000, car([true, false, false])),
         ],
         above_fuse_s: 0.0,
     }));
@@ -447,29 +330,32 @@ async fn run() {
         eprintln!(
             "unit {}: setup {:?}, {} reads, writes {:?}, unexpected {:?}",
             k + 1,
-            u.setup,
-            u.reads.len(),
-            u.writes,
-            u.unexpected
+            u.charger.setup,
+            u.charger.reads.len(),
+            u.charger.writes,
+            u.charger.unexpected
         );
         assert!(
-            u.unexpected.is_empty(),
+            u.charger.unexpected.is_empty(),
             "unit {}: {:?}",
             k + 1,
-            u.unexpected
+            u.charger.unexpected
         );
         assert!(
-            u.setup.iter().any(|s| s.starts_with("0x4106")),
+            u.charger.setup.iter().any(|s| s.starts_with("0x4106")),
             "unit {} timeout",
             k + 1
         );
         assert!(
-            u.setup.iter().any(|s| s.starts_with("0x4109")),
+            u.charger.setup.iter().any(|s| s.starts_with("0x4109")),
             "unit {} fallback",
             k + 1
         );
         assert!(
-            u.writes.iter().any(|&(t, ma)| t < 30.0 && ma >= 6000),
+            u.charger
+                .writes
+                .iter()
+                .any(|&(t, ma)| t < 30.0 && ma >= 6000),
             "unit {} got a usable limit",
             k + 1
         );
@@ -485,7 +371,7 @@ async fn run() {
     // The load on L3 pauses the three-phase car, never lowers the single-phase one.
     let before = limit_at(&w, 1, 29.5);
     assert!(before >= 6000, "{before}");
-    for &(t, ma) in &w.units[1].writes {
+    for &(t, ma) in &w.units[1].charger.writes {
         if (29.5..60.0).contains(&t) {
             assert!(
                 ma >= before,
@@ -513,13 +399,13 @@ async fn run() {
     );
     let u2 = &w.units[1];
     assert!(
-        u2.reads.iter().any(|&t| t > SILENT_FROM_S + 10.0),
+        u2.charger.reads.iter().any(|&t| t > SILENT_FROM_S + 10.0),
         "unit 2 still polled"
     );
     assert!(
-        u2.car.current >= 6.0,
+        u2.charger.car.current >= 6.0,
         "car 2 charging at the end: {} A",
-        u2.car.current
+        u2.charger.car.current
     );
     assert!(w.above_fuse_s < 3.0, "{:.2} s above 25 A", w.above_fuse_s);
     drop(w);

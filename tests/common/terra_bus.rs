@@ -1,13 +1,19 @@
-//! A Terra AC's registers and a smart meter's P1 feed, as the end-to-end bus tests
-//! model them (tests/headroom_bus.rs, tests/shared_bus.rs): the charger's status block
-//! from what its own meter measured, the limit, timeout and fallback it was written; a
-//! DSMR 5 telegram a second over TCP with the grid per phase.
+//! A Terra AC's registers, the car behind it and a smart meter's P1 feed, as the
+//! end-to-end bus tests model them (tests/headroom_bus.rs, tests/shared_bus.rs,
+//! tests/capacity_daemon.rs): the charger's status block from what its own meter
+//! measured, the limit, timeout and fallback it was written; a car that follows the
+//! applied limit late and ramps; a DSMR 5 telegram a second over TCP with the grid per
+//! phase.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::time::Duration;
 
 use p1lb::rtu_io::Clock;
-use p1lb_core::modbus::{Frame, LineConfig, MAX_ADU, Parity, SilenceFramer};
+use p1lb_core::modbus::{
+    Frame, LineConfig, MAX_ADU, Parity, Request, Response, SilenceFramer, Words, exception_reply,
+};
+use p1lb_core::registers::Exception;
 use p1lb_core::time::Instant as CoreInstant;
 use p1lb_sim::meter::{Flavour, MeterValues, PhaseValues, write_telegram};
 use p1lb_sim::time::{DateTime, Stamp};
@@ -90,6 +96,227 @@ impl Terra {
             0x4024 => self.fallback_a,
             _ => return None,
         })
+    }
+}
+
+/// A car behind a charger: follows the limit the charger applies `delay_s` after each
+/// change, ramps at `up_a_s` up and `down_a_s` down, draws nothing below `min_a` and at
+/// most `max_a` a phase; after a pause, current flows again `resume_s` after a usable
+/// limit reaches it (0: at once). Time in s.
+#[derive(Debug, Clone)]
+pub struct Car {
+    /// The grid phases it draws on.
+    pub phases: [bool; 3],
+    /// From a new limit to the car following it, s.
+    pub delay_s: f64,
+    /// Ramp up, A/s.
+    pub up_a_s: f64,
+    /// Ramp down, A/s.
+    pub down_a_s: f64,
+    /// Below this it pauses (IEC 61851-1), A.
+    pub min_a: f64,
+    /// Its own maximum per phase, A.
+    pub max_a: f64,
+    /// From a usable limit after a pause (once the car sees it) to current flowing, s.
+    pub resume_s: f64,
+    /// Limits received (s, A), not yet followed.
+    commands: VecDeque<(f64, f64)>,
+    /// The last limit received, A.
+    last_command: f64,
+    /// The limit the car follows now, A.
+    effective: f64,
+    /// Current per phase it uses, A.
+    pub current: f64,
+    /// The contactor is closed (charging or ramping).
+    drawing: bool,
+    /// A usable limit came back after a pause: current flows again from then.
+    resume_at: Option<f64>,
+    /// Energy drawn over its phases at [`VOLTS`], Wh.
+    pub energy_wh: f64,
+}
+
+impl Car {
+    /// A car on `phases` with this delay and ramp, 6 A minimum, 16 A maximum, resuming
+    /// at once.
+    pub fn new(phases: [bool; 3], delay_s: f64, up_a_s: f64, down_a_s: f64) -> Car {
+        Car {
+            phases,
+            delay_s,
+            up_a_s,
+            down_a_s,
+            min_a: 6.0,
+            max_a: 16.0,
+            resume_s: 0.0,
+            commands: VecDeque::new(),
+            last_command: 0.0,
+            effective: 0.0,
+            current: 0.0,
+            drawing: false,
+            resume_at: None,
+            energy_wh: 0.0,
+        }
+    }
+
+    /// The charger applies `limit_a` at `at_s`.
+    pub fn command(&mut self, at_s: f64, limit_a: f64) {
+        if limit_a != self.last_command {
+            self.commands.push_back((at_s, limit_a));
+            self.last_command = limit_a;
+        }
+    }
+
+    /// One step of `dt` s from `t`.
+    pub fn step(&mut self, t: f64, dt: f64) {
+        while let Some(&(at, a)) = self.commands.front() {
+            if at + self.delay_s > t + 1e-9 {
+                break;
+            }
+            self.effective = a;
+            self.commands.pop_front();
+        }
+        let want = if self.effective >= self.min_a {
+            self.effective.min(self.max_a)
+        } else {
+            0.0
+        };
+        let target = if want > 0.0 {
+            if !self.drawing {
+                let at = *self.resume_at.get_or_insert(t + self.resume_s);
+                if t + 1e-9 >= at {
+                    self.drawing = true;
+                    self.resume_at = None;
+                }
+            }
+            if self.drawing { want } else { 0.0 }
+        } else {
+            self.resume_at = None;
+            if self.current <= 0.0 {
+                self.drawing = false;
+            }
+            0.0
+        };
+        let before = self.current;
+        self.current = if target > before {
+            (before + self.up_a_s * dt).min(target)
+        } else {
+            (before - self.down_a_s * dt).max(target)
+        };
+        let n = self.phases.iter().filter(|&&p| p).count() as f64;
+        self.energy_wh += n * VOLTS * (before + self.current) / 2.0 * dt / 3600.0;
+    }
+}
+
+/// A Terra AC on the bus with its car, and what the daemon did to it; time in s.
+#[derive(Debug)]
+pub struct TerraUnit {
+    pub terra: Terra,
+    pub car: Car,
+    /// Limits written to 0x4100: s, mA.
+    pub writes: Vec<(f64, u32)>,
+    /// Status block reads (from 0x4000), s.
+    pub reads: Vec<f64>,
+    /// 0x4106 and 0x4109 written.
+    pub setup: Vec<String>,
+    /// Requests outside what the daemon should send.
+    pub unexpected: Vec<String>,
+}
+
+impl TerraUnit {
+    /// A unit rated `max_ma` (as after a reboot) with `car` behind it.
+    pub fn new(max_ma: u32, car: Car) -> TerraUnit {
+        TerraUnit {
+            terra: Terra::new(max_ma),
+            car,
+            writes: Vec::new(),
+            reads: Vec::new(),
+            setup: Vec::new(),
+            unexpected: Vec::new(),
+        }
+    }
+
+    /// Its reply, as unit `unit` at `t` s, to `request` into `out`, its length returned:
+    /// FC 03/04 on the status block from `phase_ma` (its own measurement per own phase,
+    /// mA) and `energy_wh`; FC 06/16 on 0x4106 and 0x4109; FC 16 on 0x4100, the limit,
+    /// which the car follows (from `t`, or 0 when earlier). Anything else is
+    /// `unexpected` and gets exception 02.
+    pub fn answer(
+        &mut self,
+        unit: u8,
+        t: f64,
+        phase_ma: [u32; 3],
+        energy_wh: f64,
+        request: &Request<'_>,
+        out: &mut [u8; MAX_ADU],
+    ) -> usize {
+        let reply = match *request {
+            Request::ReadHolding { start, quantity } | Request::ReadInput { start, quantity } => {
+                let regs: Option<Vec<u16>> = (0..quantity)
+                    .map(|i| self.terra.word(start.checked_add(i)?, phase_ma, energy_wh))
+                    .collect();
+                match regs {
+                    Some(regs) => {
+                        if start == 0x4000 {
+                            self.reads.push(t);
+                        }
+                        Ok(Response::ReadHolding(Words::Native(&regs))
+                            .emit_frame(unit, out)
+                            .unwrap_or(0))
+                    }
+                    None => Err(Exception::IllegalDataAddress),
+                }
+            }
+            Request::WriteSingle { address, value } => match address {
+                0x4106 | 0x4109 => {
+                    self.setup(address, value);
+                    Ok(Response::WriteSingle { address, value }
+                        .emit_frame(unit, out)
+                        .unwrap_or(0))
+                }
+                _ => {
+                    self.unexpected
+                        .push(format!("write 0x{address:04X} = {value}"));
+                    Err(Exception::IllegalDataAddress)
+                }
+            },
+            Request::WriteMultiple { start, values } => {
+                match (start, values.get(0), values.get(1), values.len()) {
+                    (0x4100, Some(hi), Some(lo), 2) => {
+                        let ma = (u32::from(hi) << 16) | u32::from(lo);
+                        self.terra.limit_ma = ma;
+                        self.writes.push((t, ma));
+                        let applied = f64::from(self.terra.applied_ma()) / 1000.0;
+                        self.car.command(t.max(0.0), applied);
+                        Ok(Response::WriteMultiple { start, quantity: 2 }
+                            .emit_frame(unit, out)
+                            .unwrap_or(0))
+                    }
+                    (0x4106 | 0x4109, Some(v), _, 1) => {
+                        self.setup(start, v);
+                        Ok(Response::WriteMultiple { start, quantity: 1 }
+                            .emit_frame(unit, out)
+                            .unwrap_or(0))
+                    }
+                    _ => {
+                        self.unexpected.push(format!("FC 16 at 0x{start:04X}"));
+                        Err(Exception::IllegalDataAddress)
+                    }
+                }
+            }
+        };
+        match reply {
+            Ok(n) => n,
+            Err(e) => exception_reply(unit, request.function(), e, out),
+        }
+    }
+
+    /// 0x4106 (timeout) or 0x4109 (fallback) written.
+    fn setup(&mut self, address: u16, value: u16) {
+        if address == 0x4106 {
+            self.terra.timeout_s = value;
+        } else {
+            self.terra.fallback_a = value;
+        }
+        self.setup.push(format!("0x{address:04X} = {value}"));
     }
 }
 
