@@ -627,3 +627,39 @@ fn on_a_bus_a_low_target_means_one_start_a_quarter_and_no_quarter_over() {
     // About 2 kW of the 2.4 kW budget is the car's: ≥ 85 % of it over 4 h.
     assert!(car_wh >= 0.85 * 2000.0 * 4.0 * 0.93, "{car_wh:.0} Wh");
 }
+
+#[test]
+fn a_new_configuration_keeps_the_capacity_cap() {
+    // A charger whose maximum equals the capacity cap of the moment: a new configuration
+    // with a higher maximum must not lift the capacity cap with the old maximum (a law's
+    // cap equal to its old maximum follows the new one).
+    let mut cfg = capacity_config(CapacityMode::Target, 12_000, 100);
+    cfg.set_mode(ControlMode::Headroom).expect("mode");
+    cfg.set_charger_max_ma(32_000).expect("max");
+    let (inputs, _) = closed_loop(cfg, |_| 2000);
+    let run_to = |cfg: Config| {
+        let mut b = Balancer::new(cfg, Instant::ZERO);
+        let mut v = 0;
+        for (s, (r, car)) in inputs.iter().enumerate().take(600) {
+            v = step(&mut b, s as u64, r, *car);
+        }
+        (b, v)
+    };
+    // The capacity cap at 600 s, with room to spare under the fuse.
+    let (_, cap) = run_to(cfg);
+    assert!((8000..30_000).contains(&cap), "{cap}");
+    let mut at_cap = cfg;
+    at_cap.set_charger_max_ma(cap).expect("max");
+    let (mut b, v) = run_to(at_cap);
+    assert_eq!(v, cap);
+    b.apply_config(cfg);
+    for (s, (r, car)) in inputs.iter().enumerate().skip(600).take(60) {
+        let v = step(&mut b, s as u64, r, *car);
+        // Within the deadband of what the allowance gives on three 234.7 V phases.
+        let allowed = u64::from(b.capacity_allowance_w().expect("on")) * 10_000 / (3 * 2347);
+        assert!(
+            u64::from(v) <= allowed + 500,
+            "{s} s: {v} mA, the allowance {allowed} mA"
+        );
+    }
+}

@@ -226,6 +226,11 @@ impl Balancer {
             self.build_laws(self.now);
         } else {
             self.configure_laws();
+            // (A law's cap that equalled its old maximum follows the new one: the
+            // capacity cap stays.)
+            if !self.shared {
+                self.laws[0].set_cap(self.cap_ma.min(self.capacity_cap_ma));
+            }
         }
     }
 
