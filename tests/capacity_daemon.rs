@@ -3,7 +3,7 @@
 //! while the balancer's own waits stay on the device clock.
 //!
 //! The installation: the daemon in the RS485 master role on a socat pty with one Terra
-//! AC (unit 1, rated 16 A, this test's model: 10 ms turnaround, its currents its own
+//! AC (unit 1, rated 16 A, the shared bus model: 10 ms turnaround, its currents its own
 //! measurement of the car once a second) and a three-phase car behind it that follows
 //! the applied limit 2 s late, ramps at 4 A/s up and 20 A/s down and draws nothing
 //! below 6 A. The P1 feed is a second socat pty (`--p1 PTY`, 115200 8N1). Settings by
@@ -52,21 +52,18 @@
 mod common;
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::terra_bus::{Car, TerraUnit, serve_units};
-use common::{Daemon, Pty, have_socat, temp_dir};
-use p1lb_core::balancer::CAPACITY_DEADBAND_MA;
-use p1lb_core::modbus::{MAX_ADU, Request, exception_reply};
+use common::have_socat;
+use common::master_rig::{
+    Outcome, P1Meter, PtyRig, phase, read_holding, side_by_side, telegram_counts,
+};
+use common::terra_bus::{Car, VOLTS};
+use p1lb_core::balancer::ALLOWANCE_DEADBAND_MA;
 use p1lb_core::registers::address;
-use p1lb_sim::meter::{Flavour, MeterValues, PhaseValues, write_telegram};
-use p1lb_sim::time::{DateTime, Stamp};
-use tokio::io::AsyncWriteExt;
+use p1lb_sim::meter::{Flavour, PhaseValues};
+use p1lb_sim::time::DateTime;
 use tokio_modbus::client::Context;
-use tokio_modbus::prelude::Reader;
-use tokio_serial::{SerialPortBuilderExt, SerialStream};
 
 /// Real time between two telegrams in the fast parts, ms: part 2's 305 telegrams take
 /// about 1.5 s, less than the car's delay, so the car cannot draw before part 3.
@@ -84,8 +81,6 @@ const HOUSE2_W: f64 = 500.0;
 /// Settings 1073 and 1074, W.
 const TARGET_W: u32 = 8000;
 const MARGIN_W: u32 = 100;
-/// The meter's voltage on every phase, V.
-const VOLTS: f64 = 230.0;
 /// The charger's minimum (1009's default), A: a three-phase car's minimum power is
 /// 3 × 230 V × 6 A.
 const MIN_A: f64 = 6.0;
@@ -93,174 +88,25 @@ const MIN_A: f64 = 6.0;
 /// makes.
 const METER_PEAK_W: u32 = 3000;
 
-const BAUD: u32 = 9600;
-const TURNAROUND_MS: u64 = 10;
-const UNIT: u8 = 1;
 /// The Terra AC's rating, mA.
 const TERRA_MAX_MA: u32 = 16_000;
-const STEP_S: f64 = 0.01;
 /// From a new limit to the car following it, s.
 const CAR_DELAY_S: f64 = 2.0;
 const CAR_UP_A_S: f64 = 4.0;
 const CAR_DOWN_A_S: f64 = 20.0;
 
-/// The charger, its car and what the daemon did on the bus; time in s from `t0`.
-#[derive(Debug)]
-struct World {
-    t0: Instant,
-    step: u64,
-    /// The charger (its 0x4100 writes, status reads, setup) and its three-phase car.
-    unit: TerraUnit,
-    /// The charger's last measurement of the car, A a phase.
-    measured_a: f64,
-    /// The car's largest current so far, A.
-    car_max_a: f64,
+/// The grid on each phase with the house at `house_w` (balanced) and the car at `car_a`
+/// a phase: import only.
+fn phases(house_w: f64, car_a: f64) -> [PhaseValues; 3] {
+    let amps = house_w / 3.0 / VOLTS + car_a;
+    let w = (VOLTS * amps).round() as i32;
+    [phase(w, (amps * 1000.0).round() as i32); 3]
 }
 
-impl World {
-    fn new() -> World {
-        let car = Car::new([true; 3], CAR_DELAY_S, CAR_UP_A_S, CAR_DOWN_A_S);
-        World {
-            t0: Instant::now(),
-            step: 0,
-            unit: TerraUnit::new(TERRA_MAX_MA, car),
-            measured_a: 0.0,
-            car_max_a: 0.0,
-        }
-    }
-
-    fn now_s(&self) -> f64 {
-        self.t0.elapsed().as_secs_f64()
-    }
-
-    /// The physics up to now, in 10 ms steps; the charger measures the car at k + 0.4 s.
-    fn advance(&mut self) {
-        let to = (self.now_s() / STEP_S) as u64;
-        while self.step < to {
-            if self.step % 100 == 40 {
-                self.measured_a = self.unit.car.current;
-            }
-            self.unit.car.step(self.step as f64 * STEP_S, STEP_S);
-            self.car_max_a = self.car_max_a.max(self.unit.car.current);
-            self.step += 1;
-        }
-    }
-
-    fn handle(&mut self, request: &Request<'_>, out: &mut [u8; MAX_ADU]) -> usize {
-        self.advance();
-        let t = self.now_s();
-        let ma = (self.measured_a * 1000.0).round() as u32;
-        let phases = if ma > 50 { [ma; 3] } else { [0; 3] };
-        let energy_wh = self.unit.car.energy_wh;
-        self.unit.answer(UNIT, t, phases, energy_wh, request, out)
-    }
-
-    /// The largest limit written in `[from, to)` s, mA (0 when none).
-    fn max_write(&self, from: f64, to: f64) -> u32 {
-        self.unit
-            .writes
-            .iter()
-            .filter(|&&(t, _)| t >= from && t < to)
-            .map(|&(_, ma)| ma)
-            .max()
-            .unwrap_or(0)
-    }
-}
-
-fn lock(w: &Mutex<World>) -> MutexGuard<'_, World> {
-    w.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The Terra AC on its end of the RS485 pty, until the port closes.
-async fn charger(path: PathBuf, world: Arc<Mutex<World>>) {
-    let turnaround = Duration::from_millis(TURNAROUND_MS);
-    serve_units(&path, BAUD, turnaround, |unit, function, pdu, out| {
-        if unit != UNIT {
-            return None;
-        }
-        Some(match Request::parse(pdu) {
-            Ok(request) => lock(&world).handle(&request, out),
-            Err(e) => exception_reply(UNIT, function, e.exception(), out),
-        })
-    })
-    .await;
-}
-
-/// The meter: its clock, energy registers and demand objects.
-struct Meter {
-    flavour: Flavour,
-    start: DateTime,
-    /// Import energy, Wh (printed in whole Wh).
-    import_wh: f64,
-    /// Energy of the quarter so far, W·s (for 1.4.0).
-    quarter_ws: f64,
-    /// The import register printed in each telegram, Wh.
-    printed_wh: Vec<u64>,
-    /// The power of the last telegram, W.
-    power_w: f64,
-}
-
-impl Meter {
-    fn new(flavour: Flavour, start: DateTime) -> Meter {
-        Meter {
-            flavour,
-            start,
-            import_wh: 4_861_230.0,
-            quarter_ws: 0.0,
-            printed_wh: Vec::new(),
-            power_w: 0.0,
-        }
-    }
-
-    /// Telegram `k` (the meter's clock at start + k s) with the house at `house_w` and
-    /// the car at `car_a` a phase; the power holds until the next telegram.
-    fn telegram(&mut self, k: u32, house_w: f64, car_a: f64) -> Vec<u8> {
-        let elapsed = k % 900;
-        if elapsed == 0 {
-            self.quarter_ws = 0.0;
-        }
-        let amps = house_w / 3.0 / VOLTS + car_a;
-        let w = (VOLTS * amps).round() as i32;
-        let phase = PhaseValues {
-            voltage_dv: (VOLTS * 10.0) as i32,
-            current_ma: (amps * 1000.0).round() as i32,
-            import_w: w,
-            export_w: 0,
-        };
-        let total = f64::from(3 * w);
-        self.power_w = total;
-        let demand = if elapsed == 0 {
-            0
-        } else {
-            (self.quarter_ws / f64::from(elapsed)).round() as u32
-        };
-        let printed = self.import_wh.floor() as u64;
-        self.printed_wh.push(printed);
-        let values = MeterValues {
-            time: Stamp::of(self.start.plus(k)),
-            tariff: 2,
-            import_wh: [6_184_667, printed],
-            export_wh: [1_708_286, 3_405_268],
-            phases: 3,
-            phase: [phase; 3],
-            gas_l: 3_133_361,
-            gas_time: Stamp::of(self.start),
-            average_demand_w: demand,
-            peak: (Stamp::of(DateTime::new(2025, 1, 7, 18, 45)), METER_PEAK_W),
-            history: None,
-        };
-        let mut out = Vec::with_capacity(1024);
-        write_telegram(&mut out, self.flavour, &values);
-        self.quarter_ws += total;
-        self.import_wh += total / 3600.0;
-        out
-    }
-
-    /// The quarter's average by the printed registers, telegrams `from` … `to`, W.
-    fn quarter_w(&self, from: u32, to: u32) -> f64 {
-        let wh = self.printed_wh[to as usize] - self.printed_wh[from as usize];
-        wh as f64 * 3600.0 / 900.0
-    }
+/// The quarter's average by the registers `meter` printed, telegrams `from` … `to`, W.
+fn quarter_w(meter: &P1Meter, from: u32, to: u32) -> f64 {
+    let wh = meter.printed_wh[to as usize] - meter.printed_wh[from as usize];
+    wh as f64 * 3600.0 / 900.0
 }
 
 /// Registers 1122–1126, 1001, 1130 and 1115–1118 as one read.
@@ -299,23 +145,11 @@ impl std::fmt::Display for Regs {
     }
 }
 
-async fn read(ctx: &mut Context, start: u16, count: u16) -> Vec<u16> {
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        ctx.read_holding_registers(start, count),
-    )
-    .await
-    .expect("answered in time")
-    .expect("Modbus TCP")
-    .expect("read")
-}
-
 async fn regs(ctx: &mut Context) -> Regs {
-    let q = read(ctx, address::QUARTER_AVERAGE_POWER, 5).await;
-    let sent = read(ctx, address::SENT_CURRENT, 1).await;
-    let c = read(ctx, address::CHARGER1_LIMIT, 2).await;
-    let t = read(ctx, address::TELEGRAMS_VALID, 4).await;
-    let long = |i: usize| (u32::from(t[i]) << 16) | u32::from(t[i + 1]);
+    let q = read_holding(ctx, address::QUARTER_AVERAGE_POWER, 5).await;
+    let sent = read_holding(ctx, address::SENT_CURRENT, 1).await;
+    let c = read_holding(ctx, address::CHARGER1_LIMIT, 2).await;
+    let (valid, rejected) = telegram_counts(ctx).await;
     Regs {
         average_w: q[0],
         projected_w: q[1],
@@ -325,27 +159,27 @@ async fn regs(ctx: &mut Context) -> Regs {
         sent_ma: sent[0],
         limit_1130: c[0],
         readback_ca: c[1],
-        valid: long(0),
-        rejected: long(2),
+        valid,
+        rejected,
     }
 }
 
 /// The registers once the daemon has taken all `sent` telegrams (within 5 s).
-async fn settled(ctx: &mut Context, sent: u32, d: &Daemon) -> Regs {
+async fn settled(rig: &mut PtyRig, sent: u32) -> Regs {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let r = regs(ctx).await;
+        let r = regs(&mut rig.ctx).await;
         if r.valid + r.rejected >= sent {
             // The control tick and the bus write that follow the last telegram.
             tokio::time::sleep(Duration::from_millis(200)).await;
-            return regs(ctx).await;
+            return regs(&mut rig.ctx).await;
         }
         assert!(
             Instant::now() < deadline,
             "the daemon took {} of {sent} telegrams ({} rejected):\n{}",
             r.valid,
             r.rejected,
-            d.log_text()
+            rig.daemon.log_text()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -357,68 +191,30 @@ fn cap_ma(w: u16) -> u32 {
     (u32::from(w) * 10_000 / (3 * 2300)) / 100 * 100
 }
 
-/// What one meter's run showed.
-struct Outcome {
-    name: &'static str,
-    text: String,
-    wall: Duration,
-}
-
 /// One meter's run: its daemon, charger, car and feed, the three parts.
 async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
     let name = flavour.name();
     let wall = Instant::now();
-    let dir = temp_dir(&format!("capacity-daemon-{}", flavour_tag(flavour)));
-    let (rs485_dir, p1_dir) = (dir.join("rs485"), dir.join("p1"));
-    for d in [&rs485_dir, &p1_dir] {
-        std::fs::create_dir_all(d).expect("pty folder");
-    }
-    let rs485 = Pty::new(&rs485_dir);
-    let p1 = Pty::new(&p1_dir);
-    let world = Arc::new(Mutex::new(World::new()));
-    tokio::spawn(charger(rs485.b.clone(), world.clone()));
-    std::fs::write(
-        dir.join("p1lb.toml"),
-        format!(
-            "[led]\nenabled = false\n\n[settings]\ncapacity_mode = 1\n\
-             capacity_target = {TARGET_W}\ncapacity_margin = {MARGIN_W}\ncontrol_mode = 1\n"
-        ),
-    )
-    .expect("write p1lb.toml");
-    let (daemon_dir, rs485_path, p1_path) = (dir.clone(), rs485.a.clone(), p1.a.clone());
-    let daemon = tokio::task::spawn_blocking(move || {
-        Daemon::in_dir(&daemon_dir)
-            .args(["--p1".as_ref(), p1_path.as_os_str()])
-            .args(["--rs485".as_ref(), rs485_path.as_os_str()])
-            .args(["--rs485-role", "master"])
-            .log_has("RS485: ")
-            .start()
-    })
-    .await
-    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    let mut port = open_meter_end(&p1.b);
-    let mut ctx = daemon.client(10).await;
-    let mut meter = Meter::new(flavour, start);
+    let settings = [
+        ("capacity_mode", 1),
+        ("capacity_target", TARGET_W),
+        ("capacity_margin", MARGIN_W),
+        ("control_mode", 1),
+    ];
+    let car = Car::new([true; 3], CAR_DELAY_S, CAR_UP_A_S, CAR_DOWN_A_S);
+    let peak_at = DateTime::new(2025, 1, 7, 18, 45);
+    let meter = P1Meter::new(flavour, start, peak_at, METER_PEAK_W);
+    // The daemon configures the charger (0x4106, 0x4109, the limit: 0, no telegram yet).
+    let mut rig = PtyRig::start("capacity-daemon", &settings, TERRA_MAX_MA, car, meter).await;
     let mut text = String::new();
 
-    // The daemon configures the charger (0x4106, 0x4109, the limit: 0, no telegram yet).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while lock(&world).unit.writes.is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "{name}: no limit written to the charger:\n{}",
-            daemon.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
     // Part 1, fast: 10:00:00 → 10:09:59 at 7.5 kW.
-    let p1_from = lock(&world).now_s();
-    feed_fast(&mut port, &mut meter, &world, 0..PART1_END, HOUSE1_W).await;
-    let p1_fed = lock(&world).now_s() - p1_from;
-    let r1 = settled(&mut ctx, PART1_END, &daemon).await;
+    let p1_from = rig.world().now_s();
+    feed_fast(&mut rig, 0..PART1_END, HOUSE1_W).await;
+    let p1_fed = rig.world().now_s() - p1_from;
+    let r1 = settled(&mut rig, PART1_END).await;
     let (limit1, max1) = {
-        let w = lock(&world);
+        let w = rig.world();
         (w.unit.terra.limit_ma, w.max_write(p1_from, w.now_s()))
     };
     let _ = writeln!(
@@ -428,12 +224,11 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
          charger 0x4100 {limit1} mA (largest written in part 1: {max1} mA)",
         p1_from + p1_fed
     );
-    let log = || daemon.log_text();
     assert_eq!(
         (r1.valid, r1.rejected),
         (PART1_END, 0),
         "{name}: telegrams at {FAST_MS} ms\n{text}\n{}",
-        log()
+        rig.daemon.log_text()
     );
     assert!(
         (7400..=7600).contains(&r1.average_w),
@@ -459,21 +254,22 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
 
     // Part 2, fast: 10:10:00 → 10:15:04 at 500 W; the quarter closes at 10:15:00.
     // A look at 10:14:59, the old quarter's last second, on the way.
-    let p2_from = lock(&world).now_s();
-    feed_fast(&mut port, &mut meter, &world, PART1_END..900, HOUSE2_W).await;
-    let r2a = settled(&mut ctx, 900, &daemon).await;
-    feed_fast(&mut port, &mut meter, &world, 900..PART2_END, HOUSE2_W).await;
-    let p2_fed = lock(&world).now_s() - p2_from;
-    let r2 = settled(&mut ctx, PART2_END, &daemon).await;
+    let p2_from = rig.world().now_s();
+    feed_fast(&mut rig, PART1_END..900, HOUSE2_W).await;
+    let r2a = settled(&mut rig, 900).await;
+    feed_fast(&mut rig, 900..PART2_END, HOUSE2_W).await;
+    let p2_fed = rig.world().now_s() - p2_from;
+    let r2 = settled(&mut rig, PART2_END).await;
     let (limit2, max2, car2) = {
-        let w = lock(&world);
+        let w = rig.world();
         (
             w.unit.terra.limit_ma,
             w.max_write(p2_from, w.now_s()),
             w.car_max_a,
         )
     };
-    let closed_w = meter.quarter_w(0, 900);
+    let meter = &rig.meter;
+    let closed_w = quarter_w(meter, 0, 900);
     let elapsed2 = (PART2_END - 1) % 900;
     let own_w = (meter.printed_wh[PART2_END as usize - 1] - meter.printed_wh[900]) as f64 * 3600.0
         / f64::from(elapsed2);
@@ -490,7 +286,7 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
         (r2.valid, r2.rejected),
         (PART2_END, 0),
         "{name}: telegrams at {FAST_MS} ms\n{text}\n{}",
-        log()
+        rig.daemon.log_text()
     );
     assert!(
         car2 == 0.0,
@@ -520,33 +316,25 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
     // Part 3, real time: a telegram a second, the house's 500 W and the car.
     let mut samples = Vec::new();
     let p3_from = Instant::now();
-    let t3 = lock(&world).now_s();
+    let t3 = rig.world().now_s();
     for i in 0..PART3_S {
         let k = PART2_END + i;
-        tokio::time::sleep_until((p3_from + Duration::from_secs(u64::from(i))).into()).await;
-        let bytes = {
-            let mut w = lock(&world);
-            w.advance();
-            meter.telegram(k, HOUSE2_W, w.unit.car.current)
-        };
-        port.write_all(&bytes).await.expect("write the telegram");
+        let at = p3_from + Duration::from_secs(u64::from(i));
+        rig.send_at(at, k, |car_a| phases(HOUSE2_W, car_a)).await;
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let r = regs(&mut ctx).await;
-        let (limit, car) = {
-            let mut w = lock(&world);
-            w.advance();
-            (w.unit.terra.limit_ma, w.unit.car.current)
-        };
+        let r = regs(&mut rig.ctx).await;
+        let (limit, car) = rig.charger_now();
         let _ = writeln!(
             text,
             "  {name} {}  meter {:4.0} W  {r}  0x4100 {limit:5} mA  car {car:4.1} A",
             clock(start.plus(k)),
-            meter.power_w
+            rig.meter.net_w
         );
         samples.push((k, r, limit, car));
     }
-    let r3 = settled(&mut ctx, PART2_END + PART3_S, &daemon).await;
-    let first_usable = lock(&world)
+    let r3 = settled(&mut rig, PART2_END + PART3_S).await;
+    let first_usable = rig
+        .world()
         .unit
         .writes
         .iter()
@@ -567,7 +355,7 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
         "{name}: the first raise {after:.2} s after the budget allowed it\n{text}"
     );
     let (car3, energy3, writes3, setup, unexpected, reads) = {
-        let mut w = lock(&world);
+        let mut w = rig.world();
         w.advance();
         let from = t3;
         let writes: Vec<(f64, u32)> = w
@@ -621,7 +409,7 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
             clock(start.plus(*k))
         );
         assert!(
-            *limit <= cap_ma(r.allowance_w) + CAPACITY_DEADBAND_MA,
+            *limit <= cap_ma(r.allowance_w) + ALLOWANCE_DEADBAND_MA,
             "{name}: the charger's {limit} mA above what 1126 allows at {}\n{text}",
             clock(start.plus(*k))
         );
@@ -639,7 +427,7 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
     assert!(
         writes3
             .iter()
-            .all(|&(_, ma)| ma <= most + CAPACITY_DEADBAND_MA),
+            .all(|&(_, ma)| ma <= most + ALLOWANCE_DEADBAND_MA),
         "{name}: a limit written in part 3 above what 1126 allowed ({most} mA)\n{text}"
     );
     let from = samples
@@ -660,19 +448,11 @@ async fn run_meter(flavour: Flavour, start: DateTime) -> Outcome {
         car3 >= MIN_A && energy3 > 0.0,
         "{name}: the car charges\n{text}"
     );
-    drop(daemon);
-    drop((rs485, p1));
+    drop(rig);
     Outcome {
         name,
         text,
         wall: wall.elapsed(),
-    }
-}
-
-fn flavour_tag(f: Flavour) -> &'static str {
-    match f {
-        Flavour::Dsmr5 => "dsmr5",
-        Flavour::Emucs => "emucs",
     }
 }
 
@@ -682,33 +462,14 @@ fn clock(t: DateTime) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
-/// The meter's end of the P1 pty.
-fn open_meter_end(path: &Path) -> SerialStream {
-    tokio_serial::new(path.to_string_lossy(), 115_200)
-        .open_native_async()
-        .expect("the meter's end of the P1 pty opens")
-}
-
 /// Telegrams `ks` every [`FAST_MS`] of real time, the house at `house_w` and the car
 /// as it is.
-async fn feed_fast(
-    port: &mut SerialStream,
-    meter: &mut Meter,
-    world: &Mutex<World>,
-    ks: std::ops::Range<u32>,
-    house_w: f64,
-) {
+async fn feed_fast(rig: &mut PtyRig, ks: std::ops::Range<u32>, house_w: f64) {
     let from = Instant::now();
     let first = ks.start;
     for k in ks {
         let at = from + Duration::from_millis(FAST_MS * u64::from(k - first));
-        tokio::time::sleep_until(at.into()).await;
-        let bytes = {
-            let mut w = lock(world);
-            w.advance();
-            meter.telegram(k, house_w, w.unit.car.current)
-        };
-        port.write_all(&bytes).await.expect("write the telegram");
+        rig.send_at(at, k, |car_a| phases(house_w, car_a)).await;
     }
 }
 
@@ -717,26 +478,12 @@ fn the_quarter_hour_account_runs_on_the_meters_clock_in_the_daemon() {
     if !have_socat() {
         return;
     }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(async {
-            let wall = Instant::now();
-            // Winter (W) for the Belgian meter, summer (S) for the Dutch one.
-            let emucs = tokio::spawn(run_meter(Flavour::Emucs, DateTime::new(2025, 1, 15, 10, 0)));
-            let dsmr = tokio::spawn(run_meter(Flavour::Dsmr5, DateTime::new(2025, 6, 12, 10, 0)));
-            let mut outcomes = Vec::new();
-            for h in [emucs, dsmr] {
-                match h.await {
-                    Ok(o) => outcomes.push(o),
-                    Err(e) => std::panic::resume_unwind(e.into_panic()),
-                }
-            }
-            for o in &outcomes {
-                eprintln!("\n{} ({:.1} s):\n{}", o.name, o.wall.as_secs_f64(), o.text);
-            }
-            eprintln!("capacity_daemon: {:.1} s", wall.elapsed().as_secs_f64());
-        });
+    // Winter (W) for the Belgian meter, summer (S) for the Dutch one.
+    side_by_side(
+        "capacity_daemon",
+        vec![
+            run_meter(Flavour::Emucs, DateTime::new(2025, 1, 15, 10, 0)),
+            run_meter(Flavour::Dsmr5, DateTime::new(2025, 6, 12, 10, 0)),
+        ],
+    );
 }

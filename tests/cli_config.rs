@@ -486,3 +486,199 @@ fn config_and_monitor_show_the_capacity_tariff() {
     drop(d);
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// The charge mode by name: `set charge-mode solar-only` applies and saves at once (the
+/// CLI says so, and that other staged settings still wait for `save`), the solar
+/// settings in W/s are staged like the rest, a mode out of range names the modes; the
+/// surplus and the solar state read by name; `p1lb monitor` shows a solar line once the
+/// mode is not fast (`--json`: a `solar` object, always).
+#[test]
+fn config_and_monitor_show_the_charge_mode() {
+    let dir = temp_dir("config-solar");
+    let d = start(&dir);
+    let toml = dir.join("p1lb.toml");
+    let get = |name: &str| {
+        let out = config(&d, &["get", name]);
+        let (stdout, stderr) = text(&out);
+        assert!(
+            out.status.success(),
+            "get {name}: {stderr}\n{}",
+            d.log_text()
+        );
+        stdout.trim().to_owned()
+    };
+    let set = |name: &str, value: &str| -> String {
+        let out = config(&d, &["set", name, value]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{name} {value}: {stderr}");
+        stdout.trim().to_owned()
+    };
+    let saved_mode = || {
+        fs::read_to_string(&toml)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("charge_mode = "))
+            .map(str::to_owned)
+    };
+    let monitor_json = || -> serde_json::Value {
+        let out = Command::new(BIN)
+            .args(["monitor", "--device", &d.device()])
+            .args(["--json", "--count", "1"])
+            .output()
+            .expect("p1lb monitor runs");
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        serde_json::from_str(stdout.trim()).expect("JSON")
+    };
+    let monitor_table = || -> String {
+        let out = Command::new(BIN)
+            .args(["monitor", "--device", &d.device(), "--count", "1"])
+            .output()
+            .expect("p1lb monitor runs");
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        stdout
+    };
+
+    assert_eq!(get("charge_mode"), "charge_mode = 0 (fast)");
+    assert_eq!(get("solar-start-surplus"), "solar_start_surplus = 0 W");
+    assert_eq!(get("1082"), "solar_start_delay = 60 s");
+    assert_eq!(get("solar_stop_delay"), "solar_stop_delay = 180 s");
+    assert_eq!(get("solar_max_import"), "solar_max_import = 0 W");
+    let surplus = get("solar_surplus");
+    assert!(
+        surplus.starts_with("solar_surplus = ") && surplus.ends_with(" W"),
+        "{surplus}"
+    );
+    let state = get("solar_state");
+    assert!(
+        state.starts_with("solar_state = ") && state.ends_with(')'),
+        "{state}"
+    );
+    // Fast: a solar object in the JSON, no solar line.
+    let v = monitor_json();
+    let s = &v["solar"];
+    assert_eq!(s["mode"], "fast", "{v}");
+    assert_eq!(s["mode_code"], 0, "{v}");
+    assert!(s["surplus_w"].is_i64(), "{v}");
+    assert!(s["state"].is_string() && s["state_code"].is_u64(), "{v}");
+    assert_eq!(s["start_delay_s"], 60, "{v}");
+    assert!(!monitor_table().contains("solar"));
+
+    // By name: applied and saved at once, nothing staged.
+    assert_eq!(
+        set("charge-mode", "solar-only"),
+        "charge_mode = 2 (solar_only) (applied and saved at once)"
+    );
+    assert_eq!(get("charge_mode"), "charge_mode = 2 (solar_only)");
+    assert_eq!(saved_mode().as_deref(), Some("charge_mode = 2"));
+    let v = monitor_json();
+    assert!(
+        !v["flag_names"]
+            .as_array()
+            .expect("flag_names")
+            .contains(&"unsaved_changes".into()),
+        "{v}"
+    );
+    // The solar settings in W and s: staged, as any other setting.
+    for (name, value, shown) in [
+        (
+            "solar_start_surplus",
+            "4.2kW",
+            "solar_start_surplus = 4200 W",
+        ),
+        ("solar-start-delay", "2min", "solar_start_delay = 120 s"),
+        ("solar_stop_delay", "300s", "solar_stop_delay = 300 s"),
+        ("solar_max_import", "500W", "solar_max_import = 500 W"),
+    ] {
+        assert_eq!(
+            set(name, value),
+            format!("{shown} (staged: `p1lb config save` makes it last)")
+        );
+        assert_eq!(get(name), shown);
+    }
+    // A new mode with settings staged: saved alone, and the CLI says what still waits.
+    assert_eq!(
+        set("charge_mode", "Minimum+Solar"),
+        "charge_mode = 1 (min_solar) (applied and saved at once; other staged settings \
+         still wait for `p1lb config save`)"
+    );
+    assert_eq!(saved_mode().as_deref(), Some("charge_mode = 1"));
+    let file = fs::read_to_string(&toml).unwrap();
+    assert!(
+        file.lines().any(|l| l == "solar_start_surplus = 0"),
+        "{file}"
+    );
+
+    // The monitor: the solar line with the mode, the surplus in W, the state by name.
+    let t = monitor_table();
+    let line = t
+        .lines()
+        .find(|l| l.starts_with("solar "))
+        .unwrap_or_else(|| panic!("no solar line:\n{t}"));
+    assert!(
+        line.starts_with("solar            mode 1 (min_solar), surplus "),
+        "{line}"
+    );
+    assert!(line.contains(" W, "), "{line}");
+    assert!(
+        t.contains("start on 4200 W after 120 s, stop after 300 s above 500 W import"),
+        "{t}"
+    );
+    let v = monitor_json();
+    assert_eq!(v["solar"]["mode"], "min_solar", "{v}");
+    assert_eq!(v["solar"]["start_surplus_w"], 4200, "{v}");
+    assert_eq!(v["solar"]["max_import_w"], 500, "{v}");
+
+    // Out of range: the device answers 03 and the message names the modes; an unknown
+    // name is refused before anything is sent.
+    let out = config(&d, &["set", "charge_mode", "4"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("out of range")
+            && stderr.contains("0 … 3 (0 fast, 1 min_solar, 2 solar_only, 3 paused)"),
+        "{stderr}"
+    );
+    let out = config(&d, &["set", "charge_mode", "turbo"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("fast, min_solar, solar_only, paused"),
+        "{stderr}"
+    );
+    for (name, value, range) in [
+        ("solar_start_delay", "3601", "0 … 3600 s"),
+        ("solar_max_import", "61kW", "0 … 60000 W"),
+    ] {
+        let out = config(&d, &["set", name, value]);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{name} {value}: {stderr}");
+        assert!(stderr.contains(range), "{name} {value}: {stderr}");
+    }
+    let out = config(&d, &["set", "solar_surplus", "1kW"]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert_eq!(get("charge_mode"), "charge_mode = 1 (min_solar)");
+    assert_eq!(saved_mode().as_deref(), Some("charge_mode = 1"));
+
+    // `save` writes the staged solar settings.
+    let out = config(&d, &["save"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let file = fs::read_to_string(&toml).unwrap();
+    for line in [
+        "charge_mode = 1",
+        "solar_start_surplus = 4200",
+        "solar_start_delay = 120",
+        "solar_stop_delay = 300",
+        "solar_max_import = 500",
+    ] {
+        assert!(file.lines().any(|l| l == line), "{line} not in\n{file}");
+    }
+    assert_eq!(
+        set("charge_mode", "paused"),
+        "charge_mode = 3 (paused) (applied and saved at once)"
+    );
+    assert!(monitor_table().contains("mode 3 (paused)"));
+    drop(d);
+    let _ = fs::remove_dir_all(&dir);
+}

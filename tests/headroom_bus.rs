@@ -48,12 +48,12 @@ mod common;
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::terra_bus::{Car, MeterLink, Terra, serve_units};
-use common::{Daemon, Pty, have_socat, temp_dir};
+use common::master_rig::{first_limit_written, start_master, telegram_counts, write_toml};
+use common::terra_bus::{Car, MeterLink, STEP_S, Terra, Units, serve_world};
+use common::{Daemon, Pty, have_socat, lock, temp_dir};
 use p1lb_core::config::Config;
 use p1lb_core::modbus::{MAX_ADU, Request, Response, Words, exception_reply};
 use p1lb_core::registers::Exception;
@@ -62,8 +62,6 @@ use p1lb_core::registers::Exception;
 const PROFILE_S: u32 = 140;
 /// The main fuse, A per phase.
 const FUSE_A: f64 = 25.0;
-/// The physics step, s.
-const STEP_S: f64 = 0.01;
 /// Physics steps per second.
 const STEPS_PER_S: u64 = 100;
 /// The grid is sampled against the fuse every this many steps (100 ms).
@@ -86,10 +84,6 @@ const CAR_RESUME_S: f64 = 3.0;
 const IDEAL_HOLD_S: usize = 6;
 /// The charger's Modbus address (register 1030's default).
 const CHARGER_UNIT: u8 = 1;
-/// The line (registers 1031/1032 at their defaults).
-const BAUD: u32 = 9600;
-/// From the end of a request to the first byte of the reply, ms.
-const TURNAROUND_MS: u64 = 10;
 /// The model's rated current (an 11 kW Terra AC), mA: 0x4006.
 const TERRA_MAX_MA: u32 = 16_000;
 /// The charger's per-phase measurement offsets while current flows, mA.
@@ -452,26 +446,21 @@ fn measured_phases(measured_a: f64) -> [u32; 3] {
     })
 }
 
-fn lock(w: &Mutex<World>) -> MutexGuard<'_, World> {
-    w.lock().unwrap_or_else(PoisonError::into_inner)
-}
+/// The Terra AC model, served on its end of the pty as unit [`CHARGER_UNIT`] only; a
+/// request that does not parse counts as an exception reply.
+impl Units for World {
+    fn answer(
+        &mut self,
+        _unit: u8,
+        request: &Request<'_>,
+        out: &mut [u8; MAX_ADU],
+    ) -> Option<usize> {
+        Some(self.handle(request, out))
+    }
 
-/// The Terra AC model on its end of the pty, until the port closes: unit 1 only.
-async fn charger(path: PathBuf, world: Arc<Mutex<World>>) {
-    let turnaround = Duration::from_millis(TURNAROUND_MS);
-    serve_units(&path, BAUD, turnaround, |unit, function, pdu, out| {
-        if unit != CHARGER_UNIT {
-            return None;
-        }
-        Some(match Request::parse(pdu) {
-            Ok(request) => lock(&world).handle(&request, out),
-            Err(e) => {
-                lock(&world).exceptions += 1;
-                exception_reply(CHARGER_UNIT, function, e.exception(), out)
-            }
-        })
-    })
-    .await;
+    fn bad_request(&mut self) {
+        self.exceptions += 1;
+    }
 }
 
 /// One mode under test.
@@ -488,28 +477,11 @@ async fn rig(mode: &'static str, control_mode: u16) -> Rig {
     let dir = temp_dir(&format!("headroom-bus-{mode}"));
     let pty = Pty::new(&dir);
     let world = Arc::new(Mutex::new(World::new()));
-    tokio::spawn(charger(pty.b.clone(), world.clone()));
+    tokio::spawn(serve_world(pty.b.clone(), &[CHARGER_UNIT], world.clone()));
     let (meter, url) = MeterLink::listen().await;
     // Every setting at its default but the control mode; no LED (no GPIO here).
-    std::fs::write(
-        dir.join("p1lb.toml"),
-        format!("[led]\nenabled = false\n\n[settings]\ncontrol_mode = {control_mode}\n"),
-    )
-    .expect("write p1lb.toml");
-    let rs485 = pty.a.clone();
-    let started = tokio::task::spawn_blocking(move || {
-        Daemon::in_dir(&dir)
-            .args(["--p1", &url, "--rs485"])
-            .args([&rs485])
-            .args(["--rs485-role", "master"])
-            .log_has("RS485: ")
-            .start()
-    })
-    .await;
-    let daemon = match started {
-        Ok(d) => d,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    };
+    write_toml(&dir, &[("control_mode", u32::from(control_mode))]);
+    let daemon = start_master(&dir, &url, &pty.a).await;
     Rig {
         mode,
         world,
@@ -517,19 +489,6 @@ async fn rig(mode: &'static str, control_mode: u16) -> Rig {
         daemon,
         _pty: pty,
     }
-}
-
-/// Registers 1115–1118 of a daemon: telegrams valid and rejected since boot.
-async fn telegram_counts(d: &Daemon) -> (u32, u32) {
-    use tokio_modbus::prelude::Reader;
-    let mut ctx = d.client(10).await;
-    let r = tokio::time::timeout(Duration::from_secs(5), ctx.read_holding_registers(1115, 4))
-        .await
-        .expect("1115-1118 answered in time")
-        .expect("Modbus TCP")
-        .expect("1115-1118 read");
-    let long = |i: usize| (u32::from(r[i]) << 16) | u32::from(r[i + 1]);
-    (long(0), long(2))
 }
 
 /// What one run showed, for the table.
@@ -632,16 +591,8 @@ async fn run() {
             r.mode,
             r.daemon.log_text()
         );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while lock(&r.world).limit_writes.is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "{}: no limit written to the charger:\n{}",
-                r.mode,
-                r.daemon.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let world = &r.world;
+        first_limit_written(&r.daemon, r.mode, || !lock(world).limit_writes.is_empty()).await;
     }
     let t0 = Instant::now() + Duration::from_millis(300);
     for r in &rigs {
@@ -673,7 +624,7 @@ async fn run() {
     // The daemons' own count of the telegrams.
     let mut counts = Vec::new();
     for r in &rigs {
-        counts.push(telegram_counts(&r.daemon).await);
+        counts.push(telegram_counts(&mut r.daemon.client(10).await).await);
     }
 
     let ideal = ideal(&cfg);

@@ -13,7 +13,10 @@
 //!   `capacity_charger_power` unavailable while it reads 65535, no bound), and numbers,
 //!   selects and buttons called through Home Assistant's REST API write the daemon's
 //!   registers (read back over Modbus TCP) and its saved `p1lb.toml`, the capacity
-//!   tariff's settings among them.
+//!   tariff's settings among them; the charge mode, a select of names, lands in 1080
+//!   and in `p1lb.toml` at once, without a save (1091), while other settings written
+//!   before it stay staged; the solar surplus shows as a power in W and the solar
+//!   state by name.
 //!
 //! Without Python 3.11/3.12 or PyPI the tests skip loudly, except under CI (the
 //! environment variable `CI` set), where that is a failure.
@@ -22,91 +25,15 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::ha::{Api, HA_VERSION, driver, number, python, root, text, venv, wait_states};
 use common::{Daemon, Guard, free_port, temp_dir};
 use p1lb::cli::home_assistant;
-use p1lb_core::config::{Range, SETTINGS};
+use p1lb_core::config::SETTINGS;
 use p1lb_core::registers::{Access, REGISTERS, Register, address};
 use serde_json::{Value, json};
 use tokio_modbus::prelude::*;
-
-/// The Home Assistant release in `tests/home_assistant/requirements.txt`.
-const HA_VERSION: &str = "2024.3.3";
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn driver() -> PathBuf {
-    root().join("tests/home_assistant/ha_driver.py")
-}
-
-/// A loud skip, or a panic under CI.
-fn skip(why: &str) {
-    let msg = "Home Assistant is not available: SKIPPING this test";
-    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-        panic!("{msg} — not allowed under CI\n{why}");
-    }
-    eprintln!("{why}\n\n!!!!!!!! {msg} !!!!!!!!\n");
-}
-
-/// The virtual environment with Home Assistant, made once per test run (both tests
-/// wait for it), or `None` after a loud skip.
-fn venv() -> Option<&'static Path> {
-    static VENV: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let made = VENV.get_or_init(|| {
-        let venv = std::env::var_os("P1LB_HA_VENV").map_or_else(
-            || Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ha-venv-{HA_VERSION}")),
-            PathBuf::from,
-        );
-        let t0 = Instant::now();
-        let out = Command::new("bash")
-            .arg(root().join("tests/home_assistant/setup-venv"))
-            .arg(&venv)
-            .stdin(Stdio::null())
-            .output();
-        match out {
-            Ok(out) if out.status.success() => {
-                eprintln!(
-                    "Home Assistant venv {} ready in {:.1} s\n{}",
-                    venv.display(),
-                    t0.elapsed().as_secs_f64(),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                Ok(venv)
-            }
-            Ok(out) => Err(format!(
-                "tests/home_assistant/setup-venv {} failed ({}): {}{}",
-                venv.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )),
-            Err(e) => Err(format!("bash does not run: {e}")),
-        }
-    });
-    match made {
-        Ok(v) => Some(v),
-        Err(why) => {
-            skip(why);
-            None
-        }
-    }
-}
-
-fn python(venv: &Path) -> PathBuf {
-    venv.join("bin/python")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// A Home Assistant configuration folder: `configuration.yaml` with the package folder
 /// (plus `extra`), and `packages/p1lb.yaml` = `package`.
@@ -137,7 +64,16 @@ fn check(venv: &Path, dir: &Path) -> Output {
 }
 
 fn is_select(reg: &Register) -> bool {
-    reg.access == Access::ReadWrite && matches!(reg.setting.map(|s| s.range), Some(Range::OneOf(_)))
+    home_assistant::is_select(reg)
+}
+
+/// The name Home Assistant shows for `raw` in a register with named values (the charge
+/// mode's select, the solar state's text sensor).
+fn value_name(reg: &Register, raw: u16) -> Option<&'static str> {
+    home_assistant::named(reg)?
+        .iter()
+        .find(|(code, _)| *code == raw)
+        .map(|(_, name)| *name)
 }
 
 #[test]
@@ -163,9 +99,16 @@ fn home_assistant_check_config_accepts_the_package() {
     let writable = REGISTERS.iter().filter(|r| r.access == Access::ReadWrite);
     let selects = writable.clone().filter(|r| is_select(r)).count();
     let numbers = writable.count() - selects;
+    // A text sensor with the name beside each named status register (1128).
+    let names = REGISTERS
+        .iter()
+        .filter(|r| r.access == Access::Read && home_assistant::named(r).is_some())
+        .count();
+    assert_eq!(names, 1, "solar_state_name");
     assert_eq!(
         loaded,
-        json!({"modbus_sensors": readable, "number": numbers, "select": selects, "button": 2}),
+        json!({"modbus_sensors": readable, "number": numbers, "select": selects, "button": 2,
+               "sensor": names}),
         "what Home Assistant loaded from the package"
     );
 
@@ -187,47 +130,6 @@ fn home_assistant_check_config_accepts_the_package() {
     assert!(said.contains("Unable to determine action"), "{said}");
 }
 
-/// The Home Assistant REST API at `url` with a long-lived `token`, through the driver
-/// (Python's urllib): the status code and the JSON body.
-struct Api {
-    venv: PathBuf,
-    url: String,
-    token: String,
-}
-
-impl Api {
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let mut cmd = Command::new(python(&self.venv));
-        cmd.arg(driver())
-            .args(["api", &self.url, &self.token, method, path]);
-        if let Some(b) = body {
-            cmd.arg(b.to_string());
-        }
-        let out = cmd.stdin(Stdio::null()).output().expect("python runs");
-        let s = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (status, body) = s.split_once('\n').unwrap_or((s.as_str(), ""));
-        let status = status.trim().parse().unwrap_or(0);
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
-    }
-
-    /// Every entity's state object, by entity id (empty when the API does not answer).
-    fn states(&self) -> serde_json::Map<String, Value> {
-        match self.call("GET", "/api/states", None) {
-            (200, Value::Array(all)) => all
-                .into_iter()
-                .filter_map(|s| Some((s["entity_id"].as_str()?.to_owned(), s)))
-                .collect(),
-            _ => serde_json::Map::new(),
-        }
-    }
-
-    fn service(&self, domain: &str, service: &str, data: Value) {
-        let path = format!("/api/services/{domain}/{service}");
-        let (status, body) = self.call("POST", &path, Some(&data));
-        assert_eq!(status, 200, "POST {path} {data}: {body}");
-    }
-}
-
 /// The value Home Assistant should show for `raw` in `reg`, and its unit.
 fn shown(reg: &Register, raw: u16) -> (f64, Option<&'static str>) {
     match reg.unit {
@@ -236,41 +138,8 @@ fn shown(reg: &Register, raw: u16) -> (f64, Option<&'static str>) {
         "0.1 V" => (f64::from(raw) / 10.0, Some("V")),
         "W" => (f64::from(raw), Some("W")),
         "s" => (f64::from(raw), Some("s")),
+        "10 W" => (f64::from(raw as i16) * 10.0, Some("W")),
         _ => (f64::from(raw), None),
-    }
-}
-
-fn number(states: &serde_json::Map<String, Value>, entity: &str) -> Option<f64> {
-    states.get(entity)?["state"].as_str()?.parse().ok()
-}
-
-/// Waits up to `timeout` until `ok` holds for the states; panics with `what`, the
-/// last states seen and Home Assistant's log otherwise.
-fn wait_states(
-    api: &Api,
-    log: &Path,
-    timeout: Duration,
-    what: &str,
-    ok: impl Fn(&serde_json::Map<String, Value>) -> bool,
-) -> serde_json::Map<String, Value> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let states = api.states();
-        if ok(&states) {
-            return states;
-        }
-        if Instant::now() >= deadline {
-            let p1lb: Vec<String> = states
-                .iter()
-                .filter(|(k, _)| k.contains("p1lb"))
-                .map(|(k, v)| format!("{k} = {}", v["state"]))
-                .collect();
-            panic!(
-                "{what}: not within {timeout:?}\nstates: {p1lb:#?}\nHome Assistant's log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
@@ -442,7 +311,64 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
         } else {
             format!("number.p1lb_{}", s.name)
         };
-        assert_eq!(number(&states, &editor), Some(want), "{editor}");
+        match value_name(reg, s.default) {
+            Some(name) => assert_eq!(states[&editor]["state"], name, "{editor}"),
+            None => assert_eq!(number(&states, &editor), Some(want), "{editor}"),
+        }
+    }
+    // The charge mode: a select of names; the surplus a signed power in W (a
+    // measurement); the solar state as a number and by name.
+    assert_eq!(
+        states["select.p1lb_charge_mode"]["attributes"]["options"],
+        json!(["fast", "min_solar", "solar_only", "paused"])
+    );
+    let surplus = &states["sensor.p1lb_solar_surplus"];
+    assert_eq!(
+        surplus["attributes"]["unit_of_measurement"], "W",
+        "{surplus}"
+    );
+    assert_eq!(surplus["attributes"]["device_class"], "power", "{surplus}");
+    assert_eq!(
+        surplus["attributes"]["state_class"], "measurement",
+        "{surplus}"
+    );
+    let surplus_w = number(&states, "sensor.p1lb_solar_surplus").unwrap();
+    assert_eq!(
+        surplus_w % 10.0,
+        0.0,
+        "solar_surplus {surplus_w} W: 10 W units"
+    );
+    let solar_state = REGISTERS
+        .iter()
+        .find(|r| r.address == address::SOLAR_STATE)
+        .unwrap();
+    let code = number(&states, "sensor.p1lb_solar_state").unwrap();
+    assert!((0.0..=3.0).contains(&code), "solar_state {code}");
+    assert_eq!(
+        states["sensor.p1lb_solar_state_name"]["state"],
+        value_name(solar_state, code as u16).unwrap(),
+        "the solar state by name"
+    );
+    for name in ["solar_start_surplus", "solar_max_import"] {
+        let attributes = &states[&format!("sensor.p1lb_{name}")]["attributes"];
+        assert_eq!(attributes["unit_of_measurement"], "W", "{name}");
+        assert_eq!(attributes["device_class"], "power", "{name}");
+    }
+    for name in ["solar_start_delay", "solar_stop_delay"] {
+        let attributes = &states[&format!("sensor.p1lb_{name}")]["attributes"];
+        assert_eq!(attributes["unit_of_measurement"], "s", "{name}");
+        assert_eq!(attributes["device_class"], "duration", "{name}");
+    }
+    for (name, max) in [
+        ("solar_start_surplus", 60000.0),
+        ("solar_start_delay", 3600.0),
+        ("solar_stop_delay", 3600.0),
+        ("solar_max_import", 60000.0),
+    ] {
+        let attributes = &states[&format!("number.p1lb_{name}")]["attributes"];
+        assert_eq!(attributes["min"], 0.0, "{name}");
+        assert_eq!(attributes["max"], max, "{name}");
+        assert_eq!(attributes["step"], 1.0, "{name}");
     }
     // 1000 after boot equals 1010: 16 A.
     assert_eq!(number(&states, "sensor.p1lb_override_cap"), Some(16.0));
@@ -464,6 +390,30 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
 
     // Writes through Home Assistant land in the daemon.
     let mut ctx = daemon.client(10).await;
+    let toml_file = state.join("p1lb.toml");
+    let staged = |flags: u16| flags & 1 << 5 != 0;
+
+    // The charge mode applies and is saved at once: 1080, then p1lb.toml, without a
+    // save (1003 bit 5 stays clear); the select shows it at once, not after the next
+    // 30 s poll.
+    api.service(
+        "select",
+        "select_option",
+        json!({"entity_id": "select.p1lb_charge_mode", "option": "min_solar"}),
+    );
+    await_register(&mut ctx, 1080, 1).await;
+    assert_eq!(saved(&toml_file, "charge_mode"), Some(1), "saved at once");
+    assert!(
+        !staged(read(&mut ctx, 1003).await),
+        "1003 bit 5: nothing staged"
+    );
+    wait_states(
+        &api,
+        &log,
+        Duration::from_secs(10),
+        "the charge mode back in Home Assistant",
+        |s| s.get("select.p1lb_charge_mode").map(|e| &e["state"]) == Some(&json!("min_solar")),
+    );
     // 1.005 A × 1000 is 1004.9999… in floating point: rounded, not truncated.
     api.service(
         "number",
@@ -509,9 +459,43 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
     );
     await_register(&mut ctx, 1072, 2).await;
     assert_ne!(read(&mut ctx, 1003).await & 1 << 5, 0, "1003 bit 5: staged");
+    // The numbers for the solar settings write W and s as they are (staged).
+    api.service(
+        "number",
+        "set_value",
+        json!({"entity_id": "number.p1lb_solar_start_delay", "value": 90}),
+    );
+    await_register(&mut ctx, 1082, 90).await;
+    api.service(
+        "number",
+        "set_value",
+        json!({"entity_id": "number.p1lb_solar_max_import", "value": 400}),
+    );
+    await_register(&mut ctx, 1084, 400).await;
+
+    // A new charge mode now is saved on its own: the staged settings stay staged, out
+    // of the file.
+    api.service(
+        "select",
+        "select_option",
+        json!({"entity_id": "select.p1lb_charge_mode", "option": "solar_only"}),
+    );
+    await_register(&mut ctx, 1080, 2).await;
+    assert_eq!(saved(&toml_file, "charge_mode"), Some(2), "saved at once");
+    assert!(
+        staged(read(&mut ctx, 1003).await),
+        "1003 bit 5: still staged"
+    );
+    assert_eq!(saved(&toml_file, "upper_wait"), Some(5), "not saved yet");
+    assert_eq!(
+        saved(&toml_file, "solar_start_delay"),
+        Some(60),
+        "not saved yet"
+    );
+    assert_eq!(saved(&toml_file, "capacity_mode"), Some(0), "not saved yet");
+    assert_eq!(read(&mut ctx, 1016).await, 7, "upper_wait still staged");
 
     // "save" writes them to the daemon's p1lb.toml.
-    let toml_file = state.join("p1lb.toml");
     api.service("button", "press", json!({"entity_id": "button.p1lb_save"}));
     let deadline = Instant::now() + Duration::from_secs(10);
     while read(&mut ctx, 1003).await & 1 << 5 != 0 {
@@ -526,6 +510,9 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
     assert_eq!(saved(&toml_file, "capacity_mode"), Some(2));
     assert_eq!(saved(&toml_file, "capacity_target"), Some(3500));
     assert_eq!(saved(&toml_file, "capacity_margin"), Some(250));
+    assert_eq!(saved(&toml_file, "solar_start_delay"), Some(90));
+    assert_eq!(saved(&toml_file, "solar_max_import"), Some(400));
+    assert_eq!(saved(&toml_file, "charge_mode"), Some(2));
 
     // Home Assistant reads the new values back (asked to poll at once).
     api.service(
@@ -547,6 +534,8 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
                 && number(s, "sensor.p1lb_capacity_target") == Some(3500.0)
                 && number(s, "number.p1lb_capacity_target") == Some(3500.0)
                 && number(s, "number.p1lb_capacity_mode") == Some(2.0)
+                && s.get("select.p1lb_charge_mode").map(|e| &e["state"])
+                    == Some(&json!("solar_only"))
         },
     );
 
@@ -560,8 +549,10 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
     await_register(&mut ctx, 1011, 3).await;
     await_register(&mut ctx, 1072, 0).await;
     await_register(&mut ctx, 1073, 2500).await;
+    await_register(&mut ctx, 1080, 0).await;
     assert_eq!(saved(&toml_file, "upper_wait"), Some(5));
     assert_eq!(saved(&toml_file, "capacity_target"), Some(2500));
+    assert_eq!(saved(&toml_file, "charge_mode"), Some(0));
 
     // Nothing in Home Assistant's log about the package: no error at all, no warning
     // from the integrations it uses.
@@ -597,7 +588,8 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
     api.service(
         "homeassistant",
         "update_entity",
-        json!({"entity_id": ["sensor.p1lb_upper_wait", "sensor.p1lb_phases"]}),
+        json!({"entity_id": ["sensor.p1lb_upper_wait", "sensor.p1lb_phases",
+                             "sensor.p1lb_charge_mode", "sensor.p1lb_solar_state"]}),
     );
     wait_states(
         &api,
@@ -610,6 +602,8 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
                 "number.p1lb_upper_wait",
                 "sensor.p1lb_phases",
                 "select.p1lb_phases",
+                "select.p1lb_charge_mode",
+                "sensor.p1lb_solar_state_name",
             ]
             .iter()
             .all(|e| s.get(*e).map(|e| &e["state"]) == Some(&json!("unavailable")))

@@ -24,14 +24,14 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::terra_bus::{Car, MeterLink, TerraUnit, serve_units};
-use common::{Daemon, Pty, have_socat, temp_dir};
+use common::master_rig::{read_holding, start_master, write_toml};
+use common::terra_bus::{Car, MeterLink, STEP_S, TerraUnit, Units, serve_world};
+use common::{Daemon, Pty, have_socat, lock, temp_dir};
 use p1lb_core::config::address;
-use p1lb_core::modbus::{MAX_ADU, Request, exception_reply};
+use p1lb_core::modbus::{MAX_ADU, Request};
 use p1lb_core::registers::{self, ChargerFlags, Flags};
 use tokio_modbus::prelude::Reader;
 
@@ -39,9 +39,6 @@ use tokio_modbus::prelude::Reader;
 const PROFILE_S: u32 = 95;
 /// When unit 1 goes silent, s.
 const SILENT_FROM_S: f64 = 75.0;
-const BAUD: u32 = 9600;
-const TURNAROUND_MS: u64 = 10;
-const STEP_S: f64 = 0.01;
 /// The units' addresses (1030 = 1, so charger k is at k).
 const UNITS: [u8; 2] = [1, 2];
 
@@ -138,56 +135,33 @@ impl World {
             self.step += 1;
         }
     }
+}
 
-    /// Unit `k`'s reply to `request`, or `None` when it is silent.
-    fn handle(
+/// Both units on the line: a unit's reply to `request`, or `None` when it is silent.
+impl Units for World {
+    fn answer(
         &mut self,
-        k: usize,
+        unit: u8,
         request: &Request<'_>,
         out: &mut [u8; MAX_ADU],
     ) -> Option<usize> {
+        let k = UNITS.iter().position(|&u| u == unit)?;
         self.advance();
         let t = self.now_s();
-        let unit_id = UNITS[k];
         let u = &mut self.units[k];
         if u.silent {
             return None;
         }
         Some(
             u.charger
-                .answer(unit_id, t, u.measured, u.energy_wh, request, out),
+                .answer(unit, t, u.measured, u.energy_wh, request, out),
         )
     }
 }
 
-fn lock(w: &Mutex<World>) -> MutexGuard<'_, World> {
-    w.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Both units on their end of the pty, until the port closes.
-async fn line(path: PathBuf, world: Arc<Mutex<World>>) {
-    let turnaround = Duration::from_millis(TURNAROUND_MS);
-    serve_units(&path, BAUD, turnaround, |unit, function, pdu, out| {
-        let k = UNITS.iter().position(|&u| u == unit)?;
-        match Request::parse(pdu) {
-            Ok(request) => lock(&world).handle(k, &request, out),
-            Err(e) => Some(exception_reply(unit, function, e.exception(), out)),
-        }
-    })
-    .await;
-}
-
 /// Registers `start`… of the device (unit 10) over Modbus TCP.
 async fn read(d: &Daemon, start: u16, count: u16) -> Vec<u16> {
-    let mut ctx = d.client(10).await;
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        ctx.read_holding_registers(start, count),
-    )
-    .await
-    .expect("answered in time")
-    .expect("Modbus TCP")
-    .expect("read")
+    read_holding(&mut d.client(10).await, start, count).await
 }
 
 /// A unit's rating (0x4006–0x4007) through the daemon's gateway.
@@ -240,7 +214,7 @@ async fn run() {
         ],
         above_fuse_s: 0.0,
     }));
-    tokio::spawn(line(pty.b.clone(), world.clone()));
+    tokio::spawn(serve_world(pty.b.clone(), &UNITS, world.clone()));
     let (mut meter, url) = MeterLink::listen().await;
     // Names, not numbers: the settings as the TOML file spells them.
     let settings = p1lb_core::config::SETTINGS;
@@ -251,26 +225,14 @@ async fn run() {
             .map(|s| s.name)
             .expect("a setting")
     };
-    std::fs::write(
-        dir.join("p1lb.toml"),
-        format!(
-            "[led]\nenabled = false\n\n[settings]\n{} = 2\n{} = 1\n",
-            name(address::CHARGER_COUNT),
-            name(address::CHARGER1_WIRING),
-        ),
-    )
-    .expect("write p1lb.toml");
-    let rs485 = pty.a.clone();
-    let daemon = tokio::task::spawn_blocking(move || {
-        Daemon::in_dir(&dir)
-            .args(["--p1", &url, "--rs485"])
-            .args([&rs485])
-            .args(["--rs485-role", "master"])
-            .log_has("RS485: ")
-            .start()
-    })
-    .await
-    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    write_toml(
+        &dir,
+        &[
+            (name(address::CHARGER_COUNT), 2),
+            (name(address::CHARGER1_WIRING), 1),
+        ],
+    );
+    let daemon = start_master(&dir, &url, &pty.a).await;
     assert!(
         meter.connected(Duration::from_secs(10)).await,
         "the daemon opened its P1 feed"

@@ -65,7 +65,43 @@ const CAPACITY: &[&str] = &[
     "capacity-1phase-40a",
 ];
 
-/// The capacity keys, in order, at the end of every entry.
+/// The solar charge modes' scenarios (issue 18), after the capacity ones in
+/// `--scenario all`: solar only, but `solar-evening-min` (minimum + solar).
+const SOLAR: &[&str] = &[
+    "solar-sunny",
+    "solar-clouds",
+    "solar-winter",
+    "solar-1phase",
+    "solar-3phase",
+    "solar-evening-min",
+];
+
+/// The solar keys, in order, at the end of every entry (after the capacity keys).
+const SOLAR_KEYS: &[&str] = &[
+    "charge_mode",
+    "pv_kwh",
+    "surplus_kwh",
+    "ev_solar_kwh",
+    "ev_grid_kwh",
+    "ev_solar_pct",
+    "solar_exported_kwh",
+    "charge_starts",
+    "sun_h",
+    "starts_per_30min_sun",
+    "car_connected_h",
+    "solar_oracle_energy_kwh",
+    "solar_oracle_pct",
+    "below_min_s",
+    "below_min_fuse_s",
+    "step1a_energy_kwh",
+    "step1a_ev_solar_pct",
+    "step1a_charge_starts",
+    "step1a_limit_changes",
+    "step1a_limit_changes_per_hour",
+    "solar_state_s",
+];
+
+/// The capacity keys, in order, at the end of every entry but for the solar keys.
 const CAPACITY_KEYS: &[&str] = &[
     "quarter_peak_kw",
     "month_peak_kw",
@@ -105,7 +141,9 @@ fn json(out: &Output) -> Value {
     })
 }
 
-/// Every scenario in both modes, once for all tests (the slowest part: 96 h simulated).
+/// Every scenario in both modes, once for all tests (the slowest part: 171 h simulated,
+/// besides the capacity scenarios' twins without the mode and the solar scenarios' 1 A-step
+/// baselines).
 fn all() -> &'static Vec<Value> {
     static ALL: OnceLock<Vec<Value>> = OnceLock::new();
     ALL.get_or_init(|| {
@@ -126,7 +164,10 @@ fn entry<'a>(runs: &'a [Value], name: &str, mode: &str) -> &'a Value {
 #[test]
 fn every_scenario_in_both_modes_with_the_contract_keys_in_order() {
     let runs = all();
-    assert_eq!(runs.len(), (SCENARIOS.len() + CAPACITY.len()) * 2);
+    assert_eq!(
+        runs.len(),
+        (SCENARIOS.len() + CAPACITY.len() + SOLAR.len()) * 2
+    );
     for name in SCENARIOS {
         for mode in ["stepped", "headroom"] {
             let r = entry(runs, name, mode);
@@ -150,9 +191,14 @@ fn numbers_are_sane() {
         let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
         let what = format!("{} {}", r["name"], r["mode"]);
         let pct = f("oracle_pct");
-        assert!(pct > 0.0 && pct <= 101.0, "{what}: oracle_pct {pct}");
+        // (A solar-only charge may find no sun worth starting for.)
+        let solar_only = r["charge_mode"] == "solar-only";
         assert!(
-            f("ev_energy_kwh") > 0.0 && f("oracle_energy_kwh") > 0.0,
+            (pct > 0.0 || solar_only) && pct <= 101.0,
+            "{what}: oracle_pct {pct}"
+        );
+        assert!(
+            (f("ev_energy_kwh") > 0.0 || solar_only) && f("oracle_energy_kwh") > 0.0,
             "{what}"
         );
         let d = f("duration_s");
@@ -669,10 +715,11 @@ fn every_entry_has_its_chargers_and_fairness() {
                 ["energy_kwh", "paused_s", "longest_wait_s"],
                 "{what}"
             );
-            // Every car charges (`oven-evening` lasts 150 s).
+            // Every car charges (`oven-evening` lasts 150 s; a solar-only charge may
+            // find no sun worth starting for).
             let floor = if want > 1 { 1.0 } else { 0.05 };
             assert!(
-                c["energy_kwh"].as_f64().expect("kWh") > floor,
+                c["energy_kwh"].as_f64().expect("kWh") > floor || r["charge_mode"] == "solar-only",
                 "{what}: {c}"
             );
         }
@@ -780,9 +827,9 @@ fn several_chargers_share_by_priority_and_turns() {
     }
 }
 
-/// Every entry ends with the capacity keys, in order; without a capacity mode the
-/// target, the quarters over it, the oracle and the saving are `null` and the rest is
-/// measured all the same.
+/// Every entry ends with the capacity keys, in order, then the solar keys; without a
+/// capacity mode the target, the quarters over it, the oracle and the saving are `null`
+/// and the rest is measured all the same.
 #[test]
 fn every_entry_has_the_capacity_keys() {
     for r in all() {
@@ -792,8 +839,9 @@ fn every_entry_has_the_capacity_keys() {
             .keys()
             .map(String::as_str)
             .collect();
+        let capacity_end = keys.len() - SOLAR_KEYS.len();
         assert_eq!(
-            &keys[keys.len() - CAPACITY_KEYS.len()..],
+            &keys[capacity_end - CAPACITY_KEYS.len()..capacity_end],
             CAPACITY_KEYS,
             "{}",
             r["name"]
@@ -965,4 +1013,252 @@ fn an_emucs_recording_reports_its_quarters_and_the_capacity_mode() {
     assert!(r["capacity_saving_eur_per_year"].is_number(), "{r}");
     assert!(r["capacity_oracle_pct"].is_number(), "{r}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A solar scenario's goal figures from a run through the library: % of the EV's energy
+/// from surplus, % of the solar oracle, starts, sun hours, limit changes per hour and the
+/// 1 A-step baseline's.
+fn solar_figures(r: &runner::RunResult) -> [f64; 6] {
+    let s = &r.solar;
+    let ev = s.ev_solar_kwh + s.ev_grid_kwh;
+    let from_sun = if ev > 1e-9 {
+        100.0 * s.ev_solar_kwh / ev
+    } else {
+        100.0
+    };
+    [
+        from_sun,
+        s.oracle_pct,
+        f64::from(s.charge_starts),
+        s.sun_h,
+        r.metrics.limit_changes_per_hour,
+        s.step1a.map_or(f64::NAN, |x| x.limit_changes_per_hour),
+    ]
+}
+
+/// The goals of issue 18 for solar only, on `what`'s figures ([`solar_figures`]):
+/// ≥ 95 % of the EV's energy from surplus, ≥ 90 % of the solar oracle's energy, limit
+/// changes per hour at most half the 1 A-step baseline's on the same day, and with
+/// `clouds` at most one start per 30 minutes of sun (the first start allowed).
+/// The goals that conflict on a day whose surplus drops under a three-phase car's
+/// minimum again and again (≥ 95 % from surplus and at most a start per 30 min of sun:
+/// every cloud is either imported through at the minimum or a start; issue 18 is blocked
+/// on which wins) are checked only where `strict`; the misses of the others are printed.
+fn solar_only_misses(
+    what: &str,
+    f: [f64; 6],
+    strict: bool,
+    missed: &mut Vec<String>,
+    conflicting: &mut Vec<String>,
+) {
+    let [from_sun, oracle, starts, sun_h, changes, step1a] = f;
+    let conflict = if strict { &mut *missed } else { conflicting };
+    if from_sun < 95.0 {
+        conflict.push(format!(
+            "{what}: {from_sun:.1} % of the EV's energy from surplus"
+        ));
+    }
+    if starts > (2.0 * sun_h).max(1.0) {
+        conflict.push(format!("{what}: {starts} starts in {sun_h:.2} h of sun"));
+    }
+    if oracle < 90.0 {
+        missed.push(format!(
+            "{what}: {oracle:.1} % of the solar oracle's energy"
+        ));
+    }
+    // (A missing baseline, NaN, is a miss too.)
+    if changes.is_nan() || step1a.is_nan() || changes > step1a / 2.0 {
+        missed.push(format!(
+            "{what}: {changes:.1} limit changes/h, the 1 A-step baseline {step1a:.1}/h"
+        ));
+    }
+}
+
+/// Every entry ends with the solar keys; a solar scenario's figures add up, from the
+/// physics alone (whatever the balancer does): the EV's energy is its surplus part and
+/// its grid part, no car takes more surplus than the house has, the sun is the limit
+/// (each solar-only car needs more than the solar oracle could give it), the winter day
+/// has little sun, and the single-phase car can use far more of the same sun than the
+/// three-phase one. The baseline's own figures: it follows the clouds (hundreds of
+/// changes an hour) and starts more than once per 30 minutes of sun.
+#[test]
+fn every_entry_has_the_solar_keys_and_they_add_up() {
+    for r in all() {
+        let name = r["name"].as_str().expect("name");
+        let what = format!("{name} {}", r["mode"]);
+        let keys: Vec<&str> = r
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(&keys[keys.len() - SOLAR_KEYS.len()..], SOLAR_KEYS, "{what}");
+        let f = |k: &str| {
+            r[k].as_f64()
+                .unwrap_or_else(|| panic!("{what}: {k} {}", r[k]))
+        };
+        let solar = SOLAR.contains(&name);
+        let want_mode = match name {
+            "solar-evening-min" => "min-solar",
+            _ if solar => "solar-only",
+            _ => "fast",
+        };
+        assert_eq!(r["charge_mode"], want_mode, "{what}");
+        let panels = solar || ["solar-day", "long-day"].contains(&name);
+        assert_eq!(r["pv_kwh"].is_number(), panels, "{what}");
+        assert_eq!(
+            r["step1a_limit_changes_per_hour"].is_number(),
+            solar,
+            "{what}"
+        );
+        assert_eq!(
+            r["below_min_s"].is_number(),
+            want_mode == "min-solar",
+            "{what}"
+        );
+        let ev = f("ev_solar_kwh") + f("ev_grid_kwh");
+        assert!(
+            (ev - f("ev_energy_kwh")).abs() <= 0.01 * f("ev_energy_kwh") + 0.01,
+            "{what}: {ev} vs {}",
+            f("ev_energy_kwh")
+        );
+        assert!(f("ev_solar_kwh") <= f("surplus_kwh") + 0.01, "{what}");
+        assert!(
+            f("solar_oracle_energy_kwh") <= f("surplus_kwh") + 0.01,
+            "{what}"
+        );
+        if panels {
+            assert!(f("surplus_kwh") < f("pv_kwh"), "{what}");
+        }
+        if !solar {
+            continue;
+        }
+        assert!(f("pv_kwh") > 5.0 && f("car_connected_h") > 4.0, "{what}");
+        if want_mode == "solar-only" {
+            let s = scenario::by_name(name).expect("scenario");
+            let x = s.car.sessions[0];
+            let need = s.car.battery_kwh * (x.soc_target - x.soc_start);
+            assert!(
+                need > f("solar_oracle_energy_kwh") + 5.0,
+                "{what}: the car needs {need} kWh, the sun gives {}",
+                f("solar_oracle_energy_kwh")
+            );
+        }
+    }
+    for mode in ["stepped", "headroom"] {
+        let f = |name: &str, k: &str| entry(all(), name, mode)[k].as_f64().expect(k);
+        assert!(f("solar-winter", "sun_h") < 1.5 && f("solar-winter", "pv_kwh") < 15.0);
+        assert!(
+            f("solar-sunny", "sun_h") > 5.0,
+            "{}",
+            f("solar-sunny", "sun_h")
+        );
+        assert_eq!(f("solar-1phase", "pv_kwh"), f("solar-3phase", "pv_kwh"));
+        assert!(
+            f("solar-1phase", "solar_oracle_energy_kwh")
+                > 3.0 * f("solar-3phase", "solar_oracle_energy_kwh"),
+            "{mode}"
+        );
+        // The baseline follows every cloud, and restarts after them.
+        assert!(f("solar-clouds", "step1a_limit_changes_per_hour") > 100.0);
+        assert!(
+            f("solar-clouds", "step1a_charge_starts") > 2.0 * f("solar-clouds", "sun_h"),
+            "{mode}"
+        );
+    }
+}
+
+/// The clouds day's house: its surplus jumps between ~0 and ~6 kW within seconds, many
+/// times an hour.
+#[test]
+fn the_clouds_day_jumps_between_0_and_6_kw_within_seconds() {
+    use p1lb_sim::house::House;
+    use p1lb_sim::scenario::Load;
+    let s = scenario::by_name("solar-clouds").expect("scenario");
+    let Load::Model(spec) = &s.load else {
+        panic!("a modelled house");
+    };
+    let mut house = House::new(spec, s.start, s.duration_s, s.seed);
+    let surplus: Vec<f64> = (0..s.duration_s)
+        .map(|t| -house.load(t).iter().sum::<f64>() * 230.0 / 1000.0)
+        .collect();
+    let top = surplus.iter().copied().fold(f64::MIN, f64::max);
+    assert!((5.5..7.5).contains(&top), "{top}");
+    let jumps = surplus
+        .windows(10)
+        .filter(|w| {
+            let (lo, hi) = w
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+            lo < 1.0 && hi > 4.5
+        })
+        .count();
+    // Seconds in a 10 s window spanning < 1 kW and > 4.5 kW: every cloud edge (two per
+    // cloud, a few seconds each).
+    assert!(jumps > 300, "{jumps}");
+}
+
+/// The goals of issue 18 (the simulator's, every solar scenario, both control modes,
+/// the car 2 s late on the bus's real schedule; the clouds day also 1 s and 3 s late,
+/// headroom mode):
+/// solar only — ≥ 95 % of the EV's energy from surplus, ≥ 90 % of the solar oracle's
+/// energy, limit changes per hour at most half of the 1 A-step baseline's on the same
+/// day, and on the clouds day at most one start per 30 minutes of sun; minimum + solar
+/// — the value sent never below the minimum while a car that wants to charge is plugged
+/// in, unless the fuse rules cut it ([`runner::Solar::below_min_fuse_s`]).
+///
+/// All of them on the sunny day; on the days whose surplus keeps dropping under the
+/// car's minimum (clouds, winter, and the April day of both cars) the share from surplus
+/// and the starts per 30 min of sun are printed, not asserted: with the issue's own start
+/// and stop rules (60 s / 180 s) each dip is either imported through at the minimum or a
+/// start, so both cannot hold (see the README's "Solar charging" and issue 18's note).
+#[test]
+fn solar_goals() {
+    let mut missed = Vec::new();
+    let mut conflicting = Vec::new();
+    for name in SOLAR {
+        for mode in ["stepped", "headroom"] {
+            let r = entry(all(), name, mode);
+            let what = format!("{name} {mode}");
+            if *name == "solar-evening-min" {
+                if r["below_min_s"] != 0 {
+                    missed.push(format!("{what}: {} s below the minimum", r["below_min_s"]));
+                }
+                continue;
+            }
+            let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+            let figures = [
+                f("ev_solar_pct"),
+                f("solar_oracle_pct"),
+                f("charge_starts"),
+                f("sun_h"),
+                f("limit_changes_per_hour"),
+                f("step1a_limit_changes_per_hour"),
+            ];
+            solar_only_misses(
+                &what,
+                figures,
+                *name == "solar-sunny",
+                &mut missed,
+                &mut conflicting,
+            );
+        }
+    }
+    // (A charge on surplus runs headroom mode whatever 1023 says: one mode here.)
+    for delay_ms in [1000, 3000] {
+        let mut s = scenario::by_name("solar-clouds").expect("scenario");
+        s.set_car_delay_ms(delay_ms);
+        let cfg = config_for(&s, &[], ControlMode::Headroom).expect("config");
+        let r = runner::run(&s, &cfg, false);
+        let what = format!("solar-clouds headroom, car {delay_ms} ms late");
+        solar_only_misses(
+            &what,
+            solar_figures(&r),
+            false,
+            &mut missed,
+            &mut conflicting,
+        );
+    }
+    eprintln!("goals in conflict, not met: {conflicting:#?}");
+    assert!(missed.is_empty(), "{missed:#?}");
 }

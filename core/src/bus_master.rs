@@ -290,6 +290,11 @@ impl BusMaster {
         self.addresses.get(k).copied().filter(|_| k < self.chargers)
     }
 
+    /// The Modbus client's counters (frames sent, retries, timeouts, bad frames…).
+    pub fn client_stats(&self) -> crate::modbus::ClientStats {
+        self.client.stats()
+    }
+
     /// True while a forwarded request waits, is on the bus or its answer is not yet
     /// polled: submit the next one after its [`MasterEvent`] (another would be
     /// answered 06, busy).

@@ -168,7 +168,7 @@ impl Account {
     /// A valid telegram. One without a timestamp leaves the quarter unknown (the
     /// chargers are then kept at pace, see [`Account::allowance_w`]).
     pub fn on_reading(&mut self, r: &Reading) {
-        self.power_w = net_power_w(r);
+        self.power_w = r.net_power_w().unwrap_or(0);
         self.demand_w = r
             .average_demand_w
             .map(|w| u32::try_from(w.max(0)).unwrap_or(u32::MAX));
@@ -394,20 +394,6 @@ impl Account {
         let filled = &mut sorted[..self.house_len];
         filled.sort_unstable();
         filled[filled.len() / 2]
-    }
-}
-
-/// Net import power, W: `1.7.0 − 2.7.0` where printed, else the phases' signed powers,
-/// else 0.
-fn net_power_w(r: &Reading) -> i64 {
-    match (r.power_import_w, r.power_export_w) {
-        (None, None) => r
-            .phases
-            .iter()
-            .filter_map(|p| p.signed_power_w())
-            .map(i64::from)
-            .sum(),
-        (i, e) => i.unwrap_or(0).saturating_sub(e.unwrap_or(0)),
     }
 }
 

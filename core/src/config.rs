@@ -342,6 +342,28 @@ impl SettingKind for CapacityMode {
     }
 }
 
+impl SettingKind for ChargeMode {
+    type Value = ChargeMode;
+    const UNIT: &'static str = "";
+    const SUFFIX: &'static str = "";
+    fn decode(raw: u16) -> ChargeMode {
+        match raw {
+            1 => ChargeMode::MinSolar,
+            2 => ChargeMode::SolarOnly,
+            3 => ChargeMode::Paused,
+            _ => ChargeMode::Fast,
+        }
+    }
+    fn encode(value: ChargeMode) -> Option<u16> {
+        Some(match value {
+            ChargeMode::Fast => 0,
+            ChargeMode::MinSolar => 1,
+            ChargeMode::SolarOnly => 2,
+            ChargeMode::Paused => 3,
+        })
+    }
+}
+
 /// The position of the setting at `address` in [`SETTINGS`]; a compile error when
 /// there is none (used in constants only).
 const fn index_of(address: u16) -> usize {
@@ -595,6 +617,16 @@ settings! {
         Watts: u32, capacity_target_w / set_capacity_target_w, 2500, Span(1000, 60000), None;
     1074, CAPACITY_MARGIN, "capacity_margin", "Safety margin kept under the capacity target",
         Watts: u32, capacity_margin_w / set_capacity_margin_w, 100, Span(0, 2000), None;
+    1080, CHARGE_MODE, "charge_mode", "Charge mode: 0 fast, 1 minimum + solar, 2 solar only, 3 paused (applies at once, without save)",
+        ChargeMode: ChargeMode, charge_mode / set_charge_mode, 0, Span(0, 3), None;
+    1081, SOLAR_START_SURPLUS, "solar_start_surplus", "Surplus that starts a solar-only charge; 0 = the car's minimum power",
+        Watts: u32, solar_start_surplus_w / set_solar_start_surplus_w, 0, Span(0, 60000), None;
+    1082, SOLAR_START_DELAY, "solar_start_delay", "Start delay: the surplus must hold this long",
+        Secs: u32, solar_start_delay_s / set_solar_start_delay_s, 60, Span(0, 3600), None;
+    1083, SOLAR_STOP_DELAY, "solar_stop_delay", "Stop delay: import above solar_max_import must hold this long before a solar charge pauses",
+        Secs: u32, solar_stop_delay_s / set_solar_stop_delay_s, 180, Span(0, 3600), None;
+    1084, SOLAR_MAX_IMPORT, "solar_max_import", "Grid import allowed while charging on surplus",
+        Watts: u32, solar_max_import_w / set_solar_max_import_w, 0, Span(0, 60000), None;
     1090, SERVER_ADDRESS, "server_address", "Modbus server address of the device",
         Unit: u8, server_address / set_server_address, 10, Span(1, 247), None;
 }
@@ -682,6 +714,20 @@ pub enum CapacityMode {
     Target,
     /// Keep it at or under the larger of the target and the month's peak so far.
     FollowPeak,
+}
+
+/// Charge mode (register 1080): what the chargers may draw beyond the fuse and
+/// capacity limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChargeMode {
+    /// Only the fuse and capacity limits (round 1's behaviour).
+    Fast,
+    /// The charger minimum while a car is connected, more from surplus.
+    MinSolar,
+    /// Charge from surplus only (start and stop delays 1082/1083).
+    SolarOnly,
+    /// Every charger is sent 0.
+    Paused,
 }
 
 /// Control law (register 1023).

@@ -14,7 +14,9 @@ use crate::config::P1Line;
 use crate::meter_emulation::MeterSnapshot;
 use crate::modbus::MAX_ADU;
 use crate::p1::{Event, ReaderStats, Reading, Rejection, TelegramReader};
-use crate::registers::{CapacityRegs, ChargerFlags, ChargerRegs, Flags, RegisterMap, WriteOutcome};
+use crate::registers::{
+    CapacityRegs, ChargerFlags, ChargerRegs, Flags, RegisterMap, SolarRegs, WriteOutcome,
+};
 use crate::server::{ServerAction, serve};
 use crate::time::{Duration, Instant};
 
@@ -72,6 +74,15 @@ impl Device {
                 .balancer
                 .capacity_allowance_w()
                 .map_or(u16::MAX, |w| word(w).min(u16::MAX - 1)),
+        };
+        let (surplus_w, solar_state) = self.balancer.solar();
+        status.solar = SolarRegs {
+            surplus_10w: i16::try_from(surplus_w / 10).unwrap_or(if surplus_w < 0 {
+                i16::MIN
+            } else {
+                i16::MAX
+            }),
+            state: solar_state.code(),
         };
         used
     }

@@ -16,6 +16,8 @@
 //!   every product calls (telegram, tick, register write, charger status).
 //! - [`bus_master`]: the RS485 master role sans-IO: the Terra AC driver and the gateway
 //!   sharing one RTU client.
+//! - [`capacity`]: the capacity tariff's quarter-hour account (settings 1072–1074).
+//! - [`solar`]: the charge modes (setting 1080): the surplus and the start/stop timers.
 //! - [`led`]: the status LED pattern as a function of state and time.
 //! - [`meter_emulation`]: an ABB EV3-style meter served from P1 readings (server role).
 //! - [`registers`]: the public Modbus register map as data, with the read and write
@@ -48,5 +50,6 @@ pub mod modbus;
 pub mod p1;
 pub mod registers;
 pub mod server;
+pub mod solar;
 pub mod time;
 pub mod write_path;

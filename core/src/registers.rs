@@ -16,7 +16,10 @@
 //! defaults) asks the driver, through [`WriteOutcome::save`], to persist the staged
 //! set; the driver confirms with [`RegisterMap::commit_saved`] once the save
 //! succeeded, and answers [`Exception::ServerDeviceFailure`] when it did not (the
-//! staged changes then stay, and so does bit 5 of 1003).
+//! staged changes then stay, and so does bit 5 of 1003). The charge mode (1080) is the
+//! one setting that applies without 1091: a write that changes it asks, through the
+//! same [`WriteOutcome::save`], to persist the saved set with the new mode (users
+//! switch modes often; other staged changes stay staged).
 //!
 //! A driver, per request:
 //!
@@ -266,6 +269,10 @@ others! {
         "Capacity tariff: seconds left in the quarter-hour";
     1126, CAPACITY_CHARGER_POWER, "capacity_charger_power", R, U16, "W",
         "Capacity tariff: power the capacity budget allows the chargers now (all together; 65535 when capacity mode is off)";
+    1127, SOLAR_SURPLUS, "solar_surplus", R, I16, "10 W",
+        "Solar: surplus available to the chargers (what they draw plus the export; export positive)";
+    1128, SOLAR_STATE, "solar_state", R, U16, "",
+        "Solar: 0 idle, 1 waiting to start, 2 charging on surplus, 3 waiting to stop";
     1130, CHARGER1_LIMIT, "charger1_limit", R, U16, "mA",
         "Charger 1: the limit sent to it";
     1131, CHARGER1_CURRENT_L1, "charger1_current_l1", R, U16, "0.01 A",
@@ -600,6 +607,17 @@ pub struct Status {
     pub uptime_s: u32,
     /// 1122–1126: the capacity tariff's quarter-hour account.
     pub capacity: CapacityRegs,
+    /// 1127–1128: the solar charge modes.
+    pub solar: SolarRegs,
+}
+
+/// The solar charge modes' status, registers 1127–1128 (read-only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SolarRegs {
+    /// 1127: surplus available to the chargers, units of 10 W (export positive).
+    pub surplus_10w: i16,
+    /// 1128: 0 idle, 1 waiting to start, 2 charging on surplus, 3 waiting to stop.
+    pub state: u16,
 }
 
 /// The capacity tariff's status, registers 1122–1126 (read-only), W and s.
@@ -651,6 +669,7 @@ impl Default for Status {
             telegrams_rejected: 0,
             uptime_s: 0,
             capacity: CapacityRegs::default(),
+            solar: SolarRegs::default(),
         }
     }
 }
@@ -661,8 +680,9 @@ pub struct WriteOutcome {
     /// Register 1000 was written: pass this cap (mA) to
     /// the balancer (`Balancer::set_cap`); it takes effect at the next tick. Not saved.
     pub cap_ma: Option<u16>,
-    /// 1091 or 1092 was written with 1 and the staged set is consistent: persist it,
-    /// then confirm with [`RegisterMap::commit_saved`].
+    /// 1091 or 1092 was written with 1 and the staged set is consistent, or the
+    /// charge mode (1080, which applies without 1091) changed: persist it, then
+    /// confirm with [`RegisterMap::commit_saved`].
     pub save: Option<Save>,
 }
 
@@ -781,6 +801,7 @@ impl RegisterMap {
         // Apply to a copy; keep it only when the whole request passed.
         let mut staged = self.staged;
         let mut outcome = WriteOutcome::default();
+        let mut mode = None;
         for (address, &value) in (start..).zip(values) {
             match address {
                 OVERRIDE_CAP => outcome.cap_ma = Some(value),
@@ -799,9 +820,29 @@ impl RegisterMap {
                             .then_some(new_address),
                     });
                 }
-                _ => staged
-                    .set(address, value)
-                    .map_err(|_| Exception::IllegalDataValue)?,
+                _ => {
+                    staged
+                        .set(address, value)
+                        .map_err(|_| Exception::IllegalDataValue)?;
+                    if address == crate::config::address::CHARGE_MODE {
+                        mode = Some(value);
+                    }
+                }
+            }
+        }
+        // The charge mode (1080) applies at once, without 1091: the saved configuration
+        // with the new mode is persisted and committed (other staged changes stay
+        // staged). A save in the same request carries it already.
+        if let (None, Some(value)) = (outcome.save, mode) {
+            let mut config = self.saved;
+            if config.get(crate::config::address::CHARGE_MODE) != Some(value) {
+                config
+                    .set(crate::config::address::CHARGE_MODE, value)
+                    .map_err(|_| Exception::IllegalDataValue)?;
+                outcome.save = Some(Save {
+                    config,
+                    new_server_address: None,
+                });
             }
         }
         self.staged = staged;
@@ -844,6 +885,8 @@ impl RegisterMap {
             MONTH_PEAK_POWER => s.capacity.month_peak_w,
             QUARTER_SECONDS_LEFT => s.capacity.seconds_left,
             CAPACITY_CHARGER_POWER => s.capacity.charger_power_w,
+            SOLAR_SURPLUS => s.solar.surplus_10w as u16,
+            SOLAR_STATE => s.solar.state,
             // The register (address::FIRMWARE_VERSION) shows the value (self::).
             FIRMWARE_VERSION => self::FIRMWARE_VERSION,
             _ => match self.long(address) {
@@ -889,7 +932,7 @@ fn low(v: u32) -> u16 {
 
 /// 02 unless `start .. start + len` lies within 1000–1199.
 fn check_span(start: u16, len: usize) -> Result<(), Exception> {
-    let end = u32::from(start) + u32::try_from(len).unwrap_or(u32::MAX);
+    let end = u32::from(start).saturating_add(u32::try_from(len).unwrap_or(u32::MAX));
     if start < FIRST || end > u32::from(LAST) + 1 {
         return Err(Exception::IllegalDataAddress);
     }

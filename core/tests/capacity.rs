@@ -5,180 +5,14 @@
 
 mod common;
 
-use p1lb_core::balancer::{Balancer, ChargerReading};
+use common::bus_car::{BusCar, step};
+use common::fluvius::{Stamp, SteadyMeter};
+use p1lb_core::balancer::Balancer;
 use p1lb_core::capacity::{Account, ChargerDraw, QUARTER_S, meter_seconds};
 use p1lb_core::config::{CapacityMode, Config, ControlMode};
-use p1lb_core::p1::{Event, Reading, TelegramReader, Timestamp, crc16_arc};
+use p1lb_core::p1::{Reading, Timestamp};
 use p1lb_core::time::{Duration, Instant};
 use proptest::prelude::*;
-
-/// One telegram of a Fluvius meter: the sample with these values.
-#[derive(Debug, Clone, Copy)]
-struct Fluvius {
-    /// `YYMMDDhhmmss` + `S`/`W`.
-    time: Stamp,
-    /// Import energy, all tariffs together, Wh (split over 1.8.1/1.8.2).
-    import_wh: i64,
-    /// 1.4.0, W (`None`: the line left out, as a DSMR meter has none).
-    demand_w: Option<i64>,
-    /// 1.6.0: (when, W).
-    peak: Option<(Stamp, i64)>,
-    /// Net import power now, W (1.7.0 / 2.7.0), spread over three phases.
-    power_w: i64,
-}
-
-/// A meter clock reading: local date and time and the DST flag.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Stamp {
-    y: u16,
-    mo: u8,
-    d: u8,
-    h: u8,
-    mi: u8,
-    s: u8,
-    summer: bool,
-}
-
-impl Stamp {
-    fn new(y: u16, mo: u8, d: u8, h: u8, mi: u8, s: u8, summer: bool) -> Stamp {
-        Stamp {
-            y,
-            mo,
-            d,
-            h,
-            mi,
-            s,
-            summer,
-        }
-    }
-
-    fn text(&self) -> String {
-        format!(
-            "{:02}{:02}{:02}{:02}{:02}{:02}{}",
-            self.y % 100,
-            self.mo,
-            self.d,
-            self.h,
-            self.mi,
-            self.s,
-            if self.summer { 'S' } else { 'W' }
-        )
-    }
-
-    /// `n` seconds later (across days, months and years; no DST change inside).
-    fn plus(&self, n: u32) -> Stamp {
-        let mut t = u32::from(self.h) * 3600 + u32::from(self.mi) * 60 + u32::from(self.s) + n;
-        let mut out = *self;
-        while t >= 86_400 {
-            t -= 86_400;
-            let leap = out.y % 4 == 0 && (out.y % 100 != 0 || out.y % 400 == 0);
-            let days = [
-                31,
-                if leap { 29 } else { 28 },
-                31,
-                30,
-                31,
-                30,
-                31,
-                31,
-                30,
-                31,
-                30,
-                31,
-            ];
-            out.d += 1;
-            if out.d > days[usize::from(out.mo - 1)] {
-                out.d = 1;
-                out.mo += 1;
-                if out.mo > 12 {
-                    out.mo = 1;
-                    out.y += 1;
-                }
-            }
-        }
-        out.h = (t / 3600) as u8;
-        out.mi = (t / 60 % 60) as u8;
-        out.s = (t % 60) as u8;
-        out
-    }
-}
-
-fn kw(w: i64) -> String {
-    format!("{:02}.{:03}", w / 1000, w % 1000)
-}
-
-impl Fluvius {
-    fn bytes(&self) -> Vec<u8> {
-        let sample = String::from_utf8(common::sample("be-emucs171-fluvius.txt")).expect("text");
-        let body = sample.split('!').next().expect("body");
-        let (import, export) = (self.power_w.max(0), (-self.power_w).max(0));
-        let mut out = String::new();
-        for line in body.split("\r\n") {
-            let new = if line.starts_with("0-0:1.0.0(") {
-                format!("0-0:1.0.0({})", self.time.text())
-            } else if line.starts_with("1-0:1.8.1(") {
-                format!(
-                    "1-0:1.8.1({:06}.{:03}*kWh)",
-                    self.import_wh / 2 / 1000,
-                    self.import_wh / 2 % 1000
-                )
-            } else if line.starts_with("1-0:1.8.2(") {
-                let rest = self.import_wh - self.import_wh / 2;
-                format!("1-0:1.8.2({:06}.{:03}*kWh)", rest / 1000, rest % 1000)
-            } else if line.starts_with("1-0:1.4.0(") {
-                match self.demand_w {
-                    Some(w) => format!("1-0:1.4.0({}*kW)", kw(w)),
-                    None => continue,
-                }
-            } else if line.starts_with("1-0:1.6.0(") {
-                match self.peak {
-                    Some((at, w)) => format!("1-0:1.6.0({})({}*kW)", at.text(), kw(w)),
-                    None => continue,
-                }
-            } else if line.starts_with("1-0:1.7.0(") {
-                format!("1-0:1.7.0({}*kW)", kw(import))
-            } else if line.starts_with("1-0:2.7.0(") {
-                format!("1-0:2.7.0({}*kW)", kw(export))
-            } else if let Some(c) = ["1-0:21.7.0(", "1-0:41.7.0(", "1-0:61.7.0("]
-                .iter()
-                .position(|p| line.starts_with(p))
-            {
-                format!("1-0:{}1.7.0({}*kW)", 2 + 2 * c, kw(import / 3))
-            } else if let Some(c) = ["1-0:22.7.0(", "1-0:42.7.0(", "1-0:62.7.0("]
-                .iter()
-                .position(|p| line.starts_with(p))
-            {
-                format!("1-0:{}2.7.0({}*kW)", 2 + 2 * c, kw(export / 3))
-            } else {
-                line.to_string()
-            };
-            out.push_str(&new);
-            out.push_str("\r\n");
-        }
-        // (The body ended with CRLF: the split left an empty last line.)
-        let mut t = out.trim_end_matches("\r\n").to_string();
-        t.push_str("\r\n!");
-        let crc = crc16_arc(t.as_bytes());
-        format!("{t}{crc:04X}\r\n").into_bytes()
-    }
-
-    /// Through the real reader.
-    fn reading(&self) -> Reading {
-        let bytes = self.bytes();
-        let mut reader: TelegramReader = TelegramReader::new();
-        let mut rest = &bytes[..];
-        while !rest.is_empty() {
-            let (used, event) = reader.feed(rest);
-            match event {
-                Some(Event::Telegram(t)) => return Reading::parse(&t),
-                Some(Event::Rejected { reason, .. }) => panic!("rejected: {reason:?}"),
-                None => {}
-            }
-            rest = &rest[used..];
-        }
-        panic!("no telegram")
-    }
-}
 
 /// What the chargers draw (W), their minimum (W), settled.
 fn draw(draw_w: i64, min_w: u32) -> ChargerDraw {
@@ -195,51 +29,6 @@ fn capacity_config(mode: CapacityMode, target_w: u32, margin_w: u32) -> Config {
     c.set_capacity_target_w(target_w).expect("target");
     c.set_capacity_margin_w(margin_w).expect("margin");
     c
-}
-
-/// A meter importing `power_w` steadily from `start` for `n` seconds, one telegram a
-/// second; the energy and 1.4.0 as a Fluvius meter prints them.
-struct SteadyMeter {
-    t: Stamp,
-    wh: f64,
-    quarter_j: f64,
-    quarter_s: u32,
-    demand: bool,
-}
-
-impl SteadyMeter {
-    fn new(start: Stamp, demand: bool) -> Self {
-        SteadyMeter {
-            t: start,
-            wh: 15_792_000.0,
-            quarter_j: 0.0,
-            quarter_s: 0,
-            demand,
-        }
-    }
-
-    /// The next second's telegram at `power_w`.
-    fn second(&mut self, power_w: i64) -> Reading {
-        if (u32::from(self.t.mi) * 60 + u32::from(self.t.s)) % 900 == 0 {
-            self.quarter_j = 0.0;
-            self.quarter_s = 0;
-        }
-        self.wh += power_w.max(0) as f64 / 3600.0;
-        self.quarter_j += power_w.max(0) as f64;
-        self.quarter_s += 1;
-        let r = Fluvius {
-            time: self.t,
-            import_wh: self.wh as i64,
-            demand_w: self
-                .demand
-                .then(|| (self.quarter_j / f64::from(self.quarter_s)) as i64),
-            peak: None,
-            power_w,
-        }
-        .reading();
-        self.t = self.t.plus(1);
-        r
-    }
 }
 
 #[test]
@@ -458,24 +247,6 @@ fn closed_loop(cfg: Config, house_ma: impl Fn(u64) -> u32) -> (Vec<(Reading, u32
     (inputs, sent[3..].to_vec())
 }
 
-/// Feeds second `s`'s telegram and read-back and ticks: the value sent.
-fn step(b: &mut Balancer, s: u64, r: &Reading, car_ma: u32) -> u32 {
-    let now = Instant::ZERO + Duration::from_secs(s);
-    b.on_telegram(now, r);
-    b.on_charger(
-        now,
-        0,
-        &ChargerReading {
-            current_ma: [Some(car_ma); 3],
-            state: Some(2),
-            ..Default::default()
-        },
-        true,
-    );
-    b.tick(now);
-    b.sent_of_ma(0)
-}
-
 #[test]
 fn the_fuse_wins_over_capacity() {
     // A house whose load leaves the car between nothing and 16 A of room.
@@ -548,20 +319,13 @@ fn run_bus_site(
 ) -> (Vec<u32>, Vec<f64>, f64) {
     let mut b = Balancer::new(cfg, Instant::ZERO);
     let mut m = SteadyMeter::new(Stamp::new(2026, 12, 3, 0, 0, 0, false), true);
-    let mut sent = vec![0u32; 3];
-    let (mut car_ma, mut measured) = (0.0f64, 0u32);
+    let mut car = BusCar::new();
+    let mut sent = Vec::new();
     let (mut quarters, mut q_j, mut car_wh) = (Vec::new(), 0.0, 0.0);
     for s in 0..seconds {
         let now = Instant::ZERO + Duration::from_secs(u64::from(s));
-        let target = f64::from(sent[sent.len() - 3]);
-        car_ma = if target < 6000.0 {
-            (car_ma - 20_000.0).max(0.0)
-        } else if target > car_ma {
-            (car_ma + 4000.0).min(target)
-        } else {
-            (car_ma - 20_000.0).max(target)
-        };
-        let car_w = (car_ma * 3.0 * 230.0 / 1000.0) as i64;
+        car.second();
+        let car_w = car.watts();
         let power = house_w(s) + car_w;
         if s > 0 && s % 900 == 0 {
             quarters.push(q_j / 900.0);
@@ -570,25 +334,12 @@ fn run_bus_site(
         q_j += power.max(0) as f64;
         car_wh += car_w as f64 / 3600.0;
         b.on_telegram(now, &m.second(power));
-        if s % 2 == 1 {
-            // (What the charger measured a second ago, read now.)
-            let readback = measured;
-            b.on_charger(
-                now,
-                0,
-                &ChargerReading {
-                    current_ma: [Some(readback); 3],
-                    state: Some(2),
-                    ..Default::default()
-                },
-                true,
-            );
-        }
-        measured = car_ma as u32;
+        car.read_back(&mut b, now, 0, s % 2 == 1);
         b.tick(now);
+        car.sent(b.sent_of_ma(0));
         sent.push(b.sent_of_ma(0));
     }
-    (sent[3..].to_vec(), quarters, car_wh)
+    (sent, quarters, car_wh)
 }
 
 #[test]

@@ -44,6 +44,9 @@ fn defaults_are_valid_and_match_the_contract() {
     }
     // The capacity tariff: off, a 2.5 kW target, a 100 W margin.
     round2.extend([(1072, 0), (1073, 2500), (1074, 100)]);
+    // The charge modes: fast; start at the car's minimum after 60 s, stop after 180 s,
+    // no import allowed.
+    round2.extend([(1080, 0), (1081, 0), (1082, 60), (1083, 180), (1084, 0)]);
     want.splice(at..at, round2);
     let got: Vec<(u16, u16)> = c.iter().map(|(s, v)| (s.address, v)).collect();
     assert_eq!(got, want);

@@ -62,6 +62,7 @@ fn the_modbus_codec_imports_nothing_from_above_it() {
         "capacity",
         "config",
         "config_store",
+        "solar",
         "device",
         "led",
         "meter_emulation",
@@ -84,6 +85,7 @@ fn the_settings_and_the_register_map_import_nothing_from_above_them() {
         "led",
         "meter_emulation",
         "server",
+        "solar",
     ];
     assert_reaches_none_of(
         &[src("config.rs"), src("registers.rs")],
@@ -111,4 +113,26 @@ fn the_capacity_account_imports_nothing_from_above_it() {
         "modbus",
     ];
     assert_reaches_none_of(&[src("capacity.rs")], &above, "capacity reaches up");
+}
+
+/// The charge modes sit beside the capacity account, between the settings and the
+/// balancer: they know the settings and the clock, and nothing of what uses them (nor
+/// the meter's telegram: the balancer hands them its net power).
+#[test]
+fn the_charge_modes_import_nothing_from_above_them() {
+    let above = [
+        "abb",
+        "balancer",
+        "bus_master",
+        "capacity",
+        "config_store",
+        "device",
+        "led",
+        "meter_emulation",
+        "p1",
+        "registers",
+        "server",
+        "modbus",
+    ];
+    assert_reaches_none_of(&[src("solar.rs")], &above, "solar reaches up");
 }

@@ -10,7 +10,7 @@ use p1lb_core::modbus::{Frame, MAX_ADU, Request, Response, Words};
 use p1lb_core::registers::State;
 use p1lb_core::registers::{
     Access, CHARGER_STATUS_WORDS, CapacityRegs, ChargerFlags, ChargerRegs, Exception,
-    FIRMWARE_VERSION, Flags, REGISTERS, RegisterMap, Save, Type, WriteOutcome,
+    FIRMWARE_VERSION, Flags, REGISTERS, RegisterMap, Save, SolarRegs, Type, WriteOutcome,
     charger_status_address, markdown_table, register,
 };
 use p1lb_core::server::{ServerAction, serve};
@@ -64,6 +64,10 @@ fn busy_map() -> RegisterMap {
         month_peak_w: 3003,
         seconds_left: 444,
         charger_power_w: 1505,
+    };
+    s.solar = SolarRegs {
+        surplus_10w: -321,
+        state: 3,
     };
     for (k, c) in s.chargers.iter_mut().enumerate() {
         *c = busy_charger(k);
@@ -138,6 +142,8 @@ fn expected(name: &str) -> Vec<u16> {
         "month_peak_power" => &[3003],
         "quarter_seconds_left" => &[444],
         "capacity_charger_power" => &[1505],
+        "solar_surplus" => &[(-321i16) as u16],
+        "solar_state" => &[3],
         other => panic!("no expectation for {other}"),
     };
     fixed.to_vec()
@@ -183,6 +189,8 @@ fn the_table_holds_every_setting_and_the_other_registers_of_registers_md() {
     want.push((1121, Read, U16));
     // The capacity tariff's quarter-hour account.
     want.extend((1122..=1126).map(|a| (a, Read, U16)));
+    // The charge modes: the surplus (signed) and the solar state.
+    want.extend([(1127, Read, I16), (1128, Read, U16)]);
     // The status of chargers 1 … 8: six read-only words each from 1130.
     want.extend((1130..=1177).map(|a| (a, Read, U16)));
     assert_eq!(others, want);
@@ -381,12 +389,21 @@ fn every_setting_accepts_its_range_and_reads_back_staged() {
     for s in SETTINGS {
         for v in accepted(s.range, s.default) {
             let mut map = RegisterMap::new(Config::default());
-            assert_eq!(
-                map.write(s.address, &[v]),
-                Ok(WriteOutcome::default()),
-                "{} = {v}",
-                s.name
-            );
+            // The charge mode applies at once: a new one asks for the saved set with it.
+            let want = if s.address == address::CHARGE_MODE && v != s.default {
+                let mut config = Config::default();
+                config.set(s.address, v).expect("in range");
+                WriteOutcome {
+                    cap_ma: None,
+                    save: Some(Save {
+                        config,
+                        new_server_address: None,
+                    }),
+                }
+            } else {
+                WriteOutcome::default()
+            };
+            assert_eq!(map.write(s.address, &[v]), Ok(want), "{} = {v}", s.name);
             assert_eq!(read1(&map, s.address), v, "{}", s.name);
             assert_eq!(map.staged().get(s.address), Some(v));
             assert_eq!(map.saved(), &Config::default(), "{}: not saved", s.name);
@@ -817,7 +834,7 @@ fn each_charger_has_six_named_read_only_registers_from_1130() {
     assert_eq!(charger_status_address(MAX_CHARGERS), None);
     assert_eq!(charger_status_address(usize::MAX), None);
     // The addresses around the block stay reserved.
-    for reserved in [1127, 1129, 1178, 1199] {
+    for reserved in [1129, 1178, 1199] {
         assert_eq!(register(reserved), None, "{reserved}");
     }
 }
@@ -879,14 +896,14 @@ fn the_charger_status_block_reads_through_the_rtu_server() {
         };
         assert_eq!(rtu(&mut map, &one), Ok(vec![want]), "{address}");
     }
-    // From 1121 to the end of the map: the capacity account, the reserved 1127–1129
-    // and 1178–1199 read 0.
+    // From 1121 to the end of the map: the capacity account, the solar status, the
+    // reserved 1129 and 1178–1199 read 0.
     let tail = Request::ReadHolding {
         start: 1121,
         quantity: 79,
     };
     let mut want = vec![FIRMWARE_VERSION, 2201, 2402, 3003, 444, 1505];
-    want.extend([0; 3]);
+    want.extend([(-321i16) as u16, 3, 0]);
     want.extend(&block);
     want.extend([0; 22]);
     assert_eq!(rtu(&mut map, &tail), Ok(want));
@@ -1081,4 +1098,54 @@ fn status_flag_bits_are_the_documented_ones() {
     f.set(Flags::CHARGER_SILENT, true);
     f.set(Flags::METER_STALE, false);
     assert_eq!(f.bits(), 0x8004);
+}
+
+/// The charge mode (1080) applies without 1091 (registers.md): a write that changes it
+/// asks to persist the *saved* set with the new mode, so a setting staged before stays
+/// staged; a save in the same request carries it; the same mode asks for nothing; a
+/// value out of range changes nothing.
+#[test]
+fn the_charge_mode_applies_and_persists_without_a_save() {
+    let mut map = RegisterMap::new(Config::default());
+    // Something staged first.
+    map.write(address::CHARGER_MAX_CURRENT, &[10000])
+        .expect("staged");
+    let out = map.write(address::CHARGE_MODE, &[2]).expect("mode");
+    let save = out.save.expect("the mode asks to be persisted");
+    assert_eq!(save.config.get(address::CHARGE_MODE), Some(2));
+    assert_eq!(
+        save.config.get(address::CHARGER_MAX_CURRENT),
+        Some(16000),
+        "the staged maximum is not in it"
+    );
+    assert_eq!(save.new_server_address, None);
+    map.commit_saved(save.config);
+    assert_eq!(map.saved().get(address::CHARGE_MODE), Some(2));
+    assert_eq!(read1(&map, address::CHARGE_MODE), 2);
+    // The maximum stays staged: bit 5 set, 1010 reads it, the saved one is the old.
+    assert_ne!(read1(&map, 1003) & Flags::UNSAVED_CHANGES.bits(), 0);
+    assert_eq!(read1(&map, address::CHARGER_MAX_CURRENT), 10000);
+    assert_eq!(map.saved().get(address::CHARGER_MAX_CURRENT), Some(16000));
+    // The same mode again: nothing to persist.
+    assert_eq!(
+        map.write(address::CHARGE_MODE, &[2]),
+        Ok(WriteOutcome::default())
+    );
+    // Out of range: refused, nothing changes.
+    let before = map.clone();
+    assert_eq!(
+        map.write(address::CHARGE_MODE, &[4]),
+        Err(Exception::IllegalDataValue)
+    );
+    assert_eq!(map, before);
+    // Written with its neighbours (FC 16 over 1080–1084), it still applies at once;
+    // a later save carries the whole staged set with it.
+    let out = map
+        .write(address::CHARGE_MODE, &[1, 0, 60, 180, 0])
+        .expect("1080-1084");
+    assert!(out.save.is_some());
+    let out = map.write(1091, &[1]).expect("save");
+    let save = out.save.expect("save");
+    assert_eq!(save.config.get(address::CHARGE_MODE), Some(1));
+    assert_eq!(save.config.get(address::CHARGER_MAX_CURRENT), Some(10000));
 }

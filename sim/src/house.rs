@@ -5,6 +5,7 @@
 //! around the scenario's schedule, the base load wanders, clouds pass. The load does not
 //! depend on the balancer, so every control mode (and the oracle) sees the same house.
 
+use super::pv::{Pv, PvRun};
 use super::rng::Rng;
 use super::time::DateTime;
 
@@ -240,8 +241,11 @@ pub struct HouseSpec {
     pub events: Vec<Event>,
     /// How far the seed may move each start time, ± s.
     pub jitter_s: u32,
-    /// Solar panels, if any.
+    /// Solar panels, if any (the simple model of the older scenarios).
     pub solar: Option<Solar>,
+    /// Solar panels under a sky of the day ([`super::pv`]: by date and hour, clouds,
+    /// one or three phases), if any.
+    pub pv: Option<Pv>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -262,6 +266,9 @@ pub struct House {
     clouds: Vec<Cloud>,
     walk: [f64; 3],
     rng: Rng,
+    pv: Option<PvRun>,
+    /// The solar output of the last second drawn, kW.
+    pv_kw: f64,
 }
 
 /// Nominal voltage used to turn power into current, V.
@@ -310,6 +317,11 @@ impl House {
             clouds,
             walk: [0.0; 3],
             rng: Rng::stream(seed, 2),
+            pv: spec
+                .pv
+                .as_ref()
+                .map(|pv| PvRun::new(pv, start, duration_s, Rng::stream(seed, 6))),
+            pv_kw: 0.0,
         }
     }
 
@@ -344,8 +356,10 @@ impl House {
                 }
             }
         }
+        let mut pv_kw = 0.0;
         if let Some(s) = self.spec.solar {
             let kw = self.solar_kw(&s, t_s);
+            pv_kw += kw;
             let per_phase = kw * 1000.0 / NOMINAL_V / s.phases.count() as f64;
             for (out, used) in a.iter_mut().zip(s.phases.mask()) {
                 if used {
@@ -353,7 +367,30 @@ impl House {
                 }
             }
         }
+        if let Some(pv) = &mut self.pv {
+            let kw = pv.kw(t_s);
+            pv_kw += kw;
+            let phases = pv.phases();
+            let per_phase = kw * 1000.0 / NOMINAL_V / phases.count() as f64;
+            for (out, used) in a.iter_mut().zip(phases.mask()) {
+                if used {
+                    *out -= per_phase;
+                }
+            }
+        }
+        self.pv_kw = pv_kw;
         a
+    }
+
+    /// The solar output in the second last drawn by [`House::load`], kW (0 without
+    /// panels).
+    pub fn pv_kw(&self) -> f64 {
+        self.pv_kw
+    }
+
+    /// The house has solar panels.
+    pub fn has_pv(&self) -> bool {
+        self.spec.solar.is_some() || self.pv.is_some()
     }
 
     fn solar_kw(&self, s: &Solar, t_s: u32) -> f64 {
@@ -391,6 +428,7 @@ mod tests {
             ],
             jitter_s: 0,
             solar: None,
+            pv: None,
         }
     }
 

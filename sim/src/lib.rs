@@ -5,7 +5,8 @@
 //! `p1lb simulate` runs it, the daemon's built-in simulation feeds its house and charger
 //! to the real tasks in real time. Depends on the core only, never the reverse.
 //!
-//! - [`house`]: base load, appliances per phase, solar export.
+//! - [`house`]: base load, appliances per phase, solar export; [`pv`]: solar panels
+//!   under a sky of the day (by date and hour, passing clouds, one or three phases).
 //! - [`charger`]: the Terra AC (registers, answers Modbus RTU frames) the car is behind;
 //!   [`bus`]: the RS485 line between it and the core's driver.
 //! - [`car`]: follows the charger's setpoint with delay and ramp; pauses; 1 or 3 phases.
@@ -28,6 +29,7 @@ pub mod house;
 pub mod meter;
 pub mod oracle;
 pub mod plot;
+pub mod pv;
 pub mod replay;
 pub mod rng;
 pub mod runner;

@@ -785,6 +785,66 @@ mod tests {
         }
     }
 
+    /// Export as the real meters print it (issue 18): 1.7.0 zero and 2.7.0 the net
+    /// export of all phases; each phase's 21.7.0/22.7.0 (and 41/42, 61/62) by its own
+    /// direction; the currents unsigned (the reader signs them from the per-phase
+    /// powers); 2.8.x counting up and 1.8.x standing still; e-MUCS's 1.4.0 counts no
+    /// import. L1 and L2 export (an inverter and no load), L3 imports.
+    #[test]
+    fn export_is_printed_as_the_meters_do() {
+        for flavour in [Flavour::Dsmr5, Flavour::Emucs] {
+            let spec = MeterSpec::healthy(flavour, 3);
+            let mut m = Meter::new(&spec, DateTime::new(2025, 6, 18, 12, 0), 1);
+            let grid = [-10.0, -8.0, 3.0];
+            let first = m.second(0, grid, [230.0; 3]).to_vec();
+            for t in 1..3599 {
+                m.second(t, grid, [230.0; 3]);
+            }
+            let last = m.second(3599, grid, [230.0; 3]).to_vec();
+            let text = String::from_utf8_lossy(&first).into_owned();
+            let has = |s: &str| text.contains(s);
+            assert!(
+                has("1-0:1.7.0(00.000*kW)") && has("1-0:2.7.0(03.450*kW)"),
+                "{text}"
+            );
+            assert!(
+                has("1-0:21.7.0(00.000*kW)") && has("1-0:22.7.0(02.300*kW)"),
+                "{text}"
+            );
+            assert!(
+                has("1-0:41.7.0(00.000*kW)") && has("1-0:42.7.0(01.840*kW)"),
+                "{text}"
+            );
+            assert!(
+                has("1-0:61.7.0(00.690*kW)") && has("1-0:62.7.0(00.000*kW)"),
+                "{text}"
+            );
+            let l1 = match flavour {
+                Flavour::Dsmr5 => "1-0:31.7.0(010*A)",
+                Flavour::Emucs => "1-0:31.7.0(010.00*A)",
+            };
+            assert!(has(l1), "{text}");
+            let (a, _) = read(&first);
+            let (b, _) = read(&last);
+            let (a, b) = (&a[0].0, &b[0].0);
+            assert_eq!((a.power_import_w, a.power_export_w), (Some(0), Some(3450)));
+            // Unsigned current objects; the signed grid current from the powers.
+            assert_eq!(a.phases[0].current_ma, Some(10_000));
+            let g = a.grid_currents_ma(GridSource::Auto);
+            assert_eq!(g, [Some(-10_000), Some(-8_000), Some(3_000)]);
+            let unsigned = a.grid_currents_ma(GridSource::CurrentObjects);
+            assert_eq!(unsigned, [Some(10_000), Some(8_000), Some(3_000)]);
+            // An hour of 3.45 kW: 3.45 kWh more exported (to the Wh the meter prints),
+            // nothing imported.
+            let exported = b.export_wh.sum().expect("2.8.x") - a.export_wh.sum().expect("2.8.x");
+            assert!((3448..=3450).contains(&exported), "{flavour:?}: {exported}");
+            assert_eq!(a.import_wh, b.import_wh);
+            if flavour == Flavour::Emucs {
+                assert_eq!(b.average_demand_w, Some(0));
+            }
+        }
+    }
+
     /// The month's peak is reset at the month change, after the month's last quarter;
     /// the quarters follow the clock; 98.1.0 lists the past month; the reader reads it.
     #[test]

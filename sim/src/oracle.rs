@@ -712,3 +712,302 @@ impl CapacityOracle {
         &self.quarters
     }
 }
+
+/// The solar oracle (issue 18): what cars charging only on surplus could take, knowing
+/// the house load and the solar output exactly and acting with no delay. Each second,
+/// with `surplus = −(the house's net power)` (solar output less the house's own load,
+/// all phases netted, as the meter bills them): each plugged-in car in turn (charger 1's
+/// first) charges if the surplus covers its minimum power (1025 on its phases, at the
+/// second's voltages), at `min(surplus, its maximum, the fuse room)`, else not at all;
+/// its maximum is its on-board charger's, tapered as the car's battery tapers
+/// ([`super::car::CarSpec::taper_soc`]), within its charger's (1010/1041…) and the
+/// cap (1000); the fuse room is [`limit_ma`]'s (the upper limit less the house on its
+/// phases). Limited by each session's need (battery × (target − state of charge on
+/// arrival)); a car uses what the ones before it left. It does not ramp or wait to
+/// resume: an upper bound.
+#[derive(Debug, Clone)]
+pub struct SolarOracle {
+    cfg: Config,
+    cap_ma: u32,
+    cars: Vec<SolarCar>,
+}
+
+#[derive(Debug, Clone)]
+struct SolarCar {
+    spec: super::car::CarSpec,
+    max_ma: u32,
+    session: Option<usize>,
+    soc: f64,
+    energy_wh: f64,
+}
+
+impl SolarOracle {
+    /// For `cars` (charger k's at `cars[k]`) under `cfg`, the cap `cap_ma`.
+    pub fn new(cfg: &Config, cap_ma: u32, cars: &[&super::car::CarSpec]) -> Self {
+        SolarOracle {
+            cfg: *cfg,
+            cap_ma,
+            cars: cars
+                .iter()
+                .enumerate()
+                .map(|(k, c)| SolarCar {
+                    spec: (*c).clone(),
+                    max_ma: cfg.max_of_ma(k).min(cap_ma),
+                    session: None,
+                    soc: 0.0,
+                    energy_wh: 0.0,
+                })
+                .collect(),
+        }
+    }
+
+    /// The second `t` (s) with the house drawing `house_a` (A per phase, the solar
+    /// output in it, export negative) at the voltages `volts`; returns the power its
+    /// cars take, W.
+    pub fn second(&mut self, t: u32, house_a: [f64; 3], volts: [f64; 3]) -> f64 {
+        let mut surplus: f64 = -(0..3).map(|p| house_a[p] * volts[p]).sum::<f64>();
+        let min_a = f64::from(self.cfg.charger_min_ma()) / 1000.0;
+        let mut total = 0.0;
+        for car in &mut self.cars {
+            let s = &car.spec;
+            let session = s
+                .sessions
+                .iter()
+                .position(|x| t >= x.arrive_s && t < x.leave_s);
+            if session != car.session {
+                car.session = session;
+                if let Some(i) = session {
+                    car.soc = s.sessions[i].soc_start;
+                }
+            }
+            let Some(x) = session.map(|i| s.sessions[i]) else {
+                continue;
+            };
+            if car.soc >= x.soc_target {
+                continue;
+            }
+            let volts_sum: f64 = volts
+                .iter()
+                .zip(s.phases.mask())
+                .filter(|(_, used)| *used)
+                .map(|(v, _)| v)
+                .sum();
+            let min_w = min_a * volts_sum;
+            if surplus <= 0.0 || surplus < min_w {
+                continue;
+            }
+            let taper = if car.soc > s.taper_soc {
+                ((x.soc_target - car.soc) / (x.soc_target - s.taper_soc).max(1e-6)).clamp(0.1, 1.0)
+            } else {
+                1.0
+            };
+            let fuse_a = f64::from(limit_ma(&self.cfg, self.cap_ma, s.phases, house_a)) / 1000.0;
+            if fuse_a <= 0.0 {
+                continue;
+            }
+            let max_a = (s.obc_max_a * taper)
+                .min(f64::from(car.max_ma) / 1000.0)
+                .min(fuse_a);
+            let need_w = (x.soc_target - car.soc) * s.battery_kwh * 1000.0 * 3600.0;
+            let w = surplus.min(max_a * volts_sum).min(need_w).max(0.0);
+            car.energy_wh += w / 3600.0;
+            if s.battery_kwh > 0.0 {
+                car.soc += w / 3600.0 / 1000.0 / s.battery_kwh;
+            }
+            surplus -= w;
+            total += w;
+        }
+        total
+    }
+
+    /// Energy into all its cars so far, kWh.
+    pub fn energy_kwh(&self) -> f64 {
+        self.cars.iter().map(|c| c.energy_wh).sum::<f64>() / 1000.0
+    }
+}
+
+/// The 1 A-step baseline of issue 18: a SmartEVSE-like solar controller, for the count
+/// of limit changes the solar modes are compared with. At each meter reading, with the
+/// grid's net power (all phases, import positive):
+/// - not charging: minimum + solar starts at the minimum at once; solar only starts at
+///   the minimum once the export has been at least the start surplus (1081, or the
+///   minimum power of the car's phases when 0) for the start delay (1082);
+/// - charging: an export of at least 1 A on the car's phases raises the limit by 1 A
+///   (up to the charger's maximum); an import above 1084 lowers it by 1 A (down to the
+///   minimum); at the minimum, an import above 1084 lasting the stop delay (1083) pauses
+///   a solar-only charge (minimum + solar stays at the minimum);
+/// - the fuse rules win: never above the room under the upper limit the house leaves
+///   on the car's phases (perfect knowledge: generous), 0 when that is below the
+///   minimum.
+///
+/// It knows the car's phases and whether it is plugged in, and reads the meter exactly.
+#[derive(Debug, Clone)]
+pub struct StepOneAmp {
+    min_ma: u32,
+    max_ma: u32,
+    solar_only: bool,
+    start_w: Option<f64>,
+    start_delay_ms: u64,
+    stop_delay_ms: u64,
+    max_import_w: f64,
+    limit_ma: u32,
+    surplus_since: Option<u64>,
+    import_since: Option<u64>,
+    changes: u32,
+}
+
+/// The step of the baseline, mA.
+pub const STEP_MA: u32 = 1000;
+
+impl StepOneAmp {
+    /// For charger 1 under `cfg` (its charge mode: solar only, else minimum + solar).
+    pub fn new(cfg: &Config, cap_ma: u32) -> Self {
+        let start = cfg.solar_start_surplus_w();
+        StepOneAmp {
+            min_ma: cfg.charger_min_ma(),
+            max_ma: cfg.max_of_ma(0).min(cap_ma),
+            solar_only: cfg.charge_mode() == p1lb_core::config::ChargeMode::SolarOnly,
+            start_w: (start > 0).then_some(f64::from(start)),
+            start_delay_ms: u64::from(cfg.solar_start_delay_s()) * 1000,
+            stop_delay_ms: u64::from(cfg.solar_stop_delay_s()) * 1000,
+            max_import_w: f64::from(cfg.solar_max_import_w()),
+            limit_ma: 0,
+            surplus_since: None,
+            import_since: None,
+            changes: 0,
+        }
+    }
+
+    /// A reading at `now_ms`: the grid's net power `grid_w` (import positive), the sum
+    /// of the voltages of the car's phases, whether a car is plugged in, and the fuse
+    /// room (mA, [`limit_ma`]). Returns the limit to send, mA.
+    pub fn on_reading(
+        &mut self,
+        now_ms: u64,
+        grid_w: f64,
+        car_volts: f64,
+        plugged: bool,
+        fuse_room_ma: u32,
+    ) -> u32 {
+        let before = self.limit_ma;
+        let surplus = -grid_w;
+        let min_w = f64::from(self.min_ma) / 1000.0 * car_volts;
+        if !plugged {
+            self.limit_ma = 0;
+            self.surplus_since = None;
+            self.import_since = None;
+        } else if self.limit_ma == 0 {
+            self.import_since = None;
+            if !self.solar_only {
+                self.limit_ma = self.min_ma;
+            } else if surplus >= self.start_w.unwrap_or(min_w) {
+                let since = *self.surplus_since.get_or_insert(now_ms);
+                if now_ms - since >= self.start_delay_ms {
+                    self.limit_ma = self.min_ma;
+                    self.surplus_since = None;
+                }
+            } else {
+                self.surplus_since = None;
+            }
+        } else if surplus >= car_volts * f64::from(STEP_MA) / 1000.0 {
+            self.limit_ma = (self.limit_ma + STEP_MA).min(self.max_ma.max(self.min_ma));
+            self.import_since = None;
+        } else if -surplus > self.max_import_w {
+            if self.limit_ma > self.min_ma {
+                self.limit_ma = self.limit_ma.saturating_sub(STEP_MA).max(self.min_ma);
+                self.import_since = None;
+            } else if self.solar_only {
+                let since = *self.import_since.get_or_insert(now_ms);
+                if now_ms - since >= self.stop_delay_ms {
+                    self.limit_ma = 0;
+                    self.import_since = None;
+                }
+            }
+        } else {
+            self.import_since = None;
+        }
+        let sent = if fuse_room_ma < self.min_ma.max(1) {
+            0
+        } else {
+            self.limit_ma.min(fuse_room_ma)
+        };
+        if sent != before {
+            self.changes += 1;
+        }
+        self.limit_ma = sent;
+        sent
+    }
+
+    /// Changes of the value sent so far.
+    pub fn changes(&self) -> u32 {
+        self.changes
+    }
+}
+
+#[cfg(test)]
+mod solar_tests {
+    use super::*;
+    use crate::car::CarSpec;
+    use p1lb_core::config::ChargeMode;
+
+    /// The solar oracle charges on surplus only, at least the minimum or nothing.
+    #[test]
+    fn the_solar_oracle_charges_on_surplus_from_the_minimum() {
+        let cfg = Config::default();
+        let car = CarSpec::three_phase(100, 0.2);
+        let mut o = SolarOracle::new(&cfg, cfg.charger_max_ma(), &[&car]);
+        let v = [230.0; 3];
+        // 3 kW of export: below 3 × 6 A × 230 V.
+        assert_eq!(o.second(0, [-3000.0 / 690.0; 3], v), 0.0);
+        // 5 kW: all of it.
+        let w = o.second(1, [-5000.0 / 690.0; 3], v);
+        assert!((w - 5000.0).abs() < 1e-6, "{w}");
+        // 20 kW: the car's 3 × 16 A.
+        let w = o.second(2, [-20_000.0 / 690.0; 3], v);
+        assert!((w - 16.0 * 690.0).abs() < 1e-6, "{w}");
+        // Importing: nothing.
+        assert_eq!(o.second(3, [2.0; 3], v), 0.0);
+        assert!((o.energy_kwh() - (5000.0 + 11_040.0) / 3.6e6).abs() < 1e-9);
+    }
+
+    /// The 1 A-step baseline: waits the start delay, steps 1 A per reading, pauses after
+    /// the stop delay at the minimum; minimum + solar holds the minimum.
+    #[test]
+    fn the_one_amp_step_baseline() {
+        let mut cfg = Config::default();
+        cfg.set_charge_mode(ChargeMode::SolarOnly).expect("mode");
+        let mut c = StepOneAmp::new(&cfg, cfg.charger_max_ma());
+        let room = 16_000;
+        // 5 kW of export for 60 s: starts at 6 A after the delay.
+        for s in 0..60 {
+            assert_eq!(c.on_reading(s * 1000, -5000.0, 690.0, true, room), 0);
+        }
+        assert_eq!(c.on_reading(60_000, -5000.0, 690.0, true, room), 6000);
+        // Export of 1 kW: +1 A per reading.
+        assert_eq!(c.on_reading(61_000, -1000.0, 690.0, true, room), 7000);
+        assert_eq!(c.on_reading(62_000, -1000.0, 690.0, true, room), 8000);
+        // 500 W: holds; an import: -1 A.
+        assert_eq!(c.on_reading(63_000, -500.0, 690.0, true, room), 8000);
+        assert_eq!(c.on_reading(64_000, 10.0, 690.0, true, room), 7000);
+        assert_eq!(c.on_reading(65_000, 10.0, 690.0, true, room), 6000);
+        // At the minimum, importing: pauses after 180 s.
+        for s in 66..245 {
+            assert_eq!(
+                c.on_reading(s * 1000, 500.0, 690.0, true, room),
+                6000,
+                "{s}"
+            );
+        }
+        assert_eq!(c.on_reading(246_000, 500.0, 690.0, true, room), 0);
+        assert_eq!(c.changes(), 6);
+        // Minimum + solar: the minimum at once, never below it.
+        cfg.set_charge_mode(ChargeMode::MinSolar).expect("mode");
+        let mut c = StepOneAmp::new(&cfg, cfg.charger_max_ma());
+        assert_eq!(c.on_reading(0, 3000.0, 690.0, true, room), 6000);
+        for s in 1..400 {
+            assert_eq!(c.on_reading(s * 1000, 3000.0, 690.0, true, room), 6000);
+        }
+        // The fuse wins.
+        assert_eq!(c.on_reading(400_000, 3000.0, 690.0, true, 5000), 0);
+    }
+}

@@ -2,13 +2,19 @@
 //! grid current per phase, the limit sent to the charger, the oracle's limit, the fuse
 //! rating and the balancer's lower / upper / alarm thresholds over time. A run with a
 //! capacity target (1072 ≠ 0) gets a strip below: the meter's quarter-hour averages
-//! (kW, import), the target and, in mode 2, the ceiling the month's peak sets. SVG,
-//! drawn with `plotters` (text as SVG `<text>`, so no font file is needed).
+//! (kW, import), the target and, in mode 2, the ceiling the month's peak sets. A run in
+//! a solar charge mode (1080 = 1 or 2) gets a strip of its own: the solar output, the
+//! house's surplus (output less its own load), the surplus as the balancer sees it
+//! (register 1127), the car's power, the car's minimum power and the 1 A-step
+//! baseline's car on the same day. SVG, drawn with `plotters` (text as
+//! SVG `<text>`, so no font file is needed).
 
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 use plotters::prelude::*;
+
+use p1lb_core::config::ChargeMode;
 
 use super::runner::{RunResult, Sample, mode_name};
 
@@ -30,6 +36,10 @@ const LOWER: RGBColor = RGBColor(23, 190, 207);
 const ORACLE: RGBColor = RGBColor(160, 160, 160);
 const QUARTER: RGBColor = RGBColor(31, 119, 180);
 const TARGET: RGBColor = RGBColor(214, 39, 40);
+const PV: RGBColor = RGBColor(255, 127, 14);
+const SURPLUS: RGBColor = RGBColor(44, 160, 44);
+const STEP1A: RGBColor = RGBColor(170, 170, 170);
+const SEEN: RGBColor = RGBColor(148, 103, 189);
 
 /// Writes the chart of `runs` to `path`.
 pub fn write_svg(path: &Path, runs: &[RunResult]) -> Result<()> {
@@ -61,12 +71,29 @@ pub fn render(runs: &[RunResult]) -> Result<String> {
             let row = names.iter().position(|n| *n == r.scenario).unwrap_or(0);
             let col = modes.iter().position(|m| *m == r.mode).unwrap_or(0);
             if let Some(area) = panels.get(row * cols + col) {
-                if r.capacity.target_kw.is_some() {
-                    let (top, bottom) = area.split_vertically(PANEL.1 * 62 / 100);
-                    panel(&top, r).map_err(|e| anyhow!("plot: {e}"))?;
-                    quarters(&bottom, r).map_err(|e| anyhow!("plot: {e}"))?;
-                } else {
-                    panel(area, r).map_err(|e| anyhow!("plot: {e}"))?;
+                let solar = matches!(
+                    r.config.charge_mode(),
+                    ChargeMode::MinSolar | ChargeMode::SolarOnly
+                );
+                match (r.capacity.target_kw.is_some(), solar) {
+                    (true, false) => {
+                        let (top, bottom) = area.split_vertically(PANEL.1 * 62 / 100);
+                        panel(&top, r).map_err(|e| anyhow!("plot: {e}"))?;
+                        quarters(&bottom, r).map_err(|e| anyhow!("plot: {e}"))?;
+                    }
+                    (false, true) => {
+                        let (top, bottom) = area.split_vertically(PANEL.1 * 55 / 100);
+                        panel(&top, r).map_err(|e| anyhow!("plot: {e}"))?;
+                        sun(&bottom, r).map_err(|e| anyhow!("plot: {e}"))?;
+                    }
+                    (true, true) => {
+                        let (top, rest) = area.split_vertically(PANEL.1 * 50 / 100);
+                        let (middle, bottom) = rest.split_vertically(PANEL.1 * 20 / 100);
+                        panel(&top, r).map_err(|e| anyhow!("plot: {e}"))?;
+                        quarters(&middle, r).map_err(|e| anyhow!("plot: {e}"))?;
+                        sun(&bottom, r).map_err(|e| anyhow!("plot: {e}"))?;
+                    }
+                    (false, false) => panel(area, r).map_err(|e| anyhow!("plot: {e}"))?,
                 }
             }
         }
@@ -287,4 +314,111 @@ fn quarters(area: &Area<'_>, r: &RunResult) -> Result<(), Box<dyn std::error::Er
         area.draw(&Text::new(label, (x + 28, y - 6), font.clone()))?;
     }
     Ok(())
+}
+
+/// The solar strip of a run: the solar output, the house's surplus, the balancer's
+/// surplus, the car's power, the 1 A-step baseline's car and the car's minimum power,
+/// kW (each bucket's mean).
+fn sun(area: &Area<'_>, r: &RunResult) -> Result<(), Box<dyn std::error::Error>> {
+    let m = &r.metrics;
+    let sol = &r.solar;
+    let hours = m.duration_s > 4 * 3600;
+    let scale = if hours { 3600.0 } else { 60.0 };
+    let x_max = f64::from(m.duration_s) / scale;
+    let size = r.trace.len().div_ceil(MAX_POINTS).max(1);
+    let step = f64::from(r.trace_step_s.max(1));
+    let mean = |f: &dyn Fn(&Sample) -> f32| -> Vec<(f64, f64)> {
+        r.trace
+            .chunks(size)
+            .enumerate()
+            .map(|(i, c)| {
+                let sum: f64 = c.iter().map(|x| f64::from(f(x))).sum();
+                ((i * size) as f64 * step / scale, sum / c.len() as f64)
+            })
+            .collect()
+    };
+    let pv = mean(&|x| x.pv_kw);
+    let surplus = mean(&|x| x.surplus_kw);
+    let ev = mean(&|x| x.ev_kw);
+    let step1a = mean(&|x| x.step1a_kw);
+    let seen = mean(&|x| x.seen_surplus_kw);
+    let min_kw = f64::from(r.config.charger_min_ma()) / 1000.0 * 230.0 * phases_of_car(r) / 1000.0;
+    let hi = pv
+        .iter()
+        .chain(&ev)
+        .chain(&step1a)
+        .chain(&surplus)
+        .map(|p| p.1)
+        .fold(min_kw, f64::max);
+    let lo = surplus.iter().map(|p| p.1).fold(0.0, f64::min);
+    let ev_total = sol.ev_solar_kwh + sol.ev_grid_kwh;
+    let caption = format!(
+        "solar: {:.1} kWh of the car's {:.1} from surplus, {:.1} % of the solar oracle, {} start(s), \
+         {:.1} limit changes/h (1 A-step: {})",
+        sol.ev_solar_kwh,
+        ev_total,
+        sol.oracle_pct,
+        sol.charge_starts,
+        m.limit_changes_per_hour,
+        sol.step1a
+            .map_or("-".into(), |x| format!("{:.1}", x.limit_changes_per_hour)),
+    );
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 13))
+        .margin(10)
+        .margin_right(LEGEND_W)
+        .x_label_area_size(30)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0.0..x_max, (lo - 0.5).floor()..(hi + 0.5).ceil())?;
+    chart
+        .configure_mesh()
+        .y_desc("kW")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .light_line_style(RGBColor(235, 235, 235))
+        .bold_line_style(RGBColor(215, 215, 215))
+        .label_style(("sans-serif", 11))
+        .draw()?;
+    let flat = vec![(0.0, min_kw), (x_max, min_kw)];
+    chart.draw_series(DashedLineSeries::new(flat, 6, 4, LOWER.stroke_width(1)))?;
+    chart.draw_series(LineSeries::new(step1a, STEP1A.stroke_width(1)))?;
+    chart.draw_series(LineSeries::new(pv, PV.stroke_width(1)))?;
+    chart.draw_series(LineSeries::new(surplus, SURPLUS.stroke_width(1)))?;
+    chart.draw_series(DashedLineSeries::new(seen, 3, 3, SEEN.stroke_width(1)))?;
+    chart.draw_series(LineSeries::new(ev, BLACK.stroke_width(2)))?;
+    let (w, _) = area.dim_in_pixel();
+    let x = w as i32 - LEGEND_W as i32 + 8;
+    let font = ("sans-serif", 12).into_font().color(&BLACK);
+    let labels = [
+        ("solar output", PV),
+        ("surplus", SURPLUS),
+        ("balancer's surplus", SEEN),
+        ("car", BLACK),
+        ("1 A-step car", STEP1A),
+        ("car minimum", LOWER),
+    ];
+    for (i, (label, color)) in labels.into_iter().enumerate() {
+        let y = 30 + 18 * i as i32;
+        area.draw(&PathElement::new(
+            vec![(x, y), (x + 21, y)],
+            color.stroke_width(2),
+        ))?;
+        area.draw(&Text::new(label, (x + 28, y - 6), font.clone()))?;
+    }
+    Ok(())
+}
+
+/// The number of phases charger 1's car draws on, as the balancer had it at the end
+/// (all of the connection's when it never learned them).
+fn phases_of_car(r: &RunResult) -> f64 {
+    let n = r
+        .metrics
+        .chargers()
+        .first()
+        .map_or(0, |c| c.phases.iter().filter(|&&p| p).count());
+    if n == 0 {
+        f64::from(r.config.phases())
+    } else {
+        n as f64
+    }
 }

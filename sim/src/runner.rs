@@ -29,7 +29,7 @@
 //! ([`oracle::SharedOracle`], [`oracle::SharedReactive`]).
 
 use p1lb_core::balancer::{Balancer, ChargerReading, State};
-use p1lb_core::config::{CapacityMode, Config, ControlMode, MAX_CHARGERS};
+use p1lb_core::config::{CapacityMode, ChargeMode, Config, ControlMode, MAX_CHARGERS};
 use p1lb_core::device::{P1Event, P1Input};
 use p1lb_core::time::Instant;
 
@@ -223,6 +223,18 @@ pub struct Sample {
     pub car_each_a: [f32; MAX_CHARGERS],
     /// The house load per phase in the second, A.
     pub house_a: [f32; 3],
+    /// The solar output in the second, kW.
+    pub pv_kw: f32,
+    /// The house's surplus in the second (solar output less its own load, all phases
+    /// netted; negative: the house imports), kW.
+    pub surplus_kw: f32,
+    /// Every car together, kW.
+    pub ev_kw: f32,
+    /// The 1 A-step baseline's car ([`Solar::step1a`]), kW.
+    pub step1a_kw: f32,
+    /// The surplus as the balancer sees it ([`Balancer::solar`]: what the chargers
+    /// report drawing plus the export), kW.
+    pub seen_surplus_kw: f32,
 }
 
 /// The capacity tariff's figures of a run (issue 17; see [`super::tariff`]).
@@ -264,6 +276,113 @@ pub struct Capacity {
     /// What the mode saves a year: the same run with 1072 = 0 costs this much more, €
     /// ([`with_saving`]; `None` with the mode off or when not asked).
     pub saving_eur_per_year: Option<f64>,
+}
+
+/// The solar charge modes' figures of a run (issue 18), from the simulated physics (not
+/// the balancer's view). "Surplus" is the solar output less the house's own load, all
+/// phases netted each second as the meters bill them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Solar {
+    /// The house has solar panels.
+    pub pv: bool,
+    /// The solar output, kWh.
+    pub pv_kwh: f64,
+    /// The house's surplus (its export without the cars), kWh.
+    pub surplus_kwh: f64,
+    /// The cars' energy covered by the surplus: each 0.1 s, `min(the cars' power,
+    /// max(0, surplus))`, kWh.
+    pub ev_solar_kwh: f64,
+    /// The rest of the cars' energy (from the grid), kWh.
+    pub ev_grid_kwh: f64,
+    /// Export while a car was plugged in and not full (energy a car could have taken),
+    /// kWh.
+    pub solar_exported_kwh: f64,
+    /// Times a car began to draw current while plugged in (from not drawing to drawing,
+    /// the first time included), every car's added.
+    pub charge_starts: u32,
+    /// Time charger 1's car was plugged in and the surplus covered its minimum power
+    /// (1025 on its phases), h: the sun a car could charge on.
+    pub sun_h: f64,
+    /// Time charger 1's car was plugged in, h.
+    pub car_connected_h: f64,
+    /// The solar oracle's energy ([`oracle::SolarOracle`]), kWh.
+    pub oracle_energy_kwh: f64,
+    /// The run's EV energy as % of the solar oracle's (100 when the oracle charged
+    /// nothing).
+    pub oracle_pct: f64,
+    /// Seconds charger 1's car was plugged in and wanted to charge while sent less than
+    /// the minimum (1025), outside the fuse rules' excuse (see [`Solar::below_min_fuse_s`]).
+    pub below_min_s: u32,
+    /// Of the seconds below the minimum, those the fuse rules excuse: the balancer in
+    /// state 2–4 (above the upper or alarm limit, fallback) or the house leaving less
+    /// than the minimum under the upper limit on the car's phases, in that second or the
+    /// 30 s before, or the first 5 s after the car plugged in (the charger's state is
+    /// read every 2 s).
+    pub below_min_fuse_s: u32,
+    /// The 1 A-step baseline on the same day ([`oracle::StepOneAmp`]), with a solar
+    /// charge mode (1080 = 1 or 2) and one charger.
+    pub step1a: Option<StepFigures>,
+    /// Seconds the balancer spent in each solar state (register 1128: idle, waiting to
+    /// start, charging on surplus, waiting to stop), as of each second's start.
+    pub state_s: [u32; 4],
+}
+
+/// What the 1 A-step baseline's twin run got.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepFigures {
+    /// Energy into its car, kWh.
+    pub energy_kwh: f64,
+    /// Of it, covered by the surplus, kWh.
+    pub ev_solar_kwh: f64,
+    /// Times its car began to draw current while plugged in.
+    pub charge_starts: u32,
+    /// Changes of the value it sent.
+    pub limit_changes: u32,
+    /// The same per hour of the run.
+    pub limit_changes_per_hour: f64,
+}
+
+/// The 1 A-step baseline's twin: its controller, its car (the same spec and delay),
+/// its own bus (the same driver and poll schedule) on the same house.
+struct StepTwin {
+    ctl: oracle::StepOneAmp,
+    car: Car,
+    bus: ChargerBus,
+    events: Vec<(usize, BusEvent)>,
+    sent_ma: u32,
+    measured_w: f64,
+    drawing: bool,
+    figures: StepFigures,
+}
+
+impl StepTwin {
+    fn new(cfg: &Config, cap_ma: u32, spec: &super::car::CarSpec, min_a: f64) -> Self {
+        StepTwin {
+            ctl: oracle::StepOneAmp::new(cfg, cap_ma),
+            car: Car::new(spec, Dynamics::real(min_a, spec.delay_ms)),
+            bus: ChargerBus::new(cfg),
+            events: Vec::new(),
+            sent_ma: 0,
+            measured_w: 0.0,
+            drawing: false,
+            figures: StepFigures::default(),
+        }
+    }
+}
+
+/// The sum of the voltages of `phases`, V.
+fn volts_on(phases: super::house::Phases, volts: [f64; 3]) -> f64 {
+    volts
+        .iter()
+        .zip(phases.mask())
+        .filter(|(_, used)| *used)
+        .map(|(v, _)| v)
+        .sum()
+}
+
+/// The power of cars drawing `currents` (A per phase) at `volts`, W.
+fn power_w(currents: [f64; 3], volts: [f64; 3]) -> f64 {
+    currents.iter().zip(volts).map(|(a, v)| a * v).sum()
 }
 
 /// [`run`], and with a capacity mode on, the same run with it off beside it for
@@ -308,6 +427,8 @@ pub struct RunResult {
     /// Seconds per trace sample: 1, or for runs longer than two days 60 (each sample
     /// then holds the minute's highest currents and lowest limits).
     pub trace_step_s: u32,
+    /// The solar charge modes' figures.
+    pub solar: Solar,
 }
 
 /// The name of a control mode as used on the command line and in JSON.
@@ -328,6 +449,21 @@ impl HouseNow<'_> {
         match self {
             HouseNow::Model(h) => (h.load(t), None),
             HouseNow::Recorded(r) => r.load(t),
+        }
+    }
+
+    /// The solar output of the last second, kW (a recording's is unknown: 0).
+    fn pv_kw(&self) -> f64 {
+        match self {
+            HouseNow::Model(h) => h.pv_kw(),
+            HouseNow::Recorded(_) => 0.0,
+        }
+    }
+
+    fn has_pv(&self) -> bool {
+        match self {
+            HouseNow::Model(h) => h.has_pv(),
+            HouseNow::Recorded(_) => false,
         }
     }
 }
@@ -557,6 +693,22 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
     let mut full_at: Vec<Option<u32>> = vec![None; s.car.sessions.len()];
     let mut caps_w = vec![0.0; n];
     let mut volts = [230.0; 3];
+    // The solar figures: the solar oracle, the 1 A-step baseline's twin (a solar mode,
+    // one charger), each car drawing or not, the fuse rules' last cut, the plug-in.
+    let solar_mode = matches!(
+        cfg.charge_mode(),
+        ChargeMode::MinSolar | ChargeMode::SolarOnly
+    );
+    let mut sol = Solar {
+        pv: house.has_pv(),
+        ..Solar::default()
+    };
+    let mut solar_oracle = oracle::SolarOracle::new(&cfg, cap_ma, &specs);
+    let mut twin = (solar_mode && !multi).then(|| StepTwin::new(&cfg, cap_ma, &s.car, min_a));
+    let mut drawing = vec![false; n];
+    let mut fuse_cut_at: Option<u32> = None;
+    let mut plugged_at: Option<u32> = None;
+    let (mut ev_wh, mut ev_solar_wh, mut exported_wh) = (0.0, 0.0, 0.0);
     // The current stretch above the fuse rating: (length, touched by a fault).
     let mut episode: Option<(f64, bool)> = None;
     let end_episode = |e: Option<(f64, bool)>, m: &mut Metrics| {
@@ -598,6 +750,57 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
             }
         }
         charger_seconds(&mut m, &cars, &sent);
+        // The solar figures of the second (the voltages of the last).
+        let (seen_surplus_w, solar_state) = balancer.solar();
+        if let Some(x) = sol.state_s.get_mut(usize::from(solar_state.code())) {
+            *x += 1;
+        }
+        let house_w = power_w(house_a, volts);
+        let surplus_w = -house_w;
+        sol.pv_kwh += house.pv_kw() / 3600.0;
+        sol.surplus_kwh += surplus_w.max(0.0) / 3_600_000.0;
+        solar_oracle.second(t, house_a, volts);
+        for (j, car) in cars.iter().enumerate() {
+            let now_drawing = car.plugged_in() && car.currents().iter().any(|&a| a > 0.0);
+            if now_drawing && !drawing[j] {
+                sol.charge_starts += 1;
+            }
+            drawing[j] = now_drawing;
+        }
+        if let Some(car) = cars.first() {
+            if car.plugged_in() {
+                sol.car_connected_h += 1.0 / 3600.0;
+                let min_w = min_a * volts_on(s.car.phases, volts);
+                if surplus_w >= min_w && surplus_w > 0.0 {
+                    sol.sun_h += 1.0 / 3600.0;
+                }
+                let at = *plugged_at.get_or_insert(t);
+                let room = oracle::limit_ma(&cfg, cap_ma, s.car.phases, house_a);
+                if matches!(d.state, State::Upper | State::Alarm | State::Fallback)
+                    || room < cfg.charger_min_ma()
+                {
+                    fuse_cut_at = Some(t);
+                }
+                if car.wants_charge() && sent[0] < cfg.charger_min_ma() {
+                    let excused =
+                        t < at + 5 || fuse_cut_at.is_some_and(|c| t <= c.saturating_add(30));
+                    if excused {
+                        sol.below_min_fuse_s += 1;
+                    } else {
+                        sol.below_min_s += 1;
+                    }
+                }
+            } else {
+                plugged_at = None;
+            }
+        }
+        if let Some(tw) = &mut twin {
+            let now_drawing = tw.car.plugged_in() && tw.car.currents().iter().any(|&a| a > 0.0);
+            if now_drawing && !tw.drawing {
+                tw.figures.charge_starts += 1;
+            }
+            tw.drawing = now_drawing;
+        }
         let stuck = specs.iter().any(|c| in_windows(&c.stuck, t));
         let mut fault = stuck || in_windows(&s.meter.silent, t);
         let mut measured = [0.0; 3];
@@ -665,14 +868,41 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
                             })
                         }),
                         house_a: house_a.map(|a| a as f32),
+                        pv_kw: house.pv_kw() as f32,
+                        surplus_kw: (-power_w(house_a, volts) / 1000.0) as f32,
+                        ev_kw: (power_w(c, volts) / 1000.0) as f32,
+                        step1a_kw: twin.as_ref().map_or(0.0, |tw| {
+                            (power_w(tw.car.currents(), volts) / 1000.0) as f32
+                        }),
+                        seen_surplus_kw: seen_surplus_w as f32 / 1000.0,
                     });
+                }
+            }
+            // The solar energy of the step: the cars' power, the part of it the house's
+            // surplus covers, the export while a car wants to charge.
+            let ev_w = power_w(c, volts);
+            let house_w = power_w(house_a, volts);
+            ev_wh += ev_w * DT_S / 3600.0;
+            ev_solar_wh += ev_w.min((-house_w).max(0.0)) * DT_S / 3600.0;
+            if cars.iter().any(Car::wants_charge) {
+                exported_wh += (-(house_w + ev_w)).max(0.0) * DT_S / 3600.0;
+            }
+            if let Some(tw) = &mut twin {
+                tw.car.step(tk, DT_S, volts);
+                let tc = tw.car.currents();
+                let tw_w = power_w(tc, volts);
+                tw.figures.ev_solar_kwh += tw_w.min((-house_w).max(0.0)) * DT_S / 3_600_000.0;
+                if k == 0 {
+                    tw.measured_w = house_w + tw_w;
                 }
             }
             if u64::from(k) * 100 == TELEGRAM_AT_MS {
                 let before = meter.stats();
                 let bytes = meter.second(t, measured, volts);
+                let mut telegram = false;
                 input.feed(bytes, |event| {
                     if let P1Event::Telegram(reading) = event {
+                        telegram = true;
                         if balancer.on_telegram(Instant::from_millis(tk), reading) {
                             for y in &mut yard {
                                 y.on_reading(tk, house_a);
@@ -683,6 +913,38 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
                 });
                 let after = meter.stats();
                 fault |= after.corrupted != before.corrupted || after.junk != before.junk;
+                // The baseline reads the same telegrams (its own grid, exactly).
+                if let Some(tw) = &mut twin {
+                    if telegram {
+                        let room = oracle::limit_ma(&cfg, cap_ma, s.car.phases, house_a);
+                        tw.sent_ma = tw.ctl.on_reading(
+                            tk,
+                            tw.measured_w,
+                            volts_on(s.car.phases, volts),
+                            tw.car.plugged_in(),
+                            room,
+                        );
+                    }
+                }
+            }
+            if let Some(tw) = &mut twin {
+                if u64::from(k) * 100 == CHARGER_MEASURES_AT_MS {
+                    tw.bus
+                        .measure_of(0, charger_view(&cfg, 0, tw.car.measured_ma()));
+                }
+                tw.bus.set_connected(0, tw.car.plugged_in());
+                let mut each = [0; MAX_CHARGERS];
+                each[0] = tw.sent_ma;
+                tw.bus.run_until_each(
+                    Instant::from_millis(tk + 1000 / u64::from(STEPS)),
+                    &each,
+                    &mut tw.events,
+                );
+                for (_, ev) in tw.events.drain(..) {
+                    if let BusEvent::LimitApplied { at, limit_ma } = ev {
+                        tw.car.command(at.total_millis(), limit_ma);
+                    }
+                }
             }
             if u64::from(k) * 100 == CHARGER_MEASURES_AT_MS {
                 for (j, car) in cars.iter().enumerate() {
@@ -830,6 +1092,18 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
     m.meter_silent_s = ms.silent_s;
     m.telegrams_valid = rs.valid;
     m.telegrams_rejected = rs.rejected();
+    sol.ev_solar_kwh = ev_solar_wh / 1000.0;
+    sol.ev_grid_kwh = (ev_wh - ev_solar_wh).max(0.0) / 1000.0;
+    sol.solar_exported_kwh = exported_wh / 1000.0;
+    sol.oracle_energy_kwh = solar_oracle.energy_kwh();
+    sol.oracle_pct = pct(m.ev_energy_kwh, sol.oracle_energy_kwh);
+    sol.step1a = twin.map(|tw| {
+        let mut f = tw.figures;
+        f.energy_kwh = tw.car.energy_kwh();
+        f.limit_changes = tw.ctl.changes();
+        f.limit_changes_per_hour = f64::from(f.limit_changes) * 3600.0 / f64::from(s.duration_s);
+        f
+    });
     let quarters = meter.finish().to_vec();
     if let Some(o) = &mut capacity_oracle {
         o.finish();
@@ -853,6 +1127,7 @@ pub fn run(scenario: &Scenario, config: &Config, trace: bool) -> RunResult {
         car_delay_ms: s.car.delay_ms,
         capacity,
         trace_step_s,
+        solar: sol,
     }
 }
 
@@ -875,6 +1150,11 @@ fn merge(agg: &mut Sample, x: &Sample) {
     for (a, b) in agg.car_each_a.iter_mut().zip(x.car_each_a) {
         *a = a.max(b);
     }
+    agg.pv_kw = agg.pv_kw.max(x.pv_kw);
+    agg.surplus_kw = agg.surplus_kw.max(x.surplus_kw);
+    agg.ev_kw = agg.ev_kw.max(x.ev_kw);
+    agg.step1a_kw = agg.step1a_kw.max(x.step1a_kw);
+    agg.seen_surplus_kw = agg.seen_surplus_kw.max(x.seen_surplus_kw);
 }
 
 /// The capacity figures of a finished run.

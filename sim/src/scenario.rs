@@ -4,6 +4,7 @@
 use super::car::{CarSpec, Session};
 use super::house::{Event, HouseSpec, Kind, Pattern, Phases, Solar};
 use super::meter::{EarlierPeak, Flavour, MeterSpec};
+use super::pv::{Pv, Sky};
 use super::replay::Recording;
 use super::rng::Rng;
 use super::time::{DAY_S, DateTime, Stamp};
@@ -219,6 +220,23 @@ pub const NAMES: &[&str] = &[
     "capacity-evening",
     "capacity-follow-peak",
     "capacity-1phase-40a",
+    "solar-sunny",
+    "solar-clouds",
+    "solar-winter",
+    "solar-1phase",
+    "solar-3phase",
+    "solar-evening-min",
+];
+
+/// The scenarios of the solar charge modes (issue 18): solar only (1080 = 2), but
+/// `solar-evening-min`, minimum + solar (1080 = 1).
+pub const SOLAR: &[&str] = &[
+    "solar-sunny",
+    "solar-clouds",
+    "solar-winter",
+    "solar-1phase",
+    "solar-3phase",
+    "solar-evening-min",
 ];
 
 /// The scenarios with a capacity target (1072 ≠ 0): the issue 17 goals apply.
@@ -252,6 +270,12 @@ pub fn by_name(name: &str) -> Option<Scenario> {
         "capacity-evening" => capacity_evening(),
         "capacity-follow-peak" => capacity_follow_peak(),
         "capacity-1phase-40a" => capacity_1phase_40a(),
+        "solar-sunny" => solar_sunny(),
+        "solar-clouds" => solar_clouds(),
+        "solar-winter" => solar_winter(),
+        "solar-1phase" => solar_1phase(),
+        "solar-3phase" => solar_3phase(),
+        "solar-evening-min" => solar_evening_min(),
         _ => return None,
     })
 }
@@ -268,6 +292,7 @@ fn three_phase_house(events: Vec<Event>, solar: Option<Solar>) -> HouseSpec {
         events,
         jitter_s: 5 * MIN,
         solar,
+        pv: None,
     }
 }
 
@@ -559,6 +584,7 @@ fn single_phase_home() -> Scenario {
             ],
             jitter_s: 3 * MIN,
             solar: None,
+            pv: None,
         }),
         car,
         more_cars: Vec::new(),
@@ -616,6 +642,7 @@ fn oven_evening() -> Scenario {
             ],
             jitter_s: 0,
             solar: None,
+            pv: None,
         }),
         car: CarSpec::three_phase(d, 0.3),
         more_cars: Vec::new(),
@@ -836,6 +863,7 @@ fn capacity_evening() -> Scenario {
             ],
             jitter_s: 5 * MIN,
             solar: None,
+            pv: None,
         }),
         car,
         more_cars: Vec::new(),
@@ -966,12 +994,229 @@ fn capacity_1phase_40a() -> Scenario {
             ],
             jitter_s: 5 * MIN,
             solar: None,
+            pv: None,
         }),
         car,
         more_cars: Vec::new(),
         meter,
         fuse_a: 40.0,
         settings,
+    }
+}
+
+/// A house in the daytime (3 × 25 A, gas heating): base load, the fridge on L1, the
+/// given appliances, solar panels.
+fn day_house(events: Vec<Event>, pv: Pv) -> HouseSpec {
+    HouseSpec {
+        base_a: [0.9, 0.7, 0.8],
+        fridge: Some(0),
+        events,
+        jitter_s: 5 * MIN,
+        solar: None,
+        pv: Some(pv),
+    }
+}
+
+/// A day at home: washing at 10:00 (L1), coffee, lunch on the hob at 12:30 (L2 + L3),
+/// the dishwasher at 13:30 (L2), the heat pump heating water at 14:00, kettles; `h(hh,
+/// mm)` is the run's second of that clock time.
+fn day_at_home(h: impl Fn(u32, u32) -> u32) -> Vec<Event> {
+    vec![
+        Event::washing_machine(h(10, 0), 0),
+        Event::kettle(h(10, 40), 1),
+        Event::hob(h(12, 30), 20 * MIN, Phases::Two(1, 2), 6.0),
+        Event::washing_machine(h(13, 30), 1),
+        Event::heat_pump(h(14, 0), 40 * MIN, Phases::Three, 2.0),
+        Event::kettle(h(15, 30), 2),
+    ]
+}
+
+/// The settings of a solar-only charge (1080 = 2; the start, stop and import settings
+/// at their defaults: 60 s, 180 s, 0 W).
+fn solar_only() -> Vec<(u16, u16)> {
+    vec![(address::CHARGE_MODE, 2)]
+}
+
+/// A big car needing more than the sun gives: 77 kWh from 20 % to full, plugged in
+/// from `arrive_s` to `leave_s`.
+fn solar_car(d: u32, arrive_s: u32, leave_s: u32) -> CarSpec {
+    let mut car = CarSpec::three_phase(d, 0.2);
+    car.battery_kwh = 77.0;
+    car.sessions[0].arrive_s = arrive_s;
+    car.sessions[0].leave_s = leave_s;
+    car
+}
+
+/// A clear June Wednesday, 09:00–17:00: 8 kWp facing south (a 7.2 kW three-phase
+/// inverter), a day at home; an 11 kW car plugged in at 09:30 needing 60 kWh, solar only.
+fn solar_sunny() -> Scenario {
+    let d = 8 * HOUR;
+    let h = |hh: u32, mm: u32| (hh - 9) * HOUR + mm * MIN;
+    Scenario {
+        name: "solar-sunny".into(),
+        about: "clear June day 09–17 h, 8 kWp; 11 kW car from 09:30 needing 60 kWh; solar only"
+            .into(),
+        duration_s: d,
+        start: DateTime::new(2025, 6, 18, 9, 0),
+        seed: 21,
+        load: Load::Model(day_house(day_at_home(h), Pv::south(8.0, Sky::clear()))),
+        car: solar_car(d, h(9, 30), d),
+        more_cars: Vec::new(),
+        meter: MeterSpec::healthy(Flavour::Dsmr5, 3),
+        fuse_a: 25.0,
+        settings: solar_only(),
+    }
+}
+
+/// A June day of passing cumulus, 10:00–16:00: the sun behind a cloud 40 % of the time
+/// (clouds of 90 s in the median, tens of seconds to minutes), 8 kWp on a 7.2 kW
+/// inverter, so the surplus jumps between ~0 and ~6 kW within seconds; an 11 kW car
+/// plugged in throughout needing 60 kWh, solar only.
+fn solar_clouds() -> Scenario {
+    let d = 6 * HOUR;
+    let h = |hh: u32, mm: u32| (hh - 10) * HOUR + mm * MIN;
+    Scenario {
+        name: "solar-clouds".into(),
+        about: "June 10–16 h, passing clouds (40 % shade), 8 kWp: surplus 0–6 kW in seconds; \
+                11 kW car; solar only"
+            .into(),
+        duration_s: d,
+        start: DateTime::new(2025, 6, 25, 10, 0),
+        seed: 22,
+        load: Load::Model(day_house(
+            day_at_home(|hh, mm| h(hh, mm).min(d - 1)),
+            Pv::south(8.0, Sky::clouds(0.4, 90.0)),
+        )),
+        car: solar_car(d, 0, d),
+        more_cars: Vec::new(),
+        meter: MeterSpec::healthy(Flavour::Dsmr5, 3),
+        fuse_a: 25.0,
+        settings: solar_only(),
+    }
+}
+
+/// A January day with little sun, 09:00–15:30 (e-MUCS): overcast but for broken clouds
+/// from 11:00 to 13:30, 10 kWp: the surplus reaches an 11 kW car's minimum (3 × 6 A,
+/// 4.1 kW) only in the brightest minutes around noon; solar only.
+fn solar_winter() -> Scenario {
+    let d = 6 * HOUR + 30 * MIN;
+    let h = |hh: u32, mm: u32| (hh - 9) * HOUR + mm * MIN;
+    let sky = Sky {
+        cover: vec![(0.0, 1.0), (11.0, 0.35), (13.5, 1.0)],
+        shade_median_s: 120.0,
+        shade: (0.1, 0.3),
+    };
+    Scenario {
+        name: "solar-winter".into(),
+        about: "January 09:00–15:30, overcast, broken clouds 11:00–13:30, 10 kWp; 11 kW car; \
+                solar only"
+            .into(),
+        duration_s: d,
+        start: DateTime::new(2025, 1, 22, 9, 0),
+        seed: 23,
+        load: Load::Model(day_house(
+            vec![
+                Event::kettle(h(9, 20), 0),
+                Event::washing_machine(h(10, 15), 2),
+                Event::hob(h(12, 15), 20 * MIN, Phases::Two(1, 2), 6.0),
+                Event::kettle(h(14, 45), 1),
+            ],
+            Pv::south(10.0, sky),
+        )),
+        car: solar_car(d, 0, d),
+        more_cars: Vec::new(),
+        meter: MeterSpec::healthy(Flavour::Emucs, 3),
+        fuse_a: 25.0,
+        settings: solar_only(),
+    }
+}
+
+/// An April day of clouds (30 % shade, 2 min in the median), 10:00–16:00, 6 kWp on a
+/// three-phase inverter: a surplus of 1–5 kW, above a single-phase car's minimum (6 A,
+/// 1.4 kW) most of the time, above a three-phase car's (4.1 kW) at the brightest.
+fn april_day(name: &str, about: &str, car: CarSpec) -> Scenario {
+    let d = 6 * HOUR;
+    let h = |hh: u32, mm: u32| ((hh - 10) * HOUR + mm * MIN).min(d - 1);
+    Scenario {
+        name: name.into(),
+        about: about.into(),
+        duration_s: d,
+        start: DateTime::new(2025, 4, 16, 10, 0),
+        seed: 24,
+        load: Load::Model(day_house(
+            day_at_home(h),
+            Pv::south(6.0, Sky::clouds(0.3, 120.0)),
+        )),
+        car,
+        more_cars: Vec::new(),
+        meter: MeterSpec::healthy(Flavour::Dsmr5, 3),
+        fuse_a: 25.0,
+        settings: solar_only(),
+    }
+}
+
+/// `april_day` with a single-phase car on L1 (16 A, 3.7 kW; 40 kWh from 15 %).
+fn solar_1phase() -> Scenario {
+    let d = 6 * HOUR;
+    let car = CarSpec {
+        phases: Phases::One(0),
+        obc_max_a: 32.0,
+        battery_kwh: 40.0,
+        ..CarSpec::three_phase(d, 0.15)
+    };
+    april_day(
+        "solar-1phase",
+        "April 10–16 h, clouds, 6 kWp; single-phase car on L1 (16 A) needing 34 kWh; solar only",
+        car,
+    )
+}
+
+/// `april_day` with an 11 kW three-phase car (60 kWh from 20 %): the same sun, a
+/// minimum three times as high.
+fn solar_3phase() -> Scenario {
+    let d = 6 * HOUR;
+    april_day(
+        "solar-3phase",
+        "April 10–16 h, clouds, 6 kWp; 11 kW three-phase car needing 48 kWh; solar only",
+        CarSpec::three_phase(d, 0.2),
+    )
+}
+
+/// A June evening, 16:00–21:00, minimum + solar (1080 = 1): 8 kWp going down behind
+/// passing clouds (25 % shade); an 11 kW car plugs in at 16:15 and charges at least its
+/// minimum, more from the surplus; the oven at 18:00 and kettles on L1 put the house
+/// alone above the upper limit there at times (the fuse rules then win), the hob on L2
+/// + L3, washing at 19:30.
+fn solar_evening_min() -> Scenario {
+    let d = 5 * HOUR;
+    let h = |hh: u32, mm: u32| (hh - 16) * HOUR + mm * MIN;
+    let mut car = solar_car(d, h(16, 15), d);
+    car.battery_kwh = 60.0;
+    car.sessions[0].soc_start = 0.3;
+    Scenario {
+        name: "solar-evening-min".into(),
+        about: "June 16–21 h, minimum + solar, 8 kWp setting behind clouds; 11 kW car from \
+                16:15; cooking on L1 above the upper limit at times"
+            .into(),
+        duration_s: d,
+        start: DateTime::new(2025, 6, 18, 16, 0),
+        seed: 25,
+        load: Load::Model(day_house(
+            vec![
+                Event::kettle(h(16, 30), 0),
+                Event::oven(h(18, 0), 50 * MIN, 0),
+                Event::kettle(h(18, 20), 0),
+                Event::hob(h(18, 30), 25 * MIN, Phases::Two(1, 2), 10.0),
+                Event::kettle(h(18, 45), 0),
+                Event::washing_machine(h(19, 30), 2),
+            ],
+            Pv::south(8.0, Sky::clouds(0.25, 90.0)),
+        )),
+        car,
+        more_cars: Vec::new(),
+        meter: MeterSpec::healthy(Flavour::Dsmr5, 3),
+        fuse_a: 25.0,
+        settings: vec![(address::CHARGE_MODE, 1)],
     }
 }
 

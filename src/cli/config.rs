@@ -6,8 +6,12 @@
 //! - `get NAME`, `set NAME VALUE`: names as in [`REGISTERS`], `-` or `_` between words
 //!   (`upper-current`, `upper_current`; `upper-limit` is taken for `upper-current`), or
 //!   the address. Values take the register's unit: `22A`, `22000mA`, `22000` (the
-//!   register's own unit), `5s`, `2min`; a unit that does not fit the register is
-//!   refused before anything is sent.
+//!   register's own unit), `5s`, `2min`, `3.5kW`; a unit that does not fit the register
+//!   is refused before anything is sent. The charge mode (1080) also takes its name
+//!   (`fast`, `min-solar`, `solar-only`, `paused`).
+//! - A setting is staged until `save`, except the charge mode (1080): the device applies
+//!   and saves it at once, and `set charge_mode` says so (and whether other staged
+//!   settings still wait for `save`).
 //! - `save` writes 1 to 1091, `defaults` writes 1 to 1092.
 //!
 //! Exit codes ([`Failure::code`]): 0 ok, 1 device error or Modbus exception (shown as a
@@ -17,8 +21,11 @@
 
 use std::io::Write;
 
-use p1lb_core::config::{Config, SETTINGS};
-use p1lb_core::registers::{Access, FIRST, REGISTERS, RESTORE_DEFAULTS, Register, SAVE, register};
+use p1lb_core::config::{Config, SETTINGS, address::CHARGE_MODE};
+use p1lb_core::registers::{
+    Access, FIRST, Flags, REGISTERS, RESTORE_DEFAULTS, Register, SAVE, address::STATUS_FLAGS,
+    register,
+};
 use tokio_modbus::client::Context;
 use tokio_modbus::prelude::*;
 
@@ -48,11 +55,13 @@ pub enum Action {
         /// Register name (`upper-current` or `upper_current`) or address.
         name: String,
     },
-    /// Stage a setting (`set upper-current 22A`); `save` makes it last.
+    /// Stage a setting (`set upper-current 22A`); `save` makes it last. The charge mode
+    /// applies and is saved at once (`set charge-mode solar-only`).
     Set {
         /// Register name or address.
         name: String,
-        /// Value with or without unit: 22A, 22000mA, 22000, 5s.
+        /// Value with or without unit: 22A, 22000mA, 22000, 5s, 3.5kW; the charge mode
+        /// also by name: fast, min-solar, solar-only, paused.
         value: String,
     },
     /// Validate, save and apply the staged settings (writes 1 to 1091).
@@ -205,7 +214,20 @@ pub async fn run(args: &ConfigArgs, out: &mut impl Write) -> Result<(), Failure>
             let (reg, value) = target.expect("checked above");
             let value = value.expect("parsed above");
             write(&mut ctx, dev, reg, value).await?;
-            let staged = if reg.setting.is_some() {
+            let staged = if reg.address == CHARGE_MODE {
+                // Applied and saved by the write itself; other staged settings stay
+                // staged (1003 bit 5).
+                let flags = read(&mut ctx, dev, STATUS_FLAGS, 1).await?;
+                let pending = flags
+                    .first()
+                    .is_some_and(|&f| Flags::from_bits_retain(f).contains(Flags::UNSAVED_CHANGES));
+                if pending {
+                    " (applied and saved at once; other staged settings still wait for \
+                     `p1lb config save`)"
+                } else {
+                    " (applied and saved at once)"
+                }
+            } else if reg.setting.is_some() {
                 " (staged: `p1lb config save` makes it last)"
             } else {
                 ""
@@ -350,6 +372,89 @@ mod tests {
             "0 … 2000 W (0 kW … 2 kW)"
         );
         assert_eq!(range_text(reg("capacity_mode")).unwrap(), "0 … 2");
+    }
+
+    /// The solar settings and status by name: the charge mode by name or number, the
+    /// start/stop settings in W and s, the surplus in W (signed, units of 10 W), the
+    /// solar state by name.
+    #[test]
+    fn solar_settings_take_names_watts_and_seconds() {
+        assert_eq!(reg("charge-mode").address, 1080);
+        assert_eq!(reg("solar_start_surplus").address, 1081);
+        assert_eq!(reg("Solar-Start-Delay").address, 1082);
+        assert_eq!(reg("solar_stop_delay").address, 1083);
+        assert_eq!(reg("solar-max-import").address, 1084);
+        assert_eq!(reg("1127").name, "solar_surplus");
+        assert_eq!(reg("solar_state").address, 1128);
+        let mode = reg("charge_mode");
+        for (text, code) in [
+            ("fast", 0),
+            ("FAST", 0),
+            ("min-solar", 1),
+            ("min_solar", 1),
+            ("minimum+solar", 1),
+            ("Minimum + Solar", 1),
+            ("min+solar", 1),
+            ("solar", 2),
+            ("solar-only", 2),
+            ("solar_only", 2),
+            ("Solar Only", 2),
+            ("paused", 3),
+            ("pause", 3),
+            ("0", 0),
+            ("2", 2),
+            (" 3 ", 3),
+            // Out of range: sent, the device answers 03 with the range.
+            ("4", 4),
+        ] {
+            assert_eq!(parse_value(mode, text).unwrap(), code, "{text}");
+        }
+        for text in ["turbo", "solar-fast", "min", "2W", "-1", "", "only solar"] {
+            assert_eq!(parse_value(mode, text).unwrap_err().code, 2, "{text}");
+        }
+        let e = parse_value(mode, "eco").unwrap_err().message;
+        assert!(
+            e.contains("fast, min_solar, solar_only, paused"),
+            "the names in {e}"
+        );
+        assert_eq!(format_value(mode, 0), "0 (fast)");
+        assert_eq!(format_value(mode, 1), "1 (min_solar)");
+        assert_eq!(format_value(mode, 2), "2 (solar_only)");
+        assert_eq!(format_value(mode, 3), "3 (paused)");
+        assert_eq!(format_value(mode, 9), "9 (unknown)");
+        assert_eq!(
+            range_text(mode).unwrap(),
+            "0 … 3 (0 fast, 1 min_solar, 2 solar_only, 3 paused)"
+        );
+
+        let surplus = reg("solar_start_surplus");
+        assert_eq!(parse_value(surplus, "4.1kW").unwrap(), 4100);
+        assert_eq!(parse_value(surplus, "1380 W").unwrap(), 1380);
+        assert_eq!(parse_value(surplus, "6A").unwrap_err().code, 2);
+        assert_eq!(parse_value(reg("solar_max_import"), "0.5 kW").unwrap(), 500);
+        assert_eq!(format_value(reg("solar_max_import"), 250), "250 W");
+        assert_eq!(range_text(surplus).unwrap(), "0 … 60000 W (0 kW … 60 kW)");
+        let start = reg("solar_start_delay");
+        assert_eq!(parse_value(start, "2min").unwrap(), 120);
+        assert_eq!(parse_value(start, "90s").unwrap(), 90);
+        assert_eq!(parse_value(start, "90").unwrap(), 90);
+        assert_eq!(parse_value(start, "1W").unwrap_err().code, 2);
+        assert_eq!(format_value(reg("solar_stop_delay"), 180), "180 s");
+        assert_eq!(range_text(start).unwrap(), "0 … 3600 s");
+
+        // The surplus: signed, in units of 10 W, shown in W.
+        let surplus = reg("solar_surplus");
+        assert_eq!(format_value(surplus, 123), "1230 W");
+        assert_eq!(format_value(surplus, -45), "-450 W");
+        let mut words = vec![0u16; 129];
+        words[127] = (-45i16) as u16;
+        assert_eq!(raw_value(surplus, &words), -45);
+        let state = reg("solar_state");
+        assert_eq!(format_value(state, 0), "0 (idle)");
+        assert_eq!(format_value(state, 1), "1 (waiting_to_start)");
+        assert_eq!(format_value(state, 2), "2 (charging_on_surplus)");
+        assert_eq!(format_value(state, 3), "3 (waiting_to_stop)");
+        assert_eq!(format_value(state, 4), "4 (unknown)");
     }
 
     #[test]

@@ -6,10 +6,18 @@
 //!   1100–1102, `uint32` for the two-register values, high word first; the read-only
 //!   measurements with `state_class: measurement`); `capacity_charger_power` (1126) is
 //!   unavailable while it reads 65535 (no bound: capacity mode off), not 65.5 kW;
+//!   `solar_surplus` (1127) signed, in W (the register counts 10 W: scale 10);
 //! - `template:` a `number` per writable register with a range (a `select` for those
-//!   with a list of values), showing the sensor and writing with
+//!   with a list of values, and one with the names for the charge mode, 1080: `fast`,
+//!   `min_solar`, `solar_only`, `paused`), showing the sensor and writing with
 //!   `modbus.write_register`; a `button` each for save (1091) and restore defaults
-//!   (1092). Setting writes are staged in the device until "save" is pressed.
+//!   (1092); a text `sensor` with the name of each named status value (1128:
+//!   `solar_state_name`). Setting writes are staged in the device until "save" is
+//!   pressed, except the charge mode, which the device applies and saves at once.
+//!
+//! The modbus integration has no `select` platform (2024.3 has binary_sensor, climate,
+//! cover, fan, light, sensor and switch), so the selects are template selects over the
+//! register's sensor, as the other enumerations already were.
 //!
 //! Written for Home Assistant 2024.3 and later, as `tests/home_assistant_real.rs` runs
 //! it (2024.3.3): actions as `service:` (`action:` is 2024.8's name; later releases
@@ -25,8 +33,10 @@
 
 use std::fmt::Write;
 
-use p1lb_core::config::Range;
+use p1lb_core::config::{Range, address::CHARGE_MODE};
 use p1lb_core::registers::{Access, REGISTERS, RESTORE_DEFAULTS, Register, SAVE, address};
+
+use crate::cli::units::{CHARGE_MODES, SOLAR_STATES, shown};
 
 /// The committed file, relative to the repository root.
 pub const PATH: &str = "integrations/home-assistant/p1lb.yaml";
@@ -37,31 +47,6 @@ pub const HUB: &str = "p1lb";
 /// The package for the daemon's default address (127.0.0.1:1502, unit 10).
 pub fn yaml() -> String {
     yaml_for("127.0.0.1", 1502, 10)
-}
-
-/// How Home Assistant shows a register's unit: unit, scale, precision, device class.
-struct Shown {
-    unit: Option<&'static str>,
-    scale: Option<f64>,
-    precision: u8,
-    device_class: Option<&'static str>,
-}
-
-fn shown(reg: &Register) -> Shown {
-    let (unit, scale, precision, device_class) = match reg.unit {
-        "mA" => (Some("A"), Some(0.001), 3, Some("current")),
-        "0.01 A" => (Some("A"), Some(0.01), 2, Some("current")),
-        "0.1 V" => (Some("V"), Some(0.1), 1, Some("voltage")),
-        "W" => (Some("W"), None, 0, Some("power")),
-        "s" => (Some("s"), None, 0, Some("duration")),
-        _ => (None, None, 0, None),
-    };
-    Shown {
-        unit,
-        scale,
-        precision,
-        device_class,
-    }
 }
 
 fn quote(s: &str) -> String {
@@ -92,8 +77,9 @@ fn write_yaml(y: &mut String, host: &str, port: u16, unit: u8) -> std::fmt::Resu
          # Set host/port to the daemon's [modbus_tcp] listen address (bind it wider than\n\
          # 127.0.0.1 when Home Assistant runs on another machine) and slave to its\n\
          # server_address (1090). Settings written here are staged in the device: press\n\
-         # \"p1lb save\" to validate, persist and apply them. For Home Assistant 2024.3 or\n\
-         # later (the project's tests run it in Home Assistant 2024.3.3)."
+         # \"p1lb save\" to validate, persist and apply them; the charge mode (select\n\
+         # \"p1lb charge_mode\") is applied and saved at once. For Home Assistant 2024.3\n\
+         # or later (the project's tests run it in Home Assistant 2024.3.3)."
     )?;
     writeln!(y, "\nmodbus:")?;
     writeln!(y, "  - name: {HUB}")?;
@@ -158,11 +144,33 @@ fn write_yaml(y: &mut String, host: &str, port: u16, unit: u8) -> std::fmt::Resu
     }
     writeln!(y, "  - select:")?;
     for reg in REGISTERS.iter().filter(|r| is_select(r)) {
+        writeln!(y, "      - name: {}", quote(&format!("{HUB} {}", reg.name)))?;
+        writeln!(y, "        unique_id: {HUB}_{}_set", reg.name)?;
+        if let Some(names) = named(reg) {
+            writeln!(y, "        state: {}", quote(&name_template(reg, names)))?;
+            writeln!(y, "        availability: {}", availability(reg))?;
+            let options: Vec<String> = names.iter().map(|(_, n)| format!("'{n}'")).collect();
+            writeln!(y, "        options: \"{{{{ [{}] }}}}\"", options.join(", "))?;
+            writeln!(y, "        select_option:")?;
+            let codes: Vec<String> = names.iter().map(|(c, n)| format!("'{n}': {c}")).collect();
+            write_register(
+                y,
+                unit,
+                reg.address,
+                &format!("{{{{ {{{}}}[option] }}}}", codes.join(", ")),
+            )?;
+            if reg.address == CHARGE_MODE {
+                // It applies at once: read it back now, not at the next poll (30 s), so
+                // the select does not show the old mode meanwhile.
+                writeln!(y, "          - service: homeassistant.update_entity")?;
+                writeln!(y, "            target:")?;
+                writeln!(y, "              entity_id: {}", entity(reg))?;
+            }
+            continue;
+        }
         let Some(Range::OneOf(list)) = reg.setting.map(|s| s.range) else {
             continue;
         };
-        writeln!(y, "      - name: {}", quote(&format!("{HUB} {}", reg.name)))?;
-        writeln!(y, "        unique_id: {HUB}_{}_set", reg.name)?;
         writeln!(
             y,
             "        state: \"{{{{ states('{}') | int(0) | string }}}}\"",
@@ -181,19 +189,57 @@ fn write_yaml(y: &mut String, host: &str, port: u16, unit: u8) -> std::fmt::Resu
         writeln!(y, "        press:")?;
         write_register(y, unit, address, "1")?;
     }
+    writeln!(y, "  - sensor:")?;
+    for reg in REGISTERS
+        .iter()
+        .filter(|r| r.access == Access::Read && named(r).is_some())
+    {
+        let Some(names) = named(reg) else { continue };
+        writeln!(
+            y,
+            "      - name: {}",
+            quote(&format!("{HUB} {}_name", reg.name))
+        )?;
+        writeln!(y, "        unique_id: {HUB}_{}_name", reg.name)?;
+        writeln!(y, "        state: {}", quote(&name_template(reg, names)))?;
+        writeln!(y, "        availability: {}", availability(reg))?;
+    }
     Ok(())
+}
+
+/// The names of a register's values, for those that have them: the charge mode (1080,
+/// a select of names) and the solar state (1128, a text sensor beside its number).
+pub fn named(reg: &Register) -> Option<&'static [(u16, &'static str)]> {
+    match reg.address {
+        CHARGE_MODE => Some(&CHARGE_MODES),
+        address::SOLAR_STATE => Some(&SOLAR_STATES),
+        _ => None,
+    }
+}
+
+/// The template showing the name of the value its register's sensor reads (`unknown`
+/// for a value without a name).
+fn name_template(reg: &Register, names: &[(u16, &str)]) -> String {
+    let map: Vec<String> = names.iter().map(|(c, n)| format!("{c}: '{n}'")).collect();
+    format!(
+        "{{{{ {{{}}}.get(states('{}') | int(-1), 'unknown') }}}}",
+        map.join(", "),
+        entity(reg)
+    )
 }
 
 /// The raw value that means "none" for a register: its sensor is unavailable then
 /// (the modbus integration's `nan_value`) rather than showing the number.
-fn no_value(reg: &Register) -> Option<u16> {
+pub fn no_value(reg: &Register) -> Option<u16> {
     // 1126: no bound on the chargers (capacity mode off, or nothing known yet).
     (reg.address == address::CAPACITY_CHARGER_POWER).then_some(u16::MAX)
 }
 
-/// A setting with a list of allowed values is a `select`.
-fn is_select(reg: &Register) -> bool {
-    reg.access == Access::ReadWrite && matches!(reg.setting.map(|s| s.range), Some(Range::OneOf(_)))
+/// A setting with a list of allowed values, or with names for its values, is a
+/// `select`.
+pub fn is_select(reg: &Register) -> bool {
+    reg.access == Access::ReadWrite
+        && (matches!(reg.setting.map(|s| s.range), Some(Range::OneOf(_))) || named(reg).is_some())
 }
 
 /// The number or select is available while its register's sensor has a value (else
@@ -328,6 +374,95 @@ mod tests {
         for name in ["capacity_mode", "capacity_target", "capacity_margin"] {
             assert!(numbers.contains(&format!("unique_id: {HUB}_{name}_set\n")));
         }
+    }
+
+    /// The solar charge modes: the mode as a select of names that writes the code and
+    /// reads it back at once, the start/stop settings as numbers with the table's
+    /// ranges, the surplus as a signed power in W (10 W units), the state by name.
+    #[test]
+    fn the_charge_mode_is_a_select_of_names_and_the_surplus_a_power() {
+        let y = yaml();
+        let select = sensor(&y, "charge_mode_set");
+        let selects = &y[y.find("  - select:").unwrap()..y.find("  - button:").unwrap()];
+        assert!(
+            selects.contains("unique_id: p1lb_charge_mode_set\n"),
+            "{selects}"
+        );
+        for want in [
+            "state: \"{{ {0: 'fast', 1: 'min_solar', 2: 'solar_only', 3: 'paused'}\
+             .get(states('sensor.p1lb_charge_mode') | int(-1), 'unknown') }}\"\n",
+            "availability: \"{{ has_value('sensor.p1lb_charge_mode') }}\"\n",
+            "options: \"{{ ['fast', 'min_solar', 'solar_only', 'paused'] }}\"\n",
+            "- service: modbus.write_register\n",
+            "address: 1080\n",
+            "value: \"{{ {'fast': 0, 'min_solar': 1, 'solar_only': 2, 'paused': 3}[option] }}\"\n",
+            "- service: homeassistant.update_entity\n            target:\n              \
+             entity_id: sensor.p1lb_charge_mode\n",
+        ] {
+            assert!(select.contains(want), "{want}\n{select}");
+        }
+        let numbers = &y[y.find("  - number:").unwrap()..y.find("  - select:").unwrap()];
+        assert!(!numbers.contains("charge_mode"), "{numbers}");
+        let mode = sensor(&y, "charge_mode");
+        assert!(mode.contains("address: 1080\n") && mode.contains("scan_interval: 30\n"));
+        assert!(!mode.contains("unit_of_measurement"), "{mode}");
+
+        for (name, address, hi, unit, class) in [
+            ("solar_start_surplus", 1081, 60000, "W", "power"),
+            ("solar_start_delay", 1082, 3600, "s", "duration"),
+            ("solar_stop_delay", 1083, 3600, "s", "duration"),
+            ("solar_max_import", 1084, 60000, "W", "power"),
+        ] {
+            let s = sensor(&y, name);
+            for want in [
+                format!("address: {address}\n"),
+                format!("unit_of_measurement: {unit}\n"),
+                format!("device_class: {class}\n"),
+            ] {
+                assert!(s.contains(&want), "{want}\n{s}");
+            }
+            assert!(!s.contains("state_class"), "{s}");
+            let number = sensor(&y, &format!("{name}_set"));
+            for want in [
+                "min: 0\n".to_owned(),
+                format!("max: {hi}\n"),
+                "step: 1\n".to_owned(),
+                format!("address: {address}\n"),
+                "value: \"{{ value | round(0) | int }}\"\n".to_owned(),
+            ] {
+                assert!(number.contains(&want), "{want}\n{number}");
+            }
+        }
+
+        let surplus = sensor(&y, "solar_surplus");
+        for want in [
+            "address: 1127\n",
+            "data_type: int16\n",
+            "unit_of_measurement: W\n",
+            "scale: 10\n",
+            "precision: 0\n",
+            "device_class: power\n",
+            "state_class: measurement\n",
+            "scan_interval: 5\n",
+        ] {
+            assert!(surplus.contains(want), "{want}\n{surplus}");
+        }
+        let state = sensor(&y, "solar_state");
+        assert!(state.contains("address: 1128\n") && state.contains("data_type: uint16\n"));
+        assert!(!state.contains("unit_of_measurement"), "{state}");
+        let named = sensor(&y, "solar_state_name");
+        assert!(
+            y.find("  - sensor:").unwrap() < y.find("unique_id: p1lb_solar_state_name").unwrap()
+        );
+        for want in [
+            "state: \"{{ {0: 'idle', 1: 'waiting_to_start', 2: 'charging_on_surplus', \
+             3: 'waiting_to_stop'}.get(states('sensor.p1lb_solar_state') | int(-1), \
+             'unknown') }}\"\n",
+            "availability: \"{{ has_value('sensor.p1lb_solar_state') }}\"\n",
+        ] {
+            assert!(named.contains(want), "{want}\n{named}");
+        }
+        assert!(!y.contains("p1lb_solar_surplus_set") && !y.contains("p1lb_solar_state_set"));
     }
 
     /// The status of each charger: the limit and the currents in A (measurements), the

@@ -1,15 +1,17 @@
 //! `p1lb monitor`: the live state of a daemon or firmware over Modbus (the same device
 //! options as `p1lb config`): balancer state, the limit sent, the flags by name, phase
 //! currents, voltages, powers and the telegram counters, the capacity tariff's
-//! quarter-hour account (1072–1074, 1122–1126), and each charger's status
-//! (1130 + 6(k−1) …, as many chargers as `charger_count`, 1037, says). A refreshing
-//! terminal table (ANSI clear and redraw; a capacity line when `capacity_mode` ≠ 0, one
-//! line per charger when there are several), or with `--json` one JSON object per line
-//! (with a `capacity` object and a `chargers` array, always).
+//! quarter-hour account (1072–1074, 1122–1126), the charge mode with the solar surplus
+//! and state (1080–1084, 1127–1128), and each charger's status (1130 + 6(k−1) …, as
+//! many chargers as `charger_count`, 1037, says). A refreshing terminal table (ANSI
+//! clear and redraw; a capacity line when `capacity_mode` ≠ 0, a solar line when
+//! `charge_mode` ≠ 0, one line per charger when there are several), or with `--json`
+//! one JSON object per line (with a `capacity` object, a `solar` object and a
+//! `chargers` array, always).
 //!
 //! Each sample takes two reads (a read holds at most 125 registers): 1000 up to 1121
-//! (firmware version), then from 1122 (the capacity account) to the end of the status
-//! of the chargers 1037 names (6 registers each).
+//! (firmware version), then from 1122 (the capacity account and the solar status) to
+//! the end of the status of the chargers 1037 names (6 registers each).
 
 use std::io::Write;
 use std::time::Duration;
@@ -22,7 +24,8 @@ use serde_json::{Map, Value, json};
 
 use crate::cli::device::{self, DeviceArgs, Failure, parse_duration};
 use crate::cli::units::{
-    self, CHARGER_FLAGS, NO_BOUND, capacity_mode_name, charger_flag_names, flag_names, state_name,
+    self, CHARGER_FLAGS, NO_BOUND, capacity_mode_name, charge_mode_name, charger_flag_names,
+    flag_names, solar_state_name, state_name,
 };
 
 /// `p1lb monitor`'s arguments.
@@ -176,6 +179,77 @@ fn capacity_lines(words: &[u16]) -> String {
     )
 }
 
+/// The charge mode, its settings and the solar status, from the words read at 1000
+/// onwards.
+struct Solar {
+    mode: u16,
+    start_surplus_w: u16,
+    start_delay_s: u16,
+    stop_delay_s: u16,
+    max_import_w: u16,
+    /// 1127 in W (the register counts 10 W; export positive).
+    surplus_w: i32,
+    state: u16,
+}
+
+fn solar(words: &[u16]) -> Solar {
+    let w = |a: u16| word(words, a);
+    Solar {
+        mode: w(setting::CHARGE_MODE),
+        start_surplus_w: w(setting::SOLAR_START_SURPLUS),
+        start_delay_s: w(setting::SOLAR_START_DELAY),
+        stop_delay_s: w(setting::SOLAR_STOP_DELAY),
+        max_import_w: w(setting::SOLAR_MAX_IMPORT),
+        surplus_w: i32::from(w(address::SOLAR_SURPLUS) as i16) * 10,
+        state: w(address::SOLAR_STATE),
+    }
+}
+
+/// The solar object of `--json` (stable keys): the mode and the state by name (and
+/// their codes), the surplus in W (negative: import), the start/stop settings.
+fn solar_json(words: &[u16]) -> Value {
+    let s = solar(words);
+    json!({
+        "mode": charge_mode_name(s.mode),
+        "mode_code": s.mode,
+        "surplus_w": s.surplus_w,
+        "state": solar_state_name(s.state),
+        "state_code": s.state,
+        "start_surplus_w": s.start_surplus_w,
+        "start_delay_s": s.start_delay_s,
+        "stop_delay_s": s.stop_delay_s,
+        "max_import_w": s.max_import_w,
+    })
+}
+
+/// The terminal lines of the charge mode; empty in fast mode (1080 = 0).
+fn solar_lines(words: &[u16]) -> String {
+    let s = solar(words);
+    if s.mode == 0 {
+        return String::new();
+    }
+    let start = if s.start_surplus_w == 0 {
+        "the car's minimum".to_owned()
+    } else {
+        format!("{} W", s.start_surplus_w)
+    };
+    format!(
+        "
+solar            mode {} ({}), surplus {} W, {} ({})
+         {:<16} start on {start} after {} s, stop after {} s above {} W import
+",
+        s.mode,
+        charge_mode_name(s.mode),
+        s.surplus_w,
+        solar_state_name(s.state).replace('_', " "),
+        s.state,
+        "",
+        s.start_delay_s,
+        s.stop_delay_s,
+        s.max_import_w,
+    )
+}
+
 /// One sample as JSON, from the words read at 1000 onwards.
 pub fn sample(words: &[u16]) -> Value {
     let v = |name: &str| value(words, name);
@@ -203,6 +277,7 @@ pub fn sample(words: &[u16]) -> Value {
         "telegrams_rejected": v("telegrams_rejected"),
         "uptime_s": v("uptime"),
         "capacity": capacity_json(words),
+        "solar": solar_json(words),
         "chargers": chargers_json(words),
     })
 }
@@ -266,7 +341,7 @@ pub fn table(words: &[u16], device: &str) -> String {
          \n\
          import power     {} W   export power {} W\n\
          telegrams        {} valid, {} rejected, last {} ago\n\
-         uptime           {} s\n{}{}",
+         uptime           {} s\n{}{}{}",
         state_name(v("balancer_state") as u16),
         v("balancer_state"),
         v("sent_current") as f64 / 1000.0,
@@ -295,6 +370,7 @@ pub fn table(words: &[u16], device: &str) -> String {
         },
         v("uptime"),
         capacity_lines(words),
+        solar_lines(words),
         if charger_count(words) > 1 {
             format!("\n{}", charger_lines(words))
         } else {
@@ -304,7 +380,8 @@ pub fn table(words: &[u16], device: &str) -> String {
 }
 
 /// Reads one sample: 1000 up to 1121, then 1122 up to the end of the status of the
-/// chargers 1037 names; the words from 1000 onwards (the reserved 1127–1129 read 0).
+/// chargers 1037 names; the words from 1000 onwards (the reserved 1129 reads 0, and so
+/// do 1127–1128 on a device that predates them).
 async fn read_sample(
     ctx: &mut tokio_modbus::client::Context,
     dev: &DeviceArgs,
@@ -449,6 +526,91 @@ mod tests {
         assert_eq!(s["capacity"]["mode"], 0);
         let t = table(&words, "tcp://x:1");
         assert!(!t.contains("capacity") && !t.contains("kW"), "{t}");
+    }
+
+    /// The charge mode: always in the JSON (mode and state by name, surplus in W,
+    /// signed), a solar line in the terminal view only while the mode is not fast.
+    #[test]
+    fn the_solar_line_shows_while_the_charge_mode_is_not_fast() {
+        let mut words = vec![0u16; 136];
+        words[80..85].copy_from_slice(&[2, 0, 60, 180, 0]); // 1080–1084
+        words[127] = 123; // 1127: 1230 W of surplus
+        words[128] = 1; // 1128: waiting to start
+        let s = sample(&words);
+        assert_eq!(
+            s["solar"],
+            json!({"mode": "solar_only", "mode_code": 2, "surplus_w": 1230,
+                   "state": "waiting_to_start", "state_code": 1,
+                   "start_surplus_w": 0, "start_delay_s": 60, "stop_delay_s": 180,
+                   "max_import_w": 0})
+        );
+        let t = table(&words, "tcp://x:1");
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("solar "))
+            .unwrap_or_else(|| panic!("no solar line\n{t}"));
+        assert_eq!(
+            line,
+            "solar            mode 2 (solar_only), surplus 1230 W, waiting to start (1)"
+        );
+        assert!(
+            t.contains(
+                "start on the car's minimum after 60 s, stop after 180 s above 0 W import\n"
+            ),
+            "{t}"
+        );
+
+        // Importing (negative surplus), minimum + solar, charging on surplus.
+        words[80..85].copy_from_slice(&[1, 4200, 30, 300, 500]);
+        words[127] = (-45i16) as u16;
+        words[128] = 2;
+        let s = sample(&words);
+        assert_eq!(s["solar"]["surplus_w"], -450);
+        assert_eq!(s["solar"]["mode"], "min_solar");
+        assert_eq!(s["solar"]["state"], "charging_on_surplus");
+        let t = table(&words, "tcp://x:1");
+        assert!(
+            t.contains("mode 1 (min_solar), surplus -450 W, charging on surplus (2)\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("start on 4200 W after 30 s, stop after 300 s above 500 W import"),
+            "{t}"
+        );
+        words[80] = 3;
+        words[128] = 0;
+        let t = table(&words, "tcp://x:1");
+        assert!(
+            t.contains("mode 3 (paused), surplus -450 W, idle (0)"),
+            "{t}"
+        );
+
+        // Fast: the same keys in the JSON, no line.
+        words[80] = 0;
+        let s = sample(&words);
+        let keys: Vec<&str> = s["solar"]
+            .as_object()
+            .expect("solar")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "mode",
+                "mode_code",
+                "surplus_w",
+                "state",
+                "state_code",
+                "start_surplus_w",
+                "start_delay_s",
+                "stop_delay_s",
+                "max_import_w"
+            ]
+        );
+        assert_eq!(s["solar"]["mode"], "fast");
+        let t = table(&words, "tcp://x:1");
+        assert!(!t.contains("solar"), "{t}");
     }
 
     #[test]

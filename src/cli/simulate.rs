@@ -6,8 +6,9 @@
 //! scenario and mode, with at least the keys `name`, `mode`, `ev_energy_kwh`,
 //! `oracle_energy_kwh`, `oracle_pct`, `seconds_over_upper`, `seconds_over_fuse`,
 //! `max_phase_current_a`, `limit_changes_per_hour`, `seconds_in_fallback` and `trips`,
-//! in that order; more keys follow (see [`json_entry`]), the capacity tariff's last
-//! (present in every entry, `null` where they do not apply).
+//! in that order; more keys follow (see [`json_entry`]), then the capacity tariff's
+//! and last the solar charge modes' (both present in every entry, `null` where they do
+//! not apply).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow};
 use p1lb_core::config::{
-    CapacityMode, Config, ConfigError, ControlMode, Range, SETTINGS, Setting, setting_named,
+    CapacityMode, ChargeMode, Config, ConfigError, ControlMode, Range, SETTINGS, Setting,
+    setting_named,
 };
 use serde_json::{Value, json};
 
@@ -349,7 +351,70 @@ pub fn json_entry(r: &RunResult) -> Value {
     if let (Value::Object(map), Value::Object(more)) = (&mut entry, capacity_entry(&r.capacity)) {
         map.extend(more);
     }
+    if let (Value::Object(map), Value::Object(more)) = (&mut entry, solar_entry(r)) {
+        map.extend(more);
+    }
     entry
+}
+
+/// The name of a charge mode (1080) in JSON.
+pub fn charge_mode_name(mode: ChargeMode) -> &'static str {
+    match mode {
+        ChargeMode::Fast => "fast",
+        ChargeMode::MinSolar => "min-solar",
+        ChargeMode::SolarOnly => "solar-only",
+        ChargeMode::Paused => "paused",
+    }
+}
+
+/// `part / whole`, % (100 when the whole is nothing).
+fn pct_of(part: f64, whole: f64) -> f64 {
+    if whole > 1e-9 {
+        100.0 * part / whole
+    } else {
+        100.0
+    }
+}
+
+/// The solar charge modes' keys of a run (every run has them; see the README's "Solar
+/// charging"): the charge mode, the solar output and the house's surplus, the cars'
+/// energy from the surplus and from the grid, the export while a car could have taken
+/// it, the starts and the sun they had, the solar oracle, the seconds below the
+/// minimum (minimum + solar only, else `null`), and the 1 A-step baseline on the same
+/// day (with a solar mode and one charger, else `null`), and the seconds the balancer
+/// spent in each solar state (1128: idle, waiting to start, charging, waiting to stop).
+/// `limit_changes_per_hour` (above) and `step1a_limit_changes_per_hour` are both per
+/// hour of the run.
+fn solar_entry(r: &RunResult) -> Value {
+    let s = &r.solar;
+    let mode = r.config.charge_mode();
+    let ev = s.ev_solar_kwh + s.ev_grid_kwh;
+    let step = s.step1a;
+    let per_30min_sun = (s.sun_h > 0.0).then(|| f64::from(s.charge_starts) / (2.0 * s.sun_h));
+    let min_solar = mode == ChargeMode::MinSolar;
+    json!({
+        "charge_mode": charge_mode_name(mode),
+        "pv_kwh": s.pv.then(|| round(s.pv_kwh, 3)),
+        "surplus_kwh": round(s.surplus_kwh, 3),
+        "ev_solar_kwh": round(s.ev_solar_kwh, 3),
+        "ev_grid_kwh": round(s.ev_grid_kwh, 3),
+        "ev_solar_pct": round(pct_of(s.ev_solar_kwh, ev), 2),
+        "solar_exported_kwh": round(s.solar_exported_kwh, 3),
+        "charge_starts": s.charge_starts,
+        "sun_h": round(s.sun_h, 3),
+        "starts_per_30min_sun": per_30min_sun.map(|x| round(x, 3)),
+        "car_connected_h": round(s.car_connected_h, 3),
+        "solar_oracle_energy_kwh": round(s.oracle_energy_kwh, 3),
+        "solar_oracle_pct": round(s.oracle_pct, 2),
+        "below_min_s": min_solar.then_some(s.below_min_s),
+        "below_min_fuse_s": min_solar.then_some(s.below_min_fuse_s),
+        "step1a_energy_kwh": step.map(|x| round(x.energy_kwh, 3)),
+        "step1a_ev_solar_pct": step.map(|x| round(pct_of(x.ev_solar_kwh, x.energy_kwh).min(100.0), 2)),
+        "step1a_charge_starts": step.map(|x| x.charge_starts),
+        "step1a_limit_changes": step.map(|x| x.limit_changes),
+        "step1a_limit_changes_per_hour": step.map(|x| round(x.limit_changes_per_hour, 1)),
+        "solar_state_s": s.state_s,
+    })
 }
 
 /// The capacity tariff's keys of a run (every run has them; `null` where they do not
@@ -541,6 +606,68 @@ fn print_tables(
              month's peak so far when higher); house: of those, the house alone;\n% cap.or: of \
              the capacity oracle's energy; h full: plug-in to full, h; saving: against the same \
              run with 1072 = 0."
+        )?;
+    }
+    let solar: Vec<&RunResult> = runs
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.config.charge_mode(),
+                ChargeMode::MinSolar | ChargeMode::SolarOnly
+            )
+        })
+        .collect();
+    if !solar.is_empty() {
+        writeln!(
+            out,
+            "\nSolar charging (surplus: the solar output less the house's own load, phases netted):"
+        )?;
+        writeln!(
+            out,
+            "{:<18} {:<8} {:<10} {:>7} {:>7} {:>6} {:>6} {:>8} {:>8} {:>6} {:>6} {:>7} {:>8}",
+            "scenario",
+            "mode",
+            "charge",
+            "EV kWh",
+            "solar",
+            "grid",
+            "% sun",
+            "export",
+            "% sol.or",
+            "starts",
+            "sun h",
+            "chg/h",
+            "1A chg/h"
+        )?;
+        for r in solar {
+            let s = &r.solar;
+            let ev = s.ev_solar_kwh + s.ev_grid_kwh;
+            writeln!(
+                out,
+                "{:<18} {:<8} {:<10} {:>7.2} {:>7.2} {:>6.2} {:>6.1} {:>8.2} {:>8.1} {:>6} {:>6.2} {:>7.1} {:>8}",
+                r.scenario,
+                mode_name(r.mode),
+                charge_mode_name(r.config.charge_mode()),
+                ev,
+                s.ev_solar_kwh,
+                s.ev_grid_kwh,
+                pct_of(s.ev_solar_kwh, ev),
+                s.solar_exported_kwh,
+                s.oracle_pct,
+                s.charge_starts,
+                s.sun_h,
+                r.metrics.limit_changes_per_hour,
+                s.step1a
+                    .map_or("-".into(), |x| format!("{:.1}", x.limit_changes_per_hour)),
+            )?;
+        }
+        writeln!(
+            out,
+            "solar / grid: the cars' energy the surplus covered / the rest; % sun: the solar \
+             share; export: while a car could take it;\n% sol.or: of the solar oracle's \
+             energy; starts: times a car began to draw; sun h: the surplus above the car's \
+             minimum;\nchg/h, 1A chg/h: limit changes per hour of the run, this balancer and \
+             the 1 A-step baseline on the same day."
         )?;
     }
     for s in scenarios {

@@ -1,6 +1,7 @@
 //! Register values for people: registers by name or address, values with their units
-//! (`22A`, `22000mA`, `5s`, `2min`, `3.5kW`, `3500W`), allowed ranges, the state, mode
-//! and flag names — shared by `p1lb config` and `p1lb monitor`.
+//! (`22A`, `22000mA`, `5s`, `2min`, `3.5kW`, `3500W`), the charge mode by name
+//! (`solar-only`), allowed ranges, the state, mode and flag names — shared by
+//! `p1lb config`, `p1lb monitor` and the Home Assistant package.
 
 use std::fmt::Write as _;
 
@@ -12,6 +13,9 @@ use p1lb_core::registers::{
 };
 
 use super::device::Failure;
+
+use p1lb_core::config::address::CHARGE_MODE;
+use p1lb_core::registers::address::{SOLAR_STATE, SOLAR_SURPLUS};
 
 /// The register called `name` (`-` or `_` between words, any case, `…-limit` for
 /// `…_current`) or at that address.
@@ -37,9 +41,20 @@ pub fn find_register(name: &str) -> Result<&'static Register, Failure> {
         })
 }
 
-/// Parses `text` into the raw register value of `reg`, converting units.
+/// Parses `text` into the raw register value of `reg`, converting units; the charge
+/// mode (1080) also takes its names ([`parse_charge_mode`]).
 pub fn parse_value(reg: &Register, text: &str) -> Result<u16, Failure> {
     let t = text.trim();
+    if reg.address == CHARGE_MODE && t.contains(|c: char| c.is_ascii_alphabetic()) {
+        return parse_charge_mode(t).ok_or_else(|| {
+            let names: Vec<&str> = CHARGE_MODES.iter().map(|(_, n)| *n).collect();
+            Failure::usage(format!(
+                "{}: unknown charge mode {text:?}; one of {} (or 0 … 3)",
+                reg.name,
+                names.join(", ")
+            ))
+        });
+    }
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
         .unwrap_or(t.len());
@@ -139,6 +154,13 @@ pub fn range_text(reg: &Register) -> Option<String> {
             format!("one of {}{}", vals.join(", "), unit_suffix(setting.unit))
         }
     };
+    if reg.address == CHARGE_MODE {
+        let names: Vec<String> = CHARGE_MODES
+            .iter()
+            .map(|(code, name)| format!("{code} {name}"))
+            .collect();
+        let _ = write!(s, " ({})", names.join(", "));
+    }
     if let Some(rule) = setting.rule {
         let _ = write!(s, "; {rule}");
     }
@@ -159,18 +181,165 @@ fn kilowatts(w: u16) -> String {
 /// on the chargers (capacity mode off, or nothing known yet).
 pub const NO_BOUND: u16 = u16::MAX;
 
+/// The capacity modes (register 1072, `capacity_mode`) by code.
+pub const CAPACITY_MODES: [(u16, &str); 3] = [(0, "off"), (1, "target"), (2, "follow_peak")];
+
 /// The name of a capacity mode (register 1072, `capacity_mode`).
 pub fn capacity_mode_name(code: u16) -> &'static str {
-    use p1lb_core::config::{CapacityMode, SettingKind};
-    const MODES: [(CapacityMode, &str); 3] = [
-        (CapacityMode::Off, "off"),
-        (CapacityMode::Target, "target"),
-        (CapacityMode::FollowPeak, "follow_peak"),
-    ];
-    MODES
+    name_of(&CAPACITY_MODES, code)
+}
+
+/// The control modes (register 1023, `control_mode`) by code.
+pub const CONTROL_MODES: [(u16, &str); 2] = [(0, "stepped"), (1, "headroom")];
+
+/// The grid current sources (register 1024, `grid_source`) by code.
+pub const GRID_SOURCES: [(u16, &str); 2] = [(0, "auto"), (1, "current_objects")];
+
+/// The RS485 parities (register 1032, `rs485_parity`) by code.
+pub const PARITIES: [(u16, &str); 3] = [(0, "none"), (1, "odd"), (2, "even")];
+
+/// The wirings of a charger (`charger{k}_wiring`, 1040 + 3(k−1)) by code.
+pub const WIRINGS: [(u16, &str); 7] = [
+    (0, "learn"),
+    (1, "three_phase"),
+    (2, "single_l1"),
+    (3, "single_l2"),
+    (4, "single_l3"),
+    (5, "rotated_1"),
+    (6, "rotated_2"),
+];
+
+/// The balancer states (register 1002, `balancer_state`) by code.
+pub const STATES: [(u16, &str); 5] = [
+    (State::Normal as u16, "normal"),
+    (State::Lower as u16, "lower"),
+    (State::Upper as u16, "upper"),
+    (State::Alarm as u16, "alarm"),
+    (State::Fallback as u16, "fallback"),
+];
+
+fn name_of(names: &[(u16, &'static str)], code: u16) -> &'static str {
+    names
         .iter()
-        .find(|(m, _)| CapacityMode::encode(*m) == Some(code))
+        .find(|(c, _)| *c == code)
         .map_or("unknown", |(_, n)| n)
+}
+
+/// The names of a register's values, for the registers that are enumerations: the
+/// charge, capacity and control modes, the grid source, the RS485 parity, each
+/// charger's wiring, the balancer and solar states. The one table of value names
+/// (`p1lb config`, `p1lb monitor`, MQTT).
+pub fn value_names(reg: &Register) -> Option<&'static [(u16, &'static str)]> {
+    use p1lb_core::config::address::{CAPACITY_MODE, CONTROL_MODE, GRID_SOURCE, RS485_PARITY};
+    use p1lb_core::registers::address::BALANCER_STATE;
+    let names: &'static [(u16, &'static str)] = match reg.address {
+        CHARGE_MODE => &CHARGE_MODES,
+        CAPACITY_MODE => &CAPACITY_MODES,
+        CONTROL_MODE => &CONTROL_MODES,
+        GRID_SOURCE => &GRID_SOURCES,
+        RS485_PARITY => &PARITIES,
+        SOLAR_STATE => &SOLAR_STATES,
+        BALANCER_STATE => &STATES,
+        _ if is_wiring(reg) => &WIRINGS,
+        _ => return None,
+    };
+    Some(names)
+}
+
+/// True for a `charger{k}_wiring` setting.
+pub fn is_wiring(reg: &Register) -> bool {
+    reg.setting.is_some()
+        && reg
+            .name
+            .strip_prefix("charger")
+            .and_then(|r| r.strip_suffix("_wiring"))
+            .and_then(|k| k.parse::<usize>().ok())
+            .is_some_and(|k| (1..=MAX_CHARGERS).contains(&k))
+}
+
+/// How a register's value shows as a Home Assistant entity (the Modbus package and
+/// MQTT discovery): the entity's unit, the scale from the raw value (raw × scale), the
+/// decimals that scale needs, and the device class.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shown {
+    /// The entity's unit (`A`, `V`, `W`, `s`), none for a plain number.
+    pub unit: Option<&'static str>,
+    /// raw × scale is the value in `unit` (none: 1).
+    pub scale: Option<f64>,
+    /// Decimals worth showing.
+    pub precision: u8,
+    /// Home Assistant's device class.
+    pub device_class: Option<&'static str>,
+}
+
+/// How `reg` shows as an entity ([`Shown`]).
+pub fn shown(reg: &Register) -> Shown {
+    let (unit, scale, precision, device_class) = match reg.unit {
+        "mA" => (Some("A"), Some(0.001), 3, Some("current")),
+        "0.01 A" => (Some("A"), Some(0.01), 2, Some("current")),
+        "0.1 V" => (Some("V"), Some(0.1), 1, Some("voltage")),
+        "W" => (Some("W"), None, 0, Some("power")),
+        "s" => (Some("s"), None, 0, Some("duration")),
+        "10 W" => (Some("W"), Some(10.0), 0, Some("power")),
+        _ => (None, None, 0, None),
+    };
+    Shown {
+        unit,
+        scale,
+        precision,
+        device_class,
+    }
+}
+
+/// The charge modes (register 1080, `charge_mode`) by code, with the names `p1lb
+/// config`, `p1lb monitor` and the Home Assistant package use.
+pub const CHARGE_MODES: [(u16, &str); 4] = [
+    (0, "fast"),
+    (1, "min_solar"),
+    (2, "solar_only"),
+    (3, "paused"),
+];
+
+/// The name of a charge mode (register 1080, `charge_mode`).
+pub fn charge_mode_name(code: u16) -> &'static str {
+    name_of(&CHARGE_MODES, code)
+}
+
+/// The code of a charge mode given by name: `fast`, `min-solar` (also `min_solar`,
+/// `minimum+solar`, `minimum solar`), `solar` or `solar-only`, `paused` (or `pause`);
+/// any case, words joined by `-`, `_`, `+` or spaces; or its number (not checked
+/// against the range: the device answers that).
+pub fn parse_charge_mode(text: &str) -> Option<u16> {
+    let t = text.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t.parse().ok();
+    }
+    let lower = t.to_ascii_lowercase();
+    let words: Vec<&str> = lower
+        .split(['-', '_', '+', ' '])
+        .filter(|w| !w.is_empty())
+        .collect();
+    let code = match words.as_slice() {
+        ["fast"] => 0,
+        ["min" | "minimum", "solar"] => 1,
+        ["solar"] | ["solar", "only"] => 2,
+        ["paused" | "pause"] => 3,
+        _ => return None,
+    };
+    Some(code)
+}
+
+/// The solar states (register 1128, `solar_state`) by code.
+pub const SOLAR_STATES: [(u16, &str); 4] = [
+    (0, "idle"),
+    (1, "waiting_to_start"),
+    (2, "charging_on_surplus"),
+    (3, "waiting_to_stop"),
+];
+
+/// The name of a solar state (register 1128, `solar_state`).
+pub fn solar_state_name(code: u16) -> &'static str {
+    name_of(&SOLAR_STATES, code)
 }
 
 /// The names of the bits of register 1003.
@@ -229,17 +398,7 @@ pub fn flag_names(bits: u16) -> Vec<String> {
 
 /// The name of a balancer state code (register 1002).
 pub fn state_name(code: u16) -> &'static str {
-    const STATES: [(State, &str); 5] = [
-        (State::Normal, "normal"),
-        (State::Lower, "lower"),
-        (State::Upper, "upper"),
-        (State::Alarm, "alarm"),
-        (State::Fallback, "fallback"),
-    ];
-    STATES
-        .iter()
-        .find(|(s, _)| s.code() == code)
-        .map_or("unknown", |(_, n)| n)
+    name_of(&STATES, code)
 }
 
 /// A register's value from the words read at 1000 onwards: signed, 32-bit combined.
@@ -276,6 +435,9 @@ pub fn format_value(reg: &Register, raw: i64) -> String {
         "" if reg.address == p1lb_core::config::address::CAPACITY_MODE => {
             format!("{raw} ({})", capacity_mode_name(raw as u16))
         }
+        "" if reg.address == CHARGE_MODE => format!("{raw} ({})", charge_mode_name(raw as u16)),
+        "" if reg.address == SOLAR_STATE => format!("{raw} ({})", solar_state_name(raw as u16)),
+        "10 W" if reg.address == SOLAR_SURPLUS => format!("{} W", raw * 10),
         "W" if reg.address == p1lb_core::registers::address::CAPACITY_CHARGER_POWER
             && raw == i64::from(NO_BOUND) =>
         {

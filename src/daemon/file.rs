@@ -1,4 +1,4 @@
-//! The daemon's TOML file: `[p1]`, `[rs485]`, `[modbus_tcp]`, `[led]` and
+//! The daemon's TOML file: `[p1]`, `[rs485]`, `[modbus_tcp]`, `[led]`, `[http]`, `[mqtt]` and
 //! `[settings]` (the saved settings of the register map, by name, deserialized straight
 //! into [`Config`], which names the key and the allowed range when a value is wrong).
 //!
@@ -32,6 +32,11 @@ pub struct FileConfig {
     pub modbus_tcp: ModbusTcpSection,
     /// `[led]`.
     pub led: LedSection,
+    /// `[http]`: the status page, `/api/status` and `/metrics`; off when the section
+    /// is absent (and no `--http` flag).
+    pub http: Option<HttpSection>,
+    /// `[mqtt]`: off unless it names a broker.
+    pub mqtt: MqttSection,
     /// `[settings]`: the register map's saved settings.
     pub settings: Config,
 }
@@ -115,6 +120,55 @@ impl Default for ModbusTcpSection {
     }
 }
 
+/// `[http]`: the small HTTP server (status page, `/api/status`, `/metrics`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSection {
+    /// Where to listen (loopback by default).
+    pub listen: SocketAddr,
+    /// Take register writes (`POST /api/write`); needs `password_file`.
+    pub allow_writes: bool,
+    /// A file holding the password for writes (its first line), readable only by the
+    /// service user.
+    pub password_file: Option<std::path::PathBuf>,
+}
+
+/// Where the HTTP server listens by default.
+pub const HTTP_DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    8080,
+));
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: HTTP_DEFAULT_LISTEN,
+            allow_writes: false,
+            password_file: None,
+        }
+    }
+}
+
+impl HttpSection {
+    /// The password for writes: `None` when writes are off; an error when they are on
+    /// without a readable, non-empty password file.
+    pub fn password(&self) -> Result<Option<String>> {
+        if !self.allow_writes {
+            return Ok(None);
+        }
+        let Some(path) = &self.password_file else {
+            bail!("[http] allow_writes = true needs password_file (a file with the password)");
+        };
+        let text = fs::read_to_string(path)
+            .with_context(|| format!("[http] password_file {}", path.display()))?;
+        let password = text.lines().next().unwrap_or("").trim().to_owned();
+        if password.is_empty() {
+            bail!("[http] password_file {}: empty", path.display());
+        }
+        Ok(Some(password))
+    }
+}
+
 /// `[led]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -130,6 +184,42 @@ impl Default for LedSection {
         LedSection {
             enabled: true,
             bcm_pin: 17,
+        }
+    }
+}
+
+/// `[mqtt]`: the register map on an MQTT broker, with Home Assistant discovery
+/// ([`crate::daemon::mqtt`]). Off while `url` is not set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttSection {
+    /// `mqtt://HOST:PORT` or `mqtts://HOST:PORT` (TLS with the system's trusted
+    /// certificates); none: MQTT off.
+    pub url: Option<String>,
+    /// Publish Home Assistant discovery (`false`: only the plain topics).
+    pub discovery: bool,
+    /// The root of the plain topics (default `p1lb/<server address>`).
+    pub prefix: Option<String>,
+    /// Home Assistant's discovery prefix.
+    pub discovery_prefix: String,
+    /// The MQTT client id (default `p1lb-<server address>`).
+    pub client_id: Option<String>,
+    /// The user name at the broker.
+    pub username: Option<String>,
+    /// A file holding the password, readable only by the service user.
+    pub password_file: Option<std::path::PathBuf>,
+}
+
+impl Default for MqttSection {
+    fn default() -> Self {
+        MqttSection {
+            url: None,
+            discovery: true,
+            prefix: None,
+            discovery_prefix: "homeassistant".into(),
+            client_id: None,
+            username: None,
+            password_file: None,
         }
     }
 }
@@ -252,6 +342,7 @@ mod tests {
         assert_eq!(f.p1.source, "/dev/ttyUSB0");
         assert_eq!(f.modbus_tcp.listen.to_string(), "127.0.0.1:1502");
         assert_eq!(f.rs485.role, Rs485Role::Server);
+        assert_eq!(f.http, None, "the status page is off unless configured");
         let settings = EXAMPLE.split_once("[settings]").expect("settings table").1;
         let lines: Vec<&str> = settings.lines().collect();
         for s in SETTINGS {
@@ -269,6 +360,41 @@ mod tests {
                 assert!(comment.contains(&format!(", {}.", s.unit)), "{comment}");
             }
         }
+    }
+
+    #[test]
+    fn the_http_section_parses_with_loopback_defaults_and_names_bad_keys() {
+        let f = parse("[http]\n").unwrap();
+        let http = f.http.expect("on");
+        assert_eq!(http.listen.to_string(), "127.0.0.1:8080");
+        assert!(!http.allow_writes);
+        assert_eq!(http.password().unwrap(), None);
+        let f = parse("[http]\nlisten = \"0.0.0.0:80\"\nallow_writes = true\n").unwrap();
+        let http = f.http.unwrap();
+        assert_eq!(http.listen.port(), 80);
+        let e = http.password().unwrap_err().to_string();
+        assert!(e.contains("password_file"), "{e}");
+        let e = parse("[http]\nlisten = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen"), "{e}");
+        let e = parse("[http]\nallow_write = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("allow_write"), "{e}");
+        // The example's commented section, uncommented, parses.
+        let block: String = EXAMPLE
+            .split_once("# [http]")
+            .expect("the example documents [http]")
+            .1
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let f = parse(&format!("[http]\n{block}")).unwrap();
+        assert_eq!(f.http.unwrap().listen.to_string(), "127.0.0.1:8080");
     }
 
     #[test]
@@ -416,6 +542,88 @@ mod tests {
                 &["capacity_margin (1074) = 2001", "0 … 2000 W"],
             ),
             ("capacity_targett = 3000", &["capacity_targett"]),
+        ];
+        for (settings, words) in cases {
+            let e = parse(&format!("[settings]\n{settings}\n"))
+                .map(|f| f.settings)
+                .expect_err(settings)
+                .to_string();
+            for w in *words {
+                assert!(e.contains(w), "{settings}: no {w:?} in {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn solar_settings_load_by_name_round_trip_and_a_bad_value_names_the_setting() {
+        use p1lb_core::config::ChargeMode;
+        let f = parse(
+            "[settings]\ncharge_mode = 2\nsolar_start_surplus = 4200\n\
+             solar_start_delay = 30\nsolar_stop_delay = 300\nsolar_max_import = 500\n",
+        )
+        .expect("loads");
+        assert_eq!(f.settings.charge_mode(), ChargeMode::SolarOnly);
+        assert_eq!(f.settings.solar_start_surplus_w(), 4200);
+        assert_eq!(f.settings.solar_start_delay_s(), 30);
+        assert_eq!(f.settings.solar_stop_delay_s(), 300);
+        assert_eq!(f.settings.solar_max_import_w(), 500);
+        let mut want = Config::default();
+        want.set_charge_mode(ChargeMode::SolarOnly).unwrap();
+        want.set_solar_start_surplus_w(4200).unwrap();
+        want.set_solar_start_delay_s(30).unwrap();
+        want.set_solar_stop_delay_s(300).unwrap();
+        want.set_solar_max_import_w(500).unwrap();
+        assert_eq!(f.settings, want, "the rest at the defaults");
+        // Saved and read back through the example file: the lines change in place.
+        let out = update_settings(EXAMPLE, &want).unwrap();
+        for line in [
+            "charge_mode = 2",
+            "solar_start_surplus = 4200",
+            "solar_start_delay = 30",
+            "solar_stop_delay = 300",
+            "solar_max_import = 500",
+        ] {
+            assert_eq!(
+                out.lines().filter(|l| *l == line).count(),
+                1,
+                "{line}\n{out}"
+            );
+        }
+        assert_eq!(parse(&out).unwrap().settings, want);
+        // Only the mode changed (what a write of 1080 saves): one line differs.
+        let mut paused = Config::default();
+        paused.set_charge_mode(ChargeMode::Paused).unwrap();
+        let out = update_settings(EXAMPLE, &paused).unwrap();
+        let changed: Vec<(&str, &str)> = EXAMPLE
+            .lines()
+            .zip(out.lines())
+            .filter(|(a, b)| a != b)
+            .collect();
+        assert_eq!(changed, [("charge_mode = 0", "charge_mode = 3")]);
+        // Into a file without them: added (they differ from the defaults), and back.
+        let out = update_settings("[settings]\nphases = 3\n", &want).unwrap();
+        assert!(out.contains("\ncharge_mode = 2\n"), "{out}");
+        assert_eq!(parse(&out).unwrap().settings, want);
+
+        let cases: &[(&str, &[&str])] = &[
+            ("charge_mode = 4", &["charge_mode (1080) = 4", "0 … 3"]),
+            (
+                "solar_start_surplus = 60001",
+                &["solar_start_surplus (1081) = 60001", "0 … 60000 W"],
+            ),
+            (
+                "solar_start_delay = 3601",
+                &["solar_start_delay (1082) = 3601", "0 … 3600 s"],
+            ),
+            (
+                "solar_stop_delay = 3601",
+                &["solar_stop_delay (1083) = 3601", "0 … 3600 s"],
+            ),
+            (
+                "solar_max_import = 60001",
+                &["solar_max_import (1084) = 60001", "0 … 60000 W"],
+            ),
+            ("charge_mode = \"solar\"", &["charge_mode"]),
         ];
         for (settings, words) in cases {
             let e = parse(&format!("[settings]\n{settings}\n"))

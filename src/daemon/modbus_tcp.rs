@@ -29,18 +29,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use p1lb_core::bus_master::forward_result_wait;
-use p1lb_core::config::Config;
-use p1lb_core::device::Device;
 use p1lb_core::modbus::LineConfig;
-use p1lb_core::registers::{Exception, WriteOutcome};
-use p1lb_core::write_path::{self, Host, SaveFailed};
+use p1lb_core::registers::Exception;
 use tokio::net::TcpListener;
 use tokio_modbus::server::tcp::{Server, accept_tcp_connection};
 use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
 
-use super::file;
 use super::gateway::{self, GatewayTx};
 use super::shared::Shared;
+use super::writes::{self, WriteRefused};
 
 /// The service answering one connection's requests.
 #[derive(Debug, Clone)]
@@ -84,19 +81,12 @@ impl MapService {
         if self.read_only {
             return Err(ExceptionCode::IllegalFunction);
         }
-        let outcome: WriteOutcome = {
-            let mut core = self.shared.core();
-            let outcome = core.map.write(start, values).map_err(exception)?;
-            core.on_write(&outcome);
-            outcome
-        };
-        match write_path::apply(&mut WritePath(&self.shared), &outcome).await {
-            Ok(new_unit) => {
-                self.shared.switch_unit(new_unit);
-                Ok(())
-            }
-            Err(SaveFailed) => Err(ExceptionCode::ServerDeviceFailure),
-        }
+        writes::write(&self.shared, start, values)
+            .await
+            .map_err(|e| match e {
+                WriteRefused::Refused(e) => exception(e),
+                WriteRefused::SaveFailed => ExceptionCode::ServerDeviceFailure,
+            })
     }
 
     /// Answers one request.
@@ -143,41 +133,6 @@ impl tokio_modbus::server::Service for MapService {
     fn call(&self, req: Self::Request) -> Self::Future {
         let this = self.clone();
         Box::pin(async move { this.answer(req).await })
-    }
-}
-
-/// The daemon's side of the core's write path ([`write_path`]): the shared device, the
-/// control task's wake, and the TOML file's `[settings]` as storage (written atomically,
-/// off the runtime thread; a failure is logged and answered 04). Shared by the Modbus
-/// TCP and RTU servers.
-pub struct WritePath<'a>(pub &'a Shared);
-
-impl Host for WritePath<'_> {
-    fn with_device<R>(&mut self, f: impl FnOnce(&mut Device) -> R) -> R {
-        f(&mut self.0.core())
-    }
-
-    fn wake_control(&mut self) {
-        self.0.wake_control.notify_one();
-    }
-
-    async fn persist(&mut self, config: &Config) -> bool {
-        let path = self.0.settings_path.clone();
-        let config = *config;
-        let saved = tokio::task::spawn_blocking(move || file::save_settings(&path, &config))
-            .await
-            .map_err(|e| anyhow::anyhow!("save task: {e}"))
-            .and_then(|r| r);
-        match saved {
-            Ok(()) => {
-                tracing::info!("settings saved to {}", self.0.settings_path.display());
-                true
-            }
-            Err(e) => {
-                tracing::error!("saving the settings failed (staged values kept): {e:#}");
-                false
-            }
-        }
     }
 }
 

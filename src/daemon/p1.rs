@@ -112,7 +112,7 @@ impl Feeder {
                 P1Event::Rejected(reason) => {
                     tracing::debug!("telegram rejected: {}", reason.name());
                 }
-                P1Event::Counters(_) => {}
+                P1Event::Counters(stats) => shared.stats.set_p1(stats),
             }
         });
     }

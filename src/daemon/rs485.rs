@@ -53,8 +53,9 @@ use crate::rtu_io::{Clock, FrameReceiver, write_bounded};
 
 use super::file::Rs485Role;
 use super::gateway::{Forward, GatewayRx, Next, next_live, refuse_for};
-use super::modbus_tcp::WritePath;
 use super::shared::{PortState, Shared};
+use super::stats;
+use super::writes::WritePath;
 use crate::rtu_io::{self, ServeOptions};
 use p1lb_sim::charger::TerraSim;
 
@@ -265,6 +266,9 @@ pub async fn run_on<P, F>(
         failing = false;
         backoff = Duration::from_secs(1);
         shared.set_rs485(PortState::Open);
+        shared
+            .stats
+            .update_rs485(|s| s.opened = s.opened.saturating_add(1));
         let result = match role {
             Rs485Role::Server => serve_port(&shared, port, line).await,
             Rs485Role::Master => drive_port(&shared, port, line, gateway.as_mut()).await,
@@ -381,19 +385,37 @@ async fn serve_frame<P: AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     let unit = shared.unit();
     let mut out = [0u8; MAX_ADU];
-    match write_path::serve(&mut WritePath(shared), unit, frame, &mut out).await {
+    // (One write at a time, through its save: see `Shared::writes`.)
+    let served = {
+        let _turn = shared.writes.lock().await;
+        write_path::serve(&mut WritePath(shared), unit, frame, &mut out).await
+    };
+    match served {
         Served::Reply { len, new_unit } => {
             write_bounded(port, out.get(..len).unwrap_or_default()).await?;
             shared.switch_unit(new_unit);
+            shared
+                .stats
+                .update_rs485(|s| s.served = s.served.saturating_add(1));
         }
         Served::Broadcast { new_unit, refused } => {
             shared.switch_unit(new_unit);
             if refused.is_some() {
                 counts.ignored = counts.ignored.saturating_add(1);
+                shared
+                    .stats
+                    .update_rs485(|s| s.ignored = s.ignored.saturating_add(1));
+            } else {
+                shared
+                    .stats
+                    .update_rs485(|s| s.served = s.served.saturating_add(1));
             }
         }
         Served::Ignored(_) => {
             counts.ignored = counts.ignored.saturating_add(1);
+            shared
+                .stats
+                .update_rs485(|s| s.ignored = s.ignored.saturating_add(1));
             tracing::debug!(ignored = counts.ignored, "RS485: frame ignored");
         }
         Served::NotForUs { unit: to } => {
@@ -405,6 +427,9 @@ async fn serve_frame<P: AsyncWrite + Unpin>(
                 }
             } else {
                 counts.not_for_us = counts.not_for_us.saturating_add(1);
+                shared
+                    .stats
+                    .update_rs485(|s| s.not_for_us = s.not_for_us.saturating_add(1));
             }
         }
     }
@@ -431,6 +456,10 @@ async fn drive_port<P: AsyncRead + AsyncWrite + Unpin>(
     let mut silent = [false; MAX_CHARGERS];
     let mut buf = [0u8; 512];
     let mut out = [0u8; MAX_ADU];
+    // For /metrics: when the exchange on the bus started (its first byte), and the
+    // client counters of the port's earlier openings.
+    let mut started: Option<std::time::Instant> = None;
+    let client_base = shared.stats.rs485().client;
     loop {
         let saved = *shared.core().map.saved();
         if master.follow_saved(&saved) == SavedChange::Reopen {
@@ -463,9 +492,27 @@ async fn drive_port<P: AsyncRead + AsyncWrite + Unpin>(
         }
         if let Some(tx) = master.poll_transmit(now, &sent_ma) {
             let tx = tx.to_vec();
+            if started.is_none() && master.exchange_on_bus() {
+                started = Some(std::time::Instant::now());
+            }
             write_bounded(&mut port, &tx).await?;
         }
-        match master.poll(clock.now(), &mut out) {
+        let event = master.poll(clock.now(), &mut out);
+        if event.is_some() && !master.exchange_on_bus() {
+            // The exchange's result (a gateway answer given without the bus while one
+            // is on it is not).
+            if let Some(t0) = started.take() {
+                let fresh = matches!(event, Some(MasterEvent::Charger { fresh: true, .. }));
+                let client = stats::add_client(client_base, master.client_stats());
+                shared.stats.update_rs485(|s| {
+                    s.exchanges = s.exchanges.saturating_add(1);
+                    s.fresh_reads = s.fresh_reads.saturating_add(u64::from(fresh));
+                    s.latency.observe(t0.elapsed());
+                    s.client = client;
+                });
+            }
+        }
+        match event {
             Some(MasterEvent::Charger { k, fresh }) => {
                 // `None`: the charger of an exchange that a save took off the bus.
                 if let (Some(driver), Some(address)) = (master.driver(k), master.address_of(k)) {

@@ -12,7 +12,7 @@
 //!
 //! Under systemd (`Type=notify`, [`crate::daemon::notify`]) it sends `READY=1` once it
 //! serves: the configuration is loaded and valid, the Modbus TCP listener (and the
-//! `--p1-forward` one) is bound, every task (control, P1, RS485, LED, Modbus TCP server)
+//! `--p1-forward` and HTTP ones) is bound, every task (control, P1, RS485, LED, Modbus TCP server)
 //! has been spawned and has run up to its first wait, and the control task has ticked
 //! the balancer once (and fed the watchdog once). A client connecting after `READY=1` is
 //! answered. It does not wait for the P1 meter or the RS485 port: those are reopened
@@ -31,7 +31,7 @@ use crate::daemon::file::{self, FileConfig, Rs485Role};
 use crate::daemon::notify::Notifier;
 use crate::daemon::p1::Source;
 use crate::daemon::shared::Shared;
-use crate::daemon::{control, gateway, led, modbus_tcp, p1, p1_forward, rs485};
+use crate::daemon::{control, gateway, http, led, modbus_tcp, mqtt, p1, p1_forward, rs485};
 use p1lb_sim::charger::TerraSim;
 
 /// The default configuration file.
@@ -67,6 +67,14 @@ pub struct RunArgs {
     /// Role on the RS485 bus.
     #[arg(long, value_enum, value_name = "ROLE")]
     pub rs485_role: Option<Rs485Role>,
+    /// Serve the status page, /api/status and /metrics on this address (turns the
+    /// HTTP server on; overrides `[http] listen`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http: Option<SocketAddr>,
+    /// MQTT broker (mqtt://HOST:PORT or mqtts://HOST:PORT): the register map on it, with
+    /// Home Assistant discovery; overrides [mqtt] url.
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<String>,
 }
 
 /// Where the configuration comes from.
@@ -128,6 +136,8 @@ pub struct Plan {
     pub p1: Source,
     /// `--p1-forward`: where to re-emit the raw P1 bytes.
     pub p1_forward: Option<SocketAddr>,
+    /// MQTT (`[mqtt]`, `--mqtt`), when on.
+    pub mqtt: Option<mqtt::MqttPlan>,
 }
 
 /// Reads the file and applies the flags. Refuses a bad file.
@@ -146,17 +156,31 @@ pub fn plan(args: &RunArgs, default_config: &Path) -> Result<Plan> {
     if let Some(role) = args.rs485_role {
         file.rs485.role = role;
     }
+    if let Some(addr) = args.http {
+        file.http.get_or_insert_with(Default::default).listen = addr;
+    }
+    // Writes on without a password stop the start, with the reason.
+    if let Some(http) = &file.http {
+        http.password()?;
+    }
     let source = match (&args.p1, resolved.builtin_sim) {
         (Some(s), _) => s.clone(),
         (None, true) => "sim".to_owned(),
         (None, false) => file.p1.source.clone(),
     };
     let p1 = Source::parse(&source)?;
+    let mqtt = mqtt::plan(
+        &file.mqtt,
+        args.mqtt.as_deref(),
+        file.settings.server_address(),
+    )
+    .with_context(|| format!("{}", resolved.path.display()))?;
     Ok(Plan {
         resolved,
         file,
         p1,
         p1_forward: args.p1_forward,
+        mqtt,
     })
 }
 
@@ -195,6 +219,7 @@ async fn serve(plan: Plan) -> Result<()> {
         file,
         p1,
         p1_forward,
+        mqtt,
     } = plan;
     let listen = file.modbus_tcp.listen;
     if resolved.builtin_sim {
@@ -238,7 +263,30 @@ async fn serve(plan: Plan) -> Result<()> {
         }
     );
 
+    let http_server = match &file.http {
+        Some(section) => {
+            let listener = http::bind(section.listen).await?;
+            let options = http::Options {
+                password: section.password()?,
+            };
+            tracing::info!(
+                "HTTP: status page, /api/status and /metrics on http://{}/ ({})",
+                section.listen,
+                if options.password.is_some() {
+                    "writes allowed with the password"
+                } else {
+                    "read only"
+                }
+            );
+            Some((listener, options))
+        }
+        None => None,
+    };
+
     let mut tasks = Tasks::default();
+    if let Some((listener, options)) = http_server {
+        tasks.spawn("HTTP", http::run(shared.clone(), listener, options));
+    }
     let (first_tick, ticked) = tokio::sync::oneshot::channel();
     tasks.spawn(
         "control",
@@ -298,6 +346,9 @@ async fn serve(plan: Plan) -> Result<()> {
     }
     if file.led.enabled {
         tasks.spawn("LED", led::run(shared.clone(), file.led.bcm_pin));
+    }
+    if let Some(mqtt) = mqtt {
+        tasks.spawn("MQTT", mqtt::run(shared.clone(), mqtt));
     }
     let server = tokio::spawn(modbus_tcp::run(
         shared.clone(),
@@ -456,6 +507,16 @@ mod tests {
         assert_eq!(p.p1, Source::Tcp("127.0.0.1:2001".into()));
         assert_eq!(p.file.modbus_tcp.listen.port(), 15020);
         assert_eq!(p.file.rs485.role, Rs485Role::Master);
+        assert_eq!(p.file.http, None, "no [http], no --http: off");
+        let with_http = RunArgs {
+            state_dir: Some(dir.clone()),
+            http: Some("127.0.0.1:18080".parse().unwrap()),
+            ..RunArgs::default()
+        };
+        let p = plan(&with_http, Path::new("/nonexistent")).unwrap();
+        let http = p.file.http.expect("--http turns it on");
+        assert_eq!(http.listen.port(), 18080);
+        assert!(!http.allow_writes);
         // Without --p1 the file's source is used.
         let p = plan(
             &RunArgs {

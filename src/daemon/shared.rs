@@ -12,6 +12,7 @@ use p1lb_core::time::Instant as CoreInstant;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::stats::Stats;
 use crate::rtu_io::Clock;
 
 /// Shared by every task (in an `Arc`).
@@ -27,8 +28,15 @@ pub struct Shared {
     pub wake_control: Notify,
     /// Control → RS485 master: the value for the charger changed.
     pub decision: Notify,
+    /// Held by a register write from its map write through its save to its commit
+    /// ([`super::writes`], the RS485 server): writes from different surfaces (Modbus
+    /// TCP and RTU, MQTT, HTTP) take turns, so that a save committed later never puts back
+    /// an older configuration (a charge-mode write against a 1091 save).
+    pub writes: tokio::sync::Mutex<()>,
     /// The RS485 port's state ([`PortState`] as a number), for the status line.
     rs485: AtomicU8,
+    /// The tasks' counters (P1 reader, RS485 exchanges), for `/metrics`.
+    pub stats: Stats,
 }
 
 /// The RS485 port, as the status line tells it.
@@ -52,7 +60,9 @@ impl Shared {
             settings_path,
             wake_control: Notify::new(),
             decision: Notify::new(),
+            writes: tokio::sync::Mutex::new(()),
             rs485: AtomicU8::new(PortState::Unused as u8),
+            stats: Stats::default(),
         }
     }
 

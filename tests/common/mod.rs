@@ -1,6 +1,8 @@
 //! Shared by the daemon's integration tests: scratch folders and ports, the daemon
 //! started and killed for one test, socat pty pairs, what to write to every writable
-//! register, and how to read mbpoll's output.
+//! register, and how to read mbpoll's output. The end-to-end bus tests' models are in
+//! [`terra_bus`] (the Terra AC units, their cars, the meter over TCP) and their daemon,
+//! its P1 pty and its registers in [`master_rig`].
 #![allow(dead_code)]
 
 use std::ffi::{OsStr, OsString};
@@ -8,8 +10,12 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+pub mod broker;
+pub mod ha;
+pub mod master_rig;
 pub mod terra_bus;
 
 use p1lb_core::config::SETTINGS;
@@ -42,6 +48,12 @@ pub fn have(tool: &str, args: &[&str], install: &str) -> bool {
 /// socat (pty pairs), or a loud skip.
 pub fn have_socat() -> bool {
     have("socat", &["-V"], "apt-get install -y socat")
+}
+
+/// `m` locked, also after a panic elsewhere poisoned it (the models shared between a
+/// test and its serving tasks).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A child process, killed on drop.
@@ -204,6 +216,7 @@ pub struct DaemonStart {
     dir: PathBuf,
     config: Option<PathBuf>,
     args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
     ready_on: Option<SocketAddr>,
     log_has: &'static str,
 }
@@ -216,6 +229,7 @@ impl Daemon {
             dir: dir.to_path_buf(),
             config: None,
             args: Vec::new(),
+            envs: Vec::new(),
             ready_on: None,
             log_has: "",
         }
@@ -271,6 +285,13 @@ impl DaemonStart {
         self
     }
 
+    /// An environment variable for the daemon (`SSL_CERT_FILE`).
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> DaemonStart {
+        self.envs
+            .push((key.as_ref().to_os_string(), value.as_ref().to_os_string()));
+        self
+    }
+
     /// Ready when `addr` accepts connections instead of the Modbus TCP port (the P1
     /// forward's port, which the test connects to first).
     pub fn ready_on(mut self, addr: SocketAddr) -> DaemonStart {
@@ -296,6 +317,7 @@ impl DaemonStart {
             None => cmd.arg("--state-dir").arg(&self.dir),
         };
         cmd.args(&self.args).env("RUST_LOG", "info");
+        cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
         let ready = self.ready_on.unwrap_or(addr);
         let child = spawn_ready(cmd, ready, self.log_has, &log, Duration::from_secs(10));
         Daemon {

@@ -1,19 +1,24 @@
 //! A Terra AC's registers, the car behind it and a smart meter's P1 feed, as the
 //! end-to-end bus tests model them (tests/headroom_bus.rs, tests/shared_bus.rs,
-//! tests/capacity_daemon.rs): the charger's status block from what its own meter
-//! measured, the limit, timeout and fallback it was written; a car that follows the
-//! applied limit late and ramps; a DSMR 5 telegram a second over TCP with the grid per
-//! phase.
+//! tests/capacity_daemon.rs, tests/solar_daemon.rs): the charger's status block from
+//! what its own meter measured, the limit, timeout and fallback it was written; a car
+//! that follows the applied limit late and ramps; [`OneCharger`], one such unit with its
+//! car in real time; the line they answer on ([`BAUD`], [`TURNAROUND`]) and the loop
+//! that serves a model there ([`serve_world`]); a DSMR 5 telegram a second over TCP with
+//! the grid per phase.
 
 use std::collections::VecDeque;
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use p1lb::rtu_io::Clock;
 use p1lb_core::modbus::{
     Frame, LineConfig, MAX_ADU, Parity, Request, Response, SilenceFramer, Words, exception_reply,
 };
 use p1lb_core::registers::Exception;
+
+use super::lock;
 use p1lb_core::time::Instant as CoreInstant;
 use p1lb_sim::meter::{Flavour, MeterValues, PhaseValues, write_telegram};
 use p1lb_sim::time::{DateTime, Stamp};
@@ -24,6 +29,13 @@ use tokio_serial::SerialPortBuilderExt;
 
 /// The meter's voltage on every phase, V.
 pub const VOLTS: f64 = 230.0;
+
+/// The line the units answer on (registers 1031/1032 at their defaults: 9600 8N1).
+pub const BAUD: u32 = 9600;
+/// From the end of a request to the first byte of a unit's reply.
+pub const TURNAROUND: Duration = Duration::from_millis(10);
+/// The models' physics step, s.
+pub const STEP_S: f64 = 0.01;
 
 /// The charger's own registers.
 #[derive(Debug, Clone)]
@@ -472,5 +484,124 @@ where
                 return;
             }
         }
+    }
+}
+
+/// A model of the units on one line, as [`serve_world`] serves it.
+pub trait Units {
+    /// Unit `unit`'s reply to `request` into `out`, its length; `None` when it stays
+    /// silent.
+    fn answer(&mut self, unit: u8, request: &Request<'_>, out: &mut [u8; MAX_ADU])
+    -> Option<usize>;
+
+    /// A request to one of its units that does not parse (it gets its exception reply).
+    fn bad_request(&mut self) {}
+}
+
+/// Serves the units `units` of `world` on the pty end `path` ([`BAUD`], [`TURNAROUND`])
+/// until the port closes: a frame for another unit is left unanswered and unparsed; a
+/// request that does not parse gets its exception reply (after
+/// [`Units::bad_request`]); every other goes to [`Units::answer`].
+pub async fn serve_world<W: Units>(path: PathBuf, units: &'static [u8], world: Arc<Mutex<W>>) {
+    serve_units(&path, BAUD, TURNAROUND, |unit, function, pdu, out| {
+        if !units.contains(&unit) {
+            return None;
+        }
+        match Request::parse(pdu) {
+            Ok(request) => lock(&world).answer(unit, &request, out),
+            Err(e) => {
+                lock(&world).bad_request();
+                Some(exception_reply(unit, function, e.exception(), out))
+            }
+        }
+    })
+    .await;
+}
+
+/// One Terra AC with its car, unit [`OneCharger::UNIT`], in real time from when it was
+/// made (its clock, s): the physics in [`STEP_S`] steps, brought up to now whenever the
+/// charger or the meter needs the car; the charger measures its car once a second (at
+/// k + 0.4 s), the same on each of its three phases (nothing up to 50 mA), and reports
+/// that only when polled.
+#[derive(Debug)]
+pub struct OneCharger {
+    t0: Instant,
+    step: u64,
+    /// The charger (its 0x4100 writes, status reads, setup) and its car.
+    pub unit: TerraUnit,
+    /// The charger's last measurement of the car, A a phase.
+    pub measured_a: f64,
+    /// The car's largest current so far, A.
+    pub car_max_a: f64,
+}
+
+impl OneCharger {
+    /// Its Modbus address (register 1030's default).
+    pub const UNIT: u8 = 1;
+
+    /// A charger rated `max_ma` with `car` behind it; its clock starts now.
+    pub fn new(max_ma: u32, car: Car) -> OneCharger {
+        OneCharger {
+            t0: Instant::now(),
+            step: 0,
+            unit: TerraUnit::new(max_ma, car),
+            measured_a: 0.0,
+            car_max_a: 0.0,
+        }
+    }
+
+    /// Its clock, s.
+    pub fn now_s(&self) -> f64 {
+        self.t0.elapsed().as_secs_f64()
+    }
+
+    /// The physics up to now, in [`STEP_S`] steps; the charger measures the car at
+    /// k + 0.4 s.
+    pub fn advance(&mut self) {
+        let to = (self.now_s() / STEP_S) as u64;
+        while self.step < to {
+            if self.step % 100 == 40 {
+                self.measured_a = self.unit.car.current;
+            }
+            self.unit.car.step(self.step as f64 * STEP_S, STEP_S);
+            self.car_max_a = self.car_max_a.max(self.unit.car.current);
+            self.step += 1;
+        }
+    }
+
+    /// The first limit written at or after `from` s that `f` accepts: (s, mA).
+    pub fn first_write(&self, from: f64, f: impl Fn(u32) -> bool) -> Option<(f64, u32)> {
+        self.unit
+            .writes
+            .iter()
+            .copied()
+            .find(|&(t, ma)| t >= from && f(ma))
+    }
+
+    /// The largest limit written in `[from, to)` s, mA (0 when none).
+    pub fn max_write(&self, from: f64, to: f64) -> u32 {
+        self.unit
+            .writes
+            .iter()
+            .filter(|&&(t, _)| t >= from && t < to)
+            .map(|&(_, ma)| ma)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+impl Units for OneCharger {
+    fn answer(
+        &mut self,
+        unit: u8,
+        request: &Request<'_>,
+        out: &mut [u8; MAX_ADU],
+    ) -> Option<usize> {
+        self.advance();
+        let t = self.now_s();
+        let ma = (self.measured_a * 1000.0).round() as u32;
+        let phases = if ma > 50 { [ma; 3] } else { [0; 3] };
+        let energy_wh = self.unit.car.energy_wh;
+        Some(self.unit.answer(unit, t, phases, energy_wh, request, out))
     }
 }

@@ -8,7 +8,8 @@ pymodbus, pinned in requirements.txt).
       runs) on CONFIG_DIR, with every warning or error logged on the way counted as a
       failure: Home Assistant 2024.3's check reports a bad `template:` entry only in
       its log and still exits 0. Prints one JSON line with what was loaded
-      ({"modbus_sensors": N, "number": N, "select": N, "button": N}) and exits 0, or
+      ({"modbus_sensors": N, "number": N, "select": N, "button": N, "sensor": N}; sensor:
+      the template sensors) and exits 0, or
       prints the problems and exits 1.
 
   ha_driver.py token CONFIG_DIR
@@ -61,6 +62,7 @@ def check(config_dir):
         "number": sum(len(t.get("number", [])) for t in templates),
         "select": sum(len(t.get("select", [])) for t in templates),
         "button": sum(len(t.get("button", [])) for t in templates),
+        "sensor": sum(len(t.get("sensor", [])) for t in templates),
     }
     print(json.dumps(counts))
     return 0

@@ -68,7 +68,16 @@ pub fn run(args: &[String]) -> Result<()> {
             "p1lb",
             "--bin",
         ])
-        .arg("p1lb");
+        .arg("p1lb")
+        // The packaged binary whole-program optimised: 6.4 → 4.9 MB stripped on arm64
+        // (MQTT with rustls and the HTTP server had passed the 6 MB goal); the other
+        // release builds keep the quick profile.
+        .args([
+            "--config",
+            "profile.release.lto=true",
+            "--config",
+            "profile.release.codegen-units=1",
+        ]);
     for arch in &arches {
         build.args(["--target", arch.rust]);
         if let Some((linker, _)) = arch.linker {

@@ -37,8 +37,9 @@ pub use law::*;
 pub use share::{MIN_TURN, TURN_WAIT};
 
 use crate::capacity::{Account, ChargerDraw, QuarterFigures, REACTION_S};
-use crate::config::{Config, ControlMode, MAX_CHARGERS, Wiring};
+use crate::config::{ChargeMode, Config, ControlMode, MAX_CHARGERS, Wiring};
 use crate::p1::Reading;
+use crate::solar::{Solar, SolarInput, SolarState};
 use crate::time::{Duration, Instant};
 use law::{Law, phase_mask};
 use share::{Candidate, Turns};
@@ -94,14 +95,15 @@ pub const LEARN_PHASE_MA: u32 = 1000;
 /// switching phases mid-session is followed the same way).
 pub const LEARN_READS: u8 = 2;
 
-/// A capacity cap on one charger's current changes only by at least this much (or
-/// across the charger minimum): the budget is an integral, a little more or less now is
-/// made up later, and the car need not follow every watt of the house, mA.
-pub const CAPACITY_DEADBAND_MA: u32 = 500;
+/// The allowance's cap on one charger's current (capacity budget, charge mode) changes
+/// only by at least this much (or across the charger minimum): the capacity budget is
+/// an integral, a little more or less now is made up later; the surplus moves with every
+/// cloud and kettle, and the car need not follow every watt of it, mA.
+pub const ALLOWANCE_DEADBAND_MA: u32 = 500;
 
 /// After a charger's value changed, its car and its report settle this long; the
-/// capacity account keeps its estimate of the house's import meanwhile.
-const CAPACITY_SETTLE: Duration = Duration::from_secs(REACTION_S as u64);
+/// capacity account and the charge mode keep their estimate of the house meanwhile.
+const ALLOWANCE_SETTLE: Duration = Duration::from_secs(REACTION_S as u64);
 
 /// Voltages outside this range (0.1 V) are not trusted for power: 230 V is used.
 const MIN_DV: i32 = 1000;
@@ -118,6 +120,9 @@ struct Slot {
     learned: Option<[bool; 3]>,
     /// A pattern seen, and how many read-backs in a row showed it.
     seen: Option<([bool; 3], u8)>,
+    /// The phases the last car learned used (kept after it left: most chargers see the
+    /// same car again), for its minimum power before the next one is learned.
+    remembered: Option<[bool; 3]>,
     /// The value sent to it.
     sent_ma: u32,
     /// Paused to share the current.
@@ -146,8 +151,13 @@ pub struct Balancer {
     account: Account,
     /// What the capacity budget allows the chargers now, W (`None`: capacity off).
     capacity_w: Option<u32>,
-    /// One charger: the capacity budget as a cap on its current, mA (`u32::MAX`: none).
-    capacity_cap_ma: u32,
+    /// The charge mode (1080): its state and the surplus.
+    solar: Solar,
+    /// What the capacity budget and the charge mode allow the chargers together, W
+    /// (`None`: no bound).
+    allowance_w: Option<u32>,
+    /// One charger: the allowance as a cap on its current, mA (`u32::MAX`: none).
+    allowance_cap_ma: u32,
     /// The latest voltages, 0.1 V (230 V until the meter says).
     volts_dv: [u32; 3],
     /// When a charger's value last changed (`None`: never).
@@ -176,7 +186,9 @@ impl Balancer {
             now,
             account: Account::new(),
             capacity_w: None,
-            capacity_cap_ma: u32::MAX,
+            solar: Solar::new(),
+            allowance_w: None,
+            allowance_cap_ma: u32::MAX,
             volts_dv: [NOMINAL_DV; 3],
             changed_at: None,
         };
@@ -198,7 +210,7 @@ impl Balancer {
             let mask = self.phases_of(0);
             let mut law = Law::new(single_law_config(&self.cfg, mask), now);
             law.set_mask(mask);
-            law.set_cap(self.cap_ma.min(self.capacity_cap_ma));
+            law.set_cap(self.cap_ma.min(self.allowance_cap_ma));
             self.laws[0] = law;
         }
     }
@@ -229,7 +241,7 @@ impl Balancer {
             // (A law's cap that equalled its old maximum follows the new one: the
             // capacity cap stays.)
             if !self.shared {
-                self.laws[0].set_cap(self.cap_ma.min(self.capacity_cap_ma));
+                self.laws[0].set_cap(self.cap_ma.min(self.allowance_cap_ma));
             }
         }
     }
@@ -265,7 +277,7 @@ impl Balancer {
             self.cap_ma = cap_ma;
             self.cap_changed = true;
             if !self.shared {
-                self.laws[0].set_cap(cap_ma.min(self.capacity_cap_ma));
+                self.laws[0].set_cap(cap_ma.min(self.allowance_cap_ma));
             }
         }
     }
@@ -306,43 +318,119 @@ impl Balancer {
             };
         }
         self.account.on_reading(reading);
-        self.update_capacity(now);
+        self.update_allowance(now, reading.net_power_w());
         used
     }
 
-    /// The capacity budget's allowance for the chargers after a telegram: the power
-    /// (all chargers, for the sharing) and, with one charger, a cap on its current
-    /// (changed only by at least [`CAPACITY_DEADBAND_MA`], or across the minimum).
-    fn update_capacity(&mut self, now: Instant) {
+    /// The allowance for the chargers after a telegram (`net_w`: its net import, W):
+    /// the capacity budget's and the charge mode's, the smaller of the two, as power
+    /// (all chargers, for the sharing) and, with one charger, as a cap on its current
+    /// (changed only by at least [`ALLOWANCE_DEADBAND_MA`], or across the minimum).
+    fn update_allowance(&mut self, now: Instant, net_w: Option<i64>) {
         let n = self.cfg.chargers();
-        let mut chargers_w = 0i64;
+        let distrusted = self.readback_distrusted();
+        let mut draw_w = 0i64;
+        let mut sent_w = 0i64;
         let mut min_w = u32::MAX;
+        let mut start_w = u32::MAX;
+        let mut floor_w = 0u32;
+        // (Charger 1 stands for the site while no car is connected.)
+        let any_connected = (0..n).any(|k| self.charger(k).connected);
         for k in 0..n {
             let v = self.charger(k);
-            chargers_w += (0..3)
-                .map(|p| i64::from(v.grid_ma[p]) * i64::from(self.volts_dv[p]) / 10_000)
-                .sum::<i64>();
-            if v.connected || k == 0 {
-                min_w = min_w.min(self.watts(self.cfg.charger_min_ma(), v.phases));
+            // (A read-back the laws distrust tells nothing of what the car draws.)
+            if !distrusted {
+                draw_w += (0..3)
+                    .map(|p| i64::from(v.grid_ma[p]) * i64::from(self.volts_dv[p]) / 10_000)
+                    .sum::<i64>();
+            }
+            if v.connected {
+                sent_w += i64::from(self.watts(v.sent_ma, v.phases));
+            }
+            if v.connected || (k == 0 && !any_connected) {
+                // (Rounded up: what the minimum needs, to the watt.)
+                let w = self
+                    .watts(self.cfg.charger_min_ma(), self.min_phases_of(k))
+                    .saturating_add(1);
+                min_w = min_w.min(w);
+                if v.connected {
+                    floor_w = floor_w.saturating_add(w);
+                }
+                // A car whose phases are not known yet may use one: a solar charge
+                // starts on its single-phase minimum (a three-phase car then shows
+                // itself in two read-backs, and is remembered).
+                let expected = match (
+                    self.slots[k].learned.or(self.slots[k].remembered),
+                    self.cfg.wiring_of(k),
+                ) {
+                    (None, Wiring::Learn | Wiring::ThreePhase | Wiring::Rotated(_)) => {
+                        self.phases_with(k, Some([true, false, false]))
+                    }
+                    _ => self.min_phases_of(k),
+                };
+                start_w = start_w.min(
+                    self.watts(self.cfg.charger_min_ma(), expected)
+                        .saturating_add(1),
+                );
             }
         }
+        // (A distrusted read-back is no ground for a new estimate of the house.)
+        let settled = self.changed_at.is_none_or(|t| now - t >= ALLOWANCE_SETTLE) && !distrusted;
         let draw = ChargerDraw {
-            draw_w: chargers_w,
+            draw_w,
             min_w,
-            settled: self.changed_at.is_none_or(|t| now - t >= CAPACITY_SETTLE),
+            settled,
         };
         self.capacity_w = self.account.allowance_w(&self.cfg, draw);
-        let cap = match self.capacity_w {
+        let solar_w = self.solar.on_telegram(
+            now,
+            &self.cfg,
+            SolarInput {
+                net_w,
+                draw_w,
+                sent_w,
+                min_w,
+                start_w: start_w.min(min_w),
+                floor_w: floor_w.max(min_w),
+                settled,
+            },
+        );
+        let allowance_w = match (self.capacity_w, solar_w) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // Several chargers share it as power: it moves by the deadband's power on the
+        // connection's phases at least (or across the smallest minimum), so that the
+        // chargers' values do not follow every watt, nor their cars their own echo.
+        self.allowance_w = match (self.allowance_w, allowance_w) {
+            (Some(old), Some(new)) if self.shared => {
+                let band = self.watts(ALLOWANCE_DEADBAND_MA, phase_mask(self.cfg.phases()));
+                let across = (new < min_w) != (old < min_w);
+                if across || new.abs_diff(old) >= band {
+                    Some(new)
+                } else {
+                    Some(old)
+                }
+            }
+            (_, new) => new,
+        };
+        let cap = match self.allowance_w {
             Some(w) if !self.shared => {
-                let per_ma = self.dv_of(self.phases_of(0)).max(1);
+                let phases = self.phases_of(0);
+                let per_ma = self.dv_of(phases).max(1);
                 let ma = u64::from(w) * 10_000 / per_ma;
-                let ma = u32::try_from(ma).unwrap_or(u32::MAX) / 100 * 100;
-                let old = self.capacity_cap_ma;
+                let mut ma = u32::try_from(ma).unwrap_or(u32::MAX) / 100 * 100;
                 let min = self.cfg.charger_min_ma();
+                // (The minimum's power, rounded down to the watt, and back: still the
+                // minimum.)
+                if w >= self.watts(min, phases) {
+                    ma = ma.max(min);
+                }
+                let old = self.allowance_cap_ma;
                 let across = (ma < min) != (old < min);
                 if across
-                    || ma.saturating_add(CAPACITY_DEADBAND_MA) <= old
-                    || ma >= old.saturating_add(CAPACITY_DEADBAND_MA)
+                    || ma.saturating_add(ALLOWANCE_DEADBAND_MA) <= old
+                    || ma >= old.saturating_add(ALLOWANCE_DEADBAND_MA)
                 {
                     ma
                 } else {
@@ -351,8 +439,8 @@ impl Balancer {
             }
             _ => u32::MAX,
         };
-        if cap != self.capacity_cap_ma {
-            self.capacity_cap_ma = cap;
+        if cap != self.allowance_cap_ma {
+            self.allowance_cap_ma = cap;
             self.cap_changed = true;
             if !self.shared {
                 self.laws[0].set_cap(self.cap_ma.min(cap));
@@ -382,6 +470,12 @@ impl Balancer {
     /// 1126); `None` when capacity mode is off.
     pub fn capacity_allowance_w(&self) -> Option<u32> {
         self.capacity_w
+    }
+
+    /// The surplus available to the chargers, W (export positive; register 1127), and
+    /// where a solar charge stands (1128).
+    pub fn solar(&self) -> (i64, SolarState) {
+        (self.solar.surplus_w(), self.solar.state())
     }
 
     /// A valid telegram's signed grid currents (mA, import positive), per phase.
@@ -482,13 +576,26 @@ impl Balancer {
     /// The grid phases charger `k` draws on: its configured wiring, or the phases
     /// learned from its currents, or (until learned) all of the connection's.
     fn phases_of(&self, k: usize) -> [bool; 3] {
+        self.phases_with(k, self.slots[k].learned)
+    }
+
+    /// The grid phases charger `k`'s car is expected to use for its minimum power: as
+    /// [`phases_of`](Self::phases_of), with the last car's phases until this one's are
+    /// learned (a car that never starts would never teach them).
+    fn min_phases_of(&self, k: usize) -> [bool; 3] {
+        self.phases_with(k, self.slots[k].learned.or(self.slots[k].remembered))
+    }
+
+    /// The grid phases charger `k` draws on when its car uses `learned` of its own
+    /// (`None`: all of them).
+    fn phases_with(&self, k: usize, learned: Option<[bool; 3]>) -> [bool; 3] {
         let connection = phase_mask(self.cfg.phases());
         let wiring = self.cfg.wiring_of(k);
         // A three-phase charger (wiring learned, straight or rotated) delivers on the
         // phases its car uses, once learned; a single-phase one on its one phase.
         let used = match wiring {
             Wiring::Single(_) => [true, false, false],
-            _ => self.slots[k].learned.unwrap_or([true; 3]),
+            _ => learned.unwrap_or([true; 3]),
         };
         let mut wired = [false; 3];
         for (j, &on) in used.iter().enumerate() {
@@ -699,7 +806,7 @@ impl Balancer {
                 weight_dv: u32::try_from(self.dv_of(mask)).unwrap_or(u32::MAX),
             };
         }
-        let power = self.capacity_w.map_or(u64::MAX, |w| u64::from(w) * 10_000);
+        let power = self.allowance_w.map_or(u64::MAX, |w| u64::from(w) * 10_000);
         let shares = self.turns.share(now, budget, power, min, &candidates[..n]);
         for (k, (slot, share)) in self.slots.iter_mut().zip(shares).enumerate() {
             let share = if k < n { share } else { Default::default() };
@@ -738,6 +845,7 @@ fn learn(slot: &mut Slot, current_ma: [Option<u32>; 3]) {
     slot.seen = Some((pattern, count));
     if count >= LEARN_READS {
         slot.learned = Some(pattern);
+        slot.remembered = Some(pattern);
     }
 }
 
@@ -749,7 +857,14 @@ fn single_law_config(cfg: &Config, mask: [bool; 3]) -> Config {
     // Its own maximum (1041; 0 is 1010).
     let _ = c.set_charger_max_ma(cfg.max_of_ma(0));
     let used = mask.iter().filter(|&&m| m).count();
-    if used == 1 && cfg.phases() == 3 {
+    // A single-phase charger on a three-phase connection, and a charge on surplus (its
+    // raises sized by the measured room in one step, not 1020 a second), use headroom
+    // mode.
+    let solar = matches!(
+        cfg.charge_mode(),
+        ChargeMode::MinSolar | ChargeMode::SolarOnly
+    );
+    if (used == 1 && cfg.phases() == 3) || solar {
         let _ = c.set_mode(ControlMode::Headroom);
     }
     apply_site_max(&mut c);

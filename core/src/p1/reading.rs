@@ -181,6 +181,20 @@ impl Reading {
         self.phases.map(|p| p.grid_current_ma(source))
     }
 
+    /// Net import power, W (export negative): `1.7.0 − 2.7.0` where printed, else the
+    /// sum of the phases' signed powers where any is printed, else `None`.
+    pub fn net_power_w(&self) -> Option<i64> {
+        match (self.power_import_w, self.power_export_w) {
+            (None, None) => self
+                .phases
+                .iter()
+                .filter_map(|p| p.signed_power_w())
+                .map(i64::from)
+                .reduce(i64::saturating_add),
+            (i, e) => Some(i.unwrap_or(0).saturating_sub(e.unwrap_or(0))),
+        }
+    }
+
     fn take(&mut self, o: &Object<'_>) {
         let v0 = o.value(0);
         let obis = o.obis;

@@ -2,6 +2,8 @@
 //! feed-everything driver.
 #![allow(dead_code)]
 
+pub mod bus_car;
+pub mod fluvius;
 pub mod terra;
 
 use p1lb_core::p1::{Event, Rejection, Telegram, TelegramReader};

@@ -4,7 +4,7 @@
 
 /// Runs one input through a [`Balancer`] as a product would, with everything from
 /// outside hostile: a random site (one to eight chargers, any wiring, maximum, priority,
-/// site maximum, phases, mode, capacity tariff), arbitrary grid currents (or none) at
+/// site maximum, phases, mode, capacity tariff, charge mode), arbitrary grid currents (or none) at
 /// arbitrary times, whole readings (any meter clock, energy, demand, peak, power),
 /// arbitrary charger read-backs (any `u32` per phase, any state code, silent or not) for
 /// any charger index (also beyond the count), override caps, and new configurations
@@ -35,6 +35,14 @@ pub fn run(data: &[u8]) {
         let capacity = next().unwrap_or(0);
         let _ = c.set(address::CAPACITY_MODE, u16::from(capacity % 3));
         let _ = c.set(address::CAPACITY_TARGET, 1000 + u16::from(capacity >> 2) * 500);
+        // The charge mode, its delays (often 0: the timers at their edge) and the start
+        // and import thresholds.
+        let solar = next().unwrap_or(0);
+        let _ = c.set(address::CHARGE_MODE, u16::from(solar & 3));
+        let _ = c.set(address::SOLAR_START_DELAY, u16::from((solar >> 2) & 3) * 3);
+        let _ = c.set(address::SOLAR_STOP_DELAY, u16::from((solar >> 4) & 3) * 5);
+        let _ = c.set(address::SOLAR_START_SURPLUS, [0, 1400, 6000, 60_000][usize::from(solar >> 6)]);
+        let _ = c.set(address::SOLAR_MAX_IMPORT, u16::from(solar >> 5) * 700);
         // An inconsistent set is what a product never runs: the defaults then.
         if c.validate().is_err() {
             c = Config::default();
@@ -131,7 +139,9 @@ pub fn run(data: &[u8]) {
                     import_wh: Tariffs { t1: (energy & 1 == 0).then_some(i64::from(energy)), t2: None, total: None },
                     average_demand_w: (power & 2 == 0).then_some(i64::from(power)),
                     month_peak: (energy & 2 == 0).then_some(Peak { at: timestamp, power_w: i64::from(volts) }),
-                    power_import_w: Some(i64::from(power)),
+                    // Import or export, or neither printed (the phases' then).
+                    power_import_w: (power & 4 == 0).then_some(i64::from(power.max(0))),
+                    power_export_w: (power & 4 == 0).then_some(i64::from(power.saturating_neg().max(0))),
                     phases,
                     ..Reading::default()
                 };
