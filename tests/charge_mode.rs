@@ -21,7 +21,7 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Daemon, Pty, have, have_socat, mbpoll_values, temp_dir};
@@ -54,7 +54,7 @@ fn mbpoll(link: Link, start: u16, count: u16, write: &[u16]) -> (bool, String) {
         Link::Rtu(pty) => cmd.arg(pty),
     };
     cmd.args(write.iter().map(u16::to_string));
-    let out = cmd.stdin(Stdio::null()).output().expect("mbpoll runs");
+    let out = common::output_within(&mut cmd, Duration::from_secs(30));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -9,7 +9,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -103,21 +103,21 @@ fn dom_attr(dom: &str, id: &str, attr: &str) -> Option<i64> {
 }
 
 fn chromium(args: &[&str], url: &str, profile: &Path) -> std::process::Output {
-    Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-extensions",
-            "--virtual-time-budget=4000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .arg(url)
-        .stdin(Stdio::null())
-        .output()
-        .expect("chromium runs")
+    common::output_within(
+        Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-extensions",
+                "--virtual-time-budget=4000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(args)
+            .arg(url),
+        Duration::from_secs(90),
+    )
 }
 
 fn have_chromium() -> bool {
@@ -262,15 +262,11 @@ fn metrics_pass_promtool_and_follow_the_daemon() {
         head.contains("Content-Type: text/plain; version=0.0.4"),
         "{head}"
     );
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    promtool.stdin.take().unwrap().write_all(&body).unwrap();
-    let out = promtool.wait_with_output().unwrap();
+    let out = common::output_fed_within(
+        Command::new("promtool").args(["check", "metrics"]),
+        &body,
+        Duration::from_secs(60),
+    );
     assert!(
         out.status.success(),
         "promtool check metrics: {}{}",
@@ -463,13 +459,14 @@ fn writes_on_without_a_password_file_stop_the_start_with_the_reason() {
     let dir = temp_dir("http-nopw");
     let config = dir.join("p1lb.toml");
     std::fs::write(&config, "[http]\nallow_writes = true\n").unwrap();
-    let out = Command::new(common::BIN)
-        .args(["run", "--p1", "sim", "--config"])
-        .arg(&config)
-        .args(["--modbus-tcp", &free_addr().to_string()])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    // Bounded: a daemon that started instead of refusing would run forever.
+    let out = common::output_within(
+        Command::new(common::BIN)
+            .args(["run", "--p1", "sim", "--config"])
+            .arg(&config)
+            .args(["--modbus-tcp", &free_addr().to_string()]),
+        Duration::from_secs(30),
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("password_file"), "{err}");

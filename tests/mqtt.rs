@@ -252,11 +252,13 @@ fn a_password_file_others_can_read_stops_the_start() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["run", "--p1", "sim", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    // Bounded: a daemon that started instead of refusing would run forever.
+    let out = common::output_within(
+        std::process::Command::new(BIN)
+            .args(["run", "--p1", "sim", "--config"])
+            .arg(&file),
+        Duration::from_secs(30),
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -296,16 +298,17 @@ async fn mqtts_with_the_brokers_ca_and_refused_without_it() {
 
     // Another CA: the broker's certificate is refused, said in the log, retried.
     let other_ca = dir.join("other-ca.pem");
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=another CA", "-keyout"])
-        .arg(dir.join("other-ca.key"))
-        .arg("-out")
-        .arg(&other_ca)
-        .output()
-        .unwrap();
+    let out = common::output_within(
+        std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=another CA", "-keyout"])
+            .arg(dir.join("other-ca.key"))
+            .arg("-out")
+            .arg(&other_ca),
+        Duration::from_secs(60),
+    );
     assert!(out.status.success(), "{out:?}");
     let state = dir.join("untrusted");
     fs::create_dir_all(&state).unwrap();
@@ -321,21 +324,23 @@ async fn mqtts_with_the_brokers_ca_and_refused_without_it() {
     assert!(!other.log_text().contains("MQTT: connected"));
 
     // No trusted certificate at all: the start is refused, with the reason.
-    let out = std::process::Command::new(BIN)
-        .args([
-            "run",
-            "--p1",
-            "sim",
-            "--modbus-tcp",
-            "127.0.0.1:0",
-            "--state-dir",
-        ])
-        .arg(&state)
-        .args(["--mqtt", &broker.url()])
-        .env("SSL_CERT_FILE", dir.join("empty.pem"))
-        .env("SSL_CERT_DIR", dir.join("no-such-dir"))
-        .output()
-        .unwrap();
+    // Bounded: a daemon that started instead of refusing would run forever.
+    let out = common::output_within(
+        std::process::Command::new(BIN)
+            .args([
+                "run",
+                "--p1",
+                "sim",
+                "--modbus-tcp",
+                "127.0.0.1:0",
+                "--state-dir",
+            ])
+            .arg(&state)
+            .args(["--mqtt", &broker.url()])
+            .env("SSL_CERT_FILE", dir.join("empty.pem"))
+            .env("SSL_CERT_DIR", dir.join("no-such-dir")),
+        Duration::from_secs(30),
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no trusted certificate"), "{err}");

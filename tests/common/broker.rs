@@ -2,7 +2,7 @@
 //! generated configuration (anonymous, no persistence), and `mosquitto_sub` /
 //! `mosquitto_pub` as outside clients.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -65,11 +65,10 @@ impl Broker {
             return None;
         }
         let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir)
-                .output()
-                .expect("openssl runs");
+            let out = super::output_within(
+                Command::new("openssl").args(args).current_dir(dir),
+                Duration::from_secs(60),
+            );
             assert!(out.status.success(), "openssl {args:?}: {out:?}");
         };
         run(&[
@@ -203,20 +202,13 @@ impl Broker {
         if retain {
             cmd.arg("-r");
         }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("mosquitto_pub");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(payload)
-            .expect("payload");
-        let status = child.wait().expect("mosquitto_pub ends");
-        assert!(status.success(), "mosquitto_pub {topic}: {status}");
+        let out = super::output_fed_within(&mut cmd, payload, Duration::from_secs(30));
+        assert!(
+            out.status.success(),
+            "mosquitto_pub {topic}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

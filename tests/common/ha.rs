@@ -106,7 +106,7 @@ impl Api {
         if let Some(b) = body {
             cmd.arg(b.to_string());
         }
-        let out = cmd.stdin(Stdio::null()).output().expect("python runs");
+        let out = super::output_within(&mut cmd, Duration::from_secs(60));
         let s = String::from_utf8_lossy(&out.stdout).into_owned();
         let (status, body) = s.split_once('\n').unwrap_or((s.as_str(), ""));
         let status = status.trim().parse().unwrap_or(0);
@@ -179,13 +179,13 @@ impl Hass {
     /// (whose `configuration.yaml` serves `http` on `http_port`) and waits up to 180 s
     /// until its API answers; panics with its log otherwise.
     pub fn start(venv: &Path, dir: &Path, http_port: u16) -> Hass {
-        let out = Command::new(python(venv))
-            .arg(driver())
-            .arg("token")
-            .arg(dir)
-            .stdin(Stdio::null())
-            .output()
-            .expect("python runs");
+        let out = super::output_within(
+            Command::new(python(venv))
+                .arg(driver())
+                .arg("token")
+                .arg(dir),
+            Duration::from_secs(120),
+        );
         assert!(out.status.success(), "token: {}", text(&out));
         let api = Api {
             venv: venv.to_path_buf(),

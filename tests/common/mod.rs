@@ -66,6 +66,83 @@ impl Drop for Guard {
     }
 }
 
+/// Runs `cmd` to its end like [`Command::output`], but kills it and panics (naming the
+/// command and what it printed so far) when it has not ended within `limit`: an outside
+/// tool that hangs (a browser, a client waiting on a broker) fails its test instead of
+/// holding CI until the machine is shut down.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> std::process::Output {
+    output_fed_within(cmd, &[], limit)
+}
+
+/// [`output_within`] with `input` written to the command's standard input (then closed).
+pub fn output_fed_within(cmd: &mut Command, input: &[u8], limit: Duration) -> std::process::Output {
+    use std::io::{Read, Write};
+    use std::os::unix::process::CommandExt;
+    use std::sync::mpsc;
+    let what = format!("{cmd:?}");
+    // Its own process group, so that a kill reaches what it started (a browser's
+    // renderers hold its pipes open).
+    let mut child = cmd
+        .process_group(0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    fn drain<R: Read + Send + 'static>(r: Option<R>) -> mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            let _ = tx.send(buf);
+        });
+        rx
+    }
+    if let Some(mut stdin) = child.stdin.take() {
+        let input = input.to_vec();
+        // A reader that never reads must not hold this test: write from a thread.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
+    let deadline = Instant::now() + limit;
+    let take = |rx: &mpsc::Receiver<Vec<u8>>| {
+        let left = deadline.saturating_duration_since(Instant::now());
+        rx.recv_timeout(left.max(Duration::from_secs(2)))
+            .unwrap_or_default()
+    };
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                return std::process::Output {
+                    status,
+                    stdout: take(&out),
+                    stderr: take(&err),
+                };
+            }
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(None) | Err(_) => {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .status();
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{what} did not end within {limit:?}; killed.\nstdout: {}\nstderr: {}",
+                    String::from_utf8_lossy(&take(&out)),
+                    String::from_utf8_lossy(&take(&err))
+                );
+            }
+        }
+    }
+}
+
 /// A fresh, empty temporary folder for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
