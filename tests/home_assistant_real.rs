@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::ha::{Api, HA_VERSION, driver, number, python, root, text, venv, wait_states};
-use common::{Daemon, Guard, free_port, temp_dir};
+use common::ha::{HA_VERSION, Hass, driver, number, python, root, text, venv, wait_states};
+use common::{Daemon, free_port, temp_dir};
 use p1lb::cli::home_assistant;
 use p1lb_core::config::SETTINGS;
 use p1lb_core::registers::{Access, REGISTERS, Register, address};
@@ -198,57 +198,11 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
         ),
     );
 
-    // A long-lived access token, made before the first start.
-    let out = Command::new(python(venv))
-        .arg(driver())
-        .arg("token")
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("python runs");
-    assert!(out.status.success(), "token: {}", text(&out));
-    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let api = Api {
-        venv: venv.to_path_buf(),
-        url: format!("http://127.0.0.1:{http_port}"),
-        token,
-    };
-
-    let log = dir.join("home-assistant.log");
+    // A long-lived access token, made before the first start; the API answers once
+    // Home Assistant has started.
     let t0 = Instant::now();
-    let hass = Command::new(venv.join("bin/hass"))
-        .arg("-c")
-        .arg(&dir)
-        .arg("--skip-pip")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("hass.stderr")).unwrap())
-        .spawn()
-        .expect("hass starts");
-    let mut hass = Guard(hass);
-
-    // The API answers once Home Assistant has started.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        if let (200, v) = api.call("GET", "/api/", None) {
-            assert_eq!(v["message"], "API running.");
-            break;
-        }
-        if let Ok(Some(status)) = hass.0.try_wait() {
-            panic!(
-                "hass exited ({status}):\n{}\n{}",
-                std::fs::read_to_string(dir.join("hass.stderr")).unwrap_or_default(),
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Home Assistant's API does not answer:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    eprintln!("hass: API up after {:.1} s", t0.elapsed().as_secs_f64());
+    let hass = Hass::start(venv, &dir, http_port);
+    let (api, log) = (&hass.api, &hass.log);
 
     // Every sensor has a value from the daemon, and at least one telegram was counted;
     // but the power the capacity budget allows the chargers reads 65535 (no bound) while
@@ -259,8 +213,8 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
         .collect();
     let no_bound = "sensor.p1lb_capacity_charger_power";
     let states = wait_states(
-        &api,
-        &log,
+        api,
+        log,
         Duration::from_secs(60),
         "every p1lb sensor with a number (1126 unavailable), telegrams_valid > 0",
         |s| {
@@ -408,8 +362,8 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
         "1003 bit 5: nothing staged"
     );
     wait_states(
-        &api,
-        &log,
+        api,
+        log,
         Duration::from_secs(10),
         "the charge mode back in Home Assistant",
         |s| s.get("select.p1lb_charge_mode").map(|e| &e["state"]) == Some(&json!("min_solar")),
@@ -522,8 +476,8 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
                              "sensor.p1lb_capacity_target", "sensor.p1lb_capacity_mode"]}),
     );
     wait_states(
-        &api,
-        &log,
+        api,
+        log,
         Duration::from_secs(40),
         "the written values back in Home Assistant",
         |s| {
@@ -556,7 +510,7 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
 
     // Nothing in Home Assistant's log about the package: no error at all, no warning
     // from the integrations it uses.
-    let ha_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let ha_log = std::fs::read_to_string(log).unwrap_or_default();
     let bad: Vec<&str> = ha_log
         .lines()
         .filter(|l| {
@@ -592,8 +546,8 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
                              "sensor.p1lb_charge_mode", "sensor.p1lb_solar_state"]}),
     );
     wait_states(
-        &api,
-        &log,
+        api,
+        log,
         Duration::from_secs(40),
         "the entities unavailable without the daemon",
         |s| {
@@ -609,7 +563,7 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
             .all(|e| s.get(*e).map(|e| &e["state"]) == Some(&json!("unavailable")))
         },
     );
-    let ha_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let ha_log = std::fs::read_to_string(log).unwrap_or_default();
     let bad: Vec<&str> = ha_log
         .lines()
         .skip(lines_before)
@@ -617,7 +571,6 @@ async fn home_assistant_runs_the_package_against_the_daemon() {
         .collect();
     assert!(bad.is_empty(), "without the daemon:\n{}", bad.join("\n"));
 
-    let _ = hass.0.kill();
-    let _ = hass.0.wait();
+    drop(hass);
     eprintln!("hass: whole test {:.1} s", t0.elapsed().as_secs_f64());
 }

@@ -374,6 +374,12 @@ async fn with_writes_on_the_password_writes_through_the_register_write_path() {
     let http = free_addr();
     let password = dir.join("http-password");
     std::fs::write(&password, "s3cret\n").unwrap();
+    // Readable only by the service user, or the start is refused.
+    std::fs::set_permissions(
+        &password,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let config = dir.join("p1lb.toml");
     std::fs::write(
         &config,

@@ -159,14 +159,34 @@ impl HttpSection {
         let Some(path) = &self.password_file else {
             bail!("[http] allow_writes = true needs password_file (a file with the password)");
         };
-        let text = fs::read_to_string(path)
-            .with_context(|| format!("[http] password_file {}", path.display()))?;
-        let password = text.lines().next().unwrap_or("").trim().to_owned();
-        if password.is_empty() {
-            bail!("[http] password_file {}: empty", path.display());
-        }
-        Ok(Some(password))
+        read_password_file("http", path).map(Some)
     }
+}
+
+/// Reads a section's `password_file` (`[http]`, `[mqtt]`): its first line without the
+/// line end. Refused, with what to do, when group or others may read the file (it must be
+/// readable only by the service user) and when that line is empty.
+pub fn read_password_file(section: &str, path: &Path) -> Result<String> {
+    let what = || format!("[{section}] password_file {}", path.display());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path).with_context(what)?.permissions().mode();
+        if mode & 0o044 != 0 {
+            bail!(
+                "{} is readable by group or others (mode {:o}): `chmod 600` it (readable \
+                 only by the service user)",
+                what(),
+                mode & 0o777
+            );
+        }
+    }
+    let text = fs::read_to_string(path).with_context(what)?;
+    let password = text.lines().next().unwrap_or("");
+    if password.is_empty() {
+        bail!("{}: its first line is empty", what());
+    }
+    Ok(password.to_owned())
 }
 
 /// `[led]`.
@@ -678,5 +698,27 @@ mod tests {
         let missing = dir.join("no-such-dir").join("p1lb.toml");
         assert!(save_settings(&missing, &c).is_err());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_password_file_readable_by_others_or_empty_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("p1lb-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("pw");
+        std::fs::write(&f, "secret\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = read_password_file("http", &f).unwrap_err().to_string();
+        assert!(
+            e.contains("readable by group or others") && e.contains("644"),
+            "{e}"
+        );
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_password_file("http", &f).unwrap(), "secret");
+        std::fs::write(&f, "\nsecret\n").unwrap();
+        let e = read_password_file("http", &f).unwrap_err().to_string();
+        assert!(e.contains("first line is empty"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -18,7 +18,6 @@
 
 pub mod proto;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -139,29 +138,6 @@ impl std::fmt::Debug for MqttPlan {
     }
 }
 
-/// Reads the password file: refused when group or others may read it (it must be
-/// readable only by the service user). Trailing newlines are not part of it.
-pub fn read_password(path: &Path) -> Result<String> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path)
-            .with_context(|| format!("[mqtt] password_file {}", path.display()))?;
-        let mode = meta.permissions().mode();
-        if mode & 0o044 != 0 {
-            bail!(
-                "[mqtt] password_file {} is readable by group or others (mode {:o}): \
-                 `chmod 600` it (readable only by the service user)",
-                path.display(),
-                mode & 0o777
-            );
-        }
-    }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("[mqtt] password_file {}", path.display()))?;
-    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
-}
-
 /// The plan from the `[mqtt]` section (and `--mqtt URL`): `None` when MQTT is off.
 pub fn plan(
     section: &super::file::MqttSection,
@@ -184,7 +160,9 @@ pub fn plan(
         bail!("[mqtt] prefix {prefix:?} is the discovery prefix: Home Assistant's own topics");
     }
     let credentials = match (&section.username, &section.password_file) {
-        (Some(user), Some(file)) => Some((user.clone(), read_password(file)?)),
+        (Some(user), Some(file)) => {
+            Some((user.clone(), super::file::read_password_file("mqtt", file)?))
+        }
         (Some(user), None) => Some((user.clone(), String::new())),
         (None, Some(_)) => bail!("[mqtt] password_file without username"),
         (None, None) => None,
@@ -521,24 +499,5 @@ mod tests {
         ] {
             assert!(BrokerUrl::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn a_password_file_readable_by_others_is_refused() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("p1lb-mqtt-pw-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("pw");
-        std::fs::write(&f, "secret\n").unwrap();
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = read_password(&f).unwrap_err().to_string();
-        assert!(
-            e.contains("readable by group or others") && e.contains("644"),
-            "{e}"
-        );
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(read_password(&f).unwrap(), "secret");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
