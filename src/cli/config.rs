@@ -352,6 +352,23 @@ mod tests {
         );
         assert_eq!(parse_value(reg("capacity_mode"), "2").unwrap(), 2);
         assert_eq!(parse_value(reg("capacity_mode"), "2W").unwrap_err().code, 2);
+        // Names for every register whose values have them, any case, `-` for `_`.
+        assert_eq!(parse_value(reg("capacity_mode"), "follow-peak").unwrap(), 2);
+        assert_eq!(parse_value(reg("capacity_mode"), "Target").unwrap(), 1);
+        assert_eq!(parse_value(reg("control_mode"), "headroom").unwrap(), 1);
+        assert_eq!(parse_value(reg("rs485_parity"), "even").unwrap(), 2);
+        let e = parse_value(reg("capacity_mode"), "peak").unwrap_err();
+        assert_eq!(e.code, 2);
+        assert!(
+            e.message.contains("off (0), target (1), follow_peak (2)"),
+            "{}",
+            e.message
+        );
+        // A unit is not a name: a number that is not one stays refused as before.
+        assert_eq!(
+            parse_value(reg("upper_current"), "A16").unwrap_err().code,
+            2
+        );
 
         assert_eq!(format_value(target, 2500), "2500 W");
         assert_eq!(format_value(reg("capacity_margin"), 100), "100 W");

@@ -41,8 +41,10 @@ pub fn find_register(name: &str) -> Result<&'static Register, Failure> {
         })
 }
 
-/// Parses `text` into the raw register value of `reg`, converting units; the charge
-/// mode (1080) also takes its names ([`parse_charge_mode`]).
+/// Parses `text` into the raw register value of `reg`, converting units; a register
+/// whose values have names ([`value_names`]: the modes, the parity, a wiring) also takes
+/// them (any case, `-` for `_`), and the charge mode (1080) its aliases
+/// ([`parse_charge_mode`]).
 pub fn parse_value(reg: &Register, text: &str) -> Result<u16, Failure> {
     let t = text.trim();
     if reg.address == CHARGE_MODE && t.contains(|c: char| c.is_ascii_alphabetic()) {
@@ -54,6 +56,24 @@ pub fn parse_value(reg: &Register, text: &str) -> Result<u16, Failure> {
                 names.join(", ")
             ))
         });
+    }
+    if let Some(names) = value_names(reg) {
+        if t.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            let wanted = t.replace('-', "_");
+            return names
+                .iter()
+                .find(|(_, n)| n.eq_ignore_ascii_case(&wanted))
+                .map(|(code, _)| *code)
+                .ok_or_else(|| {
+                    let list: Vec<String> =
+                        names.iter().map(|(c, n)| format!("{n} ({c})")).collect();
+                    Failure::usage(format!(
+                        "{}: unknown value {text:?}; one of {}",
+                        reg.name,
+                        list.join(", ")
+                    ))
+                });
+        }
     }
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
@@ -429,14 +449,14 @@ pub fn format_value(reg: &Register, raw: i64) -> String {
                 format!("0x{raw:04x} ({})", names.join(", "))
             }
         }
-        "" if reg.address == p1lb_core::registers::address::BALANCER_STATE => {
-            format!("{raw} ({})", state_name(raw as u16))
+        // Every register whose values have names: the modes, states, parity, wirings.
+        "" if value_names(reg).is_some() => {
+            let names = value_names(reg).unwrap_or(&[]);
+            match u16::try_from(raw) {
+                Ok(code) => format!("{raw} ({})", name_of(names, code)),
+                Err(_) => format!("{raw} (unknown)"),
+            }
         }
-        "" if reg.address == p1lb_core::config::address::CAPACITY_MODE => {
-            format!("{raw} ({})", capacity_mode_name(raw as u16))
-        }
-        "" if reg.address == CHARGE_MODE => format!("{raw} ({})", charge_mode_name(raw as u16)),
-        "" if reg.address == SOLAR_STATE => format!("{raw} ({})", solar_state_name(raw as u16)),
         "10 W" if reg.address == SOLAR_SURPLUS => format!("{} W", raw * 10),
         "W" if reg.address == p1lb_core::registers::address::CAPACITY_CHARGER_POWER
             && raw == i64::from(NO_BOUND) =>
