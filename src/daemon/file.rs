@@ -511,6 +511,20 @@ mod tests {
         }
     }
 
+    /// `want` saved through the example file: each of `lines` stands once (the example's
+    /// lines changed in place), and the file reads back as `want`.
+    fn saved_in_place(want: &Config, lines: &[&str]) {
+        let out = update_settings(EXAMPLE, want).unwrap();
+        for line in lines {
+            assert_eq!(
+                out.lines().filter(|l| l == line).count(),
+                1,
+                "{line}\n{out}"
+            );
+        }
+        assert_eq!(&parse(&out).unwrap().settings, want);
+    }
+
     #[test]
     fn capacity_settings_load_by_name_round_trip_and_a_bad_value_names_the_setting() {
         use p1lb_core::config::CapacityMode;
@@ -525,20 +539,14 @@ mod tests {
         want.set_capacity_target_w(3500).unwrap();
         want.set_capacity_margin_w(150).unwrap();
         assert_eq!(f.settings, want, "the rest at the defaults");
-        // Saved and read back through the example file: the lines change in place.
-        let out = update_settings(EXAMPLE, &want).unwrap();
-        for line in [
-            "capacity_mode = 2",
-            "capacity_target = 3500",
-            "capacity_margin = 150",
-        ] {
-            assert_eq!(
-                out.lines().filter(|l| *l == line).count(),
-                1,
-                "{line}\n{out}"
-            );
-        }
-        assert_eq!(parse(&out).unwrap().settings, want);
+        saved_in_place(
+            &want,
+            &[
+                "capacity_mode = 2",
+                "capacity_target = 3500",
+                "capacity_margin = 150",
+            ],
+        );
         // Into a file without them: added (they differ from the defaults), and back.
         let out = update_settings("[settings]\nphases = 3\n", &want).unwrap();
         assert!(out.contains("\ncapacity_target = 3500\n"), "{out}");
@@ -594,22 +602,16 @@ mod tests {
         want.set_solar_stop_delay_s(300).unwrap();
         want.set_solar_max_import_w(500).unwrap();
         assert_eq!(f.settings, want, "the rest at the defaults");
-        // Saved and read back through the example file: the lines change in place.
-        let out = update_settings(EXAMPLE, &want).unwrap();
-        for line in [
-            "charge_mode = 2",
-            "solar_start_surplus = 4200",
-            "solar_start_delay = 30",
-            "solar_stop_delay = 300",
-            "solar_max_import = 500",
-        ] {
-            assert_eq!(
-                out.lines().filter(|l| *l == line).count(),
-                1,
-                "{line}\n{out}"
-            );
-        }
-        assert_eq!(parse(&out).unwrap().settings, want);
+        saved_in_place(
+            &want,
+            &[
+                "charge_mode = 2",
+                "solar_start_surplus = 4200",
+                "solar_start_delay = 30",
+                "solar_stop_delay = 300",
+                "solar_max_import = 500",
+            ],
+        );
         // Only the mode changed (what a write of 1080 saves): one line differs.
         let mut paused = Config::default();
         paused.set_charge_mode(ChargeMode::Paused).unwrap();
