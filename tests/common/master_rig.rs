@@ -1,6 +1,6 @@
 //! The real `p1lb run` in the RS485 master role, as the end-to-end bus tests start and
-//! watch it (tests/solar_daemon.rs, tests/capacity_daemon.rs, tests/shared_bus.rs,
-//! tests/headroom_bus.rs): its `p1lb.toml` ([`write_toml`]), its start on a socat pty
+//! watch it (tests/real_time/: solar_daemon.rs, capacity_daemon.rs, shared_bus.rs,
+//! headroom_bus.rs): its `p1lb.toml` ([`write_toml`]), its start on a socat pty
 //! ([`start_master`]), the wait for its first limit on the bus, reads of its registers
 //! over Modbus TCP ([`read_holding`], [`telegram_counts`]); a meter on a P1 pty printing
 //! what a real one does ([`P1Meter`]); and [`PtyRig`], one daemon in a closed loop with

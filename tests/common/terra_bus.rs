@@ -1,6 +1,6 @@
 //! A Terra AC's registers, the car behind it and a smart meter's P1 feed, as the
-//! end-to-end bus tests model them (tests/headroom_bus.rs, tests/shared_bus.rs,
-//! tests/capacity_daemon.rs, tests/solar_daemon.rs): the charger's status block from
+//! end-to-end bus tests model them (tests/real_time/: headroom_bus.rs, shared_bus.rs,
+//! capacity_daemon.rs, solar_daemon.rs): the charger's status block from
 //! what its own meter measured, the limit, timeout and fallback it was written; a car
 //! that follows the applied limit late and ramps; [`OneCharger`], one such unit with its
 //! car in real time; the line they answer on ([`BAUD`], [`TURNAROUND`]) and the loop

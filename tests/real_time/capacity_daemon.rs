@@ -49,7 +49,7 @@
 //!
 //! Needs socat: without it the test skips loudly, unless CI is set, then it fails.
 
-mod common;
+use crate::common;
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};

@@ -44,7 +44,7 @@
 //!
 //! Needs socat: without it the test skips loudly, unless CI is set, then it fails.
 
-mod common;
+use crate::common;
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;

@@ -22,7 +22,7 @@
 //!
 //! Needs socat: without it the test skips loudly, unless CI is set, then it fails.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
