@@ -24,7 +24,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::ha::{HA_VERSION, Hass, driver, number, python, root, text, venv, wait_states};
@@ -54,13 +54,13 @@ fn config_dir(name: &str, package: &str, extra: &str) -> PathBuf {
 
 /// `ha_driver.py check DIR`: Home Assistant's configuration check.
 fn check(venv: &Path, dir: &Path) -> Output {
-    Command::new(python(venv))
-        .arg(driver())
-        .arg("check")
-        .arg(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("the venv's python runs")
+    common::output_within(
+        Command::new(python(venv))
+            .arg(driver())
+            .arg("check")
+            .arg(dir),
+        Duration::from_secs(300),
+    )
 }
 
 fn is_select(reg: &Register) -> bool {

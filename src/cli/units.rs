@@ -451,11 +451,11 @@ pub fn format_value(reg: &Register, raw: i64) -> String {
         }
         // Every register whose values have names: the modes, states, parity, wirings.
         "" if value_names(reg).is_some() => {
-            let names = value_names(reg).unwrap_or(&[]);
-            match u16::try_from(raw) {
-                Ok(code) => format!("{raw} ({})", name_of(names, code)),
-                Err(_) => format!("{raw} (unknown)"),
-            }
+            let name = u16::try_from(raw)
+                .ok()
+                .zip(value_names(reg))
+                .map_or("unknown", |(code, names)| name_of(names, code));
+            format!("{raw} ({name})")
         }
         "10 W" if reg.address == SOLAR_SURPLUS => format!("{} W", raw * 10),
         "W" if reg.address == p1lb_core::registers::address::CAPACITY_CHARGER_POWER
